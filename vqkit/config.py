@@ -182,6 +182,17 @@ class ModelConfig:
     lora: LoRAConfig = field(default_factory=LoRAConfig)
 
 
+def vision_token_count(model: ModelConfig, num_views: int, has_geometry: bool) -> int:
+    """Vision tokens the model writes into one sample's placeholders.
+
+    The collator emits exactly this many ``<|image_pad|>`` tokens and the model checks it: the
+    projector's latents, plus one geometry token per view when geometry is enabled and the record
+    has it.
+    """
+    geometry = num_views if (model.geometry.enabled and has_geometry) else 0
+    return model.projector.num_latents + geometry
+
+
 # --------------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------------
