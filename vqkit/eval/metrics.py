@@ -1,0 +1,263 @@
+"""Answer metrics for 3D question answering (ScanQA, SQA3D, the synthetic rooms).
+
+:func:`score` turns predictions and their reference answers into the numbers papers report, all
+multiplied by 100:
+
+- ``em``: EM@1 as the official ScanQA scorer (``scripts/score.py`` of ATR-DBI/ScanQA,
+  ``answer in ref_answers``): the prediction string must equal one of the raw references. The
+  only normalisation vqkit adds is stripping leading/trailing whitespace from the prediction,
+  because a generated answer can carry a space or newline that a classifier's answer vocabulary
+  never has; case and punctuation are compared as they are.
+- ``em_refined``: lower-case, numbers written as words ("3" -> "three", "2.5" -> "two point five",
+  "1,000" -> "one thousand"), punctuation replaced by spaces (apostrophes removed: "couch's" ->
+  "couchs"), articles (a/an/the) dropped, whitespace collapsed; then a hit when the two are equal or
+  one occurs in the other **on word boundaries** ("chair" matches "brown chair" but "one" does not
+  match "phone"). An answer that normalises to nothing ("the", ".") never matches.
+- ``bleu1..4``, ``meteor``, ``rouge_l``, ``cider``: pycocoevalcap 1.2 exactly as the ScanQA scorer
+  calls it: the Stanford PTB tokenizer (Java) over the prediction and all references, then
+  ``Bleu(4)``, ``Meteor()``, ``Rouge()``, ``Cider()`` at corpus level. They need Java; without it
+  (or when anything in pycocoevalcap fails) they are ``None`` and a warning says why.
+
+SQA3D reports EM by question type; records without a ``qtype`` get :func:`sqa3d_qtype` (first word
+of the question: what/is/how/can/which, else other).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+import warnings
+from collections import defaultdict
+
+LANGUAGE_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
+"""Keys of the pycocoevalcap metrics (None when they cannot be computed)."""
+
+SQA3D_QTYPES = ("what", "is", "how", "can", "which", "other")
+"""SQA3D's question types, named by the question's first word."""
+
+_ARTICLES = {"a", "an", "the"}
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+         "nineteen"]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
+# digits with optional thousands separators and an optional decimal part, as a whole token
+_NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?(?![\w]|\.\d)")
+_PUNCT = re.compile(r"[^\w\s]|_")
+
+
+# --------------------------------------------------------------------------------------------
+# Normalisation and exact match
+# --------------------------------------------------------------------------------------------
+
+
+def int_to_words(n: int) -> str:
+    """English words for a non-negative integer: 21 -> "twenty one", 1005 -> "one thousand five"."""
+    if n < 0:
+        return "minus " + int_to_words(-n)
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + int_to_words(rest))
+    for value, name in _SCALES:
+        if n >= value:
+            rest = n % value
+            return int_to_words(n // value) + " " + name + ("" if rest == 0 else " " + int_to_words(rest))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _number_words(match: re.Match) -> str:
+    whole, frac = match.group(1), match.group(2)
+    words = int_to_words(int(whole.replace(",", "")))
+    if frac:
+        words += " point " + " ".join(_ONES[int(d)] for d in frac)
+    return f" {words} "
+
+
+def normalize_answer(text: str) -> str:
+    """The refined-EM normal form: lower-case, numbers as words, no punctuation, no articles.
+
+    >>> normalize_answer("The 3 Chairs.")
+    'three chairs'
+    """
+    text = text.lower().replace("'", "").replace("\u2019", "")
+    text = _NUMBER.sub(_number_words, text)
+    text = _PUNCT.sub(" ", text)
+    return " ".join(w for w in text.split() if w not in _ARTICLES)
+
+
+def exact_match(prediction: str, references: list[str]) -> bool:
+    """Official ScanQA EM@1: the (whitespace-stripped) prediction is one of the raw references."""
+    if isinstance(references, str):
+        references = [references]
+    return prediction.strip() in references
+
+
+def refined_match(prediction: str, references: list[str]) -> bool:
+    """Refined EM: normalised strings equal, or one inside the other on word boundaries."""
+    if isinstance(references, str):
+        references = [references]
+    pred = normalize_answer(prediction)
+    if not pred:
+        return False
+    for ref in references:
+        ref = normalize_answer(ref)
+        if ref and (f" {pred} " in f" {ref} " or f" {ref} " in f" {pred} "):
+            return True
+    return False
+
+
+def sqa3d_qtype(question: str) -> str:
+    """SQA3D question type from the first word: what/is/how/can/which, anything else "other"."""
+    words = re.findall(r"[a-z]+", question.lower())
+    first = words[0] if words else ""
+    return first if first in SQA3D_QTYPES else "other"
+
+
+# --------------------------------------------------------------------------------------------
+# pycocoevalcap
+# --------------------------------------------------------------------------------------------
+
+_METEOR = None  # one METEOR Java process per Python process: it takes ~15 s to load on 2 cores
+_METEOR_LOCK = threading.Lock()
+
+
+def _meteor():
+    """The shared pycocoevalcap ``Meteor`` scorer (started on first use)."""
+    global _METEOR
+    with _METEOR_LOCK:
+        if _METEOR is None or _METEOR.meteor_p.poll() is not None:
+            from pycocoevalcap.meteor.meteor import Meteor
+
+            _METEOR = Meteor()
+        return _METEOR
+
+
+def _drop_meteor() -> None:
+    """Forget a METEOR process that failed, releasing its lock so its __del__ cannot deadlock."""
+    global _METEOR
+    with _METEOR_LOCK:
+        meteor, _METEOR = _METEOR, None
+    if meteor is not None:
+        if meteor.lock.locked():
+            meteor.lock.release()
+        try:
+            meteor.meteor_p.kill()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+def _one_line(text: str) -> str:
+    # The PTB tokenizer reads one sentence per line, so every line break becomes a space.
+    return re.sub(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]", " ", text)
+
+
+def language_metrics(predictions: list[str], references: list[list[str]]) -> dict:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (x100) as the ScanQA scorer computes them.
+
+    Returns every key of :data:`LANGUAGE_METRICS`; all are None (with a ``warnings.warn`` naming
+    the reason) when Java is missing or pycocoevalcap fails, so scoring never crashes on them.
+    """
+    empty = {k: None for k in LANGUAGE_METRICS}
+    if not predictions:
+        return empty
+    if shutil.which("java") is None:
+        warnings.warn("BLEU/METEOR/ROUGE-L/CIDEr not computed: pycocoevalcap's PTB tokenizer and "
+                      "METEOR need Java and no 'java' is on PATH (e.g. apt-get install "
+                      "default-jre-headless); they are reported as null", RuntimeWarning, stacklevel=2)
+        return empty
+    step = "import"
+    try:
+        from pycocoevalcap.bleu.bleu import Bleu
+        from pycocoevalcap.cider.cider import Cider
+        from pycocoevalcap.rouge.rouge import Rouge
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+        step = "PTB tokenizer"
+        gts = {i: [{"caption": _one_line(r)} for r in refs] for i, refs in enumerate(references)}
+        res = {i: [{"caption": _one_line(p)}] for i, p in enumerate(predictions)}
+        tokenizer = PTBTokenizer()
+        gts, res = tokenizer.tokenize(gts), tokenizer.tokenize(res)
+        if len(gts) != len(references) or len(res) != len(predictions):
+            raise RuntimeError(f"PTB tokenizer returned {len(res)}/{len(gts)} of "
+                               f"{len(predictions)} sentences")
+        out = {}
+        step = "BLEU"
+        bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+        for n, value in enumerate(bleu, start=1):
+            out[f"bleu{n}"] = 100.0 * value
+        step = "METEOR"
+        try:
+            out["meteor"] = 100.0 * _meteor().compute_score(gts, res)[0]
+        except BaseException:
+            _drop_meteor()
+            raise
+        step = "ROUGE-L"
+        out["rouge_l"] = 100.0 * Rouge().compute_score(gts, res)[0]
+        step = "CIDEr"
+        out["cider"] = 100.0 * Cider().compute_score(gts, res)[0]
+        return out
+    except Exception as e:  # noqa: BLE001 - any failure of the Java tools must not lose the EM numbers
+        warnings.warn(f"BLEU/METEOR/ROUGE-L/CIDEr not computed: pycocoevalcap failed in {step} "
+                      f"({type(e).__name__}: {e}); they are reported as null",
+                      RuntimeWarning, stacklevel=2)
+        return empty
+
+
+# --------------------------------------------------------------------------------------------
+# score
+# --------------------------------------------------------------------------------------------
+
+
+def _mean100(values: list[bool]) -> float | None:
+    # None rather than NaN for an empty set, so metrics.json stays valid JSON
+    return 100.0 * sum(values) / len(values) if values else None
+
+
+def score(predictions: list[str], references: list[list[str]], qtypes: list[str | None] | None = None,
+          *, language: bool = True) -> dict:
+    """Score predictions against their references; every value x100.
+
+    Args:
+        predictions: one answer string per example.
+        references: all reference answers of each example (at least one).
+        qtypes: question type per example for ``by_qtype`` (None: no breakdown; a None entry
+            counts as "other"). Use :func:`sqa3d_qtype` for records without one.
+        language: compute BLEU/METEOR/ROUGE-L/CIDEr (needs Java, a few seconds); False leaves
+            them None without a warning (e.g. for quick periodic evaluation in training).
+
+    Returns:
+        ``{"n", "em", "em_refined", "bleu1".."bleu4", "meteor", "rouge_l", "cider",
+        "by_qtype": {qtype: {"n", "em", "em_refined"}}}``. With no examples the rates are None.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
+    if qtypes is not None and len(qtypes) != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions but {len(qtypes)} qtypes")
+    for i, refs in enumerate(references):
+        if isinstance(refs, str) or not refs:
+            raise ValueError(f"example {i}: references must be a non-empty list of strings, got {refs!r}")
+
+    em = [exact_match(p, r) for p, r in zip(predictions, references)]
+    refined = [refined_match(p, r) for p, r in zip(predictions, references)]
+    out: dict = {"n": len(predictions), "em": _mean100(em), "em_refined": _mean100(refined)}
+    if language:
+        out.update(language_metrics(predictions, references))
+    else:
+        out.update({k: None for k in LANGUAGE_METRICS})
+
+    by_qtype: dict[str, dict] = {}
+    if qtypes is not None:
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, qt in enumerate(qtypes):
+            groups[qt or "other"].append(i)
+        for qt in sorted(groups):
+            idx = groups[qt]
+            by_qtype[qt] = {"n": len(idx), "em": _mean100([em[i] for i in idx]),
+                            "em_refined": _mean100([refined[i] for i in idx])}
+    out["by_qtype"] = by_qtype
+    return out
