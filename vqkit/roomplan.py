@@ -402,3 +402,436 @@ def _as_dict(value: Any, where: str) -> dict:
     if not isinstance(value, dict):
         raise DataError(f"{where}: expected an object, got {type(value).__name__}")
     return value
+
+
+# ----------------------------------------------------------------------------------------------
+# Text form
+# ----------------------------------------------------------------------------------------------
+
+
+def _cm(v: float) -> int:
+    return int(round(float(v) * 100.0))
+
+
+def _deg180(yaw: float) -> int:
+    """Yaw in radians -> integer degrees in [0, 180) (boxes and walls are symmetric under 180 deg)."""
+    return int(round(math.degrees(yaw))) % 180
+
+
+def _direction(yaw_deg: int) -> np.ndarray:
+    a = math.radians(yaw_deg)
+    return np.array([math.cos(a), math.sin(a)])
+
+
+def room_to_text(room: Room) -> str:
+    """The canonical text form of ``room`` (format in the module docstring); ``""`` for an empty room.
+
+    Deterministic: every sort key is computed from the quantised integers that are written, so
+    re-writing a parsed text gives the same text.
+    """
+    # Quantise walls first: openings are written relative to the *quantised* wall.
+    qwalls = []
+    for w in room.walls:
+        h = _cm(w.height)
+        qwalls.append((w.id, _cm(w.center[0]), _cm(w.center[1]), _cm(w.center[2] - w.height / 2), _cm(w.width), h, _deg180(w.yaw)))
+    if qwalls:
+        mx = sum(q[1] for q in qwalls) / len(qwalls)
+        my = sum(q[2] for q in qwalls) / len(qwalls)
+
+        def wall_key(q: tuple) -> tuple:
+            angle = math.degrees(math.atan2(q[2] - my, q[1] - mx)) % 360.0
+            return (round(angle, 6), *q[1:])
+
+        qwalls.sort(key=wall_key)
+    index_of: dict[str, int] = {}
+    for i, q in enumerate(qwalls):
+        index_of.setdefault(q[0], i)
+
+    attached: dict[int, list[tuple]] = {i: [] for i in range(len(qwalls))}
+    orphans: list[tuple] = []
+    for o in room.surfaces():
+        z, w, h = _cm(o.center[2] - o.height / 2), _cm(o.width), _cm(o.height)
+        open_field = () if o.kind != "door" or o.is_open is None else (int(bool(o.is_open)),)
+        i = index_of.get(o.wall_id) if o.wall_id is not None else None
+        if i is None:
+            orphans.append((OPENING_KINDS.index(o.kind), _cm(o.center[0]), _cm(o.center[1]), z, w, h, _deg180(o.yaw), open_field))
+            continue
+        q = qwalls[i]
+        offset = np.asarray(o.center[:2]) * 100.0 - np.array([q[1], q[2]], dtype=np.float64)
+        s = int(round(float(offset @ _direction(q[6]))))
+        attached[i].append((OPENING_KINDS.index(o.kind), s, z, w, h, open_field))
+
+    lines: list[str] = []
+    for i, q in enumerate(qwalls):
+        lines.append(f"wall {i} x={q[1]} y={q[2]} z={q[3]} w={q[4]} h={q[5]} yaw={q[6]}")
+        for k, s, z, w, h, open_field in sorted(attached[i]):
+            line = f"{OPENING_KINDS[k]} wall={i} s={s} z={z} w={w} h={h}"
+            lines.append(line + (f" open={open_field[0]}" if open_field else ""))
+    for k, x, y, z, w, h, yaw, open_field in sorted(orphans):
+        line = f"{OPENING_KINDS[k]} x={x} y={y} z={z} w={w} h={h} yaw={yaw}"
+        lines.append(line + (f" open={open_field[0]}" if open_field else ""))
+    qobjects = sorted(
+        (ob.category, _cm(ob.center[0]), _cm(ob.center[1]), _cm(ob.center[2] - ob.size[1] / 2),
+         _cm(ob.size[0]), _cm(ob.size[1]), _cm(ob.size[2]), _deg180(ob.yaw))
+        for ob in room.objects
+    )
+    for c, x, y, z, w, h, d, yaw in qobjects:
+        lines.append(f"{c} x={x} y={y} z={z} w={w} h={h} d={d} yaw={yaw}")
+    return "\n".join(lines)
+
+
+# Fields each line kind needs (besides its head words); "open" is optional for doors.
+_WALL_FIELDS = ("x", "y", "z", "w", "h", "yaw")
+_ATTACHED_FIELDS = ("wall", "s", "z", "w", "h")
+_ORPHAN_FIELDS = ("x", "y", "z", "w", "h", "yaw")
+_OBJECT_FIELDS = ("x", "y", "z", "w", "h", "d", "yaw")
+_NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")
+
+
+def room_from_text(text: str) -> tuple[Room, list[str]]:
+    """Parse the text form, tolerantly: ``(room, problems)``. Never raises.
+
+    Reads whatever lines are well formed and skips the rest, with one problem per skipped or
+    suspicious line naming it (``"line 7: ..."``): truncated lines (missing fields; the last line
+    is flagged as probably truncated), unknown element or category, openings on a wall index that no
+    wall line defines, duplicate wall indices (the first wins) and exact duplicate lines, bad numbers,
+    unknown fields (ignored). Lines may come in any order (walls are read first). Lengths are
+    centimetres; non-integers are accepted. Ids of the parsed room are ``wall<i>`` (text index),
+    ``door<k>``, ``window<k>``, ``opening<k>``, ``object<k>``.
+    """
+    problems: list[str] = []
+    if not isinstance(text, str):
+        return Room(), [f"not text: {type(text).__name__}"]
+    raw_lines = text.split("\n")
+    while raw_lines and not raw_lines[-1].strip():
+        raw_lines.pop()
+    last = len(raw_lines)
+    parsed: list[tuple[int, str, list[str], dict[str, float]]] = []  # (line no, head, head args, fields)
+    seen_lines: dict[str, int] = {}
+    for n, raw in enumerate(raw_lines, start=1):
+        line = " ".join(raw.split())
+        if not line:
+            continue
+        if line in seen_lines:
+            problems.append(f"line {n}: duplicate of line {seen_lines[line]}; skipped")
+            continue
+        seen_lines[line] = n
+        head: list[str] = []
+        fields: dict[str, float] = {}
+        bad = False
+        for tok in line.split(" "):
+            if "=" not in tok:
+                if fields:  # a bare word after the fields
+                    problems.append(f"line {n}: unexpected word {tok!r}")
+                    bad = True
+                    break
+                head.append(tok)
+                continue
+            key, _, value = tok.partition("=")
+            if not _NUMBER.match(value):
+                problems.append(f"line {n}: {key}={value!r} is not a number" + (" (truncated?)" if n == last else ""))
+                bad = True
+                break
+            if key in fields:
+                problems.append(f"line {n}: field {key} given twice; the first is used")
+                continue
+            fields[key] = float(value)
+        if not bad:
+            parsed.append((n, head[0] if head else "", head[1:], fields))
+
+    def check(n: int, what: str, fields: dict[str, float], required: Sequence[str], optional: Sequence[str] = ()) -> bool:
+        missing = [k for k in required if k not in fields]
+        unknown = [k for k in fields if k not in required and k not in optional]
+        if unknown:
+            problems.append(f"line {n}: unknown field(s) {', '.join(unknown)} for {what}; ignored")
+        if missing:
+            hint = " (truncated?)" if n == last else ""
+            problems.append(f"line {n}: {what} misses {', '.join(missing)}{hint}; skipped")
+            return False
+        return True
+
+    room = Room()
+    walls_by_index: dict[int, tuple[Wall, int]] = {}
+    for n, kind, args, f in parsed:
+        if kind != "wall":
+            continue
+        if len(args) != 1 or not re.fullmatch(r"-?\d+", args[0]):
+            problems.append(f"line {n}: wall needs one integer index, got {' '.join(args) or 'none'}; skipped")
+            continue
+        if not check(n, "wall", f, _WALL_FIELDS):
+            continue
+        idx = int(args[0])
+        if idx in walls_by_index:
+            problems.append(f"line {n}: duplicate wall {idx} (first on line {walls_by_index[idx][1]}); skipped")
+            continue
+        wall = Wall(f"wall{idx}", (f["x"] / 100, f["y"] / 100, (f["z"] + f["h"] / 2) / 100), f["w"] / 100, f["h"] / 100, math.radians(f["yaw"]))
+        walls_by_index[idx] = (wall, n)
+        room.walls.append(wall)
+
+    counters = {k: 0 for k in (*OPENING_KINDS, "object")}
+    for n, kind, args, f in parsed:
+        if kind == "wall":
+            continue
+        if kind in OPENING_KINDS:
+            if args:
+                problems.append(f"line {n}: unexpected word(s) {' '.join(args)!r} after {kind}; ignored")
+            optional = ("open",) if kind == "door" else ()
+            is_open = None
+            if "open" in f and kind == "door":
+                is_open = f["open"] != 0
+            if "wall" in f:
+                if not check(n, kind, f, _ATTACHED_FIELDS, optional):
+                    continue
+                widx = int(f["wall"])
+                if widx != f["wall"] or widx not in walls_by_index:
+                    problems.append(f"line {n}: {kind} on missing wall {f['wall']:g}; skipped")
+                    continue
+                wall = walls_by_index[widx][0]
+                yaw_deg = round(math.degrees(wall.yaw))
+                xy = np.array(wall.center[:2]) + f["s"] / 100 * _direction(yaw_deg)
+                center = (float(xy[0]), float(xy[1]), (f["z"] + f["h"] / 2) / 100)
+                op = Opening(f"{kind}{counters[kind]}", kind, wall.id, center, f["w"] / 100, f["h"] / 100, wall.yaw, is_open)
+            else:
+                if not check(n, kind, f, _ORPHAN_FIELDS, optional):
+                    continue
+                center = (f["x"] / 100, f["y"] / 100, (f["z"] + f["h"] / 2) / 100)
+                op = Opening(f"{kind}{counters[kind]}", kind, None, center, f["w"] / 100, f["h"] / 100, math.radians(f["yaw"]), is_open)
+            counters[kind] += 1
+            getattr(room, kind + "s").append(op)
+            continue
+        category = kind
+        if kind == "object" and args:  # also accept the long form "object table x=..."
+            category, args = args[0], args[1:]
+        if category not in CATEGORIES:
+            known = "" if category else " (empty)"
+            hint = " (truncated?)" if n == last and not f else ""
+            problems.append(f"line {n}: unknown element or category {category!r}{known}{hint}; skipped")
+            continue
+        if args:
+            problems.append(f"line {n}: unexpected word(s) {' '.join(args)!r} after {category}; ignored")
+        if not check(n, category, f, _OBJECT_FIELDS):
+            continue
+        size = (f["w"] / 100, f["h"] / 100, f["d"] / 100)
+        center = (f["x"] / 100, f["y"] / 100, (f["z"] + f["h"] / 2) / 100)
+        room.objects.append(RoomObject(f"object{counters['object']}", category, center, size, math.radians(f["yaw"])))
+        counters["object"] += 1
+    # Report in line order (walls were read in a first pass); sorted() is stable within a line.
+    problems.sort(key=lambda m: int(m.split(":", 1)[0][5:]) if m.startswith("line ") else 0)
+    return room, problems
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+# ----------------------------------------------------------------------------------------------
+
+#: IoU thresholds reported by :func:`score_layouts`.
+IOU_THRESHOLDS: tuple[float, ...] = (0.25, 0.5)
+
+#: Thickness (m) given to walls, doors and windows to make them 2D boxes in the top-down plane.
+THIN_BOX_THICKNESS = 0.1
+
+
+def box_corners_2d(center_xy: Sequence[float], length: float, depth: float, yaw: float) -> np.ndarray:
+    """Corners [4, 2] (counter-clockwise) of a rectangle: ``length`` along (cos yaw, sin yaw), ``depth`` across."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    u = np.array([c, s]) * (length / 2)
+    v = np.array([-s, c]) * (depth / 2)
+    p = np.asarray(center_xy[:2], dtype=np.float64)
+    return np.stack([p - u - v, p + u - v, p + u + v, p - u + v])
+
+
+def polygon_area(poly: np.ndarray) -> float:
+    """Signed area of a polygon [N, 2] (shoelace; positive when counter-clockwise)."""
+    if len(poly) < 3:
+        return 0.0
+    x, y = poly[:, 0], poly[:, 1]
+    return float(0.5 * (x @ np.roll(y, -1) - y @ np.roll(x, -1)))
+
+
+def clip_convex(subject: np.ndarray, clipper: np.ndarray) -> np.ndarray:
+    """Intersection of convex polygon ``subject`` [N, 2] with convex CCW polygon ``clipper`` [M, 2].
+
+    Sutherland-Hodgman: clip the subject against each edge's inner half-plane in turn. Returns [K, 2]
+    (K = 0 when they do not overlap).
+    """
+    out = np.asarray(subject, dtype=np.float64)
+    m = len(clipper)
+    for i in range(m):
+        if len(out) == 0:
+            break
+        a, b = clipper[i], clipper[(i + 1) % m]
+        edge = b - a
+        # >= 0 inside (left of the edge for a CCW clipper)
+        side = edge[0] * (out[:, 1] - a[1]) - edge[1] * (out[:, 0] - a[0])
+        pts = []
+        n = len(out)
+        for j in range(n):
+            p, q = out[j], out[(j + 1) % n]
+            sp, sq = side[j], side[(j + 1) % n]
+            if sp >= 0:
+                pts.append(p)
+            if (sp >= 0) != (sq >= 0):
+                pts.append(p + (q - p) * (sp / (sp - sq)))
+        out = np.array(pts).reshape(-1, 2)
+    return out
+
+
+def iou_2d(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two convex CCW polygons [N, 2] and [M, 2]."""
+    inter = abs(polygon_area(clip_convex(a, b)))
+    union = abs(polygon_area(a)) + abs(polygon_area(b)) - inter
+    return inter / union if union > 1e-12 else 0.0
+
+
+def thin_box(element: Wall | Opening, thickness: float = THIN_BOX_THICKNESS) -> np.ndarray:
+    """Top-down footprint [4, 2] of a wall, door or window as a ``thickness``-thick rectangle."""
+    return box_corners_2d(element.center, element.width, thickness, element.yaw)
+
+
+def iou_thin(a: Wall | Opening, b: Wall | Opening, thickness: float = THIN_BOX_THICKNESS) -> float:
+    """2D IoU of two walls / doors / windows as thin boxes in the top-down plane (heights ignored)."""
+    return iou_2d(thin_box(a, thickness), thin_box(b, thickness))
+
+
+def iou_3d(a: RoomObject, b: RoomObject) -> float:
+    """3D IoU of two upright boxes rotated by yaw: footprint intersection x vertical overlap."""
+    fa = box_corners_2d(a.center, a.size[0], a.size[2], a.yaw)
+    fb = box_corners_2d(b.center, b.size[0], b.size[2], b.yaw)
+    lo = max(a.center[2] - a.size[1] / 2, b.center[2] - b.size[1] / 2)
+    hi = min(a.center[2] + a.size[1] / 2, b.center[2] + b.size[1] / 2)
+    if hi <= lo:
+        return 0.0
+    inter = abs(polygon_area(clip_convex(fa, fb))) * (hi - lo)
+    union = a.size[0] * a.size[1] * a.size[2] + b.size[0] * b.size[1] * b.size[2] - inter
+    return inter / union if union > 1e-12 else 0.0
+
+
+def _iou_matrix(pred: Sequence, gold: Sequence, fn) -> np.ndarray:
+    """[len(pred), len(gold)] pairwise IoUs (0 for objects of different categories)."""
+    m = np.zeros((len(pred), len(gold)))
+    for i, p in enumerate(pred):
+        for j, g in enumerate(gold):
+            if isinstance(p, RoomObject) and p.category != g.category:
+                continue
+            m[i, j] = fn(p, g)
+    return m
+
+
+def match_count(iou: np.ndarray, threshold: float) -> int:
+    """True positives: pairs of a one-to-one Hungarian matching with IoU >= threshold.
+
+    Pairs below the threshold get weight 0, then the matching maximises the summed IoU, so it never
+    trades a valid pair for a higher-IoU invalid one.
+    """
+    if iou.size == 0:
+        return 0
+    from scipy.optimize import linear_sum_assignment
+
+    w = np.where(iou >= threshold, iou, 0.0)
+    rows, cols = linear_sum_assignment(w, maximize=True)
+    return int(np.sum(w[rows, cols] > 0))
+
+
+def _prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
+    # Nothing predicted and nothing to find is perfect; otherwise an empty side scores 0.
+    precision = tp / n_pred if n_pred else (1.0 if n_gold == 0 else 0.0)
+    recall = tp / n_gold if n_gold else (1.0 if n_pred == 0 else 0.0)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    return precision, recall, f1
+
+
+def score_layouts(predicted: Sequence[Room | str | None], gold: Sequence[Room],
+                  thresholds: Iterable[float] = IOU_THRESHOLDS, thickness: float = THIN_BOX_THICKNESS) -> dict:
+    """Layout metrics of predicted rooms against gold rooms (same order, same length).
+
+    ``predicted`` items may be a :class:`Room`, the generated text (parsed with
+    :func:`room_from_text`, keeping what could be read) or ``None`` (no output: an empty room).
+
+    Returns a JSON-ready dict:
+
+    - ``parse_rate``: fraction of predictions that are a Room or text that parsed with no problem
+      (failed ones are still scored with what could be read, ``None`` as an empty room);
+      ``n_pred_rooms``, ``n_gold_rooms``, ``n_problems`` (problems over all texts).
+    - ``walls``, ``doors``, ``windows``, ``openings``, ``objects``: ``precision@t``, ``recall@t``,
+      ``f1@t`` for each threshold t, plus ``n_pred`` / ``n_gold``, micro-averaged over all rooms.
+      Matching is Hungarian within each room. Walls, doors, windows and openings are compared by 2D
+      IoU of their top-down footprints as ``thickness``-thick boxes (heights do not count); objects
+      by 3D IoU of yaw-rotated boxes, and only within the same category.
+    - ``objects_by_category``: the same scores per category present in gold or predictions.
+    - ``count_accuracy``: fraction of rooms whose predicted object count per category equals gold's
+      for every category; ``count_mae``: mean over rooms of the summed absolute count errors.
+
+    Precision with no predictions is 0 (1 if gold is empty too); recall likewise.
+    """
+    if len(predicted) != len(gold):
+        raise ValueError(f"score_layouts: {len(predicted)} predictions for {len(gold)} gold rooms")
+    thresholds = tuple(thresholds)
+    rooms: list[Room] = []
+    clean = n_problems = 0
+    for p in predicted:
+        if isinstance(p, Room):
+            rooms.append(p)
+            clean += 1
+        elif p is None:
+            rooms.append(Room())
+        else:
+            r, problems = room_from_text(p)
+            rooms.append(r)
+            clean += not problems
+            n_problems += len(problems)
+
+    thin = lambda a, b: iou_thin(a, b, thickness)  # noqa: E731
+    kinds = ("walls", "doors", "windows", "openings", "objects")
+    categories = sorted({o.category for r in (*rooms, *gold) for o in r.objects})
+    groups = [(k, None) for k in kinds] + [("objects", c) for c in categories]
+    tp = {g: {t: 0 for t in thresholds} for g in groups}
+    n_pred = {g: 0 for g in groups}
+    n_gold = {g: 0 for g in groups}
+    count_ok, count_err = 0, 0
+    for pr, gr in zip(rooms, gold):
+        for kind, cat in groups:
+            p_items, g_items = getattr(pr, kind), getattr(gr, kind)
+            if cat is not None:
+                p_items = [o for o in p_items if o.category == cat]
+                g_items = [o for o in g_items if o.category == cat]
+            n_pred[kind, cat] += len(p_items)
+            n_gold[kind, cat] += len(g_items)
+            if not p_items or not g_items:
+                continue
+            iou = _iou_matrix(p_items, g_items, iou_3d if kind == "objects" else thin)
+            for t in thresholds:
+                tp[kind, cat][t] += match_count(iou, t)
+        p_counts = _category_counts(pr)
+        g_counts = _category_counts(gr)
+        errors = sum(abs(p_counts.get(c, 0) - g_counts.get(c, 0)) for c in set(p_counts) | set(g_counts))
+        count_ok += errors == 0
+        count_err += errors
+
+    def block(g: tuple) -> dict:
+        out: dict[str, float | int] = {}
+        for t in thresholds:
+            p, r, f = _prf(tp[g][t], n_pred[g], n_gold[g])
+            out[f"precision@{t:g}"], out[f"recall@{t:g}"], out[f"f1@{t:g}"] = p, r, f
+        out["n_pred"], out["n_gold"] = n_pred[g], n_gold[g]
+        return out
+
+    n = len(gold)
+    result: dict[str, Any] = {
+        "parse_rate": clean / n if n else 0.0,
+        "n_pred_rooms": len(predicted),
+        "n_gold_rooms": n,
+        "n_problems": n_problems,
+    }
+    for kind in kinds:
+        result[kind] = block((kind, None))
+    result["objects_by_category"] = {c: block(("objects", c)) for c in categories}
+    result["count_accuracy"] = count_ok / n if n else 0.0
+    result["count_mae"] = count_err / n if n else 0.0
+    return result
+
+
+def _category_counts(room: Room) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for o in room.objects:
+        counts[o.category] = counts.get(o.category, 0) + 1
+    return counts
