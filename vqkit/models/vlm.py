@@ -1,0 +1,477 @@
+"""VQModel: frozen VGGT aggregator -> Perceiver resampler -> [geometry tokens] -> Qwen3 (+ LoRA).
+
+The model is assembled by one builder from the typed config (torchtune ``DeepFusionModel`` /
+open_flamingo ``factory`` style): :func:`build_model` constructs the parts, :class:`VQModel`
+receives them and fuses them. Vision tokens replace the ``<|image_pad|>`` placeholders in the LLM's
+``inputs_embeds``; for each sample they are ``[projector latents..., one geometry token per valid
+view (records with geometry)...]``, exactly ``vqkit.config.vision_token_count`` of them.
+
+The freeze is explicit: everything is frozen, then the projector, the geometry encoder and the LoRA
+adapters (or the whole LLM with ``lora.full_finetune``) are unfrozen, and :meth:`VQModel.assert_frozen`
+checks the result. The aggregator never trains.
+
+A saved model folder (:meth:`VQModel.save_pretrained`) holds ``trainable.safetensors`` (only the
+trained weights), ``config.yaml`` (the resolved config) and ``tokenizer/``; :func:`load_model`
+rebuilds the frozen parts from the config (encoder weights file or seed, LLM hub id/folder or
+config + seed) and loads the trained weights strictly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vqkit.config import Config, load_config, save_config, vision_token_count
+from vqkit.errors import CheckpointError, ConfigError, DataError
+from vqkit.models.geometry import GeometryEncoder
+from vqkit.models.llm import apply_lora, build_llm, is_lora_param, resolve_dtype
+from vqkit.models.projector import PerceiverResampler
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE_FILE = "trainable.safetensors"
+CONFIG_FILE = "config.yaml"
+TOKENIZER_DIR = "tokenizer"
+
+
+def _no_decay(name: str, param: nn.Parameter) -> bool:
+    """Biases, norm weights, embeddings of views/latents: 1-D or explicitly excluded from decay."""
+    return param.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() or name.endswith("latents")
+
+
+class VQModel(nn.Module):
+    """The fused model. Build it with :func:`build_model` (or :func:`load_model`).
+
+    Args:
+        encoder: the VGGT ``Aggregator`` (frozen; run under no_grad in eval mode).
+        projector: :class:`PerceiverResampler`, [B, S, P, C_in] -> [B, num_latents, D_llm].
+        geometry: :class:`GeometryEncoder` or None (``model.geometry.enabled: false``).
+        llm: a transformers causal LM, possibly wrapped by peft.
+        tokenizer: the tokenizer from ``vqkit.data.tokenizer.load_tokenizer`` (None on the meta device).
+        config: the whole :class:`vqkit.config.Config` (saved with the model).
+    """
+
+    def __init__(self, encoder: nn.Module, projector: PerceiverResampler, geometry: GeometryEncoder | None,
+                 llm: nn.Module, tokenizer, config: Config):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+        self.geometry = geometry
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.config = config
+        self.image_pad_id: int | None = None
+        self.stop_token_ids: list[int] = []
+        if tokenizer is not None:
+            from vqkit.data.tokenizer import IM_END, vision_token_ids
+
+            self.image_pad_id = vision_token_ids(tokenizer).pad_id
+            stops = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
+            self.stop_token_ids = sorted({int(t) for t in stops
+                                          if t is not None and t != tokenizer.unk_token_id})
+        self.freeze()
+
+    # ------------------------------------------------------------------ freeze / parameters
+
+    def _llm_trains(self, name: str) -> bool:
+        lora = self.config.model.lora
+        return lora.full_finetune or (lora.enabled and is_lora_param(name))
+
+    def freeze(self) -> None:
+        """Freeze everything, then unfreeze projector, geometry encoder and LoRA (or the whole LLM)."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for module in (self.projector, self.geometry):
+            if module is not None:
+                for p in module.parameters():
+                    p.requires_grad_(True)
+        for name, p in self.llm.named_parameters():
+            if self._llm_trains(name):
+                p.requires_grad_(True)
+        self.assert_frozen()
+
+    def assert_frozen(self) -> None:
+        """Check that exactly the intended parameters train: encoder never; projector and geometry
+        always; in the LLM the LoRA adapters, everything (full_finetune), or nothing."""
+        wrong = []
+        for prefix, module in (("encoder", self.encoder), ("projector", self.projector),
+                               ("geometry", self.geometry), ("llm", self.llm)):
+            if module is None:
+                continue
+            for name, p in module.named_parameters():
+                if prefix == "encoder":
+                    want = False
+                elif prefix == "llm":
+                    want = self._llm_trains(name)
+                else:
+                    want = True
+                if p.requires_grad != want:
+                    wrong.append(f"{prefix}.{name} ({'trains' if p.requires_grad else 'frozen'})")
+        if wrong:
+            raise AssertionError(f"unexpected freeze state of {len(wrong)} parameters: "
+                                 f"{', '.join(wrong[:10])}{' ...' if len(wrong) > 10 else ''}")
+        lora = self.config.model.lora
+        if lora.enabled and not any(is_lora_param(n) for n, _ in self.llm.named_parameters()):
+            raise AssertionError("model.lora.enabled but the LLM has no LoRA parameters")
+
+    def parameter_counts(self) -> dict[str, tuple[int, int]]:
+        """{component: (total, trainable)} for encoder, projector, geometry, llm base, lora."""
+        def count(params):
+            params = list(params)
+            return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+        llm = list(self.llm.named_parameters())
+        return {
+            "encoder": count(self.encoder.parameters()),
+            "projector": count(self.projector.parameters()),
+            "geometry": count(self.geometry.parameters()) if self.geometry is not None else (0, 0),
+            "llm base": count(p for n, p in llm if not is_lora_param(n)),
+            "lora": count(p for n, p in llm if is_lora_param(n)),
+        }
+
+    def parameter_table(self) -> str:
+        """A printable table of parameters per component, total and trainable."""
+        counts = self.parameter_counts()
+        rows = [(k, *v) for k, v in counts.items()]
+        rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+        lines = [f"{'component':<10} {'total':>15} {'trainable':>15}"]
+        for i, (name, total, trainable) in enumerate(rows):
+            if i == len(rows) - 1:
+                lines.append("-" * 42)
+            lines.append(f"{name:<10} {total:>15,} {trainable:>15,}")
+        return "\n".join(lines)
+
+    def param_groups(self, train_cfg) -> list[dict]:
+        """AdamW parameter groups: LLM trainables at ``train.lr``, projector + geometry at
+        ``train.proj_lr``. Biases, norms and latent/view tables get no weight decay, so with
+        ``weight_decay > 0`` each group is split in two (``name`` says which); empty groups are
+        dropped (e.g. a frozen LLM)."""
+        llm = [(f"llm.{n}", p) for n, p in self.llm.named_parameters() if p.requires_grad]
+        proj = [(f"{prefix}.{n}", p) for prefix, m in (("projector", self.projector), ("geometry", self.geometry))
+                if m is not None for n, p in m.named_parameters() if p.requires_grad]
+        groups = []
+        for name, params, lr in (("llm", llm, train_cfg.lr), ("projector", proj, train_cfg.proj_lr)):
+            if train_cfg.weight_decay > 0:
+                decay = [p for n, p in params if not _no_decay(n, p)]
+                no_decay = [p for n, p in params if _no_decay(n, p)]
+                parts = [(name, decay, train_cfg.weight_decay), (f"{name}_no_decay", no_decay, 0.0)]
+            else:
+                parts = [(name, [p for _, p in params], 0.0)]
+            groups += [{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, wd in parts if ps]
+        return groups
+
+    def train(self, mode: bool = True) -> "VQModel":
+        """Train mode everywhere except the frozen aggregator, which stays in eval mode."""
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    # ------------------------------------------------------------------ vision tokens
+
+    @property
+    def encoder_layers(self) -> list[int]:
+        depth = self.config.model.encoder.depth
+        return [layer % depth for layer in self.config.model.encoder.layers]
+
+    @torch.no_grad()
+    def encode_views(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Frozen aggregator features of the selected layers' patch tokens.
+
+        images [B, S, 3, H, W] in [0, 1], view_mask bool [B, S] -> [B, S, P, C_in] with
+        C_in = 2 * embed_dim * len(layers) (zeros for padding views). Samples are grouped by their
+        number of views and only the real views are encoded, so padding never enters the global
+        attention. This is also what the feature cache stores (``batch["features"]``).
+        """
+        self.encoder.eval()
+        b, s = images.shape[:2]
+        if view_mask is None:
+            view_mask = torch.ones(b, s, dtype=torch.bool, device=images.device)
+        counts = view_mask.sum(dim=1)
+        on_cuda = images.device.type == "cuda"
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else contextlib.nullcontext()
+        out = None
+        for n in sorted(set(counts.tolist())):
+            if n == 0:
+                continue
+            idx = (counts == n).nonzero().flatten().tolist()
+            group = torch.stack([images[i][view_mask[i]] for i in idx])  # [G, n, 3, H, W]
+            with autocast:
+                layers, patch_start = self.encoder(group, layers=self.encoder_layers)
+            feats = torch.cat([layers[layer][:, :, patch_start:] for layer in self.encoder_layers], dim=-1)
+            if out is None:
+                out = feats.new_zeros(b, s, *feats.shape[2:])
+            for j, i in enumerate(idx):
+                out[i, view_mask[i]] = feats[j]
+        if out is None:
+            raise DataError("encode_views: every sample has zero views (view_mask is all False)")
+        return out
+
+    def vision_tokens(self, batch: dict, samples: list[int]) -> list[torch.Tensor]:
+        """Vision tokens [N_i, D_llm] of the given samples: projector latents, then one geometry token
+        per valid view when the record has geometry (and geometry is enabled)."""
+        view_mask = batch["view_mask"][samples].to(torch.bool)
+        if batch.get("features") is not None:
+            feats = batch["features"][samples]
+        else:
+            feats = self.encode_views(batch["images"][samples], view_mask)
+        proj_param = self.projector.latents
+        latents = self.projector(feats.to(dtype=proj_param.dtype), view_mask)  # [b, L, D]
+        geo_tokens = None
+        geom_mask = batch.get("geom_mask")
+        use_geo = self.geometry is not None and geom_mask is not None and bool(geom_mask[samples].any())
+        if use_geo:
+            geometry = {k: (v[samples] if torch.is_tensor(v) else v) for k, v in batch["geometry"].items()}
+            geo_tokens = self.geometry(geometry, view_mask)  # [b, S, D]
+        tokens = []
+        for j, i in enumerate(samples):
+            parts = [latents[j]]
+            if use_geo and bool(geom_mask[i]):
+                parts.append(geo_tokens[j][view_mask[j]])
+            tokens.append(torch.cat(parts, dim=0))
+        return tokens
+
+    def embed_inputs(self, batch: dict) -> torch.Tensor:
+        """``inputs_embeds`` [B, L, D_llm]: the token embeddings with vision tokens written at the
+        ``<|image_pad|>`` positions. Blind samples (no placeholders) get none; a fully blind batch
+        never runs the encoder."""
+        if self.image_pad_id is None:
+            raise ConfigError("this VQModel has no tokenizer (built on the meta device?)")
+        input_ids = batch["input_ids"]
+        embed = self.llm.get_input_embeddings()
+        inputs_embeds = embed(input_ids)
+        is_pad = input_ids == self.image_pad_id
+        n_placeholders = is_pad.sum(dim=1).tolist()
+        samples = [i for i, n in enumerate(n_placeholders) if n > 0]
+        if not samples:
+            return inputs_embeds
+        meta = batch.get("meta") or [{}] * len(n_placeholders)
+        view_mask = batch["view_mask"].to(torch.bool)
+        geom_mask = batch.get("geom_mask")
+        for i in samples:
+            views = int(view_mask[i].sum())
+            has_geo = bool(geom_mask[i]) if geom_mask is not None else False
+            expected = vision_token_count(self.config.model, views, has_geo)
+            if views == 0 or expected != n_placeholders[i]:
+                sid = meta[i].get("id", i) if isinstance(meta[i], dict) else i
+                raise DataError(
+                    f"sample {sid}: the prompt has {n_placeholders[i]} <|image_pad|> placeholders but the "
+                    f"model writes {expected} vision tokens ({self.config.model.projector.num_latents} "
+                    f"latents + geometry for {views} views: {has_geo and self.geometry is not None}); "
+                    f"build the Collator from the same model config")
+        tokens = self.vision_tokens(batch, samples)
+        flat = torch.cat(tokens, dim=0).to(inputs_embeds.dtype)
+        # masked_scatter fills the placeholder positions in row-major order: sample by sample, in
+        # prompt order, which is the order of `tokens`. Out of place, so autograd reaches `flat`.
+        return inputs_embeds.masked_scatter(is_pad.unsqueeze(-1), flat)
+
+    def _to_device(self, batch: dict) -> dict:
+        device = self.device
+        out = {}
+        for key, value in batch.items():
+            if torch.is_tensor(value):
+                out[key] = value.to(device, non_blocking=True)
+            elif key == "geometry" and isinstance(value, dict):
+                out[key] = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in value.items()}
+            else:
+                out[key] = value
+        return out
+
+    # ------------------------------------------------------------------ forward / generate
+
+    def forward(self, batch: dict):
+        """batch (see vqkit.data.collate.Collator) -> transformers ``CausalLMOutputWithPast`` with
+        ``loss`` (mean over label tokens when ``labels`` is given) and ``logits`` [B, L, V]."""
+        batch = self._to_device(batch)
+        inputs_embeds = self.embed_inputs(batch)
+        return self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"],
+                        labels=batch.get("labels"), use_cache=False)
+
+    @torch.no_grad()
+    def generate(self, batch: dict, max_new_tokens: int = 16, **generate_kwargs: Any) -> list[str]:
+        """Answers for a generate-mode batch (left-padded prompts, no labels): only the new tokens,
+        decoded without special tokens and stripped. Stops on eos / ``<|im_end|>``. Greedy unless
+        generation kwargs (do_sample, temperature, top_p, num_beams, ...) say otherwise."""
+        batch = self._to_device(batch)
+        input_ids = batch["input_ids"]
+        if input_ids.shape[0] > 1 and bool((batch["attention_mask"][:, -1] == 0).any()):
+            raise DataError("generate needs left-padded prompts (build the Collator in generate mode)")
+        was_training = self.training
+        self.eval()
+        try:
+            inputs_embeds = self.embed_inputs(batch)
+            generate_kwargs.setdefault("do_sample", False)
+            generate_kwargs.setdefault("eos_token_id", self.stop_token_ids)
+            generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+            out = self.llm.generate(input_ids=input_ids, inputs_embeds=inputs_embeds,
+                                    attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens,
+                                    **generate_kwargs)
+        finally:
+            self.train(was_training)
+        # With input_ids given, transformers returns prompt + new tokens; keep the new ones.
+        new = out[:, input_ids.shape[1]:] if out.shape[1] > input_ids.shape[1] else out[:, :0]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
+    # ------------------------------------------------------------------ saving
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the parameters that train (projector, geometry, LoRA or the full LLM), on CPU."""
+        return {n: p.detach().to("cpu").contiguous() for n, p in self.named_parameters() if p.requires_grad}
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write ``trainable.safetensors``, ``config.yaml`` and ``tokenizer/`` into ``folder``."""
+        from safetensors.torch import save_file
+
+        from vqkit import __version__
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self.trainable_state_dict(), str(folder / TRAINABLE_FILE),
+                  metadata={"format": "pt", "vqkit_version": __version__})
+        save_config(self.config, folder / CONFIG_FILE)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+        return folder
+
+    def load_trainable(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Copy trained weights in strictly: the keys must be exactly the trainable parameters."""
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+        bad_shape = sorted(n for n in set(params) & set(state) if tuple(params[n].shape) != tuple(state[n].shape))
+        if missing or unexpected or bad_shape:
+            def show(names):
+                return ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
+
+            problems = [f"{label}: {show(names)}" for label, names in
+                        (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", bad_shape))
+                        if names]
+            raise CheckpointError(f"{source} does not match the model: {'; '.join(problems)}")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(state[name].to(device=p.device, dtype=p.dtype))
+
+
+# ---------------------------------------------------------------------- builders
+
+
+def _seeded(seed: int):
+    """Deterministic construction without disturbing the caller's random state."""
+    @contextlib.contextmanager
+    def ctx():
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            yield
+    return ctx()
+
+
+def build_encoder(enc_cfg, device: str | torch.device | None = None) -> nn.Module:
+    """The frozen VGGT aggregator: official weights when ``encoder.weights`` is set, else a random
+    init seeded by ``encoder.seed``. On the meta device no weights are read."""
+    from vqkit.models.vggt import Aggregator, load_aggregator_weights
+
+    is_meta = device is not None and torch.device(device).type == "meta"
+    with _seeded(enc_cfg.seed), (torch.device("meta") if is_meta else contextlib.nullcontext()):
+        encoder = Aggregator.from_config(enc_cfg)
+    if enc_cfg.weights and not is_meta:
+        load_aggregator_weights(encoder, enc_cfg.weights)
+    if device is not None and not is_meta:
+        encoder.to(device)
+    return encoder.eval()
+
+
+def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None = None) -> VQModel:
+    """Assemble a :class:`VQModel` from the config.
+
+    Args:
+        cfg: the experiment config (``cfg.model`` sizes the parts, ``cfg.train.seed`` seeds them).
+        tokenizer: from ``vqkit.data.tokenizer.load_tokenizer(cfg.model.llm)``; loaded when None
+            (except on the meta device, where only the architecture is built).
+        device: where to build; ``"meta"`` builds the full-size architecture without memory or
+            weights (for :meth:`VQModel.parameter_table` and memory plans). None = CPU.
+
+    Random parts are reproducible: each is constructed under its own seed derived from
+    ``train.seed`` (the encoder from ``encoder.seed``), so two processes build identical models.
+    """
+    mcfg = cfg.model
+    if not mcfg.encoder.frozen:
+        raise ConfigError("model.encoder.frozen: false is not supported; the aggregator is always frozen")
+    is_meta = device is not None and torch.device(device).type == "meta"
+    if tokenizer is None and not is_meta:
+        from vqkit.data.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer(mcfg.llm)
+    vocab_size = len(tokenizer) if tokenizer is not None else None
+    seed = cfg.train.seed
+    meta_ctx = torch.device("meta") if is_meta else contextlib.nullcontext()
+
+    encoder = build_encoder(mcfg.encoder, device)
+    with _seeded(seed + 2):
+        llm = build_llm(mcfg.llm, vocab_size, device)
+    hidden = llm.get_input_embeddings().embedding_dim
+    in_dim = 2 * mcfg.encoder.embed_dim * len(mcfg.encoder.layers)
+    with _seeded(seed), meta_ctx:
+        projector = PerceiverResampler.from_config(mcfg.projector, in_dim, hidden)
+    geometry = None
+    if mcfg.geometry.enabled:
+        with _seeded(seed + 1), meta_ctx:
+            geometry = GeometryEncoder.from_config(mcfg.geometry, hidden)
+    if device is not None and not is_meta:
+        projector.to(device)
+        if geometry is not None:
+            geometry.to(device)
+    with _seeded(seed + 3):
+        llm = apply_lora(llm, mcfg.lora)
+    if mcfg.llm.gradient_checkpointing and not is_meta:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        llm.enable_input_require_grads()
+    model = VQModel(encoder, projector, geometry, llm, tokenizer, cfg)
+    counts = model.parameter_counts()
+    logger.info("VQModel parameters (LLM dtype %s):\n%s", resolve_dtype(mcfg.llm, device),
+                model.parameter_table())
+    logger.info("trainable parameters: %s", f"{sum(t for _, t in counts.values()):,}")
+    return model
+
+
+def load_model(folder: str | Path, device: str | torch.device | None = None,
+               encoder_weights: str | None = None) -> VQModel:
+    """Rebuild a model saved by :meth:`VQModel.save_pretrained` (also ``vqkit.load_model``).
+
+    The frozen parts come from the saved config (encoder weights path or seed, the LLM's hub id or
+    folder, or its config + seed), the tokenizer from ``folder/tokenizer``; the trained weights are
+    then loaded strictly. ``encoder_weights`` overrides the saved encoder weights path (the run
+    may have used a path that does not exist on this machine).
+    """
+    from safetensors.torch import load_file
+
+    from vqkit.data.tokenizer import load_tokenizer
+
+    folder = Path(folder)
+    for name in (CONFIG_FILE, TRAINABLE_FILE, TOKENIZER_DIR):
+        if not (folder / name).exists():
+            raise CheckpointError(f"{folder} is not a vqkit model folder: {name} is missing "
+                                  f"(expected {CONFIG_FILE}, {TRAINABLE_FILE}, {TOKENIZER_DIR}/)")
+    cfg = load_config(folder / CONFIG_FILE)
+    if encoder_weights is not None:
+        cfg.model.encoder.weights = str(encoder_weights)
+    tokenizer = load_tokenizer(dataclasses.replace(cfg.model.llm, tokenizer=str(folder / TOKENIZER_DIR)))
+    model = build_model(cfg, tokenizer=tokenizer, device=device)
+    try:
+        state = load_file(str(folder / TRAINABLE_FILE))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise CheckpointError(f"{folder / TRAINABLE_FILE}: cannot read ({e})") from e
+    model.load_trainable(state, source=str(folder / TRAINABLE_FILE))
+    return model
+
+
+__all__ = ["VQModel", "build_model", "build_encoder", "load_model"]
