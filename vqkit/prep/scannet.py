@@ -1,0 +1,246 @@
+"""ScanNet frames for the ScanQA and SQA3D converters: find a scene, read its frames, pick views.
+
+Two layouts are read (DESIGN.md section 10):
+
+- **SensReader export** ``<scene>/color/<i>.jpg`` (1296x968), ``depth/<i>.png`` (uint16 mm,
+  640x480), ``pose/<i>.txt`` (4x4 camera-to-world; lost-tracking frames are all ``-inf``),
+  ``intrinsic/intrinsic_color.txt`` (4x4, for the colour images) and ``intrinsic_depth.txt``.
+- **posed_images** ``posed_images/<scene>/00000.jpg``, ``00000.png`` (depth), ``00000.txt`` (4x4
+  camera-to-world), ``intrinsic.txt`` (colour) and ``depth_intrinsic.txt``.
+
+A scene is looked up as ``ROOT/<scene>``, ``ROOT/scans/<scene>`` and ``ROOT/posed_images/<scene>``,
+so ``--scannet`` may point at the SensReader output folder, the ScanNet root, or the folder holding
+``posed_images``. ScanNet poses are OpenCV camera-to-world; records store world-to-camera.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vqkit.data import geometry as G
+from vqkit.errors import DataError
+from vqkit.prep import common as C
+
+
+@dataclass
+class Frame:
+    """One frame of a scene: id (as in the file names), colour, depth and pose file paths."""
+
+    frame_id: str
+    color: Path
+    depth: Path | None
+    pose: Path
+
+
+@dataclass
+class SceneFrames:
+    """Everything needed to pick and write views of one scene."""
+
+    scene_id: str
+    layout: str  # "sens" | "posed"
+    folder: Path
+    frames: list[Frame]
+    K_color: np.ndarray  # [3, 3] for the colour images as stored
+
+
+def find_scene(root: Path, scene_id: str) -> tuple[str, Path] | None:
+    """(layout, folder) of ``scene_id`` under ``root``, or None when it is in neither layout."""
+    for folder in (root / scene_id, root / "scans" / scene_id, root / "posed_images" / scene_id):
+        if (folder / "color").is_dir() and (folder / "pose").is_dir():
+            return "sens", folder
+        if (folder / "intrinsic.txt").is_file():
+            return "posed", folder
+    return None
+
+
+def _numeric_key(stem: str) -> tuple[int, str]:
+    return (int(stem), stem) if stem.isdigit() else (1 << 62, stem)
+
+
+def read_scene(root: Path, scene_id: str) -> SceneFrames:
+    """List the frames of a scene in either layout; DataError when the scene or its files are missing."""
+    found = find_scene(root, scene_id)
+    if found is None:
+        raise DataError(f"scene folder not found under {root} (looked for {scene_id}/color, "
+                        f"scans/{scene_id}/color and posed_images/{scene_id}/intrinsic.txt)")
+    layout, folder = found
+    frames: list[Frame] = []
+    if layout == "sens":
+        k_path = folder / "intrinsic" / "intrinsic_color.txt"
+        if not k_path.is_file():
+            raise DataError(f"{k_path}: missing (the colour intrinsics of the SensReader export)")
+        for color in sorted((folder / "color").glob("*.jpg"), key=lambda p: _numeric_key(p.stem)):
+            depth = folder / "depth" / f"{color.stem}.png"
+            frames.append(Frame(color.stem, color, depth if depth.is_file() else None,
+                                folder / "pose" / f"{color.stem}.txt"))
+    else:
+        k_path = folder / "intrinsic.txt"
+        for color in sorted(folder.glob("*.jpg"), key=lambda p: _numeric_key(p.stem)):
+            depth = folder / f"{color.stem}.png"
+            frames.append(Frame(color.stem, color, depth if depth.is_file() else None,
+                                folder / f"{color.stem}.txt"))
+    if not frames:
+        raise DataError(f"{folder}: no colour frames (*.jpg)")
+    K = C.read_matrix(k_path)[:3, :3]
+    return SceneFrames(scene_id, layout, folder, frames, K)
+
+
+def valid_frames(scene: SceneFrames) -> tuple[list[Frame], np.ndarray, int, int]:
+    """Frames with a usable pose and their camera-to-world poses [N, 4, 4].
+
+    Returns (frames, poses, n_invalid, n_missing): -inf/NaN/non-rotation poses are invalid, frames
+    without a pose file are missing; both are skipped.
+    """
+    kept, poses, invalid, missing = [], [], 0, 0
+    for fr in scene.frames:
+        if not fr.pose.is_file():
+            missing += 1
+            continue
+        T = C.read_matrix(fr.pose)
+        if not C.valid_pose(T):
+            invalid += 1
+            continue
+        kept.append(fr)
+        poses.append(T)
+    return kept, np.array(poses).reshape(-1, 4, 4), invalid, missing
+
+
+def convert_scene(scene_id: str, root: str, out_dir: str, num_views: int, image_size: int,
+                  depth_bins: int) -> C.SceneResult:
+    """Write ``OUT/frames/<scene>/view_XX.jpg`` + ``scene.json`` for one ScanNet scene.
+
+    Reuses the folder when its manifest was written with the same options. Views are chosen by
+    :func:`vqkit.prep.common.select_views`; R, t are world-to-camera (OpenCV), K the colour
+    intrinsics scaled to the written JPEG, depth_hist from the frame's depth PNG (zeros if absent).
+    """
+    params = C.scene_params(num_views, image_size, depth_bins)
+    scene_dir = Path(out_dir) / "frames" / scene_id
+    manifest = C.read_manifest(scene_dir, params)
+    if manifest is not None:
+        return C.SceneResult(scene_id, manifest=manifest, reused=True)
+
+    scene = read_scene(Path(root), scene_id)
+    frames, c2w, n_invalid, n_missing = valid_frames(scene)
+    warnings = []
+    if n_invalid:
+        warnings.append("frames with an invalid (-inf/NaN) pose skipped")
+    if n_missing:
+        warnings.append("frames without a pose file skipped")
+    if not frames:
+        raise DataError(f"{scene.folder}: no frame has a valid pose")
+
+    K_color = scene.K_color
+    # Some exports resize the colour frames without rewriting the intrinsics (a 640x480 export with
+    # the 1296x968 K). The principal point sits near the image centre, so a K whose 2*cx is far from
+    # the image width was written for another size: rescale it and say so.
+    from PIL import Image
+
+    with Image.open(frames[0].color) as im:
+        w0, h0 = im.size
+    implied_w, implied_h = 2 * K_color[0, 2], 2 * K_color[1, 2]
+    if abs(w0 / implied_w - 1) > 0.2 or abs(h0 / implied_h - 1) > 0.2:
+        K_color = G.scale_intrinsics(K_color, w0 / implied_w, h0 / implied_h)
+        warnings.append("colour intrinsics rescaled to the colour image size")
+
+    picks = C.select_views(c2w, num_views)
+    images, Rs, ts, Ks, hists, ids = [], [], [], [], [], []
+    for j, i in enumerate(picks):
+        fr = frames[i]
+        name = f"view_{j:02d}.jpg"
+        K_new, _, _ = C.write_view(fr.color, scene_dir / name, K_color, image_size)
+        R, t = G.invert_pose(c2w[i, :3, :3], c2w[i, :3, 3])
+        hist = C.depth_hist_from_png(fr.depth, depth_bins)
+        if hist is None:
+            warnings.append("views without a depth PNG (depth_hist = zeros)")
+            hist = np.zeros(depth_bins, dtype=np.float32)
+        images.append(f"frames/{scene_id}/{name}")
+        Rs.append(R), ts.append(t), Ks.append(K_new), hists.append(hist), ids.append(fr.frame_id)
+    manifest = C.views_manifest(scene_id, params, images, Rs, ts, Ks, hists, ids,
+                                extra={"layout": scene.layout, "frames_total": len(scene.frames),
+                                       "frames_valid": len(frames)})
+    C.write_json_atomic(scene_dir / C.MANIFEST, manifest)
+    return C.SceneResult(scene_id, manifest=manifest, warnings=warnings)
+
+
+def check_root(root: Path, scene_ids: list[str]) -> None:
+    """One-line error when ``root`` is not a folder or holds none of the wanted scenes."""
+    if not root.is_dir():
+        raise DataError(f"--scannet {root}: not a folder")
+    if scene_ids and not any(find_scene(root, s) for s in scene_ids):
+        raise DataError(f"--scannet {root}: none of the {len(scene_ids)} scenes is there in either "
+                        f"layout (expected e.g. {scene_ids[0]}/color/, scans/{scene_ids[0]}/color/ "
+                        f"or posed_images/{scene_ids[0]}/intrinsic.txt)")
+
+
+def convert_scenes(scene_ids: list[str], root: Path, out_dir: Path, num_views: int, image_size: int,
+                   depth_bins: int, workers: int, desc: str) -> dict[str, C.SceneResult]:
+    """Convert every scene (in parallel), returning scene id -> result."""
+    jobs = [(s, str(root), str(out_dir), num_views, image_size, depth_bins) for s in sorted(set(scene_ids))]
+    return C.run_scenes(convert_scene, jobs, workers, desc)
+
+
+def record_base(manifest: dict) -> dict:
+    """The scene part shared by every question record of a scene."""
+    return {"scene_id": manifest["scene_id"], "images": list(manifest["images"]),
+            "geom_token": manifest["geom_token"]}
+
+
+def add_common_args(parser) -> None:
+    """Options shared by ``vqkit prep scanqa`` and ``vqkit prep sqa3d``."""
+    parser.add_argument("--scannet", required=True, type=Path,
+                        help="ScanNet frames: the SensReader output (<scene>/color|depth|pose|intrinsic) "
+                             "or a folder with posed_images/<scene>/")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (records + frames/)")
+    parser.add_argument("--num-views", type=int, default=8, help="views per scene (default 8)")
+    parser.add_argument("--image-size", type=int, default=448,
+                        help="width of the written JPEGs; height keeps the aspect ratio (default 448)")
+    parser.add_argument("--depth-bins", type=int, default=16, help="bins of depth_hist over [0, 10] m")
+    parser.add_argument("--workers", type=int, default=1, help="processes converting scenes in parallel")
+    parser.add_argument("--limit-scenes", type=int, default=None,
+                        help="convert only the first N scenes (sorted), e.g. for a quick look")
+
+
+def check_common_args(args) -> None:
+    if args.num_views < 1:
+        raise DataError(f"--num-views must be >= 1, got {args.num_views}")
+    if args.image_size < 14:
+        raise DataError(f"--image-size must be >= 14, got {args.image_size}")
+    if args.depth_bins < 1:
+        raise DataError(f"--depth-bins must be >= 1, got {args.depth_bins}")
+
+
+def run_qa(command: str, questions: dict[str, list[dict]], args, summary: C.Summary) -> None:
+    """Convert the scenes the questions need, then write ``OUT/<split>.jsonl`` for each split.
+
+    ``questions[split]`` holds partial records with at least ``scene_id``; each gets the scene's
+    ``images`` and ``geom_token``. Questions of a failed or excluded scene are skipped and counted.
+    """
+    import time
+
+    start = time.perf_counter()
+    scene_ids = sorted({q["scene_id"] for qs in questions.values() for q in qs})
+    if args.limit_scenes is not None:
+        scene_ids = scene_ids[: max(0, args.limit_scenes)]
+    check_root(args.scannet, scene_ids)
+    summary.scenes_requested = len(scene_ids)
+    results = convert_scenes(scene_ids, args.scannet, args.out, args.num_views, args.image_size,
+                             args.depth_bins, args.workers, desc=command)
+    summary.add_results(results)
+    summary.seconds = time.perf_counter() - start
+    wanted = set(scene_ids)
+    for split, qs in questions.items():
+        records = []
+        for q in qs:
+            sid = q["scene_id"]
+            if sid not in wanted:
+                summary.skipped["questions of scenes left out by --limit-scenes"] += 1
+                continue
+            r = results[sid]
+            if r.manifest is None:
+                summary.skipped["questions of failed scenes"] += 1
+                continue
+            records.append({**record_base(r.manifest), **q})
+        summary.records[f"{split}.jsonl"] = C.write_jsonl_atomic(args.out / f"{split}.jsonl", records)

@@ -1,0 +1,94 @@
+"""``vqkit prep scanqa``: ScanQA questions joined with each scene's ScanNet frames.
+
+Input: ``ScanQA_v1.0_<split>.json`` (a list of ``{scene_id, question_id, question, answers[],
+object_ids[], object_names[]}``; the test files have no answers and cannot become training records).
+Output: ``OUT/<split>.jsonl`` with one record per question (``task: "scanqa"``, ``answers`` = all
+references, ``answer`` = the first) and ``OUT/frames/<scene>/view_XX.jpg`` shared by the questions of
+a scene. See :mod:`vqkit.prep.scannet` for the frame layouts and view selection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vqkit.errors import DataError
+from vqkit.prep import common as C
+from vqkit.prep import scannet
+
+SPLITS = ("train", "val", "test_w_obj", "test_wo_obj")
+
+
+def annotation_files(path: Path, splits: list[str]) -> dict[str, Path]:
+    """split -> ScanQA JSON file. ``path`` is a folder holding ``ScanQA_v1.0_<split>.json`` or one file
+    (its split read from the name, else ``train``)."""
+    if path.is_dir():
+        files = {s: path / f"ScanQA_v1.0_{s}.json" for s in splits}
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise DataError(f"--annotations {path}: missing {', '.join(missing)}")
+        return files
+    if not path.is_file():
+        raise DataError(f"--annotations {path}: no such file or folder")
+    split = next((s for s in sorted(SPLITS, key=len, reverse=True) if path.stem.endswith(s)), "train")
+    return {split: path}
+
+
+def load_questions(path: Path) -> tuple[list[dict], int]:
+    """Partial records of a ScanQA file and the number of questions without answers (skipped)."""
+    data = C.load_json(path, "ScanQA annotation file")
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of questions, got {type(data).__name__}")
+    out, no_answer = [], 0
+    for i, q in enumerate(data):
+        if not isinstance(q, dict):
+            raise DataError(f"{path}: entry {i}: expected an object, got {type(q).__name__}")
+        for key in ("scene_id", "question_id", "question"):
+            if not isinstance(q.get(key), str) or not q[key].strip():
+                raise DataError(f"{path}: entry {i}: field '{key}' missing or not a string")
+        answers = [a for a in q.get("answers") or [] if isinstance(a, str) and a.strip()]
+        if not answers:
+            no_answer += 1
+            continue
+        out.append({
+            "id": q["question_id"],
+            "task": "scanqa",
+            "question": q["question"].strip(),
+            "answer": answers[0],
+            "answers": answers,
+            "scene_id": q["scene_id"],
+            "object_ids": q.get("object_ids", []),
+            "object_names": q.get("object_names", []),
+        })
+    return out, no_answer
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="vqkit prep scanqa",
+        description="ScanQA questions + ScanNet frames -> vqkit records (OUT/<split>.jsonl, OUT/frames/).")
+    parser.add_argument("--annotations", required=True, type=Path,
+                        help="folder with ScanQA_v1.0_<split>.json, or one such file")
+    scannet.add_common_args(parser)
+    parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(SPLITS)}")
+    args = parser.parse_args(argv)
+    scannet.check_common_args(args)
+    splits = C.parse_splits(args.splits, SPLITS)
+    summary = C.Summary(command="vqkit prep scanqa", out=str(args.out))
+    questions = {}
+    for split, path in annotation_files(args.annotations, splits).items():
+        questions[split], no_answer = load_questions(path)
+        if no_answer:
+            summary.skipped[f"questions without answers ({split})"] += no_answer
+    args.out.mkdir(parents=True, exist_ok=True)
+    scannet.run_qa("prep scanqa", questions, args, summary)
+    summary.extra["questions"] = sum(summary.records.values())
+    print(summary.report(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    from vqkit.cli import run_main
+
+    sys.exit(run_main(main, None, "vqkit prep scanqa"))
