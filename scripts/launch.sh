@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Launch vqkit-train on this node with project-local caches and safe NCCL settings.
+#   scripts/launch.sh [--safe] [--gpus N] -- --config configs/stage1_3d.yaml [vqkit-train args]
+# Multi-node: scripts/slurm/train.sbatch calls this on every node with rendezvous from Slurm.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+gpus="${GPUS:-$(nvidia-smi -L 2>/dev/null | wc -l || echo 1)}"
+safe=0
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --safe) safe=1; shift ;;
+    --gpus) gpus="$2"; shift 2 ;;
+    --) shift; break ;;
+    *) break ;;
+  esac
+done
+[[ "$gpus" -ge 1 ]] || gpus=1
+
+# Caches inside the project (home quotas on clusters are small; compute nodes may lack $HOME).
+export HF_HOME="${HF_HOME:-$repo/.cache/huggingface}"
+export TORCH_HOME="${TORCH_HOME:-$repo/.cache/torch}"
+export TRITON_CACHE_DIR="${TRITON_CACHE_DIR:-$repo/.cache/triton}"
+export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$repo/.cache/torch_extensions}"
+export MPLCONFIGDIR="${MPLCONFIGDIR:-$repo/.cache/matplotlib}"
+mkdir -p "$HF_HOME" "$TORCH_HOME" "$TRITON_CACHE_DIR" "$TORCH_EXTENSIONS_DIR" "$MPLCONFIGDIR"
+export TOKENIZERS_PARALLELISM=false
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
+
+# NCCL: fail loudly instead of hanging, and surface the reason.
+export TORCH_NCCL_ASYNC_ERROR_HANDLING="${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}"
+export NCCL_TIMEOUT="${NCCL_TIMEOUT:-1800}"
+export VQKIT_DIST_TIMEOUT_MIN="${VQKIT_DIST_TIMEOUT_MIN:-30}"
+export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
+extra=()
+if [[ "$safe" == 1 ]]; then
+  # Conservative preset for flaky fabrics: no InfiniBand / P2P, blocking waits, ZeRO-2, small batch.
+  export NCCL_IB_DISABLE=1 NCCL_P2P_DISABLE=1 TORCH_NCCL_BLOCKING_WAIT=1
+  extra+=(--deepspeed configs/deepspeed/zero2.json --set train.batch_size_per_gpu=1)
+fi
+
+cd "$repo"
+exec torchrun \
+  --nnodes "${NNODES:-1}" --node_rank "${NODE_RANK:-0}" \
+  --nproc_per_node "$gpus" \
+  --rdzv_backend c10d --rdzv_endpoint "${MASTER_ADDR:-127.0.0.1}:${MASTER_PORT:-29500}" \
+  --rdzv_id "${RDZV_ID:-vqkit}" \
+  -m vqkit.train "$@" "${extra[@]}"
