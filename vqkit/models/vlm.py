@@ -178,19 +178,16 @@ class VQModel(nn.Module):
 
     # ------------------------------------------------------------------ vision tokens
 
-    @property
-    def encoder_layers(self) -> list[int]:
-        depth = self.config.model.encoder.depth
-        return [layer % depth for layer in self.config.model.encoder.layers]
-
     @torch.no_grad()
     def encode_views(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Frozen aggregator features of the selected layers' patch tokens.
+        """Frozen aggregator features: ``Aggregator.encode`` of the config's layers.
 
         images [B, S, 3, H, W] in [0, 1], view_mask bool [B, S] -> [B, S, P, C_in] with
-        C_in = 2 * embed_dim * len(layers) (zeros for padding views). Samples are grouped by their
-        number of views and only the real views are encoded, so padding never enters the global
-        attention. This is also what the feature cache stores (``batch["features"]``).
+        P = 1 camera + registers + patch tokens per view (the camera token summarises the view's
+        pose, which is what VGGT's camera head reads) and C_in = 2 * embed_dim * len(layers); zeros
+        for padding views. Samples are grouped by their number of views and only the real views are
+        encoded, so padding never enters the global attention. This is exactly what the feature cache
+        must store for ``batch["features"]``.
         """
         self.encoder.eval()
         b, s = images.shape[:2]
@@ -206,8 +203,7 @@ class VQModel(nn.Module):
             idx = (counts == n).nonzero().flatten().tolist()
             group = torch.stack([images[i][view_mask[i]] for i in idx])  # [G, n, 3, H, W]
             with autocast:
-                layers, patch_start = self.encoder(group, layers=self.encoder_layers)
-            feats = torch.cat([layers[layer][:, :, patch_start:] for layer in self.encoder_layers], dim=-1)
+                feats = self.encoder.encode(group, layers=self.config.model.encoder.layers)  # [G, n, P, C_in]
             if out is None:
                 out = feats.new_zeros(b, s, *feats.shape[2:])
             for j, i in enumerate(idx):
@@ -376,18 +372,17 @@ def _seeded(seed: int):
 
 
 def build_encoder(enc_cfg, device: str | torch.device | None = None) -> nn.Module:
-    """The frozen VGGT aggregator: official weights when ``encoder.weights`` is set, else a random
-    init seeded by ``encoder.seed``. On the meta device no weights are read."""
-    from vqkit.models.vggt import Aggregator, load_aggregator_weights
+    """The frozen VGGT aggregator (``Aggregator.from_config``): official weights when
+    ``encoder.weights`` is set, else a random init seeded by ``encoder.seed``. On the meta device
+    only the architecture is built and no weights are read."""
+    from vqkit.models.vggt import Aggregator
 
-    is_meta = device is not None and torch.device(device).type == "meta"
-    with _seeded(enc_cfg.seed), (torch.device("meta") if is_meta else contextlib.nullcontext()):
-        encoder = Aggregator.from_config(enc_cfg)
-    if enc_cfg.weights and not is_meta:
-        load_aggregator_weights(encoder, enc_cfg.weights)
-    if device is not None and not is_meta:
-        encoder.to(device)
-    return encoder.eval()
+    if device is not None and torch.device(device).type == "meta":
+        with torch.device("meta"):
+            encoder = Aggregator(**Aggregator.config_kwargs(enc_cfg))
+        encoder.default_layers = list(enc_cfg.layers)
+        return encoder.freeze()
+    return Aggregator.from_config(enc_cfg, device=device).freeze()
 
 
 def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None = None) -> VQModel:
