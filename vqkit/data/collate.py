@@ -1,0 +1,273 @@
+"""Samples -> a batch for ``VQModel``: images padded to a common shape, prompts, labels.
+
+The prompt is built from pieces that are tokenized separately and concatenated, so the label span
+is exactly the answer's tokens plus the end token, and the vision block is exactly
+``<|vision_start|>`` + N x ``<|image_pad|>`` + ``<|vision_end|>`` with
+N = ``vision_token_count(model_cfg, num_views, has_geometry)``:
+
+- ``data.prompt_template: chat``: the tokenizer's chat template renders an optional system message
+  and the user turn ``[situation + " "] + question + "\\n" + vision block`` with the generation
+  prompt; the answer follows, ended by the template's end-of-turn token (``<|im_end|>`` for Qwen).
+- any other template, e.g. the seed's ``"{question}\\n<image>\\n{answer}"``: literal text,
+  ``{question}``, optional ``{situation}`` (without it the situation is prepended to the question),
+  ``<image>`` = the vision block, ``{answer}`` last; the answer ends with the tokenizer's eos.
+
+Truncation to ``data.max_length`` removes tokens from the start of the situation, then of the
+question, and never touches the template's own tokens, the vision block or the answer
+(``batch["num_truncated"]`` counts samples it shortened; a sample that still does not fit is kept
+whole and counted in ``batch["num_overlong"]``). Blind mode (a text-only baseline) has no vision
+block at all.
+
+Training batches are right-padded with labels (-100 everywhere but the answer and its end token);
+generation batches (``mode="generate"``) hold only the prompt, left-padded, ``labels = None``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any, Sequence
+
+import torch
+
+from vqkit.config import vision_token_count
+from vqkit.data.tokenizer import answer_end_token_id, vision_token_ids
+from vqkit.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vqkit.config import DataConfig, ModelConfig
+
+log = logging.getLogger("vqkit.data")
+
+IGNORE_INDEX = -100
+# Markers substituted into the chat template, then split out again: plain ASCII so no template
+# escapes or trims them.
+_TEXT = "@@VQKIT_TEXT@@"
+_VISION = "@@VQKIT_VISION@@"
+_PLACEHOLDER = re.compile(r"(\{question\}|\{situation\}|<image>|\{answer\})")
+
+
+class Collator:
+    """``collate_fn`` for :class:`vqkit.data.dataset.RecordDataset` samples (picklable for workers).
+
+    Args:
+        tokenizer: from ``vqkit.data.tokenizer.load_tokenizer`` (has the vision and pad tokens).
+        model_cfg: sizes the vision block (projector latents, geometry tokens).
+        data_cfg: prompt_template, system_prompt, max_length.
+        mode: "train" (prompt + answer, labels, right padding) or "generate" (prompt, left padding).
+        blind: no vision block (text-only baseline).
+
+    Returns a dict (DESIGN "Batch"): ``images`` [B, S, 3, H, W], ``view_mask`` [B, S],
+    ``geometry`` {R [B,S,3,3], t [B,S,3], K [B,S,3,3], depth_hist [B,S,bins], image_hw (H, W)},
+    ``geom_mask`` [B], ``input_ids`` / ``attention_mask`` / ``labels`` [B, L], ``meta`` (list),
+    ``num_truncated``, ``num_overlong``, ``num_skipped`` (ints), optional ``depths`` [B, S, H, W]
+    and ``features`` [B, S, P, C].
+    """
+
+    def __init__(self, tokenizer, model_cfg: "ModelConfig", data_cfg: "DataConfig", mode: str = "train",
+                 blind: bool = False):
+        if mode not in ("train", "generate"):
+            raise ConfigError(f"Collator mode must be 'train' or 'generate', got {mode!r}")
+        self.tokenizer = tokenizer
+        self.model_cfg = model_cfg
+        self.data_cfg = data_cfg
+        self.mode = mode
+        self.blind = blind
+        self.chat = data_cfg.prompt_template == "chat"
+        if self.chat and not getattr(tokenizer, "chat_template", None):
+            raise ConfigError("data.prompt_template is 'chat' but the tokenizer has no chat template; "
+                              "set a template such as \"{question}\\n<image>\\n{answer}\"")
+        self.vision = vision_token_ids(tokenizer)
+        self.end_id = answer_end_token_id(tokenizer, self.chat)
+        if tokenizer.pad_token_id is None:
+            raise ConfigError("the tokenizer has no pad token; load it with vqkit.data.tokenizer.load_tokenizer")
+        self.pad_id = int(tokenizer.pad_token_id)
+        self._pieces_cache: dict[bool, list[tuple[str, Any]]] = {}
+        self._warned_overlong = False
+
+    # ------------------------------------------------------------------ prompt layout
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False)) if text else []
+
+    def _layout(self) -> list[tuple[str, Any]]:
+        """The prompt as a list of (kind, value): ("ids", [..]) template tokens, ("question",),
+        ("situation",), ("vision",). Cached: only the text and vision sizes vary per sample."""
+        key = self.blind
+        if key in self._pieces_cache:
+            return self._pieces_cache[key]
+        pieces: list[tuple[str, Any]] = []
+        if self.chat:
+            content = _TEXT if self.blind else f"{_TEXT}\n{_VISION}"
+            messages = [{"role": "user", "content": content}]
+            if self.data_cfg.system_prompt:
+                messages.insert(0, {"role": "system", "content": self.data_cfg.system_prompt})
+            rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            if rendered.count(_TEXT) != 1 or rendered.count(_VISION) != (0 if self.blind else 1):
+                raise ConfigError("the tokenizer's chat template does not keep the user message verbatim; "
+                                  "use a prompt_template such as \"{question}\\n<image>\\n{answer}\"")
+            for part in re.split(f"({re.escape(_TEXT)}|{re.escape(_VISION)})", rendered):
+                if part == _TEXT:
+                    pieces.append(("text", None))
+                elif part == _VISION:
+                    pieces.append(("vision", None))
+                elif part:
+                    pieces.append(("ids", self._encode(part)))
+        else:
+            template = self.data_cfg.prompt_template
+            prompt = template[: template.rindex("{answer}")]
+            bos = self.tokenizer.bos_token_id
+            if bos is not None and getattr(self.tokenizer, "add_bos_token", False):
+                pieces.append(("ids", [int(bos)]))
+            for part in _PLACEHOLDER.split(prompt):
+                if part == "{question}":
+                    pieces.append(("text", None))
+                elif part == "{situation}":
+                    pieces.append(("situation", None))
+                elif part == "<image>":
+                    if not self.blind:
+                        pieces.append(("vision", None))
+                elif part:
+                    pieces.append(("ids", self._encode(part)))
+        self._pieces_cache[key] = pieces
+        return pieces
+
+    def encode_sample(self, question: str, situation: str | None, answer: str | None, num_views: int,
+                      has_geometry: bool) -> dict[str, Any]:
+        """Token ids of one sample. Returns ``input_ids``, ``labels`` (None in generate mode),
+        ``num_vision`` (placeholders), ``truncated`` and ``overlong`` flags."""
+        pieces = self._layout()
+        has_sit_slot = any(kind == "situation" for kind, _ in pieces)
+        text = question
+        if situation and not has_sit_slot:
+            text = f"{situation} {question}"
+        n_vis = 0 if self.blind else vision_token_count(self.model_cfg, num_views, has_geometry)
+        # Truncatable segments, in the order they give up tokens (situation first, from its start).
+        segs: dict[str, list[int]] = {"text": self._encode(text)}
+        if has_sit_slot:
+            segs["situation"] = self._encode(situation or "")
+        answer_ids: list[int] = []
+        if self.mode == "train":
+            if answer is None or not answer.strip():
+                raise ConfigError("a training sample needs a non-empty answer")
+            answer_ids = self._encode(answer) + [self.end_id]
+        fixed = sum(len(v) if k == "ids" else n_vis + 2 if k == "vision" else 0 for k, v in pieces)
+        total = fixed + sum(len(v) for v in segs.values()) + len(answer_ids)
+        overflow = total - self.data_cfg.max_length
+        truncated = overlong = False
+        if overflow > 0:
+            truncated = True
+            for name in ("situation", "text"):
+                if name in segs and overflow > 0:
+                    cut = min(overflow, len(segs[name]))
+                    segs[name] = segs[name][cut:]
+                    overflow -= cut
+            overlong = overflow > 0
+        ids: list[int] = []
+        for kind, value in pieces:
+            if kind == "ids":
+                ids += value
+            elif kind == "vision":
+                ids += self.vision.block(n_vis)
+            else:
+                ids += segs[kind]
+        labels = None
+        if self.mode == "train":
+            labels = [IGNORE_INDEX] * len(ids) + answer_ids
+            ids = ids + answer_ids
+        return {"input_ids": ids, "labels": labels, "num_vision": n_vis, "truncated": truncated,
+                "overlong": overlong}
+
+    # ------------------------------------------------------------------ batch
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        B = len(samples)
+        S = max(s["images"].shape[0] if "images" in s else s["features"].shape[0] for s in samples)
+        batch: dict[str, Any] = {}
+        if "images" in samples[0]:
+            H = max(s["images"].shape[-2] for s in samples)
+            W = max(s["images"].shape[-1] for s in samples)
+            images = torch.zeros(B, S, 3, H, W)
+        else:
+            H, W = samples[0].get("image_hw", (0, 0))
+            images = None
+        view_mask = torch.zeros(B, S, dtype=torch.bool)
+        bins = samples[0]["depth_hist"].shape[-1]
+        R = torch.zeros(B, S, 3, 3)
+        t = torch.zeros(B, S, 3)
+        K = torch.zeros(B, S, 3, 3)
+        hist = torch.zeros(B, S, bins)
+        geom_mask = torch.zeros(B, dtype=torch.bool)
+        depths = torch.zeros(B, S, H, W) if any("depths" in s for s in samples) else None
+        features = None
+        if "features" in samples[0]:
+            P, C = samples[0]["features"].shape[-2:]
+            features = torch.zeros(B, S, P, C, dtype=samples[0]["features"].dtype)
+        for b, s in enumerate(samples):
+            V = s["R"].shape[0]
+            view_mask[b, :V] = True
+            if images is not None:
+                h, w = s["images"].shape[-2:]
+                # Centre the sample and pad with white, as VGGT pads mixed sizes; K follows.
+                dy, dx = (H - h) // 2, (W - w) // 2
+                if (h, w) != (H, W):
+                    images[b, :V] = 1.0
+                images[b, :V, :, dy:dy + h, dx:dx + w] = s["images"]
+                if depths is not None and "depths" in s:
+                    depths[b, :V, dy:dy + h, dx:dx + w] = s["depths"]
+            else:
+                dy = dx = 0
+            if features is not None:
+                features[b, :V] = s["features"]
+            if s["has_geometry"]:
+                geom_mask[b] = True
+                R[b, :V] = s["R"]
+                t[b, :V] = s["t"]
+                Kb = s["K"].clone()
+                Kb[:, 0, 2] += dx
+                Kb[:, 1, 2] += dy
+                K[b, :V] = Kb
+            hist[b, :V] = s["depth_hist"]
+
+        enc = [self.encode_sample(s["question"], s.get("situation"), s.get("answer"), s["R"].shape[0],
+                                  bool(s["has_geometry"])) for s in samples]
+        L = max(len(e["input_ids"]) for e in enc)
+        input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
+        attention = torch.zeros(B, L, dtype=torch.long)
+        labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long) if self.mode == "train" else None
+        for b, e in enumerate(enc):
+            n = len(e["input_ids"])
+            # Right padding for training (labels line up with positions); left padding for
+            # generation so every prompt ends at the last column where new tokens are appended.
+            sl = slice(0, n) if self.mode == "train" else slice(L - n, L)
+            input_ids[b, sl] = torch.tensor(e["input_ids"], dtype=torch.long)
+            attention[b, sl] = 1
+            if labels is not None:
+                labels[b, sl] = torch.tensor(e["labels"], dtype=torch.long)
+        num_overlong = sum(e["overlong"] for e in enc)
+        if num_overlong and not self._warned_overlong:
+            self._warned_overlong = True
+            log.warning("%d sample(s) exceed data.max_length=%d even without question text (vision block + "
+                        "answer are longer); they are kept whole. Raise data.max_length.",
+                        num_overlong, self.data_cfg.max_length)
+
+        meta = []
+        for s, e in zip(samples, enc):
+            m = dict(s["meta"])
+            m["answer"] = s.get("answer")
+            m["num_vision_tokens"] = e["num_vision"]
+            meta.append(m)
+        batch.update(
+            images=images, view_mask=view_mask,
+            geometry={"R": R, "t": t, "K": K, "depth_hist": hist, "image_hw": (int(H), int(W))},
+            geom_mask=geom_mask, input_ids=input_ids, attention_mask=attention, labels=labels, meta=meta,
+            num_truncated=sum(e["truncated"] for e in enc), num_overlong=num_overlong,
+            num_skipped=sum("replaced_from" in s["meta"] for s in samples),
+        )
+        if images is None:
+            del batch["images"]
+        if depths is not None:
+            batch["depths"] = depths
+        if features is not None:
+            batch["features"] = features
+        return batch

@@ -1,0 +1,152 @@
+"""Image and depth loading with VGGT's preprocessing, keeping K in step with every resize and crop.
+
+Two modes (``data.resize_mode``), as in VGGT's ``load_and_preprocess_images``:
+
+- ``crop`` (VGGT's default): resize the width to ``image_size`` keeping the aspect ratio (height
+  rounded to a multiple of 14), then centre-crop the height to ``image_size`` when it is larger.
+  A landscape 4:3 image at 448 becomes 448 x 336 (W x H); a portrait one 448 x 448.
+- ``pad``: resize the longer side to ``image_size`` (the other rounded to a multiple of 14), then pad
+  to a square ``image_size`` x ``image_size`` with white (1.0).
+
+RGBA images are composited on white first (as VGGT does). ``K`` follows: a resize scales row 0 by
+new_w / old_w and row 1 by new_h / old_h; a crop at (x0, y0) moves the principal point; a pad is a
+crop at a negative offset (``vqkit.data.geometry``). Depth maps (16-bit PNG, millimetres, 0 =
+invalid) get the same geometry with nearest-neighbour resampling (depths are never blended) and
+zeros (= invalid) in the padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vqkit.data.geometry import crop_intrinsics, depth_png_to_metres, resize_intrinsics
+from vqkit.errors import DataError
+
+PATCH = 14
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one image of size (w, h) becomes the model's input: resize to ``resized`` (w, h), then
+    take the window at ``offset`` (x0, y0) of size ``out`` (w, h); a negative offset pads."""
+
+    src: tuple[int, int]
+    resized: tuple[int, int]
+    offset: tuple[int, int]
+    out: tuple[int, int]
+
+    def intrinsics(self, K: np.ndarray) -> np.ndarray:
+        """K [3, 3] of the source image -> K of the output image."""
+        return crop_intrinsics(resize_intrinsics(K, self.src, self.resized), *self.offset)
+
+
+def _round14(x: float) -> int:
+    return max(PATCH, int(round(x / PATCH)) * PATCH)
+
+
+def plan_resize(width: int, height: int, image_size: int, mode: str) -> Plan:
+    """The resize/crop/pad of an image of (width, height) for ``image_size`` in ``mode``."""
+    if image_size % PATCH:
+        raise DataError(f"image_size must be a multiple of {PATCH}, got {image_size}")
+    if mode == "crop":
+        new_w = image_size
+        new_h = _round14(height * new_w / width)
+        out_h = min(new_h, image_size)
+        return Plan((width, height), (new_w, new_h), (0, (new_h - out_h) // 2), (new_w, out_h))
+    if mode == "pad":
+        if width >= height:
+            new_w, new_h = image_size, _round14(height * image_size / width)
+        else:
+            new_w, new_h = _round14(width * image_size / height), image_size
+        new_w, new_h = min(new_w, image_size), min(new_h, image_size)
+        # VGGT pads top/left with the floor of half the gap; the offset is negative (a pad).
+        x0 = -((image_size - new_w) // 2)
+        y0 = -((image_size - new_h) // 2)
+        return Plan((width, height), (new_w, new_h), (x0, y0), (image_size, image_size))
+    raise DataError(f"resize_mode must be 'crop' or 'pad', got {mode!r}")
+
+
+def _window(arr: torch.Tensor, plan: Plan, fill: float) -> torch.Tensor:
+    """Crop or pad the last two dims of ``arr`` (resized) to ``plan.out`` at ``plan.offset``."""
+    (x0, y0), (ow, oh) = plan.offset, plan.out
+    rw, rh = plan.resized
+    if x0 >= 0 and y0 >= 0 and x0 + ow <= rw and y0 + oh <= rh:
+        return arr[..., y0:y0 + oh, x0:x0 + ow]
+    out = arr.new_full((*arr.shape[:-2], oh, ow), fill)
+    # Overlap of the source window [x0, x0 + ow) with the resized image [0, rw).
+    sx0, sy0 = max(x0, 0), max(y0, 0)
+    sx1, sy1 = min(x0 + ow, rw), min(y0 + oh, rh)
+    out[..., sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = arr[..., sy0:sy1, sx0:sx1]
+    return out
+
+
+def _open(path: str, what: str) -> Image.Image:
+    try:
+        img = Image.open(path)
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} not found") from None
+    except (OSError, Image.DecompressionBombError, ValueError) as e:
+        raise DataError(f"{path}: cannot read the {what} ({e})") from None
+    return img
+
+
+def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Tensor, Plan]:
+    """Load an image as float32 [3, H, W] in [0, 1] with VGGT's preprocessing, plus its :class:`Plan`
+    (``plan.intrinsics(K)`` gives the K of the returned image).
+
+    A file that cannot be decoded (truncated, not an image) raises DataError naming it.
+    """
+    img = _open(path, "image")
+    try:
+        src = img.size
+        plan = plan_resize(src[0], src[1], image_size, mode)
+        if img.format == "JPEG":
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that is still >= the target size:
+            # several times faster for large photos (ScanNet's 1296x968 at 448 px decodes at 1/2).
+            img.draft("RGB", plan.resized)
+        if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+            img = img.convert("RGBA")
+            white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(white, img)
+        img = img.convert("RGB")
+        if img.size != plan.resized:
+            # reducing_gap: a cheap box reduction first, then bicubic (VGGT's filter) for the rest.
+            img = img.resize(plan.resized, Image.Resampling.BICUBIC, reducing_gap=3.0)
+        (x0, y0), (ow, oh) = plan.offset, plan.out
+        if x0 >= 0 and y0 >= 0 and (ow, oh) != img.size:
+            img = img.crop((x0, y0, x0 + ow, y0 + oh))  # crop first: only kept pixels are copied
+        arr = np.array(img)  # [h, w, 3] uint8, writable (np.asarray of a PIL image is read-only)
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot decode the image ({e})") from None
+    tensor = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+    if tensor.shape[-2:] != (plan.out[1], plan.out[0]):
+        tensor = _window(tensor, plan, 1.0)  # pad mode: white border
+    return tensor.contiguous(), plan
+
+
+def load_depth(path: str, plan: Plan) -> torch.Tensor:
+    """Load a 16-bit PNG depth map (millimetres, 0 = invalid) as float32 metres [H, W], resampled
+    (nearest) to the geometry of the image ``plan`` so depth pixel (i, j) lies under image pixel (i, j).
+    The depth map may have another resolution than the image (ScanNet: 640x480 vs 1296x968): both
+    cover the same field of view, so it is resized to ``plan.resized`` directly."""
+    img = _open(path, "depth map")
+    try:
+        if img.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
+            raise DataError(f"{path}: a depth map must be a 16-bit grayscale PNG in millimetres, got mode {img.mode}")
+        if img.mode != "I":
+            img = img.convert("I")
+        if img.size != plan.resized:
+            img = img.resize(plan.resized, Image.Resampling.NEAREST)
+        depth_mm = np.array(img)
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot decode the depth map ({e})") from None
+    depth = torch.from_numpy(depth_png_to_metres(depth_mm))
+    return _window(depth, plan, 0.0).contiguous()

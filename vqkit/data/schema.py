@@ -1,0 +1,411 @@
+"""Records on disk: reading JSON/JSONL corpora and validating every record before training.
+
+A record (DESIGN.md section 2) is one JSON object::
+
+    {"images": ["scene0000/00010.jpg", ...],          # 1..N paths (required)
+     "question": "what is next to the bed?",            # required
+     "answer": "nightstand",                           # Stage 1 (or "roomplan": {...} for Stage 2)
+     "id": ..., "scene_id": ..., "task": "scanqa", "qtype": ..., "answers": [...], "situation": ...,
+     "depths": ["scene0000/00010.png", ...],           # 16-bit PNG, millimetres, 0 = invalid
+     "geom_token": null | {"R": Vx3x3, "t": Vx3, "K": Vx3x3, "depth_hist": VxB}}
+
+``R, t`` are world-to-camera in OpenCV axes (``x_cam = R @ x_world + t``), ``K`` is the pixel
+intrinsic matrix of the image file as stored, ``depth_hist`` the fraction of valid depth pixels per
+bin (``vqkit.data.geometry``). Other keys are kept in ``Record.extra`` and otherwise ignored.
+
+Paths: relative paths resolve against ``data.image_root`` when set, else against the folder of the
+record file. A path that lands outside that root (``..``, or an absolute path elsewhere) is refused
+unless ``allow_outside_root``. The check is lexical (``..`` is collapsed, symlinks are not followed),
+so a symlinked image folder inside the root is fine while ``../../etc/passwd`` is not.
+
+Every problem is a :class:`~vqkit.errors.DataError` whose message starts ``FILE:LINE: field 'F':``.
+With ``on_error="skip"`` bad records are dropped, counted in a :class:`LoadReport` and logged.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import importlib.util
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from vqkit.data.geometry import is_rotation
+from vqkit.errors import DataError
+
+log = logging.getLogger("vqkit.data")
+
+KNOWN_FIELDS = ("images", "question", "answer", "roomplan", "id", "scene_id", "task", "qtype",
+                "answers", "situation", "depths", "geom_token")
+
+
+@dataclass
+class Geometry:
+    """Per-view camera geometry of one record (float32 numpy arrays, V = number of views).
+
+    R [V, 3, 3] and t [V, 3]: world-to-camera, OpenCV axes. K [V, 3, 3]: pixel intrinsics of the
+    stored images. depth_hist [V, B] or None when the record gives none.
+    """
+
+    R: np.ndarray
+    t: np.ndarray
+    K: np.ndarray
+    depth_hist: np.ndarray | None = None
+
+    def select(self, views: list[int] | np.ndarray) -> "Geometry":
+        """The geometry of a subset of views, in the given order."""
+        idx = np.asarray(views, dtype=np.int64)
+        return Geometry(self.R[idx], self.t[idx], self.K[idx],
+                        None if self.depth_hist is None else self.depth_hist[idx])
+
+
+@dataclass
+class Record:
+    """One validated record; image and depth paths are absolute. ``source``/``line`` say where it
+    came from (line = 1-based line of the JSONL line, or of the object's first character in a JSON
+    array)."""
+
+    images: list[str]
+    question: str
+    answer: str | None = None
+    roomplan: dict | None = None
+    id: str = ""
+    scene_id: str | None = None
+    task: str | None = None
+    qtype: str | None = None
+    answers: list[str] = field(default_factory=list)
+    situation: str | None = None
+    depths: list[str] | None = None
+    geometry: Geometry | None = None
+    source: str = ""
+    line: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+    target: str | None = None
+    """Stage 2: the layout text, computed (and so validated) when the record is loaded."""
+
+    @property
+    def where(self) -> str:
+        """``file:line`` for messages."""
+        return f"{self.source}:{self.line}"
+
+    @property
+    def num_views(self) -> int:
+        return len(self.images)
+
+    def target_text(self) -> str:
+        """The training target: the answer (Stage 1), or the RoomPlan layout as text (Stage 2)."""
+        if self.answer is not None:
+            return self.answer
+        if self.target is None:
+            self.target = roomplan_text(self.roomplan, self.where)
+        return self.target
+
+    def meta(self) -> dict[str, Any]:
+        """The per-sample dict the collator puts in ``batch["meta"]`` (scoring and display)."""
+        out = {"id": self.id, "task": self.task, "qtype": self.qtype, "question": self.question,
+               "situation": self.situation, "answers": list(self.answers), "scene_id": self.scene_id,
+               "images": list(self.images), "source": self.source, "line": self.line}
+        if self.roomplan is not None:
+            out["roomplan"] = self.roomplan
+        return out
+
+
+def roomplan_text(roomplan: dict, where: str = "") -> str:
+    """A Stage 2 target: ``Room.from_capturedroom(roomplan).to_text()`` (imported lazily: the
+    roomplan module is only needed for Stage 2 data)."""
+    from vqkit.roomplan import Room
+
+    try:
+        return Room.from_capturedroom(roomplan).to_text()
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any malformed layout is the record's fault
+        raise DataError(f"{where}: field 'roomplan': not a valid CapturedRoom ({type(e).__name__}: {e})") from e
+
+
+@dataclass
+class LoadReport:
+    """What a load kept and dropped (``on_error="skip"``), per file and in total."""
+
+    num_loaded: int = 0
+    num_skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+    """Messages of skipped records (the first ``max_messages``)."""
+    max_messages: int = 100
+
+    def add_error(self, message: str) -> None:
+        self.num_skipped += 1
+        if len(self.errors) < self.max_messages:
+            self.errors.append(message)
+
+    def merge(self, other: "LoadReport") -> None:
+        self.num_loaded += other.num_loaded
+        self.num_skipped += other.num_skipped
+        self.errors.extend(other.errors[: max(0, self.max_messages - len(self.errors))])
+
+    def summary(self) -> str:
+        text = f"{self.num_loaded} records loaded, {self.num_skipped} skipped"
+        if self.errors:
+            text += f" (first: {self.errors[0]})"
+        return text
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files
+# ---------------------------------------------------------------------------------------------
+
+
+def expand_paths(pattern: str) -> list[Path]:
+    """Files matching a path or glob (``**`` allowed), sorted; an error when nothing matches."""
+    pattern = os.path.expanduser(pattern)
+    if any(c in pattern for c in "*?["):
+        files = sorted(Path(p) for p in globlib.glob(pattern, recursive=True) if os.path.isfile(p))
+        if not files:
+            raise DataError(f"{pattern}: no file matches this pattern")
+        return files
+    path = Path(pattern)
+    if not path.is_file():
+        raise DataError(f"{pattern}: record file not found")
+    return [path]
+
+
+def iter_json_objects(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line, parsed object) for every record of a ``.jsonl`` (one per non-empty line) or ``.json``
+    (a top-level array) file. A line that is not valid JSON yields ``(line, DataError)`` so the
+    caller decides to raise or skip; an unreadable ``.json`` raises at once."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    if path.suffix.lower() == ".json" or (path.suffix.lower() != ".jsonl" and text.lstrip().startswith("[")):
+        yield from _iter_json_array(path, text)
+        return
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            yield lineno, json.loads(raw)
+        except json.JSONDecodeError as e:
+            yield lineno, DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})")
+
+
+def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+    """Walk a JSON array element by element so each record knows its line number."""
+    decoder = json.JSONDecoder()
+    ws = " \t\r\n"
+    i = 0
+    n = len(text)
+    while i < n and text[i] in ws:
+        i += 1
+    if i >= n or text[i] != "[":
+        raise DataError(f"{path}:1: a .json record file must hold a JSON array of records")
+    i += 1
+    while True:
+        while i < n and text[i] in ws:
+            i += 1
+        if i < n and text[i] == "]":
+            return
+        line = text.count("\n", 0, i) + 1
+        try:
+            obj, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        yield line, obj
+        while i < n and text[i] in ws:
+            i += 1
+        if i < n and text[i] == ",":
+            i += 1
+        elif i < n and text[i] == "]":
+            return
+        else:
+            raise DataError(f"{path}:{text.count(chr(10), 0, i) + 1}: not valid JSON "
+                            f"(expected ',' or ']' after a record)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+
+class _Ctx:
+    """Where a record came from and how to resolve its paths."""
+
+    def __init__(self, source: Path, root: Path, allow_outside_root: bool, depth_bins: int | None,
+                 check_files: bool):
+        self.source = str(source)
+        self.root = Path(os.path.normpath(os.path.abspath(root)))
+        self.allow_outside_root = allow_outside_root
+        self.depth_bins = depth_bins
+        self.check_files = check_files
+        self.line = 0
+
+    def error(self, field_name: str, message: str) -> DataError:
+        return DataError(f"{self.source}:{self.line}: field '{field_name}': {message}")
+
+    def resolve(self, value: Any, field_name: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.error(field_name, f"expected a non-empty path string, got {value!r}")
+        path = Path(os.path.expanduser(value))
+        full = Path(os.path.normpath(path if path.is_absolute() else self.root / path))
+        if not self.allow_outside_root and not full.is_relative_to(self.root):
+            raise self.error(field_name, f"{value} resolves outside the data root {self.root} "
+                                         f"(set data.allow_outside_root: true to allow it)")
+        if self.check_files and not full.is_file():
+            raise self.error(field_name, f"file not found: {full}")
+        return str(full)
+
+
+def _text(obj: dict, key: str, ctx: _Ctx, required: bool) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise ctx.error(key, "missing (required)")
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key in ("answer", "id", "scene_id"):
+        value = str(value)  # numeric answers/ids ("2") are common in converted corpora
+    if not isinstance(value, str):
+        raise ctx.error(key, f"expected a string, got {type(value).__name__}")
+    if required and not value.strip():
+        raise ctx.error(key, "is empty")
+    return value
+
+
+def _array(value: Any, shape: tuple[int, ...], name: str, ctx: _Ctx) -> np.ndarray:
+    """A finite float32 array of exactly ``shape`` (-1 = any size)."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ctx.error(name, f"expected numbers of shape {_fmt_shape(shape)}, got a ragged or "
+                              f"non-numeric value") from None
+    if arr.ndim != len(shape) or any(s != -1 and a != s for a, s in zip(arr.shape, shape)):
+        raise ctx.error(name, f"expected shape {_fmt_shape(shape)}, got {_fmt_shape(arr.shape)}")
+    if not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ctx.error(name, f"non-finite value at view {bad[0]} ({arr[tuple(bad)]})")
+    return arr.astype(np.float32)
+
+
+def _fmt_shape(shape) -> str:
+    return "x".join("B" if s == -1 else str(s) for s in shape) if shape else "scalar"
+
+
+def _geometry(value: Any, num_views: int, ctx: _Ctx) -> Geometry | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ctx.error("geom_token", f"expected null or an object with R, t, K, depth_hist, got "
+                                      f"{type(value).__name__}")
+    for key in ("R", "t", "K"):
+        if key not in value:
+            raise ctx.error(f"geom_token.{key}", "missing (geom_token needs R, t and K)")
+    V = num_views
+    R = _array(value["R"], (V, 3, 3), "geom_token.R", ctx)
+    t = _array(value["t"], (V, 3), "geom_token.t", ctx)
+    K = _array(value["K"], (V, 3, 3), "geom_token.K", ctx)
+    for v in range(V):
+        if not is_rotation(R[v]):
+            det = float(np.linalg.det(R[v].astype(np.float64)))
+            raise ctx.error("geom_token.R", f"view {v} is not a rotation (det {det:.3f}; expected an "
+                                            f"orthonormal world-to-camera matrix with det +1)")
+        if not (K[v, 0, 0] > 0 and K[v, 1, 1] > 0 and np.allclose(K[v, 2], [0, 0, 1], atol=1e-6)):
+            raise ctx.error("geom_token.K", f"view {v} is not a pixel intrinsic matrix (need fx, fy > 0 "
+                                            f"and last row [0, 0, 1])")
+    hist = None
+    if value.get("depth_hist") is not None:
+        bins = ctx.depth_bins if ctx.depth_bins is not None else -1
+        hist = _array(value["depth_hist"], (V, bins), "geom_token.depth_hist", ctx)
+        if np.any(hist < 0):
+            raise ctx.error("geom_token.depth_hist", "fractions must be >= 0")
+    return Geometry(R, t, K, hist)
+
+
+def validate_record(obj: Any, ctx: _Ctx) -> Record:
+    """Check one parsed record and resolve its paths; raises DataError naming file, line, field."""
+    if not isinstance(obj, dict):
+        raise ctx.error("(record)", f"expected a JSON object, got {type(obj).__name__}")
+    images = obj.get("images")
+    if not isinstance(images, list) or not images:
+        raise ctx.error("images", "expected a non-empty list of image paths"
+                        if images is not None else "missing (required)")
+    image_paths = [ctx.resolve(p, f"images[{i}]") for i, p in enumerate(images)]
+    question = _text(obj, "question", ctx, required=True)
+
+    roomplan = obj.get("roomplan")
+    if obj.get("answer") is None and roomplan is None:
+        raise ctx.error("answer", "missing (a record needs 'answer' or, for Stage 2, 'roomplan')")
+    answer = _text(obj, "answer", ctx, required=True) if obj.get("answer") is not None else None
+    if roomplan is not None and not isinstance(roomplan, dict):
+        raise ctx.error("roomplan", f"expected a CapturedRoom object, got {type(roomplan).__name__}")
+
+    target = None
+    if answer is None and importlib.util.find_spec("vqkit.roomplan") is not None:
+        # Converting now makes a malformed layout fail when the dataset is built, not mid-training.
+        target = roomplan_text(roomplan, f"{ctx.source}:{ctx.line}")
+        if not target.strip():
+            raise ctx.error("roomplan", "the layout converts to an empty text")
+
+    answers = obj.get("answers")
+    if answers is None:
+        answers = [answer] if answer is not None else []
+    elif not isinstance(answers, list) or not all(isinstance(a, (str, int, float)) for a in answers):
+        raise ctx.error("answers", "expected a list of strings")
+    answers = [str(a) for a in answers]
+
+    depths = obj.get("depths")
+    if depths is not None:
+        if not isinstance(depths, list) or len(depths) != len(images):
+            raise ctx.error("depths", f"expected a list of {len(images)} paths (one per image)")
+        depths = [ctx.resolve(p, f"depths[{i}]") for i, p in enumerate(depths)]
+
+    geometry = _geometry(obj.get("geom_token"), len(images), ctx)
+    rid = _text(obj, "id", ctx, required=False)
+    return Record(
+        images=image_paths, question=question, answer=answer, roomplan=roomplan,
+        id=rid if rid is not None else f"{Path(ctx.source).stem}:{ctx.line}",
+        scene_id=_text(obj, "scene_id", ctx, required=False),
+        task=_text(obj, "task", ctx, required=False),
+        qtype=_text(obj, "qtype", ctx, required=False),
+        answers=answers, situation=_text(obj, "situation", ctx, required=False),
+        depths=depths, geometry=geometry, source=ctx.source, line=ctx.line,
+        extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS}, target=target,
+    )
+
+
+def load_records(pattern: str, *, image_root: str | None = None, allow_outside_root: bool = False,
+                 on_error: str = "raise", depth_bins: int | None = None, check_files: bool = True,
+                 report: LoadReport | None = None) -> list[Record]:
+    """Read and validate every record of a ``.json``/``.jsonl`` file or glob.
+
+    ``on_error="raise"`` stops at the first bad record with a DataError ``FILE:LINE: field 'F': ...``;
+    ``"skip"`` drops it and counts it in ``report`` (and logs a summary). ``depth_bins`` checks the
+    width of ``depth_hist``; ``check_files`` checks that images and depth maps exist.
+    """
+    if on_error not in ("raise", "skip"):
+        raise DataError(f"data.on_error must be 'raise' or 'skip', got {on_error!r}")
+    report = report if report is not None else LoadReport()
+    records: list[Record] = []
+    for path in expand_paths(pattern):
+        file_report = LoadReport()
+        root = Path(image_root).expanduser() if image_root else path.parent
+        ctx = _Ctx(path, root, allow_outside_root, depth_bins, check_files)
+        for line, obj in iter_json_objects(path):
+            ctx.line = line
+            try:
+                if isinstance(obj, DataError):
+                    raise obj
+                records.append(validate_record(obj, ctx))
+                file_report.num_loaded += 1
+            except DataError as e:
+                if on_error == "raise":
+                    raise
+                file_report.add_error(str(e))
+        if file_report.num_skipped:
+            log.warning("%s: skipped %d bad record(s) of %d; first: %s", path, file_report.num_skipped,
+                        file_report.num_skipped + file_report.num_loaded, file_report.errors[0])
+        report.merge(file_report)
+    return records
