@@ -365,21 +365,26 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
 def _download(repo_id: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.utils import EntryNotFoundError
+        from huggingface_hub.utils import EntryNotFoundError, LocalEntryNotFoundError
     except ImportError as exc:  # pragma: no cover - huggingface_hub comes with transformers
         raise CheckpointError(f"{repo_id}: huggingface_hub is needed to download hub ids") from exc
     hint = (f"download model.pt from https://huggingface.co/{repo_id} to ckpts/{repo_id.split('/')[-1]}/ "
             f"and set model.encoder.weights to that file")
-    last_error: Exception | None = None
+    offline: Exception | None = None
     for name in WEIGHT_FILES:
         try:
             return Path(hf_hub_download(repo_id, name))
-        except EntryNotFoundError as exc:  # this repo stores the other format
-            last_error = exc
-        except Exception as exc:  # offline, gated, unknown repo, network: all end the same way
+        except LocalEntryNotFoundError as exc:  # offline (or hub unreachable) and not in the cache
+            offline = exc
+        except EntryNotFoundError:  # this repo stores the other format
+            continue
+        except Exception as exc:  # gated, unknown repo, network errors
             raise CheckpointError(f"{repo_id}: cannot download the aggregator weights "
                                   f"({type(exc).__name__}); {hint}") from exc
-    raise CheckpointError(f"{repo_id}: no {' or '.join(WEIGHT_FILES)} in this hub repo; {hint}") from last_error
+    if offline is not None:
+        raise CheckpointError(f"{repo_id}: not in the local cache and the hub cannot be reached "
+                              f"(offline); {hint}") from offline
+    raise CheckpointError(f"{repo_id}: no {' or '.join(WEIGHT_FILES)} in this hub repo; {hint}")
 
 
 def read_aggregator_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
