@@ -87,7 +87,9 @@ class FixtureScene:
             hit = (tn <= tf) & (tn > 0) & (tn < depth)
             depth = np.where(hit, tn, depth)
             colour[hit] = (40 + 50 * k) % 255, 30, (200 - 40 * k) % 255
-        shade = 0.75 + 0.25 * np.cos(u / 17.0) * np.cos(v / 23.0)  # texture so JPEGs are not flat
+        # Texture fixed in the world (not in pixels), so a view rendered at any size looks the same.
+        hit_pt = eye + depth[..., None] * d
+        shade = 0.75 + 0.25 * np.cos(4.0 * hit_pt[..., 0] + 1.0) * np.cos(4.0 * hit_pt[..., 1] + 3.0 * hit_pt[..., 2])
         colour = np.clip(colour * shade[..., None], 0, 255).astype(np.uint8)
         return colour, depth.astype(np.float32)
 
@@ -117,6 +119,19 @@ SCANNET_K_COLOR = G.intrinsics(1169.6, 1167.1, 646.3, 489.9)
 SCANNET_K_DEPTH = G.intrinsics(577.6, 578.7, 318.9, 242.7)
 
 
+def _render_scaled(scene: FixtureScene, i: int, K: np.ndarray, wh: tuple[int, int],
+                   scale: int) -> tuple[np.ndarray, np.ndarray]:
+    if scale <= 1:
+        return scene.render(i, K, wh)
+    from PIL import Image
+
+    small = (max(1, wh[0] // scale), max(1, wh[1] // scale))
+    rgb, depth = scene.render(i, G.resize_intrinsics(K, wh, small), small)
+    rgb = np.asarray(Image.fromarray(rgb).resize(wh, Image.BILINEAR))
+    depth = np.asarray(Image.fromarray(depth).resize(wh, Image.NEAREST))
+    return rgb, depth
+
+
 def _save_png16(path: Path, depth_m: np.ndarray) -> None:
     from PIL import Image
 
@@ -137,12 +152,14 @@ def _mat_text(M: np.ndarray) -> str:
 
 def export_scannet(scene: FixtureScene, root: Path, scene_id: str, layout: str = "sens",
                    color_wh: tuple[int, int] = (1296, 968), depth_wh: tuple[int, int] = (640, 480),
-                   invalid_frames: tuple[int, ...] = ()) -> dict:
+                   invalid_frames: tuple[int, ...] = (), render_scale: int = 1) -> dict:
     """Write ``scene`` as a ScanNet scene; returns {"folder", "K_color", "K_depth"}.
 
     ``layout="sens"``: ``root/<scene>/color/<i>.jpg, depth/<i>.png, pose/<i>.txt, intrinsic/*.txt``;
     ``layout="posed"``: ``root/posed_images/<scene>/<iiiii>.jpg|png|txt, intrinsic.txt, depth_intrinsic.txt``.
     Frames in ``invalid_frames`` get an all -inf pose, as SensReader writes for lost tracking.
+    ``render_scale`` > 1 renders at 1/render_scale and upsamples (for timing runs at full ScanNet
+    resolution, where only the file sizes matter); the written K always describes the written files.
     """
     K_c = G.resize_intrinsics(SCANNET_K_COLOR, (1296, 968), color_wh)
     K_d = G.resize_intrinsics(SCANNET_K_DEPTH, (640, 480), depth_wh)
@@ -163,8 +180,8 @@ def export_scannet(scene: FixtureScene, root: Path, scene_id: str, layout: str =
     else:
         raise ValueError(f"layout must be 'sens' or 'posed', got {layout!r}")
     for i, (c_path, d_path, p_path) in enumerate(names):
-        rgb, _ = scene.render(i, K_c, color_wh)
-        _, depth = scene.render(i, K_d, depth_wh)
+        rgb, _ = _render_scaled(scene, i, K_c, color_wh, render_scale)
+        _, depth = _render_scaled(scene, i, K_d, depth_wh, render_scale)
         _save_image(c_path, rgb)
         _save_png16(d_path, depth)
         p_path.parent.mkdir(parents=True, exist_ok=True)

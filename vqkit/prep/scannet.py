@@ -25,6 +25,9 @@ from vqkit.errors import DataError
 from vqkit.prep import common as C
 
 
+SCANNET_SIZES = ((1296, 968), (640, 480))  # colour and depth sizes of the SensReader export
+
+
 @dataclass
 class Frame:
     """One frame of a scene: id (as in the file names), colour, depth and pose file paths."""
@@ -142,7 +145,11 @@ def convert_scene(scene_id: str, root: str, out_dir: str, num_views: int, image_
         w0, h0 = im.size
     implied_w, implied_h = 2 * K_color[0, 2], 2 * K_color[1, 2]
     if abs(w0 / implied_w - 1) > 0.2 or abs(h0 / implied_h - 1) > 0.2:
-        K_color = G.scale_intrinsics(K_color, w0 / implied_w, h0 / implied_h)
+        # Prefer ScanNet's own sizes (colour 1296x968, depth 640x480) when K fits one of them.
+        src_w, src_h = next(((w, h) for w, h in SCANNET_SIZES
+                             if abs(implied_w / w - 1) < 0.05 and abs(implied_h / h - 1) < 0.05),
+                            (implied_w, implied_h))
+        K_color = G.scale_intrinsics(K_color, w0 / src_w, h0 / src_h)
         warnings.append("colour intrinsics rescaled to the colour image size")
 
     picks = C.select_views(c2w, num_views)
