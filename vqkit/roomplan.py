@@ -25,13 +25,15 @@ corners, curves, object attributes, the thickness ``dimensions[2]`` of surfaces 
 
 Text form (:meth:`Room.to_text` / :meth:`Room.from_text`), one element per line, integers only::
 
-    wall 0 x=-200 y=0 z=0 w=300 h=260 yaw=90
-    door wall=0 s=-50 z=0 w=90 h=210 open=1
+    wall 0 x=-200 y=0 w=300 h=260 yaw=90
+    door wall=0 s=-50 w=90 h=210 open=1
     window wall=0 s=80 z=90 w=120 h=110
-    table x=35 y=-20 z=0 w=160 h=75 d=90 yaw=30
+    table x=35 y=-20 w=160 h=75 d=90 yaw=30
 
-- Lengths in centimetres (rounded); ``z`` is the element's **bottom** height (0 for almost everything
-  standing on the floor, which keeps the numbers short and predictable); centre z = z + h/2.
+- Lengths in centimetres (rounded); ``z`` is the element's **bottom** height, written only when it
+  is not 0 (most elements stand on the floor, so this keeps lines short); centre z = z + h/2.
+- Length: 4 walls, 2 doors/windows and 8 objects take ~270 tokens of a 1024-word byte-level BPE
+  trained on such texts, and ~400 tokens of Qwen3's tokenizer (it splits numbers into digits).
 - ``yaw`` in integer degrees in [0, 180): walls and boxes look the same turned by 180 degrees, so
   this halves the range without changing the geometry (it drops which way a sofa faces, and the
   sign of a wall's direction).
@@ -463,12 +465,12 @@ def room_to_text(room: Room) -> str:
 
     lines: list[str] = []
     for i, q in enumerate(qwalls):
-        lines.append(f"wall {i} x={q[1]} y={q[2]} z={q[3]} w={q[4]} h={q[5]} yaw={q[6]}")
+        lines.append(f"wall {i} x={q[1]} y={q[2]}{_z(q[3])} w={q[4]} h={q[5]} yaw={q[6]}")
         for k, s, z, w, h, open_field in sorted(attached[i]):
-            line = f"{OPENING_KINDS[k]} wall={i} s={s} z={z} w={w} h={h}"
+            line = f"{OPENING_KINDS[k]} wall={i} s={s}{_z(z)} w={w} h={h}"
             lines.append(line + (f" open={open_field[0]}" if open_field else ""))
     for k, x, y, z, w, h, yaw, open_field in sorted(orphans):
-        line = f"{OPENING_KINDS[k]} x={x} y={y} z={z} w={w} h={h} yaw={yaw}"
+        line = f"{OPENING_KINDS[k]} x={x} y={y}{_z(z)} w={w} h={h} yaw={yaw}"
         lines.append(line + (f" open={open_field[0]}" if open_field else ""))
     qobjects = sorted(
         (ob.category, _cm(ob.center[0]), _cm(ob.center[1]), _cm(ob.center[2] - ob.size[1] / 2),
@@ -476,15 +478,20 @@ def room_to_text(room: Room) -> str:
         for ob in room.objects
     )
     for c, x, y, z, w, h, d, yaw in qobjects:
-        lines.append(f"{c} x={x} y={y} z={z} w={w} h={h} d={d} yaw={yaw}")
+        lines.append(f"{c} x={x} y={y}{_z(z)} w={w} h={h} d={d} yaw={yaw}")
     return "\n".join(lines)
 
 
-# Fields each line kind needs (besides its head words); "open" is optional for doors.
-_WALL_FIELDS = ("x", "y", "z", "w", "h", "yaw")
-_ATTACHED_FIELDS = ("wall", "s", "z", "w", "h")
-_ORPHAN_FIELDS = ("x", "y", "z", "w", "h", "yaw")
-_OBJECT_FIELDS = ("x", "y", "z", "w", "h", "d", "yaw")
+def _z(z_cm: int) -> str:
+    # Most elements stand on the floor: leaving out "z=0" saves ~3 tokens a line.
+    return f" z={z_cm}" if z_cm else ""
+
+
+# Fields each line kind needs (besides its head words); "z" (default 0) and a door's "open" are optional.
+_WALL_FIELDS = ("x", "y", "w", "h", "yaw")
+_ATTACHED_FIELDS = ("wall", "s", "w", "h")
+_ORPHAN_FIELDS = ("x", "y", "w", "h", "yaw")
+_OBJECT_FIELDS = ("x", "y", "w", "h", "d", "yaw")
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)$")
 
 
@@ -541,7 +548,7 @@ def room_from_text(text: str) -> tuple[Room, list[str]]:
 
     def check(n: int, what: str, fields: dict[str, float], required: Sequence[str], optional: Sequence[str] = ()) -> bool:
         missing = [k for k in required if k not in fields]
-        unknown = [k for k in fields if k not in required and k not in optional]
+        unknown = [k for k in fields if k not in required and k not in optional and k != "z"]
         if unknown:
             problems.append(f"line {n}: unknown field(s) {', '.join(unknown)} for {what}; ignored")
         if missing:
@@ -550,6 +557,8 @@ def room_from_text(text: str) -> tuple[Room, list[str]]:
             return False
         return True
 
+    for _, _, _, f in parsed:
+        f.setdefault("z", 0.0)
     room = Room()
     walls_by_index: dict[int, tuple[Wall, int]] = {}
     for n, kind, args, f in parsed:
