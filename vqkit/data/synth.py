@@ -1,0 +1,603 @@
+"""The synthetic posed-room benchmark: ``vqkit synth --out DIR --scenes N --views V --image-size S --seed K``.
+
+Each scene is a random rectangular or L-shaped room (walls, floor, ceiling, doors and windows cut
+into the walls) furnished with RoomPlan object categories built from a few boxes each, in colours
+from a small named palette. V cameras at eye height look into the room like a person scanning with
+a phone; RGB and depth are ray cast on the CPU (:mod:`vqkit.data.synth_render`); questions with short
+one-word answers come from the layout (:mod:`vqkit.data.synth_questions`); the RoomPlan layout of
+each scene is the Stage 2 target.
+
+World frame: metres, z-up, floor at z = 0, the room's bounding box is [0, W] x [0, D] x [0, H].
+Cameras: ``R, t`` world-to-camera in OpenCV axes (``x_cam = R @ x_world + t``), K of the stored image.
+Objects: ``center`` is the centre of the object's 3D box, ``size = [w, h, d]`` (width along the
+object's local x, height, depth along its local y: RoomPlan's dimensions order), ``yaw`` the angle of
+the local x axis about +z; the object's front faces its local +y, i.e. (-sin yaw, cos yaw).
+
+Output (DESIGN.md sections 2 and 6)::
+
+    DIR/{train,val,test}.jsonl            questions (task "synth"), one record per question
+    DIR/roomplan_{train,val,test}.jsonl   one record per scene (task "roomplan")
+    DIR/scenes/<scene_id>/rgb_XX.png, depth_XX.png (uint16 mm), layout.json, cameras.json
+    DIR/stats.json                        counts per qtype, blind majority-answer EM, timings
+    DIR/tokenizer/                        small tokenizer trained on the train split's text
+
+Everything in a scene derives from ``numpy.random.SeedSequence([seed, scene_index])``, so the output
+does not depend on the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vqkit.data import geometry as geo
+from vqkit.data.synth_render import CEILING, DOOR_BASE, FLOOR, WALL, WINDOW_BASE, SceneMesh, render
+from vqkit.errors import ConfigError
+
+# Named palette: hue-distinct colours a tiny model can tell apart after Lambert shading.
+PALETTE: dict[str, tuple[float, float, float]] = {
+    "red": (0.85, 0.12, 0.10),
+    "orange": (0.95, 0.50, 0.08),
+    "yellow": (0.95, 0.85, 0.12),
+    "green": (0.15, 0.65, 0.20),
+    "blue": (0.12, 0.30, 0.90),
+    "purple": (0.55, 0.20, 0.75),
+    "pink": (0.98, 0.55, 0.75),
+    "black": (0.10, 0.10, 0.11),
+}
+COLOURS = list(PALETTE)
+WHITE, DARK, GREY = (0.93, 0.93, 0.92), (0.05, 0.05, 0.06), (0.6, 0.6, 0.62)
+WALL_RGB, CEILING_RGB, FLOOR_RGB = (0.82, 0.80, 0.76), (0.95, 0.95, 0.95), (0.58, 0.55, 0.50)
+DOOR_RGB, WINDOW_RGB, FRAME_RGB = (0.50, 0.36, 0.24), (0.70, 0.86, 0.97), (0.96, 0.96, 0.96)
+
+# RoomPlan category -> the word used in questions and answers (singular, plural).
+CATEGORIES: dict[str, tuple[str, str]] = {
+    "bed": ("bed", "beds"),
+    "table": ("table", "tables"),
+    "chair": ("chair", "chairs"),
+    "sofa": ("sofa", "sofas"),
+    "storage": ("cabinet", "cabinets"),
+    "television": ("television", "televisions"),
+    "toilet": ("toilet", "toilets"),
+    "sink": ("sink", "sinks"),
+    "refrigerator": ("fridge", "fridges"),
+    "bathtub": ("bathtub", "bathtubs"),
+}
+MAX_COUNT = {"chair": 4}  # others: 1..3 instances, so counts are balanced across categories
+AGAINST_WALL = {"bed", "sofa", "storage", "television", "toilet", "sink", "refrigerator", "bathtub"}
+# Size ranges (w, d, h) in metres.
+SIZES = {
+    "bed": ((1.4, 1.8), (1.95, 2.1), (0.9, 1.1)),
+    "table": ((0.8, 1.6), (0.7, 1.0), (0.72, 0.78)),
+    "chair": ((0.42, 0.5), (0.42, 0.5), (0.85, 0.95)),
+    "sofa": ((1.6, 2.3), (0.85, 0.95), (0.8, 0.9)),
+    "storage": ((0.8, 1.5), (0.4, 0.5), (0.7, 1.2)),
+    "television": ((0.8, 1.3), (0.08, 0.08), (0.5, 0.75)),
+    "toilet": ((0.38, 0.45), (0.65, 0.72), (0.75, 0.82)),
+    "sink": ((0.5, 0.75), (0.45, 0.55), (0.85, 0.9)),
+    "refrigerator": ((0.6, 0.85), (0.6, 0.72), (1.7, 1.95)),
+    "bathtub": ((1.5, 1.75), (0.7, 0.8), (0.5, 0.6)),
+}
+PLACE_ORDER = ["bed", "bathtub", "sofa", "refrigerator", "table", "storage", "sink", "toilet", "chair",
+               "television"]
+
+
+# --------------------------------------------------------------------------------------------
+# Object shapes: a few boxes each, in the object's local frame (x width, y depth, z up, front +y,
+# origin at the centre of the footprint on the object's base)
+# --------------------------------------------------------------------------------------------
+
+
+def _parts(category: str, w: float, d: float, h: float, on_floor: bool = True) -> list[tuple]:
+    """Boxes ``(x0, x1, y0, y1, z0, z1, colour_key)`` of one object; colour_key is 'main', 'shade'
+    (darker main), or a fixed RGB tuple."""
+    x, y = w / 2, d / 2
+    if category == "bed":
+        return [(-x, x, -y, y, 0, 0.3, "main"), (-x + 0.03, x - 0.03, -y + 0.08, y - 0.02, 0.3, 0.5, WHITE),
+                (-x, x, -y, -y + 0.08, 0, h, "main"), (-x + 0.12, x - 0.12, -y + 0.12, -y + 0.45, 0.5, 0.6, WHITE)]
+    if category == "table":
+        leg = 0.05
+        parts = [(-x, x, -y, y, h - 0.05, h, "main")]
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                cx, cy = sx * (x - leg), sy * (y - leg)
+                parts.append((cx - leg / 2, cx + leg / 2, cy - leg / 2, cy + leg / 2, 0, h - 0.05, "shade"))
+        return parts
+    if category == "chair":
+        leg, seat = 0.04, 0.45
+        parts = [(-x, x, -y, y, seat - 0.05, seat, "main"), (-x, x, -y, -y + 0.06, seat, h, "main")]
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                cx, cy = sx * (x - leg), sy * (y - leg)
+                parts.append((cx - leg / 2, cx + leg / 2, cy - leg / 2, cy + leg / 2, 0, seat - 0.05, "shade"))
+        return parts
+    if category == "sofa":
+        return [(-x, x, -y, y, 0.0, 0.42, "main"), (-x, x, -y, -y + 0.22, 0.42, h, "main"),
+                (-x, -x + 0.18, -y, y, 0.42, 0.62, "shade"), (x - 0.18, x, -y, y, 0.42, 0.62, "shade")]
+    if category == "storage":
+        return [(-x, x, -y, y, 0, h, "main"), (-0.01, 0.01, y, y + 0.01, 0.05, h - 0.05, DARK),
+                (-0.08, -0.05, y, y + 0.03, h * 0.6, h * 0.8, GREY), (0.05, 0.08, y, y + 0.03, h * 0.6, h * 0.8, GREY)]
+    if category == "television":
+        base = 0.0 if not on_floor else 0.45
+        parts = [(-x, x, -0.04, 0.04, base, base + h, "main"),
+                 (-x + 0.07, x - 0.07, 0.04, 0.05, base + 0.07, base + h - 0.07, DARK)]
+        if on_floor:
+            parts += [(-0.05, 0.05, -0.04, 0.04, 0.03, base, "shade"), (-0.3, 0.3, -0.15, 0.15, 0, 0.03, "shade")]
+        else:
+            parts += [(-0.2, 0.2, -0.1, 0.1, 0, 0.02, "shade")]
+        return parts
+    if category == "toilet":
+        return [(-x + 0.02, x - 0.02, -y, -y + 0.2, 0, h, "main"), (-x + 0.04, x - 0.04, -y + 0.2, y, 0, 0.4, "main"),
+                (-x + 0.03, x - 0.03, -y + 0.2, y, 0.4, 0.43, WHITE)]
+    if category == "sink":
+        return [(-x + 0.05, x - 0.05, -y, y - 0.05, 0, h - 0.15, "main"), (-x, x, -y, y, h - 0.15, h, WHITE),
+                (-0.02, 0.02, -y + 0.03, -y + 0.13, h, h + 0.12, GREY)]
+    if category == "refrigerator":
+        return [(-x, x, -y, y, 0, h, "main"), (-x + 0.02, x - 0.02, y, y + 0.01, h * 0.64, h * 0.66, DARK),
+                (x - 0.1, x - 0.06, y, y + 0.04, h * 0.7, h * 0.85, GREY), (x - 0.1, x - 0.06, y, y + 0.04, h * 0.4, h * 0.58, GREY)]
+    if category == "bathtub":
+        t = 0.08
+        return [(-x, x, -y, y, 0, 0.1, "main"), (-x + t, x - t, -y + t, y - t, 0.1, 0.12, WHITE),
+                (-x, x, -y, -y + t, 0.1, h, "main"), (-x, x, y - t, y, 0.1, h, "main"),
+                (-x, -x + t, -y + t, y - t, 0.1, h, "main"), (x - t, x, -y + t, y - t, 0.1, h, "main")]
+    raise ValueError(f"unknown category {category}")
+
+
+def _rot2(yaw: float) -> np.ndarray:
+    c, s = math.cos(yaw), math.sin(yaw)
+    return np.array([[c, -s], [s, c]])
+
+
+def _local_bounds(parts) -> np.ndarray:
+    p = np.array([q[:6] for q in parts], dtype=float)
+    return np.array([p[:, 0].min(), p[:, 1].max(), p[:, 2].min(), p[:, 3].max(), p[:, 4].min(), p[:, 5].max()])
+
+
+def _footprint(obj: dict) -> np.ndarray:
+    """World axis-aligned footprint [x0, y0, x1, y1] (yaw is a multiple of 90 degrees)."""
+    b = _local_bounds(obj["_parts"])
+    corners = np.array([[b[0], b[2]], [b[1], b[2]], [b[1], b[3]], [b[0], b[3]]]) @ _rot2(obj["yaw"]).T
+    corners += obj["_origin"][:2]
+    return np.array([corners[:, 0].min(), corners[:, 1].min(), corners[:, 0].max(), corners[:, 1].max()])
+
+
+def _finish_object(obj: dict) -> None:
+    """Fill center / size from the parts, so the layout box is exactly the rendered extent."""
+    b = _local_bounds(obj["_parts"])
+    local_c = np.array([(b[0] + b[1]) / 2, (b[2] + b[3]) / 2])
+    c2 = _rot2(obj["yaw"]) @ local_c + obj["_origin"][:2]
+    cz = obj["_origin"][2] + (b[4] + b[5]) / 2
+    obj["center"] = [round(float(c2[0]), 4), round(float(c2[1]), 4), round(float(cz), 4)]
+    obj["size"] = [round(float(b[1] - b[0]), 4), round(float(b[5] - b[4]), 4), round(float(b[3] - b[2]), 4)]
+
+
+# --------------------------------------------------------------------------------------------
+# Room, openings, furniture
+# --------------------------------------------------------------------------------------------
+
+
+def _rects_overlap(a, b, gap: float = 0.0) -> bool:
+    return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
+
+
+def inside_room(rect, room: dict, margin: float = 0.0) -> bool:
+    """True when the rectangle [x0, y0, x1, y1] lies inside the floor polygon, ``margin`` from walls."""
+    W, D = room["bbox"][3], room["bbox"][4]
+    if rect[0] < margin or rect[1] < margin or rect[2] > W - margin or rect[3] > D - margin:
+        return False
+    notch = room.get("notch")
+    return notch is None or not _rects_overlap(rect, notch, gap=margin - 1e-9)
+
+
+def sample_room(rng: np.random.Generator, l_shape_prob: float = 0.3) -> dict:
+    """A rectangular or L-shaped room: polygon (counter-clockwise), bbox, walls, height."""
+    short = rng.uniform(2.6, 6.4)
+    long = min(rng.uniform(short, short + 3.0), 8.4)
+    W, D = (short, long) if rng.random() < 0.5 else (long, short)
+    W, D = round(W, 3), round(D, 3)
+    H = round(rng.uniform(2.4, 3.0), 3)
+    notch = None
+    if rng.random() < l_shape_prob and min(W, D) > 3.5:
+        cw, cd = round(W * rng.uniform(0.3, 0.45), 3), round(D * rng.uniform(0.3, 0.45), 3)
+        corner = rng.integers(4)  # which corner is cut out
+        x0, x1 = (0.0, cw) if corner in (0, 3) else (W - cw, W)
+        y0, y1 = (0.0, cd) if corner in (0, 1) else (D - cd, D)
+        notch = [x0, y0, x1, y1]
+    if notch is None:
+        poly = [(0, 0), (W, 0), (W, D), (0, D)]
+    else:
+        x0, y0, x1, y1 = notch
+        # Walk the box corners counter-clockwise, replacing the cut corner by the notch's 3 points.
+        box = [(0, 0), (W, 0), (W, D), (0, D)]
+        cut = [i for i, (px, py) in enumerate(box) if x0 <= px <= x1 and y0 <= py <= y1][0]
+        inner = (x1 if x0 == 0 else x0, y1 if y0 == 0 else y0)
+        prev_pt, next_pt = box[cut - 1], box[(cut + 1) % 4]
+        # The point on the edge from prev to the corner, and on the edge from the corner to next.
+        a = (inner[0], box[cut][1]) if prev_pt[1] == box[cut][1] else (box[cut][0], inner[1])
+        b = (inner[0], box[cut][1]) if next_pt[1] == box[cut][1] else (box[cut][0], inner[1])
+        poly = box[:cut] + [a, inner, b] + box[cut + 1:]
+    poly = [(round(float(px), 4), round(float(py), 4)) for px, py in poly]
+    walls = []
+    for i in range(len(poly)):
+        p0, p1 = np.array(poly[i], float), np.array(poly[(i + 1) % len(poly)], float)
+        walls.append({"id": f"wall_{i}", "start": list(p0), "end": list(p1), "height": H,
+                      "length": round(float(np.linalg.norm(p1 - p0)), 4)})
+    return {"polygon": [list(p) for p in poly], "notch": notch, "height": H,
+            "bbox": [0.0, 0.0, 0.0, W, D, H], "width": round(min(W, D), 4), "length": round(max(W, D), 4),
+            "walls": walls}
+
+
+def _wall_frame(wall: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start [2], unit direction [2], inward normal [2]) of a wall of a counter-clockwise polygon."""
+    p0, p1 = np.array(wall["start"]), np.array(wall["end"])
+    u = (p1 - p0) / np.linalg.norm(p1 - p0)
+    return p0, u, np.array([-u[1], u[0]])
+
+
+def sample_openings(rng: np.random.Generator, room: dict) -> tuple[list[dict], list[dict]]:
+    """Doors (1-2, closed panels) and windows (1-3) on walls, not overlapping each other."""
+    H = room["height"]
+    used: dict[str, list[tuple[float, float]]] = defaultdict(list)
+
+    def place(kind: str, width: float, height: float, bottom: float):
+        walls = [w for w in room["walls"] if w["length"] >= width + 0.6]
+        if not walls:
+            return None
+        lengths = np.array([w["length"] for w in walls])
+        for _ in range(30):
+            wall = walls[rng.choice(len(walls), p=lengths / lengths.sum())]
+            a = rng.uniform(0.3, wall["length"] - 0.3 - width)
+            if all(a + width + 0.25 <= s or e + 0.25 <= a for s, e in used[wall["id"]]):
+                used[wall["id"]].append((a, a + width))
+                p0, u, n = _wall_frame(wall)
+                c = p0 + u * (a + width / 2)
+                return {"wall_id": wall["id"], "center": [round(float(c[0]), 4), round(float(c[1]), 4),
+                                                         round(bottom + height / 2, 4)],
+                        "width": round(width, 4), "height": round(height, 4),
+                        "yaw": round(math.atan2(u[1], u[0]), 6), "offset": round(a, 4), "bottom": round(bottom, 4)}
+        return None
+
+    doors, windows = [], []
+    for _ in range(1 + int(rng.random() < 0.3)):
+        door = place("door", round(rng.uniform(0.8, 1.0), 3), round(rng.uniform(2.0, 2.15), 3), 0.0)
+        if door:
+            doors.append({"id": f"door_{len(doors)}", **door, "is_open": False})
+    for _ in range(int(rng.integers(1, 4))):
+        sill = round(rng.uniform(0.8, 1.0), 3)
+        height = round(min(rng.uniform(0.9, 1.4), H - 0.2 - sill), 3)
+        win = place("window", round(rng.uniform(0.8, 1.6), 3), height, sill)
+        if win:
+            windows.append({"id": f"window_{len(windows)}", **win})
+    return doors, windows
+
+
+def _keep_out(room: dict, doors: list[dict], windows: list[dict]) -> list[tuple[np.ndarray, float]]:
+    """Floor rectangles to keep free: in front of doors (all objects), below windows (tall objects
+    only, as (rect, max allowed height))."""
+    zones = []
+    walls = {w["id"]: w for w in room["walls"]}
+    for op, depth, max_h in [(d, 1.0, 0.0) for d in doors] + [(w, 0.7, w["bottom"] - 0.02) for w in windows]:
+        p0, u, n = _wall_frame(walls[op["wall_id"]])
+        a0 = p0 + u * (op["offset"] - 0.15)
+        a1 = p0 + u * (op["offset"] + op["width"] + 0.15) + n * depth
+        zones.append((np.array([min(a0[0], a1[0]), min(a0[1], a1[1]), max(a0[0], a1[0]), max(a0[1], a1[1])]), max_h))
+    return zones
+
+
+def sample_objects(rng: np.random.Generator, room: dict, doors: list[dict], windows: list[dict]) -> list[dict]:
+    """Furniture without overlaps: 3-6 categories, 1-3 instances each (chairs up to 4), one colour
+    per category (distinct across categories). Against-wall categories back onto a wall; chairs go
+    round a table when there is one; a television stands on a cabinet or table when possible."""
+    cats = list(CATEGORIES)
+    n_cat = int(rng.integers(3, 7))
+    chosen = [cats[i] for i in rng.choice(len(cats), size=n_cat, replace=False)]
+    colours = [COLOURS[i] for i in rng.choice(len(COLOURS), size=n_cat, replace=False)]
+    colour_of = dict(zip(chosen, colours))
+    counts = {c: int(rng.integers(1, MAX_COUNT.get(c, 3) + 1)) for c in chosen}
+    zones = _keep_out(room, doors, windows)
+    placed: list[dict] = []
+
+    def free(rect, height, ignore=None) -> bool:
+        if not inside_room(rect, room):
+            return False
+        for z, max_h in zones:
+            if height > max_h and _rects_overlap(rect, z):
+                return False
+        return all(not _rects_overlap(rect, o["_fp"], gap=0.08) for o in placed if o is not ignore and "_fp" in o)
+
+    def new_obj(cat, yaw, origin, w, d, h, on_floor=True):
+        obj = {"id": "", "category": cat, "colour": colour_of[cat], "yaw": yaw,
+               "_origin": np.asarray(origin, float), "_parts": _parts(cat, w, d, h, on_floor)}
+        return obj
+
+    def dims(cat):
+        (w0, w1), (d0, d1), (h0, h1) = SIZES[cat]
+        return rng.uniform(w0, w1), rng.uniform(d0, d1), rng.uniform(h0, h1)
+
+    def try_wall(cat) -> dict | None:
+        lengths = np.array([w["length"] for w in room["walls"]])
+        for _ in range(40):
+            w, d, h = dims(cat)
+            wall = room["walls"][rng.choice(len(room["walls"]), p=lengths / lengths.sum())]
+            p0, u, n = _wall_frame(wall)
+            half = max(w / 2, 0.35 if cat == "television" else 0)
+            if wall["length"] < 2 * half + 0.1:
+                continue
+            a = rng.uniform(half + 0.05, wall["length"] - half - 0.05)
+            depth = 0.3 if cat == "television" else d
+            origin = p0 + u * a + n * (depth / 2 + 0.01)
+            yaw = math.atan2(-n[0], n[1])  # local +y (front) = inward normal
+            obj = new_obj(cat, round(yaw / (math.pi / 2)) * (math.pi / 2), [origin[0], origin[1], 0.0], w, d, h)
+            obj["_fp"] = _footprint(obj)
+            if free(obj["_fp"], h):
+                obj["against_wall"] = wall["id"]
+                return obj
+        return None
+
+    def try_free(cat, near: dict | None = None) -> dict | None:
+        W, D = room["bbox"][3], room["bbox"][4]
+        for _ in range(40):
+            w, d, h = dims(cat)
+            if near is not None:  # a chair at one side of a table, facing it
+                tfp = near["_fp"]
+                side = int(rng.integers(4))
+                cx, cy = (tfp[0] + tfp[2]) / 2, (tfp[1] + tfp[3]) / 2
+                along = rng.uniform(-0.25, 0.25)
+                off = d / 2 + 0.12
+                pos = [(cx + along * (tfp[2] - tfp[0]), tfp[1] - off), (cx + along * (tfp[2] - tfp[0]), tfp[3] + off),
+                       (tfp[0] - off, cy + along * (tfp[3] - tfp[1])), (tfp[2] + off, cy + along * (tfp[3] - tfp[1]))][side]
+                front = np.array([cx, cy]) - np.array(pos)
+                front = front / np.linalg.norm(front)
+                yaw = math.atan2(-front[0], front[1])
+                yaw = round(yaw / (math.pi / 2)) * (math.pi / 2)
+            else:
+                pos = (rng.uniform(0.3, W - 0.3), rng.uniform(0.3, D - 0.3))
+                yaw = float(rng.integers(4)) * math.pi / 2
+            obj = new_obj(cat, yaw, [pos[0], pos[1], 0.0], w, d, h)
+            obj["_fp"] = _footprint(obj)
+            if free(obj["_fp"], h) and inside_room(obj["_fp"], room, margin=0.25 if near is None else 0.0):
+                obj["against_wall"] = None
+                return obj
+        return None
+
+    def try_on_support(cat) -> dict | None:
+        supports = [o for o in placed if o["category"] in ("storage", "table") and not o.get("_has_top")]
+        if not supports:
+            return None
+        sup = supports[int(rng.integers(len(supports)))]
+        b = _local_bounds(sup["_parts"])
+        w, _, h = dims(cat)
+        w = min(w, b[1] - b[0] - 0.1)
+        if w < 0.5:
+            return None
+        top = sup["_origin"][2] + b[5]
+        obj = new_obj(cat, sup["yaw"], [sup["_origin"][0], sup["_origin"][1], top], w, 0.08, h, on_floor=False)
+        obj["on"] = sup["id"]
+        obj["against_wall"] = sup.get("against_wall")
+        sup["_has_top"] = True
+        return obj
+
+    order = sorted(chosen, key=PLACE_ORDER.index)
+    for cat in order:
+        tables = [o for o in placed if o["category"] == "table"]
+        for k in range(counts[cat]):
+            obj = None
+            if cat == "television" and rng.random() < 0.75:
+                obj = try_on_support(cat)
+            if obj is None and cat == "chair" and tables and rng.random() < 0.8:
+                obj = try_free(cat, near=tables[int(rng.integers(len(tables)))])
+            if obj is None:
+                obj = try_wall(cat) if cat in AGAINST_WALL else try_free(cat)
+            if obj is None:
+                continue  # no room left for it: the layout simply has fewer
+            obj["id"] = f"object_{len(placed)}"
+            obj.setdefault("on", None)
+            placed.append(obj)
+    for obj in placed:
+        _finish_object(obj)
+    return placed
+
+
+# --------------------------------------------------------------------------------------------
+# Mesh and cameras
+# --------------------------------------------------------------------------------------------
+
+
+def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list[dict]) -> SceneMesh:
+    """Triangle soup of the scene. Walls are zero-thickness planes on the polygon's edges with holes
+    for doors and windows, filled by their (coplanar) panels, so every surface lies inside the room's
+    bounding box."""
+    mesh = SceneMesh()
+    W, D, H = room["bbox"][3], room["bbox"][4], room["height"]
+    # Floor and ceiling: the grid cells of the bbox cut by the notch, minus the notch.
+    xs, ys = [0.0, W], [0.0, D]
+    notch = room["notch"]
+    if notch is not None:
+        xs, ys = sorted(set(xs + [notch[0], notch[2]])), sorted(set(ys + [notch[1], notch[3]]))
+    for i in range(len(xs) - 1):
+        for j in range(len(ys) - 1):
+            cell = [xs[i], ys[j], xs[i + 1], ys[j + 1]]
+            if notch is not None and _rects_overlap(cell, notch, gap=-1e-6):
+                continue
+            x0, y0, x1, y1 = cell
+            mesh.add_quad([[x0, y0, 0], [x1, y0, 0], [x1, y1, 0], [x0, y1, 0]], FLOOR, FLOOR_RGB, textured=True)
+            mesh.add_quad([[x0, y0, H], [x1, y0, H], [x1, y1, H], [x0, y1, H]], CEILING, CEILING_RGB)
+    openings = defaultdict(list)
+    for k, d in enumerate(doors):
+        openings[d["wall_id"]].append((d, DOOR_BASE + k, DOOR_RGB))
+    for k, w in enumerate(windows):
+        openings[w["wall_id"]].append((w, WINDOW_BASE + k, WINDOW_RGB))
+    for wall in room["walls"]:
+        p0, u, n = _wall_frame(wall)
+        L = wall["length"]
+
+        def quad(a0, a1, z0, z1, label, rgb):
+            q0, q1 = p0 + u * a0, p0 + u * a1
+            mesh.add_quad([[q0[0], q0[1], z0], [q1[0], q1[1], z0], [q1[0], q1[1], z1], [q0[0], q0[1], z1]], label, rgb)
+
+        ops = sorted(openings[wall["id"]], key=lambda o: o[0]["offset"])
+        cuts = sorted({0.0, L, *[o[0]["offset"] for o in ops], *[o[0]["offset"] + o[0]["width"] for o in ops]})
+        for a0, a1 in zip(cuts[:-1], cuts[1:]):
+            hole = [o for o in ops if o[0]["offset"] <= a0 + 1e-9 and a1 <= o[0]["offset"] + o[0]["width"] + 1e-9]
+            if not hole:
+                quad(a0, a1, 0.0, H, WALL, WALL_RGB)
+                continue
+            op, label, rgb = hole[0]
+            z0, z1 = op["bottom"], op["bottom"] + op["height"]
+            if z0 > 0:
+                quad(a0, a1, 0.0, z0, WALL, WALL_RGB)
+            quad(a0, a1, z1, H, WALL, WALL_RGB)
+            quad(a0, a1, z0, z1, label, rgb)
+        # Frames (windows) and handles (doors) stand a few cm into the room: visual cues.
+        for op, label, rgb in ops:
+            a, wdt, z0, z1 = op["offset"], op["width"], op["bottom"], op["bottom"] + op["height"]
+            yaw = math.atan2(u[1], u[0])
+            if label >= WINDOW_BASE:
+                f = 0.05
+                for lo, hi in [((a - f, 0, z0 - f), (a + wdt + f, 0.04, z0)), ((a - f, 0, z1), (a + wdt + f, 0.04, z1 + f)),
+                               ((a - f, 0, z0), (a, 0.04, z1)), ((a + wdt, 0, z0), (a + wdt + f, 0.04, z1)),
+                               ((a + wdt / 2 - 0.02, 0, z0), (a + wdt / 2 + 0.02, 0.03, z1))]:
+                    mesh.add_box(lo, hi, label, FRAME_RGB, yaw=yaw, origin=(p0[0], p0[1], 0.0))
+            else:
+                mesh.add_box((a + wdt - 0.15, 0, 0.95), (a + wdt - 0.05, 0.06, 1.0), label, GREY, yaw=yaw,
+                             origin=(p0[0], p0[1], 0.0))
+    for i, obj in enumerate(objects):
+        main = np.array(PALETTE[obj["colour"]])
+        for x0, x1, y0, y1, z0, z1, key in obj["_parts"]:
+            rgb = main if key == "main" else main * 0.7 + 0.03 if key == "shade" else key
+            mesh.add_box((x0, y0, z0), (x1, y1, z1), i, rgb, yaw=obj["yaw"], origin=obj["_origin"])
+    return mesh
+
+
+def sample_cameras(rng: np.random.Generator, room: dict, objects: list[dict], views: int, size: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """V cameras like a person scanning with a phone: standing on free floor near the walls, spread
+    round the room, at eye height 1.2-1.7 m, looking across the room (yaw jitter, pitch down
+    5-30 degrees, a little roll). Returns K [3, 3], R [V, 3, 3], t [V, 3], hfov (degrees)."""
+    W, D = room["bbox"][3], room["bbox"][4]
+    hfov = float(rng.uniform(60.0, 72.0))
+    K = geo.intrinsics_from_fov(size, size, hfov)
+    # Free standing spots: inside the room, away from walls and furniture.
+    cand = np.stack([rng.uniform(0, W, 600), rng.uniform(0, D, 600)], axis=1)
+    x, y = cand[:, 0], cand[:, 1]
+    ok = (x > 0.4) & (x < W - 0.4) & (y > 0.4) & (y < D - 0.4)
+    blocked = [room["notch"]] if room["notch"] is not None else []
+    blocked += [o["_fp"] for o in objects if "_fp" in o]
+    for b, m in zip(blocked, [0.4] * (room["notch"] is not None) + [0.6] * len(blocked)):
+        ok &= ~((x > b[0] - m) & (x < b[2] + m) & (y > b[1] - m) & (y < b[3] + m))
+    cand = cand[ok] if ok.any() else np.array([[W / 2, D / 2]])
+    poly = np.array(room["polygon"])
+    centre = poly.mean(axis=0) if room["notch"] is None else np.array(_notch_free_centre(room))
+    rel = cand - centre
+    ang = np.arctan2(rel[:, 1], rel[:, 0])
+    dist = np.linalg.norm(rel, axis=1)
+    base = rng.uniform(0, 2 * np.pi)
+    Rs, ts = [], []
+    for v in range(views):
+        want = base + 2 * np.pi * v / views
+        dang = np.abs((ang - want + np.pi) % (2 * np.pi) - np.pi)
+        score = dist / (dist.max() + 1e-9) - 1.5 * dang / np.pi + rng.uniform(0, 0.15, len(cand))
+        eye_xy = cand[int(np.argmax(score))]
+        eye = np.array([eye_xy[0], eye_xy[1], rng.uniform(1.2, 1.7)])
+        target_xy = centre + rng.uniform(-0.6, 0.6, 2)
+        if np.linalg.norm(target_xy - eye_xy) < 0.5:
+            target_xy = eye_xy + 1.0 * (centre - eye_xy + 1e-3) / (np.linalg.norm(centre - eye_xy) + 1e-3)
+        flat = np.linalg.norm(target_xy - eye_xy)
+        pitch = math.radians(rng.uniform(5.0, 30.0))
+        target = np.array([target_xy[0], target_xy[1], eye[2] - flat * math.tan(pitch)])
+        yaw_jitter = math.radians(rng.uniform(-15, 15))
+        d = target[:2] - eye[:2]
+        target[:2] = eye[:2] + _rot2(yaw_jitter) @ d
+        R, _ = geo.look_at(eye, target)
+        roll = math.radians(rng.uniform(-3, 3))
+        c, s = math.cos(roll), math.sin(roll)
+        R = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ R
+        Rs.append(R)
+        ts.append(-R @ eye)
+    return K, np.array(Rs), np.array(ts), hfov
+
+
+def _notch_free_centre(room: dict) -> list[float]:
+    """Centre of the larger of the L-shaped room's two arms (the bbox centre may be in the notch)."""
+    W, D = room["bbox"][3], room["bbox"][4]
+    x0, y0, x1, y1 = room["notch"]
+    arms = [[x1, 0, W, D] if x0 == 0 else [0, 0, x0, D], [0, y1, W, D] if y0 == 0 else [0, 0, W, y0]]
+    arm = max(arms, key=lambda r: (r[2] - r[0]) * (r[3] - r[1]))
+    return [(arm[0] + arm[2]) / 2, (arm[1] + arm[3]) / 2]
+
+
+# --------------------------------------------------------------------------------------------
+# One scene
+# --------------------------------------------------------------------------------------------
+
+
+def scene_rng(seed: int, index: int) -> np.random.Generator:
+    """The scene's own generator: independent of worker count and of the other scenes."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
+
+
+def _r(x, nd: int):
+    return np.round(np.asarray(x, dtype=np.float64), nd).tolist()
+
+
+def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, render_scale: int = 2,
+               l_shape_prob: float = 0.3, nthreads: int = 0) -> dict:
+    """Sample and render one scene (nothing written).
+
+    Returns a dict with ``layout`` (JSON-ready ground truth, objects carry ``pixels`` per view and
+    ``visible_views``), ``cameras`` (R, t, K, depth_hist per view), ``rgb`` uint8 [V, S, S, 3],
+    ``depth`` float32 [V, S, S] metres, ``labels`` int32 [V, S, S].
+    """
+    rng = scene_rng(seed, index)
+    room = sample_room(rng, l_shape_prob)
+    doors, windows = sample_openings(rng, room)
+    objects = sample_objects(rng, room, doors, windows)
+    K, Rs, ts, hfov = sample_cameras(rng, room, objects, views, image_size)
+    light = (rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), 1.0)
+    mesh = build_mesh(room, doors, windows, objects)
+    rgb, depth, labels = render(mesh, K, Rs, ts, image_size, render_scale, light_dir=light, nthreads=nthreads)
+
+    S = image_size
+    min_px = max(8, int(0.003 * S * S))  # "well visible": enough pixels to recognise shape and colour
+    counts = [np.bincount(labels[v].ravel()[labels[v].ravel() >= 0], minlength=WINDOW_BASE + 10)
+              for v in range(views)]
+    for i, obj in enumerate(objects):
+        obj["pixels"] = [int(counts[v][i]) if i < len(counts[v]) else 0 for v in range(views)]
+        vis = []
+        for v in range(views):
+            (u, vv), z = [a[0] for a in geo.project(np.array([obj["center"]]), Rs[v], ts[v], K)]
+            if obj["pixels"][v] >= min_px and z > 0.1 and 0 <= u < S and 0 <= vv < S:
+                vis.append(v)
+        obj["visible_views"] = vis
+    for k, op in enumerate(doors):
+        op["pixels"] = [int(counts[v][DOOR_BASE + k]) for v in range(views)]
+    for k, op in enumerate(windows):
+        op["pixels"] = [int(counts[v][WINDOW_BASE + k]) for v in range(views)]
+    # An object no view sees changes no pixel: drop it, so the layout is what the views show.
+    supports = {o["on"] for o in objects if o["on"]}
+    objects = [o for o in objects if sum(o["pixels"]) > 0 or o["id"] in supports]
+
+    cameras = []
+    for v in range(views):
+        cameras.append({"view": v, "R": _r(Rs[v], 6), "t": _r(ts[v], 6), "K": _r(K, 4),
+                        "width": S, "height": S, "hfov_deg": round(hfov, 4),
+                        "depth_hist": _r(geo.depth_histogram(depth[v]), 6)})
+    for o in objects:
+        o["yaw"] = round(float(o["yaw"]), 6)
+    clean = [{k: v for k, v in o.items() if not k.startswith("_")} for o in objects]
+    layout = {"scene_id": f"scene{index:05d}", "seed": int(seed), "index": int(index),
+              "room": {k: room[k] for k in ("polygon", "notch", "height", "bbox", "width", "length")},
+              "walls": room["walls"], "doors": doors, "windows": windows, "objects": clean,
+              "light_dir": _r(light, 4), "min_visible_pixels": min_px}
+    return {"layout": layout, "cameras": cameras, "rgb": rgb, "depth": depth, "labels": labels,
+            "K": K, "R": Rs, "t": ts}
