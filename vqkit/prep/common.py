@@ -341,5 +341,5 @@ def parse_splits(text: str, allowed: Iterable[str], flag: str = "--splits") -> l
     splits = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in splits if s not in allowed]
     if not splits or bad:
-        raise DataError(f"{flag}: unknown split {bad[0] if bad else repr(text)}; choose from {','.join(allowed)}")
+        raise DataError(f"{flag}: unknown split {bad[0] if bad else text!r}; choose from {','.join(allowed)}")
     return splits
