@@ -120,12 +120,14 @@ def roomplan_text(roomplan: dict, where: str = "") -> str:
     roomplan module is only needed for Stage 2 data)."""
     from vqkit.roomplan import Room
 
+    problems: list[str] = []  # tolerated oddities (unknown categories, ...): logged, not fatal
     try:
-        return Room.from_capturedroom(roomplan).to_text()
-    except DataError:
-        raise
+        text = Room.from_capturedroom(roomplan, where="roomplan", problems=problems).to_text()
     except Exception as e:  # noqa: BLE001 - any malformed layout is the record's fault
-        raise DataError(f"{where}: field 'roomplan': not a valid CapturedRoom ({type(e).__name__}: {e})") from e
+        raise DataError(f"{where}: field 'roomplan': not a usable CapturedRoom ({e})") from None
+    if problems:
+        log.debug("%s: roomplan: %s", where, "; ".join(problems))
+    return text
 
 
 @dataclass
