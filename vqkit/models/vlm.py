@@ -259,11 +259,11 @@ class VQModel(nn.Module):
             expected = vision_token_count(self.config.model, views, has_geo)
             if views == 0 or expected != n_placeholders[i]:
                 sid = meta[i].get("id", i) if isinstance(meta[i], dict) else i
+                latents = self.config.model.projector.num_latents
                 raise DataError(
                     f"sample {sid}: the prompt has {n_placeholders[i]} <|image_pad|> placeholders but the "
-                    f"model writes {expected} vision tokens ({self.config.model.projector.num_latents} "
-                    f"latents + geometry for {views} views: {has_geo and self.geometry is not None}); "
-                    f"build the Collator from the same model config")
+                    f"model writes {expected} vision tokens ({latents} latents + {expected - latents} "
+                    f"geometry tokens for {views} views); build the Collator from the same model config")
         tokens = self.vision_tokens(batch, samples)
         flat = torch.cat(tokens, dim=0).to(inputs_embeds.dtype)
         # masked_scatter fills the placeholder positions in row-major order: sample by sample, in

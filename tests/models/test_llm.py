@@ -1,0 +1,91 @@
+"""The LLM builder: tiny random Qwen3 from config, embedding resize, LoRA, the meta-device Qwen3-4B."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from vqkit.config import LLMConfig, LoRAConfig
+from vqkit.errors import ConfigError
+from vqkit.models.llm import KNOWN_LLM_CONFIGS, apply_lora, build_llm, is_lora_param, resolve_dtype
+
+TINY = dict(model_type="qwen3", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128)
+
+
+def tiny_cfg(**overrides):
+    return LLMConfig(name_or_path="unused", from_config=True, config_overrides={**TINY, **overrides})
+
+
+def test_from_config_uses_tokenizer_vocab_and_is_seedable():
+    torch.manual_seed(3)
+    a = build_llm(tiny_cfg(), vocab_size=300)
+    torch.manual_seed(3)
+    b = build_llm(tiny_cfg(), vocab_size=300)
+    assert a.get_input_embeddings().num_embeddings == 300
+    assert a.config.hidden_size == 64 and a.dtype == torch.float32
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(p, q), n
+    logits = a(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert logits.shape == (1, 3, 300)
+
+
+def test_smaller_config_vocab_is_resized_to_the_tokenizer():
+    model = build_llm(tiny_cfg(vocab_size=100), vocab_size=130)
+    assert model.get_input_embeddings().num_embeddings >= 130
+    # a tokenizer that fits is never resized (Qwen checkpoints keep their 151936 rows)
+    model = build_llm(tiny_cfg(vocab_size=200), vocab_size=130)
+    assert model.get_input_embeddings().num_embeddings == 200
+
+
+def test_from_config_needs_model_type():
+    cfg = LLMConfig(from_config=True, config_overrides={"hidden_size": 64})
+    with pytest.raises(ConfigError, match="model_type"):
+        build_llm(cfg, vocab_size=10)
+
+
+def test_missing_local_model_is_a_config_error(tmp_path):
+    cfg = LLMConfig(name_or_path=str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="name_or_path"):
+        build_llm(cfg, vocab_size=None)
+
+
+def test_lora_adds_adapters_on_the_configured_modules():
+    model = build_llm(tiny_cfg(), vocab_size=50)
+    lora = LoRAConfig(r=4, alpha=8, dropout=0.0, target_modules=["q_proj", "v_proj"])
+    wrapped = apply_lora(model, lora)
+    names = [n for n, _ in wrapped.named_parameters() if is_lora_param(n)]
+    # 2 layers x 2 modules x (A, B)
+    assert len(names) == 8
+    assert all(("q_proj" in n or "v_proj" in n) for n in names)
+    a = next(p for n, p in wrapped.named_parameters() if "q_proj.lora_A" in n)
+    assert a.shape == (4, 64)
+    with pytest.raises(ConfigError, match="target_modules"):
+        apply_lora(build_llm(tiny_cfg(), vocab_size=50), dataclasses.replace(lora, target_modules=["qkv"]))
+    assert apply_lora(model, LoRAConfig(enabled=False)) is model
+
+
+def test_dtype_resolution():
+    assert resolve_dtype(LLMConfig(dtype="auto"), "cpu") == torch.float32
+    assert resolve_dtype(LLMConfig(dtype="auto"), "cuda") == torch.bfloat16
+    assert resolve_dtype(LLMConfig(dtype="auto"), "meta") == torch.float32
+    assert resolve_dtype(LLMConfig(dtype="bfloat16"), "cpu") == torch.bfloat16
+
+
+def test_qwen3_4b_on_the_meta_device():
+    """The real stage-1 LLM architecture, offline: no weights, exact parameter count."""
+    cfg = LLMConfig(name_or_path="Qwen/Qwen3-4B-Instruct-2507")
+    assert cfg.name_or_path in KNOWN_LLM_CONFIGS
+    model = build_llm(cfg, vocab_size=None, device="meta")
+    assert next(model.parameters()).device.type == "meta"
+    c = model.config
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim,
+            c.intermediate_size, c.vocab_size) == (2560, 36, 32, 8, 128, 9728, 151936)
+    assert c.tie_word_embeddings
+    # embeddings (tied) + 36 x (attention + MLP + norms) + final norm
+    per_layer = 2560 * 4096 * 2 + 2560 * 1024 * 2 + 3 * 2560 * 9728 + 2 * 2560 + 2 * 128
+    assert sum(p.numel() for p in model.parameters()) == 151936 * 2560 + 36 * per_layer + 2560
+    wrapped = apply_lora(model, LoRAConfig())
+    lora = sum(p.numel() for n, p in wrapped.named_parameters() if is_lora_param(n))
+    # r=16 on q, k, v, o: (in + out) * r each
+    assert lora == 36 * 16 * ((2560 + 4096) + 2 * (2560 + 1024) + (4096 + 2560))
