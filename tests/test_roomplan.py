@@ -392,7 +392,9 @@ def test_parser_never_raises_on_garbage():
         room, problems = Room.from_text("".join(chars))
         assert isinstance(room, Room) and isinstance(problems, list)
         room.to_text()  # whatever was read can be written again
-    for junk in (None, 42, "\x00\x01", "=\n= =", "wall", "wall 0 wall 1 x=1"):
+    huge = "9" * 400  # overflows to inf as a float
+    for junk in (None, 42, "\x00\x01", "=\n= =", "wall", "wall 0 wall 1 x=1", f"table x={huge} y=0 w=1 h=1 d=1 yaw=0",
+                 "wall 0 x=0 y=0 w=-100 h=260 yaw=0", "door x=1 y=2 w=3 h=4 yaw=5 open=2.5"):
         room, problems = Room.from_text(junk)  # type: ignore[arg-type]
         assert isinstance(room, Room)
         assert problems or junk == ""

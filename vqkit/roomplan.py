@@ -535,7 +535,7 @@ def room_from_text(text: str) -> tuple[Room, list[str]]:
                 head.append(tok)
                 continue
             key, _, value = tok.partition("=")
-            if not _NUMBER.match(value):
+            if not _NUMBER.match(value) or not math.isfinite(float(value)):
                 problems.append(f"line {n}: {key}={value!r} is not a number" + (" (truncated?)" if n == last else ""))
                 bad = True
                 break
@@ -554,6 +554,10 @@ def room_from_text(text: str) -> tuple[Room, list[str]]:
         if missing:
             hint = " (truncated?)" if n == last else ""
             problems.append(f"line {n}: {what} misses {', '.join(missing)}{hint}; skipped")
+            return False
+        negative = [k for k in ("w", "h", "d") if fields.get(k, 0.0) < 0]
+        if negative:
+            problems.append(f"line {n}: {what} has negative {', '.join(negative)}; skipped")
             return False
         return True
 
@@ -587,7 +591,10 @@ def room_from_text(text: str) -> tuple[Room, list[str]]:
             optional = ("open",) if kind == "door" else ()
             is_open = None
             if "open" in f and kind == "door":
-                is_open = f["open"] != 0
+                if f["open"] in (0.0, 1.0):
+                    is_open = f["open"] == 1.0
+                else:
+                    problems.append(f"line {n}: open={f['open']:g} is not 0 or 1; read as unknown")
             if "wall" in f:
                 if not check(n, kind, f, _ATTACHED_FIELDS, optional):
                     continue

@@ -31,14 +31,15 @@ def _segment(center, width: float, yaw: float) -> np.ndarray:
     return np.stack([c - d, c + d])
 
 
-def _draw_room(ax: "Axes", room: Room, linestyle: str, alpha: float, label_objects: bool) -> None:
+def _draw_room(ax: "Axes", room: Room, linestyle: str, alpha: float, label_objects: bool, lw: float = 1.0) -> None:
+    """Draw one room; ``lw`` scales line widths (the prediction is drawn thinner, on top of gold)."""
     for w in room.walls:
         seg = _segment(w.center, w.width, w.yaw)
-        ax.plot(seg[:, 0], seg[:, 1], color=_KIND_COLOURS["wall"], lw=4, ls=linestyle, alpha=alpha,
+        ax.plot(seg[:, 0], seg[:, 1], color=_KIND_COLOURS["wall"], lw=4 * lw, ls=linestyle, alpha=alpha,
                 solid_capstyle="round")
     for o in room.surfaces():
         seg = _segment(o.center, o.width, o.yaw)
-        ax.plot(seg[:, 0], seg[:, 1], color=_KIND_COLOURS[o.kind], lw=7, ls=linestyle, alpha=alpha,
+        ax.plot(seg[:, 0], seg[:, 1], color=_KIND_COLOURS[o.kind], lw=7 * lw, ls=linestyle, alpha=alpha,
                 solid_capstyle="butt")
     for ob in room.objects:
         corners = box_corners_2d(ob.center, ob.size[0], ob.size[2], ob.yaw)
@@ -56,7 +57,8 @@ def _draw_room(ax: "Axes", room: Room, linestyle: str, alpha: float, label_objec
 def plot_layout_topdown(gold: Room, pred: Room | None = None, ax: "Axes | None" = None, title: str | None = None) -> "Axes":
     """Draw ``gold`` (solid) and optionally ``pred`` (dashed) seen from above; returns the axes.
 
-    Walls are thick grey lines, doors red, windows blue, openings green; objects are rotated
+    Walls are thick grey lines, doors red, windows blue, openings green (the prediction's at half
+    width so gold stays visible underneath); objects are rotated
     rectangles (footprint: width x depth) coloured by category, with a tick along their width axis
     and the category written at the centre. Axes are metres in vqkit's world frame (x right, y up).
     """
@@ -67,7 +69,7 @@ def plot_layout_topdown(gold: Room, pred: Room | None = None, ax: "Axes | None" 
         _, ax = plt.subplots(figsize=(6, 6))
     _draw_room(ax, gold, "-", 1.0, label_objects=True)
     if pred is not None:
-        _draw_room(ax, pred, "--", 0.8, label_objects=False)
+        _draw_room(ax, pred, "--", 0.9, label_objects=False, lw=0.5)
     handles = [Line2D([], [], color=c, lw=3, label=k) for k, c in _KIND_COLOURS.items()]
     handles.append(Line2D([], [], color="k", ls="-", label="gold"))
     if pred is not None:
