@@ -601,3 +601,274 @@ def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, ren
               "light_dir": _r(light, 4), "min_visible_pixels": min_px}
     return {"layout": layout, "cameras": cameras, "rgb": rgb, "depth": depth, "labels": labels,
             "K": K, "R": Rs, "t": ts}
+
+
+def room_from_layout(layout: dict):
+    """The scene's RoomPlan-style :class:`vqkit.roomplan.Room` (walls, doors, windows, objects)."""
+    from vqkit.roomplan import Opening, Room, RoomObject, Wall
+
+    H = layout["room"]["height"]
+    walls = []
+    for w in layout["walls"]:
+        p0, p1 = np.array(w["start"]), np.array(w["end"])
+        c, d = (p0 + p1) / 2, p1 - p0
+        walls.append(Wall(w["id"], (c[0], c[1], H / 2), w["length"], H, math.atan2(d[1], d[0])))
+    ops = {k: [Opening(o["id"], k, o["wall_id"], o["center"], o["width"], o["height"], o["yaw"],
+                       o.get("is_open") if k == "door" else None) for o in layout[k + "s"]]
+           for k in ("door", "window")}
+    objects = [RoomObject(o["id"], o["category"], o["center"], o["size"], o["yaw"]) for o in layout["objects"]]
+    return Room(walls=walls, doors=ops["door"], windows=ops["window"], objects=objects)
+
+
+# --------------------------------------------------------------------------------------------
+# The dataset
+# --------------------------------------------------------------------------------------------
+
+SPLITS = ("train", "val", "test")
+ROOMPLAN_QUESTION = "Describe the room layout."
+
+
+def _write_scene(job: tuple) -> dict:
+    """Worker: sample, render and write one scene; return what the records need (no pixels)."""
+    out_dir, seed, index, views, size, render_scale, l_shape_prob, qps, image_format, nthreads = job
+    from vqkit.data.synth_questions import scene_questions
+
+    t0 = time.perf_counter()
+    sc = make_scene(seed, index, views, size, render_scale, l_shape_prob, nthreads)
+    t_render = time.perf_counter() - t0
+    layout, cameras = sc["layout"], sc["cameras"]
+    sid = layout["scene_id"]
+    folder = Path(out_dir) / "scenes" / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    nbytes = 0
+    for v, cam in enumerate(cameras):
+        rgb_name, depth_name = f"rgb_{v:02d}.{image_format}", f"depth_{v:02d}.png"
+        img = Image.fromarray(sc["rgb"][v])
+        if image_format == "jpg":
+            img.save(folder / rgb_name, quality=95)
+        else:
+            img.save(folder / rgb_name, compress_level=6)
+        Image.fromarray(geo.metres_to_depth_png(sc["depth"][v])).save(folder / depth_name)
+        cam["image"] = f"scenes/{sid}/{rgb_name}"
+        cam["depth"] = f"scenes/{sid}/{depth_name}"
+    (folder / "layout.json").write_text(json.dumps(layout, indent=1))
+    (folder / "cameras.json").write_text(json.dumps(cameras, indent=1))
+    nbytes = sum(f.stat().st_size for f in folder.iterdir())
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1]))
+    questions = scene_questions(layout, cameras, CATEGORIES, COLOURS, rng, qps)
+    return {"scene_id": sid, "layout": layout, "cameras": cameras, "questions": questions,
+            "bytes": nbytes, "render_s": t_render, "total_s": time.perf_counter() - t0}
+
+
+def split_scenes(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[int]]:
+    """Scene indices per split: a seeded permutation cut by ``fractions`` (val/test get at least one
+    scene each once there are 3 scenes). No scene is in two splits."""
+    perm = np.random.default_rng(np.random.SeedSequence([int(seed), 7919])).permutation(n)
+    n_val = int(round(fractions[1] * n)) if n >= 3 else 0
+    n_test = int(round(fractions[2] * n)) if n >= 3 else 0
+    if n >= 3:
+        n_val, n_test = max(n_val, 1 if fractions[1] > 0 else 0), max(n_test, 1 if fractions[2] > 0 else 0)
+    val, test = perm[:n_val], perm[n_val:n_val + n_test]
+    train = perm[n_val + n_test:]
+    return {"train": sorted(train.tolist()), "val": sorted(val.tolist()), "test": sorted(test.tolist())}
+
+
+def _geom_token(cameras: list[dict]) -> dict:
+    return {"R": [c["R"] for c in cameras], "t": [c["t"] for c in cameras], "K": [c["K"] for c in cameras],
+            "depth_hist": [c["depth_hist"] for c in cameras]}
+
+
+def question_records(scene: dict) -> list[dict]:
+    """Stage 1 records (DESIGN.md section 2) of one scene."""
+    cams = scene["cameras"]
+    base = {"scene_id": scene["scene_id"], "task": "synth", "images": [c["image"] for c in cams],
+            "depths": [c["depth"] for c in cams], "geom_token": _geom_token(cams)}
+    out = []
+    for k, q in enumerate(scene["questions"]):
+        rec = {"id": f"{scene['scene_id']}_q{k:02d}", **base, "qtype": q["qtype"], "question": q["question"],
+               "answer": q["answer"], "answers": [q["answer"]]}
+        if "situation" in q:
+            rec["situation"] = q["situation"]
+        out.append(rec)
+    return out
+
+
+def roomplan_record(scene: dict) -> dict:
+    """Stage 2 record of one scene: the CapturedRoom dict of its layout."""
+    cams = scene["cameras"]
+    return {"id": f"{scene['scene_id']}_roomplan", "scene_id": scene["scene_id"], "task": "roomplan",
+            "images": [c["image"] for c in cams], "depths": [c["depth"] for c in cams],
+            "geom_token": _geom_token(cams), "question": ROOMPLAN_QUESTION,
+            "roomplan": room_from_layout(scene["layout"]).to_capturedroom()}
+
+
+def blind_baselines(train: list[dict], heldout: list[dict]) -> dict:
+    """EM of text-only guessers on ``heldout``, per qtype: the train split's majority answer of the
+    qtype, and the stronger per-question-text majority (falling back to the qtype's)."""
+    by_qtype: dict[str, Counter] = defaultdict(Counter)
+    by_text: dict[tuple, Counter] = defaultdict(Counter)
+    for r in train:
+        by_qtype[r["qtype"]][r["answer"]] += 1
+        by_text[(r.get("situation"), r["question"])][r["answer"]] += 1
+    hits_q, hits_t, n = Counter(), Counter(), Counter()
+    for r in heldout:
+        qt = r["qtype"]
+        maj = by_qtype[qt].most_common(1)[0][0] if by_qtype[qt] else ""
+        text = by_text.get((r.get("situation"), r["question"]))
+        maj_t = text.most_common(1)[0][0] if text else maj
+        n[qt] += 1
+        hits_q[qt] += r["answer"] == maj
+        hits_t[qt] += r["answer"] == maj_t
+    out = {qt: {"n": n[qt], "majority_answer": by_qtype[qt].most_common(1)[0][0] if by_qtype[qt] else None,
+                "majority_em": round(100.0 * hits_q[qt] / n[qt], 2),
+                "question_majority_em": round(100.0 * hits_t[qt] / n[qt], 2)} for qt in sorted(n)}
+    total = sum(n.values())
+    if total:
+        out["all"] = {"n": total, "majority_em": round(100.0 * sum(hits_q.values()) / total, 2),
+                      "question_majority_em": round(100.0 * sum(hits_t.values()) / total, 2)}
+    return out
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for r in records:
+            f.write(json.dumps(r, separators=(",", ":")) + "\n")
+    os.replace(tmp, path)
+
+
+def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, image_size: int = 112,
+             seed: int = 0, workers: int | None = None, render_scale: int = 2,
+             questions_per_scene: int = 8, l_shape_prob: float = 0.3, image_format: str = "png",
+             split_fractions=(0.8, 0.1, 0.1), tokenizer: bool = True, vocab_size: int = 1024,
+             progress: bool = True) -> dict:
+    """Generate the synthetic benchmark into ``out_dir`` and return its stats (also in stats.json).
+
+    Deterministic for ``seed``: the JSONL files are byte-identical for the same arguments whatever
+    ``workers`` is. ``workers`` defaults to min(2, cpu count); each scene is an independent job.
+    """
+    if scenes < 1 or views < 1:
+        raise ConfigError(f"vqkit synth: --scenes and --views must be >= 1 (got {scenes}, {views})")
+    if image_size < 16 or render_scale < 1:
+        raise ConfigError(f"vqkit synth: --image-size must be >= 16 and --render-scale >= 1 "
+                          f"(got {image_size}, {render_scale})")
+    if image_format not in ("png", "jpg"):
+        raise ConfigError(f"vqkit synth: --image-format must be png or jpg, got {image_format!r}")
+    if len(split_fractions) != 3 or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) < 0:
+        raise ConfigError(f"vqkit synth: split fractions must be 3 non-negative numbers summing to 1, "
+                          f"got {split_fractions}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = min(workers, scenes)
+    nthreads = 1 if workers > 1 else 0
+    jobs = [(str(out), seed, i, views, image_size, render_scale, l_shape_prob, questions_per_scene,
+             image_format, nthreads) for i in range(scenes)]
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    results: list[dict] = []
+    bar = tqdm(total=scenes, desc="vqkit synth", unit="scene", disable=not progress)
+    if workers == 1:
+        for job in jobs:
+            results.append(_write_scene(job))
+            bar.update()
+    else:
+        # fork: workers inherit the imported modules (open3d takes seconds to import).
+        from vqkit._open3d import import_open3d
+
+        import_open3d()
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ctx.Pool(workers) as pool:
+            for res in pool.imap(_write_scene, jobs, chunksize=4):
+                results.append(res)
+                bar.update()
+    bar.close()
+    t_scenes = time.perf_counter() - t0
+
+    splits = split_scenes(scenes, seed, split_fractions)
+    records = {s: [r for i in splits[s] for r in question_records(results[i])] for s in SPLITS}
+    roomplan = {s: [roomplan_record(results[i]) for i in splits[s]] for s in SPLITS}
+    for s in SPLITS:
+        _write_jsonl(out / f"{s}.jsonl", records[s])
+        _write_jsonl(out / f"roomplan_{s}.jsonl", roomplan[s])
+
+    t_tok = 0.0
+    if tokenizer:
+        from vqkit.data.tokenizer import train_tokenizer
+        from vqkit.roomplan import Room
+
+        t1 = time.perf_counter()
+        texts = []
+        for r in records["train"]:
+            texts += [r["question"], r["answer"]] + ([r["situation"]] if "situation" in r else [])
+        texts += [ROOMPLAN_QUESTION] + [Room.from_capturedroom(r["roomplan"]).to_text() for r in roomplan["train"]]
+        texts += COLOURS + [w for pair in CATEGORIES.values() for w in pair]  # every answer word
+        texts += [str(i) for i in range(10)] + ["yes", "no", "left", "right"]
+        train_tokenizer(texts, out / "tokenizer", vocab_size=vocab_size)
+        t_tok = time.perf_counter() - t1
+
+    heldout = records["val"] + records["test"] or records["train"]
+    counts = {s: dict(sorted(Counter(r["qtype"] for r in records[s]).items())) for s in SPLITS}
+    answers = defaultdict(Counter)
+    for s in SPLITS:
+        for r in records[s]:
+            answers[r["qtype"]][r["answer"]] += 1
+    stats = {
+        "args": {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed, "workers": workers,
+                 "render_scale": render_scale, "questions_per_scene": questions_per_scene,
+                 "l_shape_prob": l_shape_prob, "image_format": image_format},
+        "scenes": {s: len(splits[s]) for s in SPLITS},
+        "questions": {s: len(records[s]) for s in SPLITS},
+        "questions_per_qtype": counts,
+        "answers_per_qtype": {qt: dict(c.most_common()) for qt, c in sorted(answers.items())},
+        "blind": blind_baselines(records["train"], heldout),
+        "blind_evaluated_on": "val+test" if records["val"] + records["test"] else "train",
+        "objects_per_scene": round(float(np.mean([len(r["layout"]["objects"]) for r in results])), 3),
+        "bytes_per_scene": int(np.mean([r["bytes"] for r in results])),
+        "timings": {"scenes_s": round(t_scenes, 3), "scenes_per_s": round(scenes / t_scenes, 3),
+                    "views_per_s": round(scenes * views / t_scenes, 2),
+                    "render_s_per_scene": round(float(np.mean([r["render_s"] for r in results])), 5),
+                    "tokenizer_s": round(t_tok, 3), "total_s": round(time.perf_counter() - t0, 3)},
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vqkit synth", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--scenes", type=int, default=100, help="number of rooms")
+    p.add_argument("--views", type=int, default=4, help="views per room")
+    p.add_argument("--image-size", type=int, default=112, help="stored square image size in pixels")
+    p.add_argument("--seed", type=int, default=0, help="seed: same seed, same bytes")
+    p.add_argument("--render-scale", type=int, default=2,
+                   help="render RGB at image-size x this and box-filter down (antialiasing); 1 = off")
+    p.add_argument("--questions-per-scene", type=int, default=8, help="questions per room (qtypes cycle)")
+    p.add_argument("--workers", type=int, default=None, help="processes; default min(2, cpu count)")
+    p.add_argument("--l-shape-prob", type=float, default=0.3, help="probability of an L-shaped room")
+    p.add_argument("--image-format", choices=["png", "jpg"], default="png", help="RGB file format")
+    p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions of the scenes")
+    p.add_argument("--vocab-size", type=int, default=1024, help="size of the small tokenizer")
+    p.add_argument("--no-tokenizer", action="store_true", help="skip training DIR/tokenizer")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    try:
+        fractions = tuple(float(x) for x in a.splits.split(","))
+    except ValueError:
+        raise ConfigError(f"vqkit synth: --splits must be three numbers like 0.8,0.1,0.1, got {a.splits!r}")
+    stats = generate(a.out, scenes=a.scenes, views=a.views, image_size=a.image_size, seed=a.seed,
+                     workers=a.workers, render_scale=a.render_scale, questions_per_scene=a.questions_per_scene,
+                     l_shape_prob=a.l_shape_prob, image_format=a.image_format, split_fractions=fractions,
+                     tokenizer=not a.no_tokenizer, vocab_size=a.vocab_size, progress=not a.quiet)
+    t = stats["timings"]
+    print(f"vqkit synth: {a.scenes} scenes, {sum(stats['questions'].values())} questions in {a.out} "
+          f"({t['scenes_per_s']} scenes/s); blind majority EM {stats['blind'].get('all', {}).get('majority_em')}")
+    return 0
+
+
+if __name__ == "__main__":
+    from vqkit.cli import run_main
+
+    sys.exit(run_main(main, None, "vqkit synth"))
