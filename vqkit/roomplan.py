@@ -42,8 +42,8 @@ Text form (:meth:`Room.to_text` / :meth:`Room.from_text`), one element per line,
   and openings follow it, sorted by kind then ``s``: ``s`` is the signed offset of the opening's centre
   along its wall from the wall's centre (in the wall's width direction); an opening's yaw is its
   wall's yaw and its centre lies on the wall's line (it is projected there). Openings without a wall
-  are written with absolute ``x= y= ... yaw=``. Objects come last as ``<category> x= y= z= w= h= d=
-  yaw=``, sorted by category then position.
+  are written with absolute ``x= y= ... yaw=``. Objects come last as ``<category> x= y= [z=] w= h=
+  d= yaw=``, sorted by category then position.
 - Quantisation: positions and sizes to 1 cm (centre z to 1 cm since both z and h are rounded),
   yaws to 1 degree; an opening moves at most ``|s| * sin(0.5 deg)`` more by the wall's yaw rounding.
   ``Room.from_text(room.to_text()).to_text() == room.to_text()`` exactly.
@@ -771,7 +771,8 @@ def score_layouts(predicted: Sequence[Room | str | None], gold: Sequence[Room],
     - ``walls``, ``doors``, ``windows``, ``openings``, ``objects``: ``precision@t``, ``recall@t``,
       ``f1@t`` for each threshold t, plus ``n_pred`` / ``n_gold``, micro-averaged over all rooms.
       Matching is Hungarian within each room. Walls, doors, windows and openings are compared by 2D
-      IoU of their top-down footprints as ``thickness``-thick boxes (heights do not count); objects
+      IoU of their top-down footprints as ``thickness``-thick boxes (heights do not count; this is
+      strict across the wall: with 0.1 m, a wall 3 cm off keeps IoU 0.54, 5 cm off drops to 0.33); objects
       by 3D IoU of yaw-rotated boxes, and only within the same category.
     - ``objects_by_category``: the same scores per category present in gold or predictions.
     - ``count_accuracy``: fraction of rooms whose predicted object count per category equals gold's
