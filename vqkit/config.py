@@ -342,8 +342,8 @@ class EvalConfig:
     """Samples per generation batch."""
     max_new_tokens: int = 16
     """Generation budget for Stage 1 answers."""
-    roomplan_max_new_tokens: int = 384
-    """Generation budget for Stage 2 layouts."""
+    roomplan_max_new_tokens: int = 512
+    """Generation budget for Stage 2 layouts (a room with 8 objects is ~400 Qwen3 tokens)."""
     do_sample: bool = False
     """Greedy decoding by default (the official scorers assume it)."""
     temperature: float = 1.0
