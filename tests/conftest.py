@@ -4,7 +4,8 @@
   of 4 valid records (3 with geometry, 1 with ``geom_token: null`` in the seed's format).
 - ``make_corpus(dir, n, views, size)``: the same writer as a function, for tests that need more.
 - ``tiny_tokenizer``: a byte-level BPE trained on the fixture text (session-scoped).
-- ``qwen_tokenizer_dir``: the real Qwen3 tokenizer files, or a skip when they are absent.
+- ``qwen_tokenizer_dir``: the real Qwen3 tokenizer files, or a skip when they are absent;
+  ``qwen_tokenizer``: those files loaded once with ``load_tokenizer`` (session-scoped, ~2 s).
 """
 
 from __future__ import annotations
@@ -113,3 +114,13 @@ def qwen_tokenizer_dir() -> Path:
     if not (folder / "tokenizer_config.json").is_file():
         pytest.skip(f"no Qwen3 tokenizer files in {folder}")
     return folder
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer(qwen_tokenizer_dir):
+    """The real Qwen3 tokenizer via ``vqkit.data.tokenizer.load_tokenizer`` (loaded once; do not
+    mutate it)."""
+    from vqkit.config import LLMConfig
+    from vqkit.data.tokenizer import load_tokenizer
+
+    return load_tokenizer(LLMConfig(name_or_path=str(qwen_tokenizer_dir)))
