@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vqkit.data.geometry import depth_histogram
-from vqkit.data.images import load_depth, load_image
+from vqkit.data.images import load_depth, load_image, plan_resize
 from vqkit.data.schema import LoadReport, Record, load_records
 from vqkit.errors import ConfigError, DataError
 
@@ -111,6 +111,9 @@ class RecordDataset(Dataset):
         """Corrupt items replaced in this process (each worker counts its own; batches carry
         ``num_skipped``)."""
         self._bad: set[int] = set()
+        self.feature_cache = None
+        """A ``vqkit.cache.FeatureCache`` (set by ``attach_feature_cache``): samples then carry cached
+        encoder ``features`` [V, P, C] and ``image_hw`` instead of ``images``."""
 
     def __len__(self) -> int:
         return len(self.records)
@@ -161,17 +164,25 @@ class RecordDataset(Dataset):
         cfg = self.cfg
         views = choose_views(rec.num_views, cfg.num_views, cfg.view_sampling, cfg.view_dropout,
                              self.train, rng)
-        images, plans = [], []
-        for v in views:
-            img, plan = load_image(rec.images[v], cfg.image_size, cfg.resize_mode)
-            images.append(img)
-            plans.append(plan)
-        # Views of one record may differ in size (crop mode keeps the aspect ratio): pad them to a
-        # common size here the same way the collator pads across records.
-        images, Ks_shift = _pad_to_common(images)
+        features = None
+        if self.feature_cache is not None:
+            # Cached encoder features of the chosen views (vqkit.cache); K follows the same resize
+            # plan and centre padding (to the cached set's common size) that the images had.
+            features, sizes, hw = self.feature_cache.features(rec, views)
+            plans = [plan_resize(w, h, cfg.image_size, cfg.resize_mode) for w, h in sizes]
+            Ks_shift = np.array([[(hw[1] - p.out[0]) // 2, (hw[0] - p.out[1]) // 2] for p in plans])
+        else:
+            images, plans = [], []
+            for v in views:
+                img, plan = load_image(rec.images[v], cfg.image_size, cfg.resize_mode)
+                images.append(img)
+                plans.append(plan)
+            # Views of one record may differ in size (crop mode keeps the aspect ratio): pad them to a
+            # common size here the same way the collator pads across records.
+            images, Ks_shift = _pad_to_common(images)
         V = len(views)
         sample: dict[str, Any] = {
-            "images": torch.stack(images),
+            **({"features": features, "image_hw": hw} if features is not None else {"images": torch.stack(images)}),
             "R": torch.zeros(V, 3, 3), "t": torch.zeros(V, 3), "K": torch.zeros(V, 3, 3),
             "depth_hist": torch.zeros(V, self.depth_bins),
             "has_geometry": rec.geometry is not None,
@@ -416,6 +427,11 @@ def build_dataloader(cfg: "Config", split: str, tokenizer, *, batch_size: int, s
     seed = cfg.train.seed if seed is None else seed
     if dataset is None:
         dataset = build_dataset(cfg.data, split, geometry_cfg=cfg.model.geometry, seed=seed)
+    if cfg.data.feature_cache and not all(getattr(d, "feature_cache", None) is not None
+                                          for d in getattr(dataset, "datasets", [dataset])):
+        from vqkit.cache import attach_feature_cache
+
+        attach_feature_cache(dataset, cfg)
     if drop_last is None:
         drop_last = split == "train" and not generate and len(dataset) >= batch_size * world_size
     sampler = ShardedSampler(len(dataset), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
