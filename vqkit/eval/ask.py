@@ -1,0 +1,99 @@
+"""``vqkit ask``: answer a question about any set of photos with a saved model.
+
+The photos go through exactly the dataset's preprocessing (``vqkit.data.dataset.RecordDataset``:
+VGGT resize/crop, ``data.num_views`` chosen evenly when more are given) and the prompt through the
+collator, so the model sees what it saw in training. No camera geometry is needed: the record has no
+``geom_token``, so the prompt carries only the projector's vision tokens.
+
+    vqkit ask --model runs/demo/final --images a.jpg b.jpg c.jpg --question "How many chairs are there?"
+
+From Python: ``answer = ask(model, ["a.jpg", "b.jpg"], "How many chairs are there?")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from vqkit.cli import run_main
+from vqkit.errors import ConfigError, DataError
+
+
+def build_batch(model, images: Sequence[str], question: str, *, situation: str | None = None,
+                blind: bool = False, cfg=None) -> dict:
+    """A generate-mode batch of one record made of ``images`` and ``question`` (no geometry)."""
+    from vqkit.data.collate import Collator
+    from vqkit.data.dataset import RecordDataset
+    from vqkit.data.schema import Record
+
+    cfg = cfg if cfg is not None else model.config
+    if not question or not question.strip():
+        raise ConfigError("--question must not be empty")
+    if not images:
+        raise ConfigError("give at least one image (--images a.jpg b.jpg ...)")
+    paths = []
+    for p in images:
+        path = Path(p).expanduser()
+        if not path.is_file():
+            raise DataError(f"{p}: image not found")
+        paths.append(str(path.resolve()))
+    record = Record(images=paths, question=question.strip(), answer="", situation=situation, id="ask",
+                    task="ask", source="<command line>", line=0)
+    dataset = RecordDataset([record], cfg.data, train=False, seed=cfg.train.seed,
+                            depth_bins=cfg.model.geometry.depth_bins, max_depth=cfg.model.geometry.max_depth,
+                            name="ask")
+    collator = Collator(model.tokenizer, cfg.model, cfg.data, mode="generate", blind=blind)
+    return collator([dataset[0]])
+
+
+def ask(model, images: Sequence[str], question: str, *, situation: str | None = None,
+        max_new_tokens: int | None = None, blind: bool = False, cfg=None) -> str:
+    """The model's answer to ``question`` about ``images`` (greedy unless ``cfg.eval`` samples)."""
+    from vqkit.eval.run import generation_kwargs
+
+    cfg = cfg if cfg is not None else model.config
+    batch = build_batch(model, images, question, situation=situation, blind=blind, cfg=cfg)
+    budget = max_new_tokens or cfg.eval.max_new_tokens
+    return model.generate(batch, max_new_tokens=budget, **generation_kwargs(cfg))[0]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vqkit ask",
+        description="Answer a question about a set of photos of a room with a saved model.",
+        epilog='example: vqkit ask --model runs/demo/final --images a.jpg b.jpg --question "What colour is the sofa?"',
+    )
+    parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
+    parser.add_argument("--images", nargs="+", required=True, metavar="IMAGE",
+                        help=f"photos of the scene (more than data.num_views are subsampled evenly)")
+    parser.add_argument("--question", required=True, help="the question")
+    parser.add_argument("--situation", help="SQA3D-style situation text placed before the question")
+    parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens)")
+    parser.add_argument("--blind", action="store_true", help="ignore the photos (text-only baseline)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override on top of the model's config, e.g. eval.do_sample=true")
+    parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vqkit.eval.run import _device, _model_config
+    from vqkit.models.vlm import load_model
+
+    args = build_parser().parse_args(argv)
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    model_dir = Path(args.model)
+    cfg = _model_config(model_dir, args.overrides)
+    model = load_model(model_dir, device=_device(args.device), encoder_weights=args.encoder_weights)
+    answer = ask(model, args.images, args.question, situation=args.situation,
+                 max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg)
+    print(answer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, None, "vqkit ask"))
