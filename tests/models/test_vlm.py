@@ -272,7 +272,8 @@ def test_full_finetune_and_frozen_llm_variants(tok_dir, tmp_path):
     model.eval()
     with torch.no_grad():
         ref = model(batch).logits
-    loaded = load_model(model.save_pretrained(tmp_path / "ft")).eval()
+    # the trainer hands over weights it gathered itself (ZeRO-3); same folder layout
+    loaded = load_model(model.save_pretrained(tmp_path / "ft", state_dict=model.trainable_state_dict())).eval()
     with torch.no_grad():
         assert torch.equal(loaded(batch).logits, ref)
 
@@ -363,3 +364,20 @@ def test_stage1_architecture_on_the_meta_device():
     table = model.parameter_table()
     assert "encoder" in table and "909,112,320" in table and "lora" in table
     print(table)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_on_cuda(setup):
+    """dtype auto on CUDA: bf16 LLM, fp32 projector/geometry, encoder under bf16 autocast."""
+    cfg, tok, _ = setup
+    model = build_model(cfg, tok, device="cuda")
+    assert model.llm.get_input_embeddings().weight.dtype == torch.bfloat16
+    assert model.projector.latents.dtype == torch.float32
+    model.train()
+    out = model(mixed_batch(cfg, tok))  # the batch is moved to the model's device
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.projector.latents.grad is not None
+    answers = model.generate(mixed_batch(cfg, tok, mode="generate"), max_new_tokens=3)
+    assert len(answers) == 3

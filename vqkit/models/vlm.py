@@ -324,15 +324,22 @@ class VQModel(nn.Module):
         """Only the parameters that train (projector, geometry, LoRA or the full LLM), on CPU."""
         return {n: p.detach().to("cpu").contiguous() for n, p in self.named_parameters() if p.requires_grad}
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write ``trainable.safetensors``, ``config.yaml`` and ``tokenizer/`` into ``folder``."""
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write ``trainable.safetensors``, ``config.yaml`` and ``tokenizer/`` into ``folder``.
+
+        ``state_dict``: the trainable weights when they were gathered elsewhere (DeepSpeed ZeRO-3
+        partitions parameters, so the trainer gathers them first); default
+        :meth:`trainable_state_dict`.
+        """
         from safetensors.torch import save_file
 
         from vqkit import __version__
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        save_file(self.trainable_state_dict(), str(folder / TRAINABLE_FILE),
+        state = self.trainable_state_dict() if state_dict is None else {
+            k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+        save_file(state, str(folder / TRAINABLE_FILE),
                   metadata={"format": "pt", "vqkit_version": __version__})
         save_config(self.config, folder / CONFIG_FILE)
         if self.tokenizer is not None:
@@ -344,7 +351,11 @@ class VQModel(nn.Module):
         params = {n: p for n, p in self.named_parameters() if p.requires_grad}
         missing = sorted(set(params) - set(state))
         unexpected = sorted(set(state) - set(params))
-        bad_shape = sorted(n for n in set(params) & set(state) if tuple(params[n].shape) != tuple(state[n].shape))
+
+        def shape(p):  # ZeRO-3 partitions parameters and keeps the full shape in ds_shape
+            return tuple(getattr(p, "ds_shape", p.shape))
+
+        bad_shape = sorted(n for n in set(params) & set(state) if shape(params[n]) != tuple(state[n].shape))
         if missing or unexpected or bad_shape:
             def show(names):
                 return ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
@@ -355,7 +366,17 @@ class VQModel(nn.Module):
             raise CheckpointError(f"{source} does not match the model: {'; '.join(problems)}")
         with torch.no_grad():
             for name, p in params.items():
-                p.copy_(state[name].to(device=p.device, dtype=p.dtype))
+                if hasattr(p, "ds_id"):  # a ZeRO-3 partition: gather, let rank 0 write, re-partition
+                    import deepspeed
+
+                    with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
+                        p.copy_(state[name].to(device=p.device, dtype=p.dtype))
+                else:
+                    p.copy_(state[name].to(device=p.device, dtype=p.dtype))
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """:meth:`load_trainable` under the name the trainer's checkpoint code calls."""
+        self.load_trainable(state, source="checkpoint trainable.safetensors")
 
 
 # ---------------------------------------------------------------------- builders
