@@ -116,8 +116,21 @@ def build_eval_dataset(cfg: "Config", data: Any = None) -> "Dataset":
         sources = [str(data)]
     else:
         sources = [s if hasattr(s, "path") else str(s) for s in data]
-    return build_dataset(cfg.data, "val", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed,
-                         sources=sources)
+    dataset = build_dataset(cfg.data, "val", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed,
+                            sources=sources)
+    if cfg.data.feature_cache:
+        # Encoder features cached by `vqkit cache-features` are used when they cover every record
+        # (same answers, less work); any other data is read from its images.
+        from vqkit.cache import attach_feature_cache
+
+        try:
+            attach_feature_cache(dataset, cfg)
+        except (DataError, CheckpointError, ConfigError, OSError) as e:
+            for part in getattr(dataset, "datasets", [dataset]):
+                part.feature_cache = None
+            log.info("evaluating from images: the feature cache %s does not cover this data (%s)",
+                     cfg.data.feature_cache, e)
+    return dataset
 
 
 def _batches(dataset, indices: Sequence[int], collator, batch_size: int, num_workers: int
