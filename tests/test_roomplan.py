@@ -529,7 +529,7 @@ def test_plot_layout_topdown(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vqkit.viz_layout import plot_layout_topdown
+    from vqkit.viz import plot_layout_topdown
 
     gold = random_room(4)
     pred = Room.from_text(random_room(4).to_text())[0]
