@@ -298,6 +298,7 @@ def test_construction_is_deterministic_and_leaves_the_global_rng_alone(tok_dir):
     assert not torch.equal(c.projector.latents, a.projector.latents)
 
 
+@pytest.mark.slow
 def test_gradient_checkpointing_gives_the_same_gradients(tok_dir):
     cfg = tiny_config(tok_dir)
     tok = load_tokenizer(cfg.model.llm)
