@@ -174,6 +174,8 @@ def _direct(meteor):
 
 
 @needs_java
+@pytest.mark.slow  # METEOR's JVM loads its paraphrase table: 15-45 s on 2 busy cores
+@pytest.mark.ci
 def test_language_metrics_agree_with_pycocoevalcap():
     ours = score(PREDS, REFS)
     # The METEOR jar takes ~15 s to start on 2 cores, so this compares against the Java process
@@ -188,6 +190,8 @@ def test_language_metrics_agree_with_pycocoevalcap():
 
 
 @needs_java
+@pytest.mark.slow  # shares the METEOR process with the test above
+@pytest.mark.ci
 def test_perfect_predictions_score_high():
     refs = [["brown chair"], ["kitchen table"], ["two"], ["white wall"]]
     out = score([r[0] for r in refs], refs)
