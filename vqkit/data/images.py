@@ -124,10 +124,13 @@ def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Te
         raise
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: cannot decode the image ({e})") from None
-    tensor = torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
+    # One pass from HWC uint8 to contiguous CHW float (a permute then .float() would keep the
+    # channels-last strides and need a second copy), then scale in place.
+    tensor = torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
+    tensor.div_(255.0)
     if tensor.shape[-2:] != (plan.out[1], plan.out[0]):
         tensor = _window(tensor, plan, 1.0)  # pad mode: white border
-    return tensor.contiguous(), plan
+    return tensor, plan
 
 
 def load_depth(path: str, plan: Plan) -> torch.Tensor:
