@@ -158,17 +158,20 @@ def _rot2(yaw: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
-def _local_bounds(parts) -> np.ndarray:
-    p = np.array([q[:6] for q in parts], dtype=float)
-    return np.array([p[:, 0].min(), p[:, 1].max(), p[:, 2].min(), p[:, 3].max(), p[:, 4].min(), p[:, 5].max()])
+def _local_bounds(parts) -> list[float]:
+    """[x0, x1, y0, y1, z0, z1] of the union of the parts (plain Python: called in placement loops)."""
+    return [min(q[0] for q in parts), max(q[1] for q in parts), min(q[2] for q in parts),
+            max(q[3] for q in parts), min(q[4] for q in parts), max(q[5] for q in parts)]
 
 
 def _footprint(obj: dict) -> np.ndarray:
     """World axis-aligned footprint [x0, y0, x1, y1] (yaw is a multiple of 90 degrees)."""
     b = _local_bounds(obj["_parts"])
-    corners = np.array([[b[0], b[2]], [b[1], b[2]], [b[1], b[3]], [b[0], b[3]]]) @ _rot2(obj["yaw"]).T
-    corners += obj["_origin"][:2]
-    return np.array([corners[:, 0].min(), corners[:, 1].min(), corners[:, 0].max(), corners[:, 1].max()])
+    c, s = math.cos(obj["yaw"]), math.sin(obj["yaw"])
+    ox, oy = obj["_origin"][0], obj["_origin"][1]
+    xs = [ox + c * x - s * y for x in (b[0], b[1]) for y in (b[2], b[3])]
+    ys = [oy + s * x + c * y for x in (b[0], b[1]) for y in (b[2], b[3])]
+    return [min(xs), min(ys), max(xs), max(ys)]
 
 
 def _finish_object(obj: dict) -> None:
@@ -473,9 +476,9 @@ def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list
                              origin=(p0[0], p0[1], 0.0))
     for i, obj in enumerate(objects):
         main = np.array(PALETTE[obj["colour"]])
-        for x0, x1, y0, y1, z0, z1, key in obj["_parts"]:
-            rgb = main if key == "main" else main * 0.7 + 0.03 if key == "shade" else key
-            mesh.add_box((x0, y0, z0), (x1, y1, z1), i, rgb, yaw=obj["yaw"], origin=obj["_origin"])
+        boxes = np.array([q[:6] for q in obj["_parts"]], dtype=float)
+        rgbs = [main if k == "main" else main * 0.7 + 0.03 if k == "shade" else k for k in (q[6] for q in obj["_parts"])]
+        mesh.add_boxes(boxes, i, np.array(rgbs, dtype=float), yaw=obj["yaw"], origin=obj["_origin"])
     return mesh
 
 

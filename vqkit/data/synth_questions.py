@@ -193,7 +193,7 @@ class SceneQuestions:
         if len(marks) < 2:
             return None
         bbox = self.layout["room"]["bbox"]
-        for _ in range(6):
+        for _ in range(12):
             i, j = self.rng.choice(len(marks), size=2, replace=False)
             (name_a, ca, out_a, id_a), (name_b, cb, _, id_b) = marks[i], marks[j]
             size = next((o["size"] for o in self.objects if o["id"] == id_a), [0.0, 0.0, 0.0])
@@ -246,7 +246,7 @@ def scene_questions(layout: dict, cameras: list[dict], words: dict[str, tuple[st
     start = int(rng.integers(len(QTYPES)))
     for k in range(n):
         qtype = QTYPES[(start + k) % len(QTYPES)]
-        for _ in range(4):
+        for _ in range(6):
             item = getattr(gen, qtype)()
             if item is None:
                 continue

@@ -68,6 +68,25 @@ class SceneMesh:
         rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
         self.add(corners @ rot.T + np.asarray(origin, float), _BOX_TRIS, label, colour)
 
+    def add_boxes(self, boxes: np.ndarray, label: int, colours: np.ndarray, yaw: float = 0.0,
+                  origin=(0.0, 0.0, 0.0)) -> None:
+        """Many boxes at once: ``boxes`` [n, 6] as (x0, x1, y0, y1, z0, z1) in the local frame,
+        ``colours`` [n, 3]; same transform as :meth:`add_box`."""
+        idx = np.arange(8)
+        b = np.asarray(boxes, dtype=np.float64)
+        corners = np.stack([np.where(idx & 1, b[:, 1:2], b[:, 0:1]), np.where(idx & 2, b[:, 3:4], b[:, 2:3]),
+                            np.where(idx & 4, b[:, 5:6], b[:, 4:5])], axis=2)  # [n, 8, 3]
+        c, s = np.cos(yaw), np.sin(yaw)
+        rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        verts = corners.reshape(-1, 3) @ rot.T + np.asarray(origin, float)
+        tris = (_BOX_TRIS[None] + 8 * np.arange(len(b))[:, None, None]).reshape(-1, 3)
+        self.vertices.append(verts)
+        self.triangles.append(tris + self._n)
+        self._n += len(verts)
+        self.labels.append(np.full(len(tris), label, dtype=np.int32))
+        self.albedo.append(np.repeat(np.asarray(colours, dtype=np.float32), 12, axis=0))
+        self.textured.append(np.zeros(len(tris), dtype=bool))
+
     def add_quad(self, corners: np.ndarray, label: int, colour, textured: bool = False) -> None:
         """A planar quad from 4 corners in order."""
         self.add(np.asarray(corners, float), np.array([[0, 1, 2], [0, 2, 3]]), label, colour, textured)
