@@ -172,6 +172,8 @@ def test_blind_batch_skips_the_encoder(setup):
         mixed["meta"] = seeing["meta"] + blind["meta"][1:]
         assert torch.isfinite(model(mixed).loss)
         assert calls == [1]
+        tokens = model.encode(mixed)
+        assert tokens[1] is None and tokens[0].shape == (4 + 2, 64)
     finally:
         handle.remove()
 

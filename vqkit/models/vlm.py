@@ -236,6 +236,17 @@ class VQModel(nn.Module):
             tokens.append(torch.cat(parts, dim=0))
         return tokens
 
+    def encode(self, batch: dict) -> list[torch.Tensor | None]:
+        """Per sample, its vision tokens [N_i, D_llm], or None for a blind sample (no placeholders).
+        The encoder runs only for the samples that see (never for a fully blind batch)."""
+        batch = self._to_device(batch)
+        seeing = [i for i, n in enumerate((batch["input_ids"] == self.image_pad_id).sum(dim=1).tolist()) if n]
+        tokens = self.vision_tokens(batch, seeing) if seeing else []
+        out: list[torch.Tensor | None] = [None] * batch["input_ids"].shape[0]
+        for i, t in zip(seeing, tokens):
+            out[i] = t
+        return out
+
     def embed_inputs(self, batch: dict) -> torch.Tensor:
         """``inputs_embeds`` [B, L, D_llm]: the token embeddings with vision tokens written at the
         ``<|image_pad|>`` positions. Blind samples (no placeholders) get none; a fully blind batch
