@@ -681,6 +681,68 @@ def qtype_stats_figure(records: Iterable[Any], top: int = 8):
 
 
 # ----------------------------------------------------------------------------------------------
+# Model assembly
+# ----------------------------------------------------------------------------------------------
+
+
+def parameter_table(model) -> HTMLTable:
+    """Parameters per part of a VQModel (``model.parameter_counts()``): total, trainable, frozen."""
+    counts = model.parameter_counts()
+    rows = [[name, total, trainable, total - trainable,
+             "absent" if total == 0 else "trains" if trainable == total else "frozen" if not trainable else "partly"]
+            for name, (total, trainable) in counts.items()]
+    total = sum(r[1] for r in rows)
+    trainable = sum(r[2] for r in rows)
+    rows.append(["total", total, trainable, total - trainable, f"{100.0 * trainable / max(1, total):.2f}% trains"])
+    for r in rows:
+        r[1:4] = [f"{v:,}" for v in r[1:4]]
+    return HTMLTable(["part", "parameters", "trainable", "frozen", ""], rows)
+
+
+def token_budget(batch: dict, model_cfg, tokenizer) -> HTMLTable:
+    """Where each sample's tokens go in a collated train-mode batch: projector latents, geometry
+    tokens, the two vision markers, prompt text, answer (label tokens incl. the end token), padding.
+
+    Counts come from the batch itself (``<|image_pad|>`` placeholders, ``labels``, ``attention_mask``),
+    so the table shows what the model will actually see.
+    """
+    from vqkit.data.tokenizer import vision_token_ids
+
+    ids = vision_token_ids(tokenizer)
+    latents = model_cfg.projector.num_latents
+    rows = []
+    for b, meta in enumerate(batch["meta"]):
+        input_ids = batch["input_ids"][b]
+        mask = batch["attention_mask"][b].bool()
+        placeholders = int((input_ids == ids.pad_id).sum())
+        markers = int(((input_ids == ids.start_id) | (input_ids == ids.end_id)).sum())
+        answer = int((batch["labels"][b] != -100).sum()) if batch.get("labels") is not None else 0
+        used = int(mask.sum())
+        vision = min(placeholders, latents)
+        rows.append([meta.get("id"), int(batch["view_mask"][b].sum()), vision, placeholders - vision, markers,
+                     used - placeholders - markers - answer, answer, int((~mask).sum()), used])
+    return HTMLTable(["id", "views", "vision (latents)", "geometry", "markers", "prompt text", "answer",
+                      "padding", "total"], rows)
+
+
+def tensor_shapes(obj: Any, prefix: str = "") -> HTMLTable:
+    """Name, shape and dtype of every tensor in a (nested) dict / model output, e.g. a batch."""
+    rows: list[list[Any]] = []
+
+    def walk(value, name):
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            rows.append([name, tuple(value.shape), str(value.dtype).replace("torch.", "")])
+        elif isinstance(value, dict) or hasattr(value, "items"):
+            for k, v in value.items():
+                walk(v, f"{name}.{k}" if name else str(k))
+        elif isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+            rows.append([name, value, "ints"])
+
+    walk(obj, prefix)
+    return HTMLTable(["tensor", "shape", "dtype"], rows)
+
+
+# ----------------------------------------------------------------------------------------------
 # Training and evaluation
 # ----------------------------------------------------------------------------------------------
 
@@ -870,6 +932,10 @@ CORRECT_CHOICES = (ALL, "correct", "incorrect")
 ROOMPLAN_CORRECT_F1 = 0.5
 
 
+def _qtype(row: dict) -> str:
+    return str(row.get("qtype") or "none")
+
+
 def _is_roomplan_row(row: dict) -> bool:
     return row.get("task") == "roomplan" or (row.get("roomplan") is not None and not row.get("answers"))
 
@@ -980,7 +1046,7 @@ class AnswerViewer:
     # -- filters and navigation ----------------------------------------------------------------
 
     def _qtype_options(self, task: str) -> list[str]:
-        qts = sorted({str(r.get("qtype")) for r in self.rows if task == ALL or str(r.get("task")) == task})
+        qts = sorted({_qtype(r) for r in self.rows if task == ALL or str(r.get("task")) == task})
         return [ALL] + qts
 
     def _on_filter(self, change) -> None:
@@ -1001,7 +1067,7 @@ class AnswerViewer:
         self.filtered = [
             i for i, r in enumerate(self.rows)
             if (task == ALL or str(r.get("task")) == task)
-            and (qtype == ALL or str(r.get("qtype")) == qtype)
+            and (qtype == ALL or _qtype(r) == qtype)
             and (correct == ALL or self.verdicts[i]["correct"] == (correct == "correct"))
         ]
         self._updating = True
@@ -1083,9 +1149,25 @@ class AnswerViewer:
                          + ("" if ok or not verdict.get("em_refined") else " (refined match)"))
         return "<br>".join(parts)
 
-    def render_figure(self, row: dict, verdict: dict | None = None):
+    def _caption(self, row: dict, verdict: dict) -> str:
+        """The text panel as plain lines (for :meth:`render_figure` with ``with_text``)."""
+        lines = [f"{row.get('id')}   task {row.get('task')}   qtype {row.get('qtype')}"
+                 + ("   (blind)" if row.get("blind") else "")]
+        if row.get("situation"):
+            lines.append(f"situation: {row['situation']}")
+        lines.append(f"question: {row.get('question') or ''}")
+        verdict_word = "correct" if verdict["correct"] else "incorrect"
+        if _is_roomplan_row(row):
+            lines.append(f"prediction: layout, F1@0.5 {100 * verdict['f1']:.0f}  ->  {verdict_word}")
+        else:
+            lines.append(f"gold answers: {' | '.join(row.get('answers') or [])}")
+            lines.append(f"prediction: {row.get('prediction') or ''}  ->  {verdict_word}")
+        return "\n".join(lines)
+
+    def render_figure(self, row: dict, verdict: dict | None = None, with_text: bool = False):
         """The matplotlib Figure shown for ``row``: its views, then the cameras from above over the
-        layout (Stage 2: predicted dashed vs gold solid). Usable without widgets."""
+        layout (Stage 2: predicted dashed vs gold solid). ``with_text`` adds the question, gold
+        answers and prediction above the images (for static exports). Usable without widgets."""
         import matplotlib.pyplot as plt
         from PIL import Image
 
@@ -1095,8 +1177,19 @@ class AnswerViewer:
         roomplan = _is_roomplan_row(row)
         has_map = scene is not None and (scene.has_geometry or scene.room is not None) or roomplan
         ncols = n + (2 if has_map else 0)
-        fig = plt.figure(figsize=(2.4 * max(1, ncols), 2.9 if not has_map else 4.2), dpi=self.dpi)
-        grid = fig.add_gridspec(1, max(1, ncols))
+        map_h = 2.9 if not has_map else 4.2
+        text_h = 1.1 if with_text else 0.0
+        fig = plt.figure(figsize=(2.4 * max(1, ncols), map_h + text_h), dpi=self.dpi)
+        rows = fig.add_gridspec(2 if with_text else 1, max(1, ncols),
+                                height_ratios=[text_h, map_h] if with_text else None)
+        grid = rows[1:, :] if with_text else rows
+        if with_text:
+            tax = fig.add_subplot(rows[0, :])
+            tax.axis("off")
+            colour = "#2ca02c" if verdict["correct"] else "#d62728"
+            tax.text(0.0, 1.0, self._caption(row, verdict), ha="left", va="top", fontsize=10, family="monospace",
+                     transform=tax.transAxes, bbox={"facecolor": "white", "edgecolor": colour, "lw": 2})
+        grid = grid.subgridspec(1, max(1, ncols)) if with_text else grid
         for v in range(n):
             ax = fig.add_subplot(grid[0, v])
             with Image.open(scene.images[v]) as img:
@@ -1108,6 +1201,9 @@ class AnswerViewer:
             gold = verdict.get("gold_room") if roomplan else (scene.room if scene is not None else None)
             if roomplan:
                 plot_layout_topdown(gold, verdict["pred_room"], ax=ax, title="layout: gold (solid) vs predicted (dashed)")
+                legend = ax.get_legend()  # beside the plan, not over it
+                ax.legend(legend.legend_handles, [t.get_text() for t in legend.texts], loc="upper left",
+                          bbox_to_anchor=(1.01, 1.0), fontsize=7)
             elif gold is not None:
                 _draw_room(ax, gold, "-", 0.8, label_objects=True)
             if scene is not None and scene.has_geometry:
@@ -1124,6 +1220,18 @@ class AnswerViewer:
             ax.axis("off")
         fig.tight_layout()
         return fig
+
+    def snapshot(self):
+        """A static rendering of what the viewer shows now (text + figure), for notebooks whose
+        widgets are not live (papermill outputs, exported HTML)."""
+        import base64
+
+        from IPython.display import HTML
+
+        if self.current is None:
+            return HTML(self.text.value)
+        png = base64.b64encode(self.image.value).decode("ascii")
+        return HTML(f"<div>{self.text.value}</div><img src='data:image/png;base64,{png}'/>")
 
     def _render(self) -> None:
         import matplotlib.pyplot as plt
