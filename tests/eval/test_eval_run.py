@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -279,3 +280,25 @@ def test_two_process_eval_equals_one_process(tiny_model_dir, eval_records, tmp_p
         assert s["ids"] == IDS
         assert s["predictions"] == [r["prediction"] for r in rows1]
         assert s["metrics"] == m1["overall"]
+
+
+def test_roomplan_records_end_to_end(model, eval_records, tmp_path):
+    """A Stage 2 record goes through generation with the layout budget and is scored as a layout."""
+    from vqkit.roomplan import Room
+
+    gold, _ = Room.from_text("wall 0 x=0 y=0 w=400 h=250 yaw=0\ntable x=50 y=60 w=120 h=75 d=80 yaw=0")
+    qa = json.loads(eval_records.read_text().splitlines()[1])
+    records = [{"id": "room-0", "task": "roomplan", "images": qa["images"], "question": "Describe the room layout.",
+                "roomplan": gold.to_capturedroom()}, qa]
+    path = eval_records.parent / "mixed_roomplan.jsonl"  # next to the images (the data root)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = copy.deepcopy(model.config)
+    cfg.eval.roomplan_max_new_tokens = 6
+    rows, metrics = evaluate(model, cfg, path, batch_size=1, language=False, progress=False)
+    assert [r["id"] for r in rows] == ["room-0", "sqa3d-0"]
+    assert rows[0]["answers"] == [] and rows[0]["roomplan"] == gold.to_capturedroom()
+    assert metrics["overall"]["n"] == 1 and metrics["roomplan"]["n"] == 1
+    assert 0.0 <= metrics["roomplan"]["parse_rate"] <= 1.0
+    # re-scoring the written file gives the same layout scores without the model
+    write_results(tmp_path / "out", rows, metrics)
+    assert rescore(tmp_path / "out" / "predictions.jsonl", language=False)["roomplan"] == metrics["roomplan"]
