@@ -84,9 +84,21 @@ def read_matrix(path: Path, rows: int = 4) -> np.ndarray:
     return np.array(values, dtype=np.float64).reshape(rows, 4)
 
 
+def valid_poses(T: np.ndarray, atol: float = 1e-2) -> np.ndarray:
+    """Usable camera-to-world poses [N, 4, 4] -> bool [N]: finite, with a proper rotation.
+
+    ScanNet marks lost tracking with all -inf. Vectorised because a scene has thousands of frames.
+    """
+    T = np.asarray(T, dtype=np.float64).reshape(-1, 4, 4)
+    finite = np.all(np.isfinite(T), axis=(1, 2))
+    R = np.where(finite[:, None, None], T[:, :3, :3], np.eye(3))
+    ortho = np.all(np.abs(R @ np.swapaxes(R, 1, 2) - np.eye(3)) <= atol, axis=(1, 2))
+    return finite & ortho & (np.abs(np.linalg.det(R) - 1.0) < atol)
+
+
 def valid_pose(T: np.ndarray) -> bool:
-    """A usable camera-to-world 4x4: finite, with a proper rotation (ScanNet marks lost tracking -inf)."""
-    return bool(np.all(np.isfinite(T)) and G.is_rotation(T[:3, :3], atol=1e-2))
+    """One pose: see :func:`valid_poses`."""
+    return bool(valid_poses(T)[0])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,7 +321,7 @@ class Summary:
             "warnings": dict(sorted(self.warnings.items())),
             **self.extra,
             "seconds": round(self.seconds, 3),
-            "scenes_per_s": round(self.scenes_converted / converted_s, 3) if converted_s > 0 else None,
+            "scenes_per_s": round(self.scenes_converted / converted_s, 3) if converted_s > 0 and self.scenes_converted else None,
         }
 
     def report(self, out_dir: Path) -> str:

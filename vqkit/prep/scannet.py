@@ -97,18 +97,17 @@ def valid_frames(scene: SceneFrames) -> tuple[list[Frame], np.ndarray, int, int]
     Returns (frames, poses, n_invalid, n_missing): -inf/NaN/non-rotation poses are invalid, frames
     without a pose file are missing; both are skipped.
     """
-    kept, poses, invalid, missing = [], [], 0, 0
+    present, poses, missing = [], [], 0
     for fr in scene.frames:
         if not fr.pose.is_file():
             missing += 1
             continue
-        T = C.read_matrix(fr.pose)
-        if not C.valid_pose(T):
-            invalid += 1
-            continue
-        kept.append(fr)
-        poses.append(T)
-    return kept, np.array(poses).reshape(-1, 4, 4), invalid, missing
+        present.append(fr)
+        poses.append(C.read_matrix(fr.pose))
+    poses = np.array(poses).reshape(-1, 4, 4)
+    ok = C.valid_poses(poses)
+    kept = [fr for fr, good in zip(present, ok) if good]
+    return kept, poses[ok], int((~ok).sum()), missing
 
 
 def convert_scene(scene_id: str, root: str, out_dir: str, num_views: int, image_size: int,
