@@ -74,7 +74,7 @@ LABEL_TO_ROOMPLAN: dict[str, str] = {
 SPLITS = {"Training": "train", "Validation": "val"}
 
 #: The Stage 2 prompt of every ARKit record.
-ROOMPLAN_QUESTION = "Describe the layout of this room: its walls, doors, windows and objects."
+ROOMPLAN_QUESTION = "Describe the room layout."  # the same prompt as vqkit synth's Stage 2 records
 
 MAX_POSE_DT = 0.05  # seconds between a frame and its nearest .traj row
 TILT_TOLERANCE_DEG = 10.0

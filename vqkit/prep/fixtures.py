@@ -280,3 +280,103 @@ def export_arkit(scene: FixtureScene, root: Path, vid: str, fold: str = "Trainin
                                                  "normalizedAxes": box.axes().reshape(-1).tolist()}}})
     (vid_dir / f"{vid}_3dod_annotation.json").write_text(json.dumps({"data": data, "skipped": False}))
     return {"folder": vid_dir, "K": K, "timestamps": stamps}
+
+
+# ----------------------------------------------------------------------------------------------
+# From `vqkit synth` scenes (DIR/scenes/<id>/{cameras,layout}.json + rgb/depth images)
+# ----------------------------------------------------------------------------------------------
+
+#: RoomPlan category -> an ARKitScenes label that maps back to it (stairs has none).
+ROOMPLAN_TO_ARKIT = {"storage": "cabinet", "washerDryer": "washer", "television": "tv_monitor",
+                     **{c: c for c in ("refrigerator", "stove", "bed", "sink", "toilet", "bathtub", "oven",
+                                       "dishwasher", "table", "sofa", "chair", "fireplace")}}
+
+
+def nearest_rotation(R) -> np.ndarray:
+    """The rotation closest to R (SVD); synth stores R rounded to 6 decimals, an axis-angle cannot."""
+    U, _, Vt = np.linalg.svd(np.asarray(R, dtype=np.float64))
+    return U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+
+
+def _synth_scene(synth_dir: Path, scene_id: str) -> tuple[Path, list[dict], dict]:
+    folder = Path(synth_dir) / "scenes" / scene_id
+    cameras = json.loads((folder / "cameras.json").read_text())
+    layout = json.loads((folder / "layout.json").read_text())
+    return Path(synth_dir), cameras, layout
+
+
+def export_synth_scannet(synth_dir: Path, scene_id: str, root: Path, layout: str = "sens",
+                         invalid_frames: tuple[int, ...] = ()) -> dict:
+    """Write a ``vqkit synth`` scene as a ScanNet scene (its views become the frames).
+
+    Poses are the synth cameras inverted to camera-to-world; colour and depth intrinsics are the synth
+    K (colour and depth have the same size). Returns {"folder", "cameras"}.
+    """
+    from PIL import Image
+
+    base, cameras, _ = _synth_scene(synth_dir, scene_id)
+    if layout == "sens":
+        folder = Path(root) / scene_id
+        paths = [(folder / "color" / f"{i}.jpg", folder / "depth" / f"{i}.png", folder / "pose" / f"{i}.txt")
+                 for i in range(len(cameras))]
+        k_files = (folder / "intrinsic" / "intrinsic_color.txt", folder / "intrinsic" / "intrinsic_depth.txt")
+    else:
+        folder = Path(root) / "posed_images" / scene_id
+        paths = [(folder / f"{i:05d}.jpg", folder / f"{i:05d}.png", folder / f"{i:05d}.txt")
+                 for i in range(len(cameras))]
+        k_files = (folder / "intrinsic.txt", folder / "depth_intrinsic.txt")
+    for f in k_files:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(_mat_text(G.pose_matrix(np.asarray(cameras[0]["K"]), np.zeros(3))))
+    for i, (cam, (c_path, d_path, p_path)) in enumerate(zip(cameras, paths)):
+        for p in (c_path, d_path, p_path):
+            p.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(base / cam["image"]).convert("RGB").save(c_path, quality=95)
+        d_path.write_bytes((base / cam["depth"]).read_bytes())
+        Rc, tc = G.invert_pose(cam["R"], cam["t"])
+        p_path.write_text(_mat_text(np.full((4, 4), -np.inf) if i in invalid_frames else G.pose_matrix(Rc, tc)))
+    return {"folder": folder, "cameras": cameras}
+
+
+def export_synth_arkit(synth_dir: Path, scene_id: str, root: Path, vid: str, fold: str = "Training",
+                       world_offset=(0.0, 0.0, 0.0), t0: float = 1000.0, fps: float = 10.0) -> dict:
+    """Write a ``vqkit synth`` scene as an ARKitScenes 3DOD scan (objects as oriented boxes).
+
+    RoomPlan categories become ARKit labels (:data:`ROOMPLAN_TO_ARKIT`; stairs is written as
+    ``stairs``, which ARKit does not have, so it comes back unmapped). Box axes: (cos yaw, sin yaw, 0)
+    with extent w, (-sin yaw, cos yaw, 0) with extent d, z with extent h. Returns {"folder",
+    "cameras", "layout", "timestamps"}.
+    """
+    from PIL import Image
+
+    base, cameras, layout = _synth_scene(synth_dir, scene_id)
+    offset = np.asarray(world_offset, dtype=np.float64)
+    vid_dir = Path(root) / fold / vid
+    frames = vid_dir / f"{vid}_frames"
+    for sub in ("lowres_wide", "lowres_depth", "lowres_wide_intrinsics"):
+        (frames / sub).mkdir(parents=True, exist_ok=True)
+    lines, stamps = [], []
+    for i, cam in enumerate(cameras):
+        ts = round(t0 + i / fps, 3)
+        stamps.append(ts)
+        name = f"{vid}_{ts:.3f}"
+        Image.open(base / cam["image"]).convert("RGB").save(frames / "lowres_wide" / f"{name}.png")
+        (frames / "lowres_depth" / f"{name}.png").write_bytes((base / cam["depth"]).read_bytes())
+        K = np.asarray(cam["K"])
+        (frames / "lowres_wide_intrinsics" / f"{name}.pincam").write_text(
+            f"{cam['width']} {cam['height']} {K[0, 0]} {K[1, 1]} {K[0, 2]} {K[1, 2]}\n")
+        R = nearest_rotation(cam["R"])
+        t = np.asarray(cam["t"]) - R @ offset
+        aa = G.matrix_to_axis_angle(R)
+        lines.append(f"{ts:.6f} {aa[0]:.12f} {aa[1]:.12f} {aa[2]:.12f} {t[0]:.12f} {t[1]:.12f} {t[2]:.12f}")
+    (frames / "lowres_wide.traj").write_text("\n".join(lines) + "\n")
+    data = []
+    for o in layout["objects"]:
+        w, h, d = o["size"]
+        c, s = math.cos(o["yaw"]), math.sin(o["yaw"])
+        data.append({"uid": str(o["id"]), "label": ROOMPLAN_TO_ARKIT.get(o["category"], o["category"]),
+                     "segments": {"obbAligned": {"centroid": (np.asarray(o["center"]) + offset).tolist(),
+                                                 "axesLengths": [w, d, h],
+                                                 "normalizedAxes": [c, s, 0.0, -s, c, 0.0, 0.0, 0.0, 1.0]}}})
+    (vid_dir / f"{vid}_3dod_annotation.json").write_text(json.dumps({"data": data, "skipped": False}))
+    return {"folder": vid_dir, "cameras": cameras, "layout": layout, "timestamps": stamps}
