@@ -62,8 +62,11 @@ class SceneQuestions:
     def counting(self):
         if not self.countable:
             return None
+        # Answer first; no fallback, so counts stay balanced (the caller retries with a new target).
         target = int(self.rng.integers(1, 5))
-        cands = [c for c in self.countable if len(self.by_cat[c]) == target] or self.countable
+        cands = [c for c in self.countable if len(self.by_cat[c]) == target]
+        if not cands:
+            return None
         cat = self.pick(cands)
         return {"question": f"How many {self.words[cat][1]} are in the room?", "answer": str(len(self.by_cat[cat]))}
 
