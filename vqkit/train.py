@@ -105,8 +105,12 @@ def make_accelerator(cfg: Config):
     from accelerate.utils import InitProcessGroupKwargs
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    handlers = [InitProcessGroupKwargs(backend="nccl" if torch.cuda.is_available() else "gloo",
-                                       timeout=timedelta(minutes=int(os.environ.get("VQKIT_DIST_TIMEOUT_MIN", "30"))))]
+    handlers = []
+    if world_size > 1:
+        # Without a GPU, NCCL is unavailable: gloo lets 2-process DDP / ZeRO-3 runs work on CPU.
+        timeout = timedelta(minutes=int(os.environ.get("VQKIT_DIST_TIMEOUT_MIN", "30")))
+        handlers.append(InitProcessGroupKwargs(backend="nccl" if torch.cuda.is_available() else "gloo",
+                                               timeout=timeout))
     plugin = None
     if cfg.train.deepspeed:
         plugin = DeepSpeedPlugin(hf_ds_config=fill_deepspeed_config(cfg.train.deepspeed, cfg, world_size))

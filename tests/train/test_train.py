@@ -1,0 +1,232 @@
+"""Training: run dir, exact resume after kill -9, notebook API == CLI, faults, DeepSpeed JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vqkit import checkpoint as ckpt
+from vqkit.config import config_from_dict, load_config, save_config
+from vqkit.errors import ConfigError, VQKitError
+from vqkit.train import fill_deepspeed_config, run
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory):
+    from vqkit.data.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, scenes=12, views=2, image_size=56, seed=3, workers=1)
+    return out
+
+
+def tiny_config(synth_dir: Path, run_dir: Path, **train) -> dict:
+    """A model small enough for a handful of CPU steps per second."""
+    return {
+        "model": {
+            "encoder": {"img_size": 56, "embed_dim": 32, "depth": 1, "num_heads": 2, "patch_embed": "conv"},
+            "projector": {"num_latents": 4, "num_layers": 1, "num_heads": 2},
+            "geometry": {"hidden": 32},
+            "llm": {"name_or_path": str(synth_dir / "tokenizer"), "from_config": True,
+                    "config_overrides": {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64,
+                                         "num_hidden_layers": 1, "num_attention_heads": 2,
+                                         "num_key_value_heads": 1, "head_dim": 16,
+                                         "max_position_embeddings": 256}},
+            "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.1},
+        },
+        "data": {"train": [{"path": str(synth_dir / "train.jsonl")}], "val": [{"path": str(synth_dir / "val.jsonl")}],
+                 "num_views": 2, "image_size": 56, "max_length": 128, "view_dropout": 0.3,
+                 "prompt_template": "{question}\n<image>\n{answer}"},
+        "train": {"output_dir": str(run_dir), "max_steps": 6, "batch_size_per_gpu": 4, "grad_accum": 2,
+                  "lr": 1e-3, "proj_lr": 1e-3, "warmup_steps": 2, "log_every_steps": 1, "save_every_steps": 3,
+                  "seed": 7, **train},
+    }
+
+
+def losses(run_dir: Path) -> dict[int, float]:
+    """Per-step loss from metrics.jsonl; a step logged twice (before a kill and after resume) keeps the last."""
+    out = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "loss" in record:
+            out[record["step"]] = record["loss"]
+    return out
+
+
+def write_config(tmp_path: Path, data: dict, name="cfg.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def cli(*args, env=None, **kwargs):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "vqkit.train", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_run_writes_the_run_directory_and_a_loadable_model(synth_dir, tmp_path):
+    cfg = config_from_dict(tiny_config(synth_dir, tmp_path / "run"))
+    result = run(cfg, progress=False)
+    run_dir = tmp_path / "run"
+    assert result.steps == 6 and result.final_dir == run_dir / "final"
+    assert load_config(run_dir / "config.yaml") == cfg
+    logged = losses(run_dir)
+    assert sorted(logged) == [1, 2, 3, 4, 5, 6] and all(map(lambda v: v == v, logged.values()))
+    record = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"step", "loss", "lr", "samples_per_s", "tokens_per_s", "eta_s"} <= set(record)
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    assert [p.name for p in ckpt.list_checkpoints(run_dir)] == ["step_000003", "step_000006"]
+    assert not list((run_dir / "checkpoints").glob(".tmp_*"))
+
+    import vqkit
+
+    model = vqkit.load_model(run_dir / "final")
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+def test_existing_run_dir_is_never_overwritten_silently(synth_dir, tmp_path):
+    cfg = config_from_dict(tiny_config(synth_dir, tmp_path / "run", max_steps=1, save_every_steps=0))
+    run(cfg, progress=False)
+    with pytest.raises(VQKitError, match="already holds a run"):
+        run(cfg, progress=False)
+    cfg.train.overwrite = True
+    run(cfg, progress=False)
+
+
+def test_kill_after_checkpoint_then_resume_gives_the_same_losses(synth_dir, tmp_path):
+    steps = dict(max_steps=8, save_every_steps=4)
+    reference = tmp_path / "reference"
+    run(config_from_dict(tiny_config(synth_dir, reference, **steps)), progress=False)
+
+    killed = tmp_path / "killed"
+    config = write_config(tmp_path, tiny_config(synth_dir, killed, **steps))
+    proc = cli("--config", str(config), "--no-progress")
+    marker = killed / "checkpoints" / "step_000004" / ckpt.COMPLETE
+    deadline = time.time() + 240
+    while not marker.exists():
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # kill -9: no chance to clean up
+    proc.wait()
+    assert not (killed / "final").exists()
+
+    resumed = cli("--config", str(config), "--resume", "auto", "--no-progress")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    assert "resumed from" in out
+    want, got = losses(reference), losses(killed)
+    assert sorted(got) == sorted(want) == list(range(1, 9))
+    for step in range(1, 9):
+        assert abs(got[step] - want[step]) <= 1e-6, (step, got[step], want[step])
+
+
+def test_interrupted_checkpoint_write_is_never_picked(tmp_path):
+    run_dir = tmp_path / "run"
+    good = run_dir / "checkpoints" / "step_000004"
+    good.mkdir(parents=True)
+    (good / ckpt.COMPLETE).write_text("4")
+    (run_dir / "checkpoints" / ".tmp_step_000008").mkdir()          # killed while writing
+    (run_dir / "checkpoints" / "step_000012").mkdir()               # renamed without marker (impossible, but)
+    assert ckpt.latest_checkpoint(run_dir) == good
+    assert ckpt.resolve_resume("auto", run_dir) == good
+    with pytest.raises(Exception, match="not a complete checkpoint"):
+        ckpt.resolve_resume(str(run_dir / "checkpoints" / "step_000012"), run_dir)
+
+
+def test_notebook_api_and_cli_give_identical_losses(synth_dir, tmp_path):
+    api_dir, cli_dir = tmp_path / "api", tmp_path / "cli"
+    run(config_from_dict(tiny_config(synth_dir, api_dir, max_steps=4, save_every_steps=0)), progress=False)
+    config = write_config(tmp_path, tiny_config(synth_dir, tmp_path / "unused", max_steps=4, save_every_steps=0))
+    proc = cli("--config", str(config), "--output-dir", str(cli_dir), "--no-progress")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert losses(api_dir) == losses(cli_dir)
+
+
+def test_non_finite_loss_skips_the_step_and_aborts_after_k_in_a_row(synth_dir, tmp_path, monkeypatch, capsys):
+    from vqkit.models.vlm import VQModel
+
+    real_forward = VQModel.forward
+    calls = {"n": 0}
+    poisoned = {3, 4}  # micro-batches 3 and 4 = optimizer step 2 (grad_accum 2)
+
+    def forward(self, batch):
+        calls["n"] += 1
+        out = real_forward(self, batch)
+        if calls["n"] in poisoned or calls["n"] > 8:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(VQModel, "forward", forward)
+    cfg = config_from_dict(tiny_config(synth_dir, tmp_path / "run", max_steps=8, save_every_steps=0,
+                                       max_nonfinite_steps=3))
+    with pytest.raises(VQKitError, match="3 non-finite losses in a row"):
+        run(cfg, progress=False)
+    text = capsys.readouterr().out
+    assert "non-finite loss at step 2; step skipped" in text
+    logged = losses(tmp_path / "run")
+    assert 2 not in logged and {1, 3, 4} <= set(logged)
+
+
+def test_deepspeed_auto_values_come_from_the_vqkit_config(tmp_path):
+    cfg = load_config(REPO / "configs" / "stage1_3d.yaml", ["train.mixed_precision=bf16"])
+    for name in ("zero2.json", "zero3.json"):
+        ds = fill_deepspeed_config(REPO / "configs" / "deepspeed" / name, cfg, world_size=16)
+        assert ds["train_micro_batch_size_per_gpu"] == 6 and ds["gradient_accumulation_steps"] == 32
+        assert ds["train_batch_size"] == 6 * 32 * 16 and ds["bf16"]["enabled"] is True
+        assert ds["fp16"]["enabled"] is False and "auto" not in json.dumps(ds)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"optimizer": {"params": {"lr": "auto"}}}')
+    with pytest.raises(ConfigError, match="optimizer.params.lr"):
+        fill_deepspeed_config(bad, cfg, world_size=1)
+
+
+def _torchrun(tmp_path, synth_dir, run_dir, *extra):
+    config = write_config(tmp_path, tiny_config(synth_dir, run_dir, max_steps=3, save_every_steps=2))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2",
+                          "--master_port", str(29500 + os.getpid() % 1000), "-m", "vqkit.train",
+                          "--config", str(config), "--no-progress", *extra],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    import vqkit
+
+    model = vqkit.load_model(run_dir / "final")  # a 2-process run loads in one process
+    assert model is not None
+    return losses(run_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_torchrun_two_process_ddp(synth_dir, tmp_path):
+    logged = _torchrun(tmp_path, synth_dir, tmp_path / "ddp")
+    assert sorted(logged) == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_zero3(synth_dir, tmp_path):
+    logged = _torchrun(tmp_path, synth_dir, tmp_path / "zero3", "--deepspeed", str(REPO / "configs/deepspeed/zero3.json"))
+    assert sorted(logged) == [1, 2, 3]
+
+
+def test_monitor_reads_progress(synth_dir, tmp_path, capsys):
+    from vqkit.monitor import main, run_status
+
+    run(config_from_dict(tiny_config(synth_dir, tmp_path / "run", max_steps=2, save_every_steps=0)), progress=False)
+    status = run_status(tmp_path / "run")
+    assert status["step"] == 2 and status["finished"] and status["loss"] is not None
+    assert main([str(tmp_path / "run")]) == 0
+    assert "step 2/2" in capsys.readouterr().out
