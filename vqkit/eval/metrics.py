@@ -24,8 +24,12 @@ of the question: what/is/how/can/which, else other).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import sys
+import tempfile
 import threading
 import warnings
 from collections import defaultdict
@@ -151,6 +155,29 @@ def _drop_meteor() -> None:
             pass
 
 
+@contextlib.contextmanager
+def _java_stderr():
+    """Collect what child processes write to stderr (the PTB tokenizer's Java prints a progress line
+    per call) instead of letting it interleave with the results; yields a list that receives it."""
+    captured: list[str] = []
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. some notebook kernels)
+        yield captured
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode(errors="replace"))
+
+
 def _one_line(text: str) -> str:
     # The PTB tokenizer reads one sentence per line, so every line break becomes a space.
     return re.sub(r"[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]", " ", text)
@@ -181,25 +208,27 @@ def language_metrics(predictions: list[str], references: list[list[str]]) -> dic
         gts = {i: [{"caption": _one_line(r)} for r in refs] for i, refs in enumerate(references)}
         res = {i: [{"caption": _one_line(p)}] for i, p in enumerate(predictions)}
         tokenizer = PTBTokenizer()
-        gts, res = tokenizer.tokenize(gts), tokenizer.tokenize(res)
+        with _java_stderr() as java_err:
+            gts, res = tokenizer.tokenize(gts), tokenizer.tokenize(res)
         if len(gts) != len(references) or len(res) != len(predictions):
+            last = " ".join("".join(java_err).split())[-300:]
             raise RuntimeError(f"PTB tokenizer returned {len(res)}/{len(gts)} of "
-                               f"{len(predictions)} sentences")
+                               f"{len(predictions)} sentences; Java said: {last or 'nothing'}")
         out = {}
         step = "BLEU"
         bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
         for n, value in enumerate(bleu, start=1):
-            out[f"bleu{n}"] = 100.0 * value
+            out[f"bleu{n}"] = float(100.0 * value)
         step = "METEOR"
         try:
-            out["meteor"] = 100.0 * _meteor().compute_score(gts, res)[0]
+            out["meteor"] = float(100.0 * _meteor().compute_score(gts, res)[0])
         except BaseException:
             _drop_meteor()
             raise
         step = "ROUGE-L"
-        out["rouge_l"] = 100.0 * Rouge().compute_score(gts, res)[0]
+        out["rouge_l"] = float(100.0 * Rouge().compute_score(gts, res)[0])
         step = "CIDEr"
-        out["cider"] = 100.0 * Cider().compute_score(gts, res)[0]
+        out["cider"] = float(100.0 * Cider().compute_score(gts, res)[0])
         return out
     except Exception as e:  # noqa: BLE001 - any failure of the Java tools must not lose the EM numbers
         warnings.warn(f"BLEU/METEOR/ROUGE-L/CIDEr not computed: pycocoevalcap failed in {step} "

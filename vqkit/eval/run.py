@@ -430,6 +430,17 @@ def compute_metrics(rows: list[dict], *, language: bool = True) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
+def _json_safe(obj):
+    """NaN/inf -> None (JSON has no NaN), recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -443,7 +454,7 @@ def write_results(out_dir: str | os.PathLike, predictions: list[dict], metrics: 
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write(out / PREDICTIONS_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in predictions))
     if metrics is not None:
-        _atomic_write(out / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        _atomic_write(out / METRICS_FILE, json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
     return out
 
 
@@ -614,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = rescore(args.predictions, language=language)
         out = Path(args.out) if args.out else Path(args.predictions).parent
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write(out / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+        _atomic_write(out / METRICS_FILE, json.dumps(_json_safe(metrics), indent=2, allow_nan=False) + "\n")
         print(format_table(metrics))
         print(f"metrics written to {out / METRICS_FILE}")
         return 0
@@ -634,8 +645,6 @@ def main(argv: list[str] | None = None) -> int:
         from vqkit.models.vlm import load_model
 
         model = load_model(model_dir, device=_device(args.device), encoder_weights=args.encoder_weights)
-        if args.overrides:
-            model.config = cfg
         predictions, metrics = evaluate(model, cfg, args.data, blind=args.blind, batch_size=args.batch_size,
                                         max_new_tokens=args.max_new_tokens, limit=args.limit,
                                         language=language)
