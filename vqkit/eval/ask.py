@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
     parser.add_argument("--images", nargs="+", required=True, metavar="IMAGE",
-                        help=f"photos of the scene (more than data.num_views are subsampled evenly)")
+                        help="photos of the scene (more than data.num_views are subsampled evenly)")
     parser.add_argument("--question", required=True, help="the question")
     parser.add_argument("--situation", help="SQA3D-style situation text placed before the question")
     parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens)")
