@@ -41,7 +41,7 @@ import torch
 
 from vqkit.cli import run_main
 from vqkit.errors import CheckpointError, ConfigError, DataError
-from vqkit.eval.metrics import LANGUAGE_METRICS, score, sqa3d_qtype
+from vqkit.eval.metrics import score, sqa3d_qtype
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch.utils.data import Dataset
