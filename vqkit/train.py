@@ -114,7 +114,10 @@ def make_accelerator(cfg: Config):
     plugin = None
     if cfg.train.deepspeed:
         plugin = DeepSpeedPlugin(hf_ds_config=fill_deepspeed_config(cfg.train.deepspeed, cfg, world_size))
-    return Accelerator(gradient_accumulation_steps=cfg.train.grad_accum,
+    # Without cpu=True accelerate treats a multi-process CPU job as single-process (barriers become
+    # no-ops); DeepSpeed brings its own CPU accelerator.
+    return Accelerator(cpu=not torch.cuda.is_available() and plugin is None,
+                       gradient_accumulation_steps=cfg.train.grad_accum,
                        mixed_precision=resolve_mixed_precision(cfg.train),
                        deepspeed_plugin=plugin, kwargs_handlers=handlers)
 
