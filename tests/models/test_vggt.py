@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from vqkit.config import EncoderConfig
 from vqkit.errors import CheckpointError, ConfigError
+from vqkit.models.layers import RotaryPositionEmbedding2D, patch_positions
 from vqkit.models.vggt import Aggregator, feature_shape, load_aggregator_weights
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,6 +212,28 @@ def test_bf16_autocast_close_to_float32():
 def test_image_size_must_be_a_multiple_of_the_patch():
     with pytest.raises(ValueError, match="multiple of the patch size"):
         tiny()(images(1, 1, 28, 30))
+
+
+def test_rope_matches_the_pairwise_rotation_formula():
+    """Row half: pairs (i, i + d/4) rotate by row * inv_freq[i]; column half likewise by column."""
+    head_dim, quarter = 16, 4
+    rope = RotaryPositionEmbedding2D(100.0)
+    pos = patch_positions(2, 3, num_special=2)  # [2 + 6, 2]
+    assert pos[:2].eq(0).all() and pos[2].tolist() == [1, 1] and pos[-1].tolist() == [2, 3]
+    x = torch.randn(1, 1, len(pos), head_dim, dtype=torch.float64)
+    cos, sin = rope.tables(pos, head_dim)
+    got = RotaryPositionEmbedding2D.apply(x, cos.double(), sin.double())
+    inv_freq = 1.0 / 100.0 ** (torch.arange(0, 8, 2, dtype=torch.float64) / 8)
+    expected = x.clone()
+    for n, (row, col) in enumerate(pos.tolist()):
+        for offset, coord in ((0, row), (head_dim // 2, col)):
+            for i in range(quarter):
+                a, b = x[0, 0, n, offset + i], x[0, 0, n, offset + quarter + i]
+                angle = coord * inv_freq[i]
+                expected[0, 0, n, offset + i] = a * torch.cos(angle) - b * torch.sin(angle)
+                expected[0, 0, n, offset + quarter + i] = b * torch.cos(angle) + a * torch.sin(angle)
+    torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(got[..., :2, :], x[..., :2, :])  # special tokens (0, 0) are not rotated
 
 
 # --------------------------------------------------------------------------------------------

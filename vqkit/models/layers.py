@@ -83,7 +83,11 @@ class RotaryPositionEmbedding2D(nn.Module):
         self.frequency = frequency
 
     def tables(self, positions: Tensor, head_dim: int) -> tuple[Tensor, Tensor]:
-        """cos, sin of shape [N, head_dim] (float32) for integer positions [N, 2]."""
+        """cos, signed sin of shape [N, head_dim] (float32) for integer positions [N, 2].
+
+        The rotate-half sign is folded into the sin table (negative on the first quarter of each
+        half), so :meth:`apply` only swaps quarters instead of negating them on every call.
+        """
         if head_dim % 4:
             raise ValueError(f"2D RoPE needs a head width divisible by 4, got {head_dim}")
         half = head_dim // 2
@@ -92,16 +96,19 @@ class RotaryPositionEmbedding2D(nn.Module):
         angles = positions.float()[..., None] * inv_freq  # [N, 2, half / 2]
         angles = torch.cat([angles, angles], dim=-1)  # [N, 2, half]: rotate-half layout
         angles = angles.flatten(-2)  # [N, head_dim]: row half, then column half
-        return angles.cos(), angles.sin()
+        sign = torch.ones(2, 2, head_dim // 4, device=positions.device)
+        sign[:, 0] = -1.0
+        return angles.cos(), angles.sin() * sign.flatten()
 
     @staticmethod
-    def apply(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        """Rotate x [B, h, N, d] with tables [N, d]; computed in x's dtype like the official code."""
-        quarter = x.shape[-1] // 4
-        # rotate-half within each half: (a, b) -> (-b, a) for the row half and the column half
-        a1, b1, a2, b2 = x.split(quarter, dim=-1)
-        rotated = torch.cat([-b1, a1, -b2, a2], dim=-1)
-        return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+    def apply(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+        """Rotate x [B, h, N, d] with tables [N, d]; computed in x's dtype like the official code.
+
+        Per half (a, b) -> (a cos - b sin, b cos + a sin): the quarters of each half are swapped
+        and the sign comes from the table.
+        """
+        swapped = x.unflatten(-1, (2, 2, -1)).flip(-2).flatten(-3)  # (a1, b1, a2, b2) -> (b1, a1, b2, a2)
+        return x * cos.to(x.dtype) + swapped * signed_sin.to(x.dtype)
 
 
 # --------------------------------------------------------------------------------------------
