@@ -450,7 +450,10 @@ def _pose_matplotlib(points, colours, cams, segments, title, point_size, topdown
     ax.set_ylabel("y (m)")
     ax.set_zlabel("z (m)")
     ax.view_init(elev=35, azim=-60)
-    ax.set_title(title)
+    if topdown:
+        fig.suptitle(title)  # spans both panels; a long title does not fit over the 3D axes alone
+    else:
+        ax.set_title(title)
     handles = [Line2D([], [], color=_VIEW_COLOURS[v % len(_VIEW_COLOURS)], lw=2, label=f"view {v}")
                for v in range(len(cams))]
     kinds = {s["kind"] for s in segments}
@@ -932,6 +935,11 @@ CORRECT_CHOICES = (ALL, "correct", "incorrect")
 ROOMPLAN_CORRECT_F1 = 0.5
 
 
+def _shown(prediction: str | None) -> str:
+    """A prediction as displayed: an empty generation is visible as such."""
+    return prediction if prediction and prediction.strip() else "(empty)"
+
+
 def _qtype(row: dict) -> str:
     return str(row.get("qtype") or "none")
 
@@ -1145,7 +1153,7 @@ class AnswerViewer:
             parts.append(f"<pre style='font-size:11px;max-height:12em;overflow:auto'>{e(row.get('prediction') or '')}</pre>")
         else:
             parts.append(f"<b>gold answers:</b> {e(' | '.join(row.get('answers') or []))}")
-            parts.append(f"<b>prediction:</b> {e(row.get('prediction') or '')} &nbsp;{mark}"
+            parts.append(f"<b>prediction:</b> {e(_shown(row.get('prediction')))} &nbsp;{mark}"
                          + ("" if ok or not verdict.get("em_refined") else " (refined match)"))
         return "<br>".join(parts)
 
@@ -1161,7 +1169,7 @@ class AnswerViewer:
             lines.append(f"prediction: layout, F1@0.5 {100 * verdict['f1']:.0f}  ->  {verdict_word}")
         else:
             lines.append(f"gold answers: {' | '.join(row.get('answers') or [])}")
-            lines.append(f"prediction: {row.get('prediction') or ''}  ->  {verdict_word}")
+            lines.append(f"prediction: {_shown(row.get('prediction'))}  ->  {verdict_word}")
         return "\n".join(lines)
 
     def render_figure(self, row: dict, verdict: dict | None = None, with_text: bool = False):
