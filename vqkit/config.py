@@ -252,6 +252,9 @@ class DataConfig:
     """DataLoader worker processes."""
     persistent_workers: bool = False
     """Keep DataLoader workers alive between epochs."""
+    blind: bool = False
+    """Text-only prompts (no vision block, so no vision or geometry tokens): trains and evaluates the
+    blind baseline that shows what vision adds."""
     feature_cache: str | None = None
     """Folder written by `vqkit cache-features`; when set, training reads encoder features from it
     instead of images."""

@@ -327,10 +327,15 @@ def run(cfg: Config, *, resume: str | None = None, progress: bool | None = None)
     if resume_from is not None:
         logger.print(f"resumed from {resume_from} at step {start_step}")
 
+    train_dataset = None  # built (and validated) once; each epoch only reshuffles its sampler
+
     def make_loader(ep: int):
-        return build_dataloader(cfg, "train", tokenizer, batch_size=cfg.train.batch_size_per_gpu, shuffle=True,
-                                rank=accelerator.process_index, world_size=accelerator.num_processes,
-                                epoch=ep, drop_last=True)
+        nonlocal train_dataset
+        loader = build_dataloader(cfg, "train", tokenizer, batch_size=cfg.train.batch_size_per_gpu, shuffle=True,
+                                  rank=accelerator.process_index, world_size=accelerator.num_processes,
+                                  epoch=ep, drop_last=True, blind=cfg.data.blind, dataset=train_dataset)
+        train_dataset = loader.dataset
+        return loader
 
     def batches():
         nonlocal epoch, batch_in_epoch

@@ -244,6 +244,7 @@ def evaluate(model, cfg: "Config | None" = None, data: Any = None, *, blind: boo
     if n == 0:
         raise DataError("nothing to evaluate: the dataset is empty (or --limit 0)")
     mine = shard_indices(n, rank, world)
+    blind = blind or cfg.data.blind  # a model trained blind is evaluated blind
     collator = Collator(tokenizer, cfg.model, cfg.data, mode="generate", blind=blind)
     gen_kwargs = generation_kwargs(cfg)
     zero3 = world > 1 and (zero3_active(core, accelerator) if sync_ranks is None else sync_ranks)
@@ -330,7 +331,7 @@ def evaluate_loss_and_em(model, cfg: "Config", tokenizer=None, *, accelerator=No
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
     rank, world = rank_and_world()
     mine = shard_indices(n, rank, world)
-    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train", blind=False)
+    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train", blind=cfg.data.blind)
     zero3 = world > 1 and zero3_active(core, accelerator)
     n_steps = math.ceil(math.ceil(n / world) / loss_batch)
 
