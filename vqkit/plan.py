@@ -77,13 +77,16 @@ def framework_baseline() -> int:
 
 class SavedTensors:
     """Counts the bytes autograd saves for backward, once per storage, split by a label that
-    module hooks set (e.g. "layer" inside LLM decoder layers)."""
+    module hooks set (e.g. "layer" inside LLM decoder layers). Weights that ops save (a Linear
+    keeps its weight) are parameters, counted once elsewhere: pass ``module`` to skip them."""
 
-    def __init__(self):
+    def __init__(self, module: torch.nn.Module | None = None):
         self.by_label: dict[str, int] = {}
         self.largest = 0
         self.label = "other"
         self._seen: set[int] = set()
+        if module is not None:
+            self._seen = {p.untyped_storage()._cdata for p in module.parameters()}
         self._keep: list[torch.Tensor] = []
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
@@ -137,7 +140,7 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
     projector_dtype = model.projector.latents.dtype
     feats = torch.empty(1, num_views, shape.num_tokens, shape.channels, device="meta", dtype=projector_dtype)
     view_mask = torch.ones(1, num_views, dtype=torch.bool, device="meta")
-    counter = SavedTensors()
+    counter = SavedTensors(model)
     with counter.context():
         latents = model.projector(feats, view_mask)
         if model.geometry is not None:
@@ -150,7 +153,7 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
 
     hidden = model.llm.get_input_embeddings().embedding_dim
     layers = _decoder_layers(model.llm)
-    counter = SavedTensors()
+    counter = SavedTensors(model)
     hooks = []
     for layer in layers:
         hooks.append(layer.register_forward_pre_hook(lambda *_: setattr(counter, "label", "layer")))
@@ -302,6 +305,7 @@ def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.
     transient = 2 * act.largest  # gradient of the largest saved tensor (logits / log-softmax) + its copy
     V = cfg.data.num_views
     batch_in = V * 3 * feature_hw[0] * feature_hw[1] * 4  # float32 images
+    encoder_ws = 0
     if cfg.data.feature_cache:
         from vqkit.models.vggt import feature_shape
 
@@ -314,8 +318,9 @@ def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.
         fs = feature_shape(cfg.model.encoder, *feature_hw)
         # Frozen encoder, no grad: a few [V, P, C] buffers live at once (tokens, q/k/v, MLP 4C).
         enc_bytes = 2 if on_gpu else 4
-        batch_in += V * fs.num_tokens * cfg.model.encoder.embed_dim * enc_bytes * 12
-    plan.per_sample = act.vision + llm_act + transient + batch_in
+        encoder_ws = V * fs.num_tokens * cfg.model.encoder.embed_dim * enc_bytes * 12
+    # The encoder's buffers are freed before the trainable forward starts: the peak is the larger.
+    plan.per_sample = batch_in + max(encoder_ws, act.vision + llm_act + transient)
     plan.fixed_transient = 0
 
     # Batch size.
@@ -395,10 +400,12 @@ def measure_step(cfg: Config, batch_size: int, device: str, steps: int = 2) -> d
     batch = move_to_device(batch, dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    before = current_rss()
     for _ in range(steps):
         full_step(model, optimizer, batch, _autocast(cfg, dev))
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak_rss_mb() * MB
-    return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": int(batch["input_ids"].shape[1])}
+    return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": int(batch["input_ids"].shape[1]),
+            "rss_before_step_mb": before / MB}
 
 
 def probe_cpu(config_path: str, overrides: list[str], batch_size: int) -> dict[str, Any]:
