@@ -112,6 +112,21 @@ def test_fused_cloud_and_frusta_sit_inside_the_synthetic_room(synth):
         np.testing.assert_allclose(np.linalg.norm(forward), 0.5, atol=1e-6)
 
 
+def test_records_without_geometry_or_layout(tiny_records):
+    """The seed's format (geom_token null, no depths) and real-data records without a layout still
+    draw: views only, no frusta, no point cloud."""
+    records = load_records(str(tiny_records.path))
+    seed_style = viz.load_scene(records[-1])
+    assert not seed_style.has_geometry and seed_style.depths is None and seed_style.room is None
+    assert viz.frusta(seed_style) == [] and len(viz.fused_point_cloud(seed_style)[0]) == 0
+    fig = viz.pose_figure(seed_style, backend="plotly")
+    assert [t.name for t in fig.data] == []
+    viz.pose_figure(seed_style, backend="matplotlib")
+    assert [ax.get_title() for ax in viz.views_grid(seed_style).axes] == ["view 0", "view 1", "view 2"]
+    posed = viz.pose_figure(records[0], backend="plotly")
+    assert {t.name for t in posed.data if t.name} == {"point cloud", "view 0", "view 1", "view 2"}
+
+
 def test_box_and_surface_corners():
     c = viz.box_corners_3d((1.0, 2.0, 0.5), (2.0, 1.0, 0.4), math.pi / 2)  # width along +y
     assert c.shape == (8, 3)

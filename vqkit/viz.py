@@ -104,13 +104,13 @@ def _room_next_to(image_path: str | os.PathLike) -> Room | None:
     return room_from_layout(json.loads(layout.read_text()))
 
 
-def _cameras_next_to(image_path: str | os.PathLike) -> dict | None:
-    """R, t, K of a synthetic scene's views from ``cameras.json`` next to a view, if any."""
+def _cameras_next_to(image_path: str | os.PathLike) -> dict[str, dict] | None:
+    """A synthetic scene's cameras (R, t, K, ...) by image file name, from ``cameras.json`` next to
+    a view, if any."""
     path = Path(image_path).parent / "cameras.json"
     if not path.is_file():
         return None
-    cams = json.loads(path.read_text())
-    return {"by_name": {Path(c["image"]).name: c for c in cams}}
+    return {Path(c["image"]).name: c for c in json.loads(path.read_text())}
 
 
 def load_scene_dir(scene_dir: str | os.PathLike) -> SceneView:
@@ -177,9 +177,11 @@ def load_scene(source: Any, index: int = 0, root: str | os.PathLike | None = Non
     a synthetic scene folder (:func:`load_scene_dir`), or a ``.json``/``.jsonl`` record file (its
     record number ``index``; image paths resolve as the data loader resolves them).
     """
+    from vqkit.data.schema import Record
+
     if isinstance(source, SceneView):
         return source
-    if isinstance(source, dict) or type(source).__name__ == "Record":
+    if isinstance(source, (dict, Record)):
         return scene_from_record(source, root)
     path = Path(source)
     if path.is_dir():
@@ -1124,9 +1126,8 @@ class AnswerViewer:
         if not images:
             return None
         scene = SceneView(list(images), scene_id=row.get("scene_id"), title=row.get("scene_id") or "")
-        cams = _cameras_next_to(images[0])
-        if cams is not None:
-            by_name = cams["by_name"]
+        by_name = _cameras_next_to(images[0])
+        if by_name is not None:
             if all(Path(p).name in by_name for p in images):
                 chosen = [by_name[Path(p).name] for p in images]
                 scene.R = np.array([c["R"] for c in chosen], dtype=np.float64)
