@@ -206,6 +206,9 @@ def test_tables_and_qtype_stats(synth):
     assert len(viz.qtype_stats_table(records).rows) == len(stats)
     fig = viz.qtype_stats_figure(records)
     assert len(fig.axes) == 2
+    layouts = load_records(str(synth / "roomplan_train.jsonl"))
+    assert viz.records_table(layouts).rows[0][-1] == "(layout)" and viz.qtype_stats(layouts) == {}
+    assert viz.qtype_stats_figure(layouts).axes[0].texts[0].get_text() == "no question-answer records"
     escaped = viz.HTMLTable(["a"], [["<b>"]])._repr_html_()
     assert "&lt;b&gt;" in escaped and "<b>" not in escaped
 

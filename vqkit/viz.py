@@ -657,8 +657,11 @@ def qtype_stats_figure(records: Iterable[Any], top: int = 8):
     import matplotlib.pyplot as plt
 
     stats = qtype_stats(records)
-    if not stats:
-        raise DataError("qtype_stats_figure: no question-answer records")
+    if not stats:  # e.g. a Stage 2 (layout-only) record file
+        fig, ax = plt.subplots(figsize=(6, 1))
+        ax.text(0.5, 0.5, "no question-answer records", ha="center", va="center")
+        ax.axis("off")
+        return fig
     names = list(stats)
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 1.5), gridspec_kw={"width_ratios": [1, 2]})
     a.barh(names, [stats[q]["n"] for q in names], color="#4363d8")
