@@ -100,8 +100,8 @@ class Aggregator(nn.Module):
         # Layers the projector reads by default (from_config sets the config's choice).
         self.default_layers: list[int] = [-1]
 
-        # Official registration order: the token parameters are created last in the official
-        # __init__, but parameters always precede submodules in state_dict(), so this matches.
+        # A module's own parameters precede its submodules in state_dict(), so these two come
+        # first there, as in the official key list, wherever they are created.
         self.camera_token = nn.Parameter(torch.empty(1, 2, 1, embed_dim))
         self.register_token = nn.Parameter(torch.empty(1, 2, num_register_tokens, embed_dim))
         self.patch_start_idx = 1 + num_register_tokens
