@@ -84,6 +84,18 @@ def mixed_batch(cfg, tok, mode="train"):
     return collate(cfg, tok, [sample(3, True, 0), sample(2, False, 1, answer="blue"), sample(1, True, 2)], mode)
 
 
+def test_answer_only_lm_head_gives_the_full_sequence_loss(setup):
+    cfg, tok, model = setup
+    model.eval()
+    batch = mixed_batch(cfg, tok)
+    with torch.no_grad():
+        ours = model(batch).loss
+        embeds = model.embed_inputs(batch)
+        reference = model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                              labels=batch["labels"], use_cache=False).loss
+    assert torch.allclose(ours, reference, atol=1e-5), (ours, reference)
+
+
 def test_forward_gives_a_finite_loss_and_grads_only_on_trainables(setup):
     cfg, tok, model = setup
     model.train()
@@ -91,7 +103,8 @@ def test_forward_gives_a_finite_loss_and_grads_only_on_trainables(setup):
     batch = mixed_batch(cfg, tok)
     out = model(batch)
     assert torch.isfinite(out.loss)
-    assert out.logits.shape[:2] == batch["input_ids"].shape
+    labelled_positions = int((batch["labels"][:, 1:] != -100).any(0).sum())
+    assert out.logits.shape[:2] == (batch["input_ids"].shape[0], labelled_positions)  # LM head on answers only
     out.loss.backward()
     graded = {n for n, p in model.named_parameters() if p.grad is not None}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}

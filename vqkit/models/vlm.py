@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vqkit.config import Config, load_config, save_config, vision_token_count
@@ -296,12 +297,26 @@ class VQModel(nn.Module):
     # ------------------------------------------------------------------ forward / generate
 
     def forward(self, batch: dict):
-        """batch (see vqkit.data.collate.Collator) -> transformers ``CausalLMOutputWithPast`` with
-        ``loss`` (mean over label tokens when ``labels`` is given) and ``logits`` [B, L, V]."""
+        """batch (see vqkit.data.collate.Collator) -> transformers ``CausalLMOutputWithPast``.
+
+        With ``labels``: ``loss`` is the mean cross-entropy over label tokens, and ``logits`` [B, K, V]
+        covers only the K positions whose next token is labelled in some sample (the LM head over
+        every vision and prompt position would cost more than the rest of a small model's step).
+        Without labels: ``logits`` [B, L, V] for every position.
+        """
         batch = self._to_device(batch)
         inputs_embeds = self.embed_inputs(batch)
-        return self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"],
-                        labels=batch.get("labels"), use_cache=False)
+        labels = batch.get("labels")
+        if labels is None:
+            return self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"], use_cache=False)
+        targets = labels[:, 1:]
+        keep = (targets != -100).any(dim=0).nonzero().flatten()  # position p predicts token p + 1
+        out = self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"], use_cache=False,
+                       logits_to_keep=keep)
+        logits = out.logits
+        out.loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1),
+                                   ignore_index=-100)
+        return out
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 16, **generate_kwargs: Any) -> list[str]:
