@@ -222,7 +222,7 @@ def test_rope_matches_the_pairwise_rotation_formula():
     assert pos[:2].eq(0).all() and pos[2].tolist() == [1, 1] and pos[-1].tolist() == [2, 3]
     x = torch.randn(1, 1, len(pos), head_dim, dtype=torch.float64)
     cos, sin = rope.tables(pos, head_dim)
-    got = RotaryPositionEmbedding2D.apply(x, cos.double(), sin.double())
+    got = RotaryPositionEmbedding2D.rotate(x, cos.double(), sin.double())
     inv_freq = 1.0 / 100.0 ** (torch.arange(0, 8, 2, dtype=torch.float64) / 8)
     expected = x.clone()
     for n, (row, col) in enumerate(pos.tolist()):

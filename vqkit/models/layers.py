@@ -101,8 +101,10 @@ class RotaryPositionEmbedding2D(nn.Module):
         return angles.cos(), angles.sin() * sign.flatten()
 
     @staticmethod
-    def apply(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
+    def rotate(x: Tensor, cos: Tensor, signed_sin: Tensor) -> Tensor:
         """Rotate x [B, h, N, d] with tables [N, d]; computed in x's dtype like the official code.
+
+        (Not named `apply`: that would shadow nn.Module.apply, which DeepSpeed ZeRO-3 calls.)
 
         Per half (a, b) -> (a cos - b sin, b cos + a sin): the quarters of each half are swapped
         and the sign comes from the table.
@@ -150,8 +152,8 @@ class Attention(nn.Module):
         q, k, v = qkv.unbind(0)  # [B, h, N, d] each
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
-            q = RotaryPositionEmbedding2D.apply(q, *rope)
-            k = RotaryPositionEmbedding2D.apply(k, *rope)
+            q = RotaryPositionEmbedding2D.rotate(q, *rope)
+            k = RotaryPositionEmbedding2D.rotate(k, *rope)
         # LayerNorm runs in float32 under autocast; SDPA wants one dtype (bf16 there)
         q, k = q.to(v.dtype), k.to(v.dtype)
         x = F.scaled_dot_product_attention(q, k, v)
