@@ -145,8 +145,10 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim, eps=norm_eps) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """x [B, N, C]; rope = (cos, sin) [N, d] tables from RotaryPositionEmbedding2D, or None."""
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None,
+                key_mask: Tensor | None = None) -> Tensor:
+        """x [B, N, C]; rope = (cos, sin) [N, d] tables from RotaryPositionEmbedding2D, or None;
+        key_mask bool [B, N] (True = may be attended to), or None for all keys."""
         B, N, C = x.shape
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # [B, h, N, d] each
@@ -156,7 +158,8 @@ class Attention(nn.Module):
             k = RotaryPositionEmbedding2D.rotate(k, *rope)
         # LayerNorm runs in float32 under autocast; SDPA wants one dtype (bf16 there)
         q, k = q.to(v.dtype), k.to(v.dtype)
-        x = F.scaled_dot_product_attention(q, k, v)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, N]: over heads, queries
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
 
@@ -184,6 +187,8 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio), bias=ffn_bias)
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), rope=rope))
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor] | None = None,
+                key_mask: Tensor | None = None) -> Tensor:
+        """x [B, N, C]; rope and key_mask [B, N] as in :meth:`Attention.forward`."""
+        x = x + self.ls1(self.attn(self.norm1(x), rope=rope, key_mask=key_mask))
         return x + self.ls2(self.mlp(self.norm2(x)))

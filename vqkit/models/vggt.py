@@ -236,22 +236,28 @@ class Aggregator(nn.Module):
     # Forward
     # ----------------------------------------------------------------------------------------
 
-    def forward(self, images: Tensor, layers: Sequence[int] | None = None) -> tuple[list[Tensor | None], int]:
+    def forward(self, images: Tensor, layers: Sequence[int] | None = None,
+                view_mask: Tensor | None = None) -> tuple[list[Tensor | None], int]:
         """images [B, S, 3, H, W] in [0, 1] -> (outputs, patch_start_idx).
 
         ``outputs`` has ``depth`` entries; entry i is ``[B, S, P, 2C]`` (frame-block output then
         global-block output of layer i, P = patch_start_idx + (H/p)(W/p)) when i is requested in
         ``layers`` (negative indices count from the end; None = all layers), else None. Layers after
         the last requested one are not computed. Runs under no_grad when no parameter trains.
+
+        ``view_mask`` bool [B, S] (True = real view; real views first, as the collator pads): the
+        global attention never attends to padding views, so a sample's real views come out as if
+        encoded alone, whatever else is in the batch. The outputs at padding views are meaningless.
         """
         if images.ndim != 5 or images.shape[2] != 3:
             raise ValueError(f"images must be [B, S, 3, H, W], got {tuple(images.shape)}")
         wanted = self.resolve_layers(layers)
         trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         with contextlib.nullcontext() if trains else torch.no_grad():
-            return self._forward(images, set(wanted), wanted[-1]), self.patch_start_idx
+            return self._forward(images, set(wanted), wanted[-1], view_mask), self.patch_start_idx
 
-    def _forward(self, images: Tensor, wanted: set[int], last: int) -> list[Tensor | None]:
+    def _forward(self, images: Tensor, wanted: set[int], last: int,
+                 view_mask: Tensor | None = None) -> list[Tensor | None]:
         B, S, _, H, W = images.shape
         p = self.patch_size
         if H % p or W % p:
@@ -271,6 +277,12 @@ class Aggregator(nn.Module):
             # global attention sees S frames one after another, each with its own frame positions
             global_rope = tuple(t.repeat(S, 1) for t in frame_rope)
 
+        global_keys = None
+        if view_mask is not None and not bool(view_mask.all()):
+            keep = view_mask.to(device=images.device, dtype=torch.bool)
+            keep = keep | ~keep.any(dim=1, keepdim=True)  # a sample without views: no all-masked rows
+            global_keys = keep[:, :, None].expand(B, S, P).reshape(B, S * P)  # [B, S*P]
+
         outputs: list[Tensor | None] = [None] * self.depth
         for start in range(0, last + 1, self.aa_block_size):
             stage: dict[str, list[Tensor]] = {}
@@ -280,21 +292,24 @@ class Aggregator(nn.Module):
                     if kind == "frame":
                         tokens = self.frame_blocks[i](tokens.reshape(B * S, P, C), rope=frame_rope)
                     else:
-                        tokens = self.global_blocks[i](tokens.reshape(B, S * P, C), rope=global_rope)
+                        tokens = self.global_blocks[i](tokens.reshape(B, S * P, C), rope=global_rope,
+                                                        key_mask=global_keys)
                     stage[kind].append(tokens.reshape(B, S, P, C))
             for j, i in enumerate(range(start, start + self.aa_block_size)):
                 if i in wanted:
                     outputs[i] = torch.cat([stage["frame"][j], stage["global"][j]], dim=-1)
         return outputs
 
-    def encode(self, images: Tensor, layers: Sequence[int] | None = None) -> Tensor:
+    def encode(self, images: Tensor, layers: Sequence[int] | None = None,
+               view_mask: Tensor | None = None) -> Tensor:
         """images [B, S, 3, H, W] -> selected layers concatenated on channels [B, S, P, 2C * L].
 
         ``layers`` defaults to ``default_layers`` (the config's ``model.encoder.layers``), in the
         order given. All P tokens are kept; patch tokens start at ``patch_start_idx``.
+        ``view_mask`` [B, S]: padding views are masked out of the global attention (see forward).
         """
         layers = list(layers if layers is not None else self.default_layers)
-        outputs, _ = self(images, layers=layers)
+        outputs, _ = self(images, layers=layers, view_mask=view_mask)
         return torch.cat([outputs[layer % self.depth] for layer in layers], dim=-1)
 
 

@@ -186,32 +186,27 @@ class VQModel(nn.Module):
         images [B, S, 3, H, W] in [0, 1], view_mask bool [B, S] -> [B, S, P, C_in] with
         P = 1 camera + registers + patch tokens per view (the camera token summarises the view's
         pose, which is what VGGT's camera head reads) and C_in = 2 * embed_dim * len(layers); zeros
-        for padding views. Samples are grouped by their number of views and only the real views are
-        encoded, so padding never enters the global attention. This is exactly what the feature cache
-        must store for ``batch["features"]``.
+        for padding views. The aggregator masks padding views out of its global attention, so each
+        sample's features are those of its real views encoded alone. This is exactly what the
+        feature cache must store for ``batch["features"]``.
+
+        The whole batch goes through the encoder in one call, whatever its mix of view counts: under
+        DeepSpeed ZeRO-3 every module call gathers the module's parameters collectively, so the
+        number of calls must not depend on the data a rank happens to hold.
         """
         self.encoder.eval()
         b, s = images.shape[:2]
         if view_mask is None:
             view_mask = torch.ones(b, s, dtype=torch.bool, device=images.device)
-        counts = view_mask.sum(dim=1)
+        view_mask = view_mask.to(torch.bool)
+        if not bool(view_mask.any()):
+            raise DataError("encode_views: every sample has zero views (view_mask is all False)")
         on_cuda = images.device.type == "cuda"
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if on_cuda else contextlib.nullcontext()
-        out = None
-        for n in sorted(set(counts.tolist())):
-            if n == 0:
-                continue
-            idx = (counts == n).nonzero().flatten().tolist()
-            group = torch.stack([images[i][view_mask[i]] for i in idx])  # [G, n, 3, H, W]
-            with autocast:
-                feats = self.encoder.encode(group, layers=self.config.model.encoder.layers)  # [G, n, P, C_in]
-            if out is None:
-                out = feats.new_zeros(b, s, *feats.shape[2:])
-            for j, i in enumerate(idx):
-                out[i, view_mask[i]] = feats[j]
-        if out is None:
-            raise DataError("encode_views: every sample has zero views (view_mask is all False)")
-        return out
+        with autocast:
+            feats = self.encoder.encode(images, layers=self.config.model.encoder.layers,
+                                        view_mask=view_mask)  # [B, S, P, C_in]
+        return feats.masked_fill(~view_mask[:, :, None, None], 0.0)
 
     def vision_tokens(self, batch: dict, samples: list[int]) -> list[torch.Tensor]:
         """Vision tokens [N_i, D_llm] of the given samples: projector latents, then one geometry token
