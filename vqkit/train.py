@@ -465,11 +465,21 @@ def run(cfg: Config, *, resume: str | None = None, progress: bool | None = None)
 
 
 def _gather_trainable(accelerator, model, core, using_deepspeed) -> dict[str, torch.Tensor] | None:
-    """The trainable weights as one CPU state dict (gathered across ranks under ZeRO-3)."""
+    """The trainable weights as one CPU state dict; under ZeRO-3 only rank 0 gets it (others None).
+
+    ZeRO-3 leaves each rank a partition of every parameter, so the trainable ones are gathered
+    first: a collective, every rank must call this. Only the trainable parameters are gathered,
+    never the frozen LLM and encoder (``accelerator.get_state_dict`` would gather the whole model
+    onto rank 0 for every checkpoint).
+    """
     if using_deepspeed and accelerator.state.deepspeed_plugin.zero_stage == 3:
-        full = accelerator.get_state_dict(model)  # collective: every rank must call it
-        names = set(core.trainable_state_dict().keys())
-        return {k: v for k, v in full.items() if k in names} if full is not None else None
+        import deepspeed
+
+        named = [(n, p) for n, p in core.named_parameters() if p.requires_grad]
+        with deepspeed.zero.GatheredParameters([p for _, p in named]):
+            if accelerator.is_main_process:
+                return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in named}
+        return None
     return core.trainable_state_dict()
 
 

@@ -194,14 +194,19 @@ def test_deepspeed_auto_values_come_from_the_vqkit_config(tmp_path):
         fill_deepspeed_config(bad, cfg, world_size=1)
 
 
-def _torchrun(tmp_path, synth_dir, run_dir, *extra):
-    config = write_config(tmp_path, tiny_config(synth_dir, run_dir, max_steps=3, save_every_steps=2))
+def _launch_torchrun(config: Path, *extra) -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     out = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2",
                           "--master_port", str(29500 + os.getpid() % 1000), "-m", "vqkit.train",
                           "--config", str(config), "--no-progress", *extra],
                          env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout + out.stderr
+
+
+def _torchrun(tmp_path, synth_dir, run_dir, *extra):
+    config = write_config(tmp_path, tiny_config(synth_dir, run_dir, max_steps=3, save_every_steps=2))
+    _launch_torchrun(config, *extra)
     import vqkit
 
     model = vqkit.load_model(run_dir / "final")  # a 2-process run loads in one process
@@ -218,8 +223,23 @@ def test_torchrun_two_process_ddp(synth_dir, tmp_path):
 
 @pytest.mark.slow
 def test_torchrun_two_process_zero3(synth_dir, tmp_path):
-    logged = _torchrun(tmp_path, synth_dir, tmp_path / "zero3", "--deepspeed", str(REPO / "configs/deepspeed/zero3.json"))
+    """ZeRO-3 trains, exports a model that loads in one process, and resumes from its own
+    (partitioned) checkpoint with the same loss."""
+    run_dir = tmp_path / "zero3"
+    zero3 = ("--deepspeed", str(REPO / "configs/deepspeed/zero3.json"))
+    logged = _torchrun(tmp_path, synth_dir, run_dir, *zero3)
     assert sorted(logged) == [1, 2, 3]
+    final = (run_dir / "final" / "trainable.safetensors").read_bytes()
+
+    # As if killed after the checkpoint of step 2: resume it and train step 3 again.
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints" / "step_000003")
+    shutil.rmtree(run_dir / "final")
+    out = _launch_torchrun(tmp_path / "cfg.yaml", *zero3, "--resume", "auto")
+    assert "resumed from" in out and "step_000002 at step 2" in out, out[-3000:]
+    assert abs(losses(run_dir)[3] - logged[3]) <= 1e-6, (losses(run_dir)[3], logged[3])
+    assert (run_dir / "final" / "trainable.safetensors").read_bytes() == final
 
 
 def test_monitor_reads_progress(synth_dir, tmp_path, capsys):

@@ -122,10 +122,11 @@ class VQModel(nn.Module):
             raise AssertionError("model.lora.enabled but the LLM has no LoRA parameters")
 
     def parameter_counts(self) -> dict[str, tuple[int, int]]:
-        """{component: (total, trainable)} for encoder, projector, geometry, llm base, lora."""
+        """{component: (total, trainable)} for encoder, projector, geometry, llm base, lora.
+        Full sizes also under DeepSpeed ZeRO-3, where a rank holds only a partition (``ds_numel``)."""
         def count(params):
-            params = list(params)
-            return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+            sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in params]
+            return sum(n for n, _ in sizes), sum(n for n, trains in sizes if trains)
 
         llm = list(self.llm.named_parameters())
         return {
