@@ -49,6 +49,8 @@ Text form (:meth:`Room.to_text` / :meth:`Room.from_text`), one element per line,
   ``Room.from_text(room.to_text()).to_text() == room.to_text()`` exactly.
 
 :func:`score_layouts` scores predicted against gold rooms (Hungarian matching, F1 at IoU 0.25/0.5).
+A model that loops repeats an element line: :func:`first_repeated_line` finds that (generation
+stops there, see ``VQModel.generate``) and :func:`trim_repeated_lines` cuts the repeat off.
 """
 
 from __future__ import annotations
@@ -634,6 +636,41 @@ def room_from_text(text: str) -> tuple[Room, list[str]]:
     # Report in line order (walls were read in a first pass); sorted() is stable within a line.
     problems.sort(key=lambda m: int(m.split(":", 1)[0][5:]) if m.startswith("line ") else 0)
     return room, problems
+
+
+def element_key(line: str) -> str:
+    """What makes two text-form lines the same element: the words with whitespace normalised, and a
+    wall's index left out (a model that loops may rewrite the same wall under the next index)."""
+    words = line.split()
+    if len(words) >= 2 and words[0] == "wall" and "=" not in words[1]:
+        del words[1]
+    return " ".join(words)
+
+
+def first_repeated_line(text: str, *, complete_only: bool = False) -> int | None:
+    """Character offset in ``text`` of the first line that repeats an earlier line's element
+    (:func:`element_key`; blank lines never count), or None. ``complete_only``: ignore the part after
+    the last newline (a line generation is still writing)."""
+    lines = text.split("\n")
+    if complete_only:
+        lines = lines[:-1]
+    seen: set[str] = set()
+    pos = 0
+    for line in lines:
+        key = element_key(line)
+        if key in seen:
+            return pos
+        if key:
+            seen.add(key)
+        pos += len(line) + 1
+    return None
+
+
+def trim_repeated_lines(text: str) -> str:
+    """``text`` up to (without) its first repeated element line: what a generation that started to
+    loop meant to say. Unchanged when no element repeats."""
+    cut = first_repeated_line(text)
+    return text if cut is None else text[:cut].rstrip()
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,6 +46,44 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() or name.endswith("latents")
 
 
+class RepeatedLineStop:
+    """A stopping criterion for transformers' ``generate`` (the ``StoppingCriteria`` call protocol;
+    not a subclass, so importing this module does not import transformers): a sequence is done once
+    its generated text completes a line whose element repeats an earlier line
+    (:func:`vqkit.roomplan.first_repeated_line`).
+
+    Greedy decoding of a structured text can loop (the same object line again and again until the
+    token budget runs out). The check runs only for sequences whose newest token holds a newline
+    (a per-token-id cache), so it costs a decode per finished line, not per token.
+
+    Args:
+        tokenizer: decodes the generated ids (special tokens skipped, as ``generate`` returns them).
+        prompt_length: columns of ``input_ids`` that are prompt (generation sees prompt + new tokens).
+
+    ``__call__(input_ids [B, L], scores) -> bool [B]`` (True = this sequence is done).
+    """
+
+    def __init__(self, tokenizer, prompt_length: int):
+        self.tokenizer = tokenizer
+        self.prompt_length = int(prompt_length)
+        self._has_newline: dict[int, bool] = {}
+
+    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
+        from vqkit.roomplan import first_repeated_line
+
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if input_ids.shape[1] <= self.prompt_length:
+            return done
+        for i, token in enumerate(input_ids[:, -1].tolist()):
+            newline = self._has_newline.get(token)
+            if newline is None:
+                newline = self._has_newline[token] = "\n" in self.tokenizer.decode([token], skip_special_tokens=True)
+            if newline:
+                text = self.tokenizer.decode(input_ids[i, self.prompt_length:], skip_special_tokens=True)
+                done[i] = first_repeated_line(text, complete_only=True) is not None
+        return done
+
+
 class VQModel(nn.Module):
     """The fused model. Build it with :func:`build_model` (or :func:`load_model`).
 
@@ -315,14 +353,31 @@ class VQModel(nn.Module):
         return out
 
     @torch.no_grad()
-    def generate(self, batch: dict, max_new_tokens: int = 16, **generate_kwargs: Any) -> list[str]:
+    def generate(self, batch: dict, max_new_tokens: int = 16, *, stop_on_repeated_line: bool | None = None,
+                 **generate_kwargs: Any) -> list[str]:
         """Answers for a generate-mode batch (left-padded prompts, no labels): only the new tokens,
-        decoded without special tokens and stripped. Stops on eos / ``<|im_end|>``. Greedy unless
-        generation kwargs (do_sample, temperature, top_p, num_beams, ...) say otherwise."""
+        decoded without special tokens and stripped. Stops on eos / ``<|im_end|>`` or after
+        ``max_new_tokens``. Greedy unless generation kwargs (do_sample, temperature, top_p,
+        num_beams, ...) say otherwise.
+
+        ``stop_on_repeated_line`` (default: when the batch holds Stage 2 records, ``task: roomplan``):
+        a sequence also stops once it completes a line that repeats an earlier element line
+        (:class:`RepeatedLineStop`), and that repeat is trimmed from its text, so a layout that
+        starts to loop costs one line, not the rest of the token budget.
+        """
         batch = self._to_device(batch)
         input_ids = batch["input_ids"]
         if input_ids.shape[0] > 1 and bool((batch["attention_mask"][:, -1] == 0).any()):
             raise DataError("generate needs left-padded prompts (build the Collator in generate mode)")
+        if stop_on_repeated_line is None:
+            stop_on_repeated_line = any(isinstance(m, dict) and m.get("task") == "roomplan"
+                                        for m in batch.get("meta") or [])
+        if stop_on_repeated_line:
+            from transformers import StoppingCriteriaList
+
+            criteria = StoppingCriteriaList(generate_kwargs.pop("stopping_criteria", None) or [])
+            criteria.append(RepeatedLineStop(self.tokenizer, input_ids.shape[1]))
+            generate_kwargs["stopping_criteria"] = criteria
         was_training = self.training
         self.eval()
         try:
@@ -338,6 +393,10 @@ class VQModel(nn.Module):
         # With input_ids given, transformers returns prompt + new tokens; keep the new ones.
         new = out[:, input_ids.shape[1]:] if out.shape[1] > input_ids.shape[1] else out[:, :0]
         texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        if stop_on_repeated_line:
+            from vqkit.roomplan import trim_repeated_lines
+
+            texts = [trim_repeated_lines(t) for t in texts]
         return [t.strip() for t in texts]
 
     # ------------------------------------------------------------------ saving
