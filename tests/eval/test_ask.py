@@ -10,7 +10,7 @@ from PIL import Image
 
 from vqkit.cli import main as vqkit_main
 from vqkit.errors import ConfigError, DataError
-from vqkit.eval.ask import ask, build_batch
+from vqkit.eval.ask import ask, ask_roomplan, build_batch
 from vqkit.eval.run import evaluate
 from vqkit.models.vlm import load_model
 
@@ -69,3 +69,85 @@ def test_bad_input_is_one_line(tiny_model_dir, model, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "image not found" in err and len(err.splitlines()) == 1
     assert vqkit_main(["ask", "--model", str(tmp_path / "nope"), "--images", "a.jpg", "--question", "q"]) == 2
+
+
+# ------------------------------------------------------------------ --roomplan
+
+
+@pytest.fixture(scope="module")
+def roomplan_records(eval_records):
+    """Two Stage 2 records (CapturedRoom gold, the Stage 2 prompt) on the eval fixture's photos, no
+    geometry: what `vqkit ask --roomplan` sees for the same photos."""
+    import math
+
+    from vqkit.data.synth import ROOMPLAN_QUESTION
+    from vqkit.roomplan import Opening, Room, RoomObject, Wall
+
+    room = Room(walls=[Wall("w0", (0.0, 1.5, 1.25), 3.0, 2.5, math.pi / 2), Wall("w1", (1.5, 0.0, 1.25), 3.0, 2.5, 0.0)],
+                doors=[Opening("d0", "door", "w1", (1.0, 0.0, 1.0), 0.9, 2.0, 0.0, True)],
+                objects=[RoomObject("o0", "chair", (1.0, 1.0, 0.45), (0.5, 0.9, 0.5), 0.0)])
+    lines = []
+    for i in range(2):
+        rec = json.loads(eval_records.read_text().splitlines()[i + 1])
+        lines.append(json.dumps({"id": f"room-{i}", "task": "roomplan", "question": ROOMPLAN_QUESTION,
+                                 "images": rec["images"], "roomplan": room.to_capturedroom()}))
+    path = eval_records.parent / "roomplan.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _short_layouts(model):
+    import copy
+
+    cfg = copy.deepcopy(model.config)
+    cfg.eval.roomplan_max_new_tokens = 24  # a random tiny model: keep its layouts short
+    return cfg
+
+
+def test_ask_roomplan_generates_like_eval(model, roomplan_records):
+    from vqkit.roomplan import Room
+
+    cfg = _short_layouts(model)
+    rows, metrics = evaluate(model, cfg, roomplan_records, language=False, progress=False)
+    assert metrics["roomplan"]["n"] == 2
+    for i, row in enumerate(rows):
+        images = [str(roomplan_records.parent / p) for p in json.loads(roomplan_records.read_text().splitlines()[i])["images"]]
+        room, problems, text = ask_roomplan(model, images, cfg=cfg)
+        assert text == row["prediction"]  # same prompt, budget and stopping rule as eval
+        parsed, parse_problems = Room.from_text(text)
+        assert room.to_text() == parsed.to_text()
+        assert problems == (parse_problems if text else ["the model generated no text"])
+
+
+def test_cli_ask_roomplan_writes_capturedroom_json(tiny_model_dir, model, roomplan_records, tmp_path, capsys):
+    from vqkit.roomplan import Room
+
+    images = [str(roomplan_records.parent / p) for p in json.loads(roomplan_records.read_text().splitlines()[0])["images"]]
+    room, problems, _ = ask_roomplan(model, images, cfg=_short_layouts(model))
+    args = ["ask", "--model", str(tiny_model_dir), "--images", *images, "--roomplan",
+            "--set", "eval.roomplan_max_new_tokens=24"]
+    out = tmp_path / "sub" / "room.json"
+    assert vqkit_main([*args, "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    written = json.loads(out.read_text())
+    assert written == json.loads(json.dumps(room.to_capturedroom()))
+    assert set(written) >= {"walls", "doors", "windows", "openings", "objects"}
+    assert Room.from_capturedroom(written).to_text() == room.to_text()
+    assert f"{len(room.walls)} walls" in captured.err and str(out) in captured.err
+    for problem in problems:
+        assert problem in captured.err
+    # without --out the JSON goes to stdout (and only the JSON: the report is on stderr)
+    assert vqkit_main(args) == 0
+    assert json.loads(capsys.readouterr().out) == written
+
+
+def test_ask_roomplan_bad_arguments_are_one_line(tiny_model_dir, eval_records, capsys):
+    rec, images = _record(eval_records, 1)
+    base = ["ask", "--model", str(tiny_model_dir), "--images", *images]
+    for extra, message in ((["--out", "x.json", "--question", "q"], "--out"),
+                           ([], "--question is required"),
+                           (["--roomplan", "--situation", "I sit."], "--situation")):
+        assert vqkit_main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1

@@ -6,13 +6,22 @@ collator, so the model sees what it saw in training. No camera geometry is neede
 ``geom_token``, so the prompt carries only the projector's vision tokens.
 
     vqkit ask --model runs/demo/final --images a.jpg b.jpg c.jpg --question "How many chairs are there?"
+    vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json
 
-From Python: ``answer = ask(model, ["a.jpg", "b.jpg"], "How many chairs are there?")``.
+From Python: ``answer = ask(model, ["a.jpg", "b.jpg"], "How many chairs are there?")``, and for a
+Stage 2 model ``room, problems, text = ask_roomplan(model, ["a.jpg", "b.jpg"])``.
+
+``--roomplan`` asks Stage 2's question (``vqkit.data.synth.ROOMPLAN_QUESTION``, the prompt of the
+synthetic and ARKit layout records) with the layout budget ``eval.roomplan_max_new_tokens``,
+generation stopping at a repeated element like ``vqkit eval`` does for layout records, parses the
+text with :meth:`vqkit.roomplan.Room.from_text` and writes ``room.to_capturedroom()`` (Apple's
+CapturedRoom JSON, y-up) to ``--out`` or stdout; lines that did not parse are listed on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -59,18 +68,50 @@ def ask(model, images: Sequence[str], question: str, *, situation: str | None = 
     return model.generate(batch, max_new_tokens=budget, **generation_kwargs(cfg))[0]
 
 
+def ask_roomplan(model, images: Sequence[str], *, question: str | None = None,
+                 max_new_tokens: int | None = None, blind: bool = False, cfg=None):
+    """A Stage 2 model's layout of the room in ``images``: ``(room, problems, text)``.
+
+    ``text`` is the generated layout text (budget ``eval.roomplan_max_new_tokens``; generation stops
+    at the end token, the budget or a repeated element line, whose repeat is trimmed), ``room`` the
+    :class:`vqkit.roomplan.Room` read from it by ``Room.from_text`` (what parsed) and ``problems``
+    its parse problems (empty when every line parsed). ``question`` defaults to
+    ``vqkit.data.synth.ROOMPLAN_QUESTION``, the prompt of the Stage 2 training records.
+    """
+    from vqkit.data.synth import ROOMPLAN_QUESTION
+    from vqkit.eval.run import generation_kwargs
+    from vqkit.roomplan import Room
+
+    cfg = cfg if cfg is not None else model.config
+    batch = build_batch(model, images, question or ROOMPLAN_QUESTION, blind=blind, cfg=cfg)
+    budget = max_new_tokens or cfg.eval.roomplan_max_new_tokens
+    text = model.generate(batch, max_new_tokens=budget, stop_on_repeated_line=True, **generation_kwargs(cfg))[0]
+    room, problems = Room.from_text(text)
+    if not text:
+        problems = ["the model generated no text"]
+    return room, problems, text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqkit ask",
         description="Answer a question about a set of photos of a room with a saved model.",
-        epilog='example: vqkit ask --model runs/demo/final --images a.jpg b.jpg --question "What colour is the sofa?"',
+        epilog='examples:\n'
+               '  vqkit ask --model runs/demo/final --images a.jpg b.jpg --question "What colour is the sofa?"\n'
+               '  vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
     parser.add_argument("--images", nargs="+", required=True, metavar="IMAGE",
                         help="photos of the scene (more than data.num_views are subsampled evenly)")
-    parser.add_argument("--question", required=True, help="the question")
+    parser.add_argument("--question", help="the question (required unless --roomplan)")
+    parser.add_argument("--roomplan", action="store_true",
+                        help="Stage 2: generate the room's layout and write it as CapturedRoom JSON "
+                             "(the question defaults to the Stage 2 prompt)")
+    parser.add_argument("--out", metavar="FILE", help="with --roomplan: write the JSON here instead of stdout")
     parser.add_argument("--situation", help="SQA3D-style situation text placed before the question")
-    parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens)")
+    parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens; "
+                                                            "eval.roomplan_max_new_tokens with --roomplan)")
     parser.add_argument("--blind", action="store_true", help="ignore the photos (text-only baseline)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="config override on top of the model's config, e.g. eval.do_sample=true")
@@ -86,12 +127,36 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if not args.roomplan and args.question is None:
+        raise ConfigError("--question is required (or --roomplan for the room's layout)")
+    if args.out and not args.roomplan:
+        raise ConfigError("--out writes a layout: use it with --roomplan")
+    if args.roomplan and args.situation:
+        raise ConfigError("--situation does not apply to --roomplan")
     model_dir = Path(args.model)
     cfg = _model_config(model_dir, args.overrides)
     model = load_model(model_dir, device=_device(args.device), encoder_weights=args.encoder_weights)
-    answer = ask(model, args.images, args.question, situation=args.situation,
-                 max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg)
-    print(answer)
+    if not args.roomplan:
+        answer = ask(model, args.images, args.question, situation=args.situation,
+                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg)
+        print(answer)
+        return 0
+    room, problems, _ = ask_roomplan(model, args.images, question=args.question,
+                                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg)
+    text = json.dumps(room.to_capturedroom(), indent=2) + "\n"
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    counts = (f"{len(room.walls)} walls, {len(room.doors)} doors, {len(room.windows)} windows, "
+              f"{len(room.openings)} openings, {len(room.objects)} objects")
+    print(f"layout: {counts}" + (f" written to {args.out}" if args.out else ""), file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} parse problem(s) in the generated layout:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
     return 0
 
 
