@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from vqkit.config import Config, SourceConfig, load_config
+from vqkit.errors import CheckpointError
 
 DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0}
 
@@ -147,7 +148,11 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
 
     t = time.time()
     cache_dir = data_dir / "features"
-    build_feature_cache(cfg, cache_dir, overwrite=True, progress=progress)
+    try:  # reuses what an earlier demo encoded with the same encoder
+        build_feature_cache(cfg, cache_dir, progress=progress)
+    except CheckpointError as e:  # another encoder config: the demo's own cache is rebuilt
+        print(f"demo: rebuilding the feature cache ({e})", flush=True)
+        build_feature_cache(cfg, cache_dir, overwrite=True, progress=progress)
     cfg.data.feature_cache = str(cache_dir)
     timings["cache_s"] = time.time() - t
 
