@@ -259,10 +259,15 @@ class VQModel(nn.Module):
         latents = self.projector(feats.to(dtype=proj_param.dtype), view_mask)  # [b, L, D]
         geo_tokens = None
         geom_mask = batch.get("geom_mask")
-        use_geo = self.geometry is not None and geom_mask is not None and bool(geom_mask[samples].any())
+        # The geometry encoder runs whenever it exists, even if no sample of this batch has geometry:
+        # under DDP / ZeRO-3 every rank must run the same modules (a rank skipping it would leave
+        # DDP with unused parameters and ZeRO-3's parameter gathers out of step).
+        use_geo = self.geometry is not None and geom_mask is not None and batch.get("geometry") is not None
         if use_geo:
             geometry = {k: (v[samples] if torch.is_tensor(v) else v) for k, v in batch["geometry"].items()}
             geo_tokens = self.geometry(geometry, view_mask)  # [b, S, D]
+            if not bool(geom_mask[samples].any()):
+                latents = latents + 0.0 * geo_tokens.sum()  # in the graph, without changing any value
         tokens = []
         for j, i in enumerate(samples):
             parts = [latents[j]]
