@@ -397,3 +397,17 @@ def test_bf16_on_cuda(setup):
     assert model.projector.latents.grad is not None
     answers = model.generate(mixed_batch(cfg, tok, mode="generate"), max_new_tokens=3)
     assert len(answers) == 3
+
+
+def test_geometry_encoder_is_in_the_graph_even_without_geometry(setup):
+    """DDP / ZeRO-3 need every rank to run the same modules: a batch without any geometry still
+    reaches the geometry encoder (with zero gradient), and its loss is unchanged by it."""
+    cfg, tok, model = setup
+    model.train()
+    model.zero_grad(set_to_none=True)
+    batch = collate(cfg, tok, [sample(2, False, 0), sample(1, False, 1)])
+    out = model(batch)
+    out.loss.backward()
+    geo_grads = [p.grad for p in model.geometry.parameters() if p.requires_grad]
+    assert geo_grads and all(g is not None and torch.count_nonzero(g) == 0 for g in geo_grads)
+    model.zero_grad(set_to_none=True)
