@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY_ANSWERS, TINY_QUESTIONS, make_corpus, write_jsonl
+from corpus_helpers import TINY_ANSWERS, TINY_QUESTIONS, make_corpus, write_jsonl
 from vqkit.cache import FeatureCache, build_feature_cache, main, read_index
 from vqkit.cli import run_main
 from vqkit.config import config_from_dict

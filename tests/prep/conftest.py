@@ -6,16 +6,12 @@ whole folder builds in a few seconds; the converters do not care about the resol
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from vqkit.prep import fixtures as F
 
-COLOR_WH = (324, 242)
-DEPTH_WH = (160, 120)
-N_FRAMES = 12
-INVALID = (2, 7)  # frames written with an all -inf pose
+from prep_trees import COLOR_WH, DEPTH_WH, INVALID, N_FRAMES
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +50,3 @@ def arkit_tree(tmp_path_factory) -> dict:
         info = F.export_arkit(scene, root, vid, fold=fold, world_offset=offset)
         scans[vid] = {"scene": scene, "offset": offset, "fold": fold, **info}
     return {"root": root, "scans": scans}
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    """A private copy of a session tree for a test that damages files."""
-    import shutil
-
-    shutil.copytree(src, dst)
-    return dst

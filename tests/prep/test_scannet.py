@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import COLOR_WH, INVALID, N_FRAMES, copy_tree
+from prep_trees import COLOR_WH, INVALID, N_FRAMES, copy_tree
 from vqkit.data import geometry as G
 from vqkit.errors import DataError
 from vqkit.prep import scannet
