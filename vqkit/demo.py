@@ -159,6 +159,8 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     t = time.time()
     result = run(cfg, progress=progress)
     timings["train_s"] = time.time() - t
+    if result.interrupted:  # Ctrl-C / SIGTERM: the run saved a checkpoint; stop the demo here
+        raise KeyboardInterrupt
 
     blind_cfg = copy.deepcopy(cfg)
     blind_cfg.data.blind = True
@@ -167,6 +169,8 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     t = time.time()
     blind_result = run(blind_cfg, progress=progress)
     timings["train_blind_s"] = time.time() - t
+    if blind_result.interrupted:
+        raise KeyboardInterrupt
 
     t = time.time()
     val = str(data_dir / "val.jsonl")
