@@ -28,7 +28,6 @@ import copy
 import glob
 import json
 import logging
-import os
 import resource
 import statistics
 import sys
@@ -41,6 +40,7 @@ import torch
 
 from vqkit.config import Config, SourceConfig, load_config
 from vqkit.errors import ConfigError
+from vqkit.cli import add_overrides_argument
 
 log = logging.getLogger("vqkit.bench")
 
@@ -349,8 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                     "tokens/s, peak memory and (on a GPU) MFU for a config.",
         epilog="example: vqkit bench --config configs/demo.yaml --json")
     parser.add_argument("--config", required=True, help="experiment YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (repeatable)")
+    add_overrides_argument(parser, "override a config value (repeatable)")
     parser.add_argument("--data", help="synthetic data folder (train.jsonl, val.jsonl, tokenizer/) to use instead")
     parser.add_argument("--cache", help="feature cache folder (built when missing); default data.feature_cache "
                                         "or a temporary one")

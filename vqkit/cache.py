@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from vqkit.errors import CheckpointError, ConfigError, DataError
+from vqkit.cli import add_overrides_argument
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config import Config, DataConfig, EncoderConfig
@@ -619,8 +620,7 @@ def main(argv: list[str] | None = None) -> int:
                "&& vqkit-train --config configs/demo.yaml --set data.feature_cache=data/synth/features")
     parser.add_argument("--config", required=True, help="experiment YAML")
     parser.add_argument("--out", required=True, help="cache folder (index.json + shards)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (repeatable)")
+    add_overrides_argument(parser, "override a config value (repeatable)")
     parser.add_argument("--split", choices=["train", "val", "both"], default="both", help="which sources")
     parser.add_argument("--batch-size", type=int, default=16, help="view sets per encoder call")
     parser.add_argument("--dtype", choices=list(DTYPES), default="float16", help="storage dtype")

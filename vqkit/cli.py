@@ -28,6 +28,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def add_overrides_argument(parser: argparse.ArgumentParser,
+                           help: str = "override a config value, e.g. --set train.lr=1e-4 (repeatable)") -> None:
+    """The ``--set KEY=VALUE`` option of every config-driven command (values are parsed as YAML)."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def run_main(main: Callable[[list[str] | None], int | None], argv: list[str] | None, prog: str) -> int:
     """Run a command's main, turning user errors into a one-line message and exit status 2."""
     from vqkit.errors import VQKitError

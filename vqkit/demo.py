@@ -25,6 +25,7 @@ import torch
 
 from vqkit.config import Config, SourceConfig, load_config
 from vqkit.errors import CheckpointError
+from vqkit.cli import add_overrides_argument
 
 DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0}
 
@@ -224,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--views", type=int, default=DEFAULT_SYNTH["views"], help="views per room")
     parser.add_argument("--image-size", type=int, default=DEFAULT_SYNTH["image_size"], help="image size (px)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SYNTH["seed"], help="seed of the synthetic rooms")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.max_steps=200 (repeatable)")
+    add_overrides_argument(parser, "override a config value, e.g. --set train.max_steps=200 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="log lines only, no progress bars")
     args = parser.parse_args(argv)
     run_demo(args.config, args.data_dir, args.run_dir, args.overrides,

@@ -44,6 +44,7 @@ import torch
 
 from vqkit.config import Config, load_config
 from vqkit.errors import ConfigError
+from vqkit.cli import add_overrides_argument
 
 MB = 2**20
 GB = 2**30
@@ -445,8 +446,7 @@ def main(argv: list[str] | None = None) -> int:
                     "batch_size_per_gpu / grad_accum for a config, without allocating the model.",
         epilog="example: vqkit plan --config configs/stage1_3d.yaml --gpus 8 --zero 2 --gpu-mem 80")
     parser.add_argument("--config", required=True, help="experiment YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value (repeatable)")
+    add_overrides_argument(parser, "override a config value (repeatable)")
     parser.add_argument("--gpus", type=int, default=1, help="number of GPUs (data-parallel ranks)")
     parser.add_argument("--zero", type=int, choices=[0, 2, 3], default=0, help="DeepSpeed ZeRO stage (0 = none)")
     parser.add_argument("--gpu-mem", type=float, default=80.0, help="memory per GPU in GB (CPU: RAM budget)")

@@ -19,7 +19,6 @@ Reliability:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import math
@@ -27,15 +26,15 @@ import os
 import signal
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import torch
 
-from vqkit.config import Config, ConfigError, load_config, save_config, to_dict
+from vqkit.config import Config, ConfigError, load_config, save_config
 from vqkit.errors import VQKitError
+from vqkit.cli import add_overrides_argument
 
 # ----------------------------------------------------------------------------------------------
 # Setup helpers
@@ -509,8 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: vqkit-train --config configs/demo.yaml --set train.max_steps=100 --output-dir runs/try",
     )
     parser.add_argument("--config", required=True, help="experiment YAML (see configs/)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.lr=1e-4 (repeatable)")
+    add_overrides_argument(parser, "override a config value, e.g. --set train.lr=1e-4 (repeatable)")
     parser.add_argument("--output-dir", help="run directory (train.output_dir)")
     parser.add_argument("--resume", help="'auto' (newest complete checkpoint of the run dir) or a checkpoint folder")
     parser.add_argument("--deepspeed", help="DeepSpeed JSON, e.g. configs/deepspeed/zero3.json (train.deepspeed)")

@@ -28,6 +28,7 @@ from typing import Sequence
 
 from vqkit.cli import run_main
 from vqkit.errors import ConfigError, DataError
+from vqkit.cli import add_overrides_argument
 
 
 def build_batch(model, images: Sequence[str], question: str, *, situation: str | None = None,
@@ -113,8 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens; "
                                                             "eval.roomplan_max_new_tokens with --roomplan)")
     parser.add_argument("--blind", action="store_true", help="ignore the photos (text-only baseline)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override on top of the model's config, e.g. eval.do_sample=true")
+    add_overrides_argument(parser, "config override on top of the model's config, e.g. eval.do_sample=true")
     parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     return parser

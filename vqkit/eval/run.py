@@ -42,6 +42,7 @@ import torch
 from vqkit.cli import run_main
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.eval.metrics import score, sqa3d_qtype
+from vqkit.cli import add_overrides_argument
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch.utils.data import Dataset
@@ -569,8 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generation budget (default eval.max_new_tokens; eval.roomplan_max_new_tokens "
                              "for Stage 2 records)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N records")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override on top of the model's config, e.g. eval.do_sample=true "
+    add_overrides_argument(parser, "config override on top of the model's config, e.g. eval.do_sample=true "
                              "or data.image_root=/data/scannet (repeatable)")
     parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
     parser.add_argument("--no-language-metrics", action="store_true",
