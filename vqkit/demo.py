@@ -86,11 +86,17 @@ def _val_dataset(cfg: Config, data_path: str):
 
 
 def shuffle_views(batch: dict, generator: torch.Generator) -> dict:
-    """A copy of ``batch`` whose visual inputs (and geometry) are permuted across samples."""
+    """A copy of ``batch`` whose visual inputs (and geometry) are permuted across samples.
+
+    Samples only swap with samples of the same view count and geometry presence, so each prompt's
+    vision-token count stays right; within such a group the permutation is a derangement.
+    """
     view_counts = batch["view_mask"].sum(1)
-    order = torch.arange(len(view_counts))
-    for count in view_counts.unique():
-        idx = (view_counts == count).nonzero().flatten()
+    has_geometry = batch["geom_mask"].long() if batch.get("geom_mask") is not None else torch.zeros_like(view_counts)
+    group = view_counts * 2 + has_geometry
+    order = torch.arange(len(group))
+    for key in group.unique():
+        idx = (group == key).nonzero().flatten()
         if len(idx) > 1:
             shift = int(torch.randint(1, len(idx), (1,), generator=generator))
             order[idx] = idx.roll(shift)  # a roll by 1..n-1 moves every sample
@@ -101,10 +107,6 @@ def shuffle_views(batch: dict, generator: torch.Generator) -> dict:
     if batch.get("geometry") is not None:
         out["geometry"] = {k: (v[order] if torch.is_tensor(v) and v.shape[:1] == order.shape else v)
                            for k, v in batch["geometry"].items()}
-    # Geometry tokens follow the views, so the placeholder count must follow them too: only shuffle
-    # between samples with the same geometry presence.
-    if not torch.equal(out["geom_mask"], batch["geom_mask"]):
-        raise ValueError("shuffle_views: mixed geometry presence in a batch is not supported")
     return out
 
 

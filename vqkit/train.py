@@ -354,7 +354,7 @@ def run(cfg: Config, *, resume: str | None = None, progress: bool | None = None)
 
     stream = batches()
     samples_per_step = cfg.train.batch_size_per_gpu * cfg.train.grad_accum * accelerator.num_processes
-    step, last_loss, window = start_step, None, {"loss": 0.0, "n": 0, "tokens": 0, "t0": time.time(), "steps": 0}
+    step, last_loss, window = start_step, None, {"loss": 0.0, "n": 0, "tokens": 0, "t0": time.time()}
     nonfinite_total, interrupted = 0, False
 
     def trainer_state() -> dict:
