@@ -104,9 +104,15 @@ class ProjectorConfig:
     """Size of the learned view embedding table (views beyond this are an error)."""
     ff_mult: int = 4
     """MLP width as a multiple of dim."""
+    pos_embed: bool = True
+    """Add a learned 2D position (row + column embedding of each patch token, one embedding per
+    camera/register token) to the aggregator tokens, so latents can attend to image regions."""
+    max_grid: int = 64
+    """Rows/columns of the position tables: patch-grid side lengths up to this (518 px / 14 = 37)."""
 
     def __post_init__(self):
         _check(self.num_latents >= 1, "model.projector.num_latents must be >= 1")
+        _check(self.max_grid >= 1, "model.projector.max_grid must be >= 1")
         _check(self.num_layers >= 1, "model.projector.num_layers must be >= 1")
 
 

@@ -33,13 +33,15 @@ DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0}
 def ensure_synth(data_dir: Path, *, scenes: int, views: int, image_size: int, seed: int,
                  progress: bool = True) -> dict:
     """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments."""
-    from vqkit.data.synth import generate
+    from vqkit.data.synth import GENERATOR_VERSION, generate
 
     stats_file = data_dir / "stats.json"
     if stats_file.is_file():
         stats = json.loads(stats_file.read_text())
         args = stats.get("args", {})
-        if (args.get("scenes"), args.get("views"), args.get("image_size"), args.get("seed")) == (scenes, views, image_size, seed):
+        same_args = (args.get("scenes"), args.get("views"), args.get("image_size"), args.get("seed")) == (
+            scenes, views, image_size, seed)
+        if same_args and stats.get("generator_version") == GENERATOR_VERSION:
             print(f"demo: reusing the synthetic rooms in {data_dir}", flush=True)
             return stats
     return generate(data_dir, scenes=scenes, views=views, image_size=image_size, seed=seed, progress=progress)

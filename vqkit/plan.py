@@ -143,7 +143,8 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
     view_mask = torch.ones(1, num_views, dtype=torch.bool, device="meta")
     counter = SavedTensors(model)
     with counter.context():
-        latents = model.projector(feats, view_mask)
+        patch = cfg.model.encoder.patch_size
+        latents = model.projector(feats, view_mask, (feature_hw[0] // patch, feature_hw[1] // patch))
         if model.geometry is not None:
             bins = cfg.model.geometry.depth_bins
             geo = {"R": torch.empty(1, num_views, 3, 3, device="meta"), "t": torch.empty(1, num_views, 3, device="meta"),

@@ -72,6 +72,27 @@ def test_render_matches_geometry_exactly():
     assert floor > 32 > ceiling
 
 
+def test_walls_and_floor_wear_the_paint_the_layout_names():
+    """The room_colour answers are what the views show: wall pixels are the named wall paint, floor
+    pixels the named floor tiles, each shaded, and nearer that paint than any other of its palette."""
+    sc = synth.make_scene(seed=5, index=2, views=4, image_size=64)
+    room, rgb, labels = sc["layout"]["room"], sc["rgb"].astype(float) / 255, sc["labels"]
+    for label, palette, name in ((synth.WALL, synth.WALL_PALETTE, room["wall_colour"]),
+                                 (synth.FLOOR, synth.FLOOR_PALETTE, room["floor_colour"])):
+        pixels = rgb[labels == label]
+        assert len(pixels) > 500
+        mean = pixels.mean(0)
+
+        def distance(paint):  # best shading factor per candidate paint, then the residual
+            paint = np.array(paint)
+            return np.linalg.norm(mean - paint * (mean @ paint) / (paint @ paint))
+
+        assert min(palette, key=lambda c: distance(palette[c])) == name
+    colours = {(s["layout"]["room"]["wall_colour"], s["layout"]["room"]["floor_colour"])
+               for s in (synth.make_scene(seed=5, index=i, views=1, image_size=16) for i in range(12))}
+    assert len(colours) > 4  # rooms differ in paint
+
+
 def test_layout_is_physical():
     for index in range(4):
         layout = synth.make_scene(seed=5, index=index, views=2, image_size=32)["layout"]
@@ -146,6 +167,10 @@ def test_answers_agree_with_the_layout(dataset):
                     assert r["answer"] == str(round_metres(lay["room"][key]))
             elif r["qtype"] == "situated":
                 assert r["situation"].startswith("I am ")
+            elif r["qtype"] == "room_colour":
+                key = "wall_colour" if "walls" in q else "floor_colour"
+                palette = synth.WALL_PALETTE if "walls" in q else synth.FLOOR_PALETTE
+                assert r["answer"] == lay["room"][key] and r["answer"] in palette
     assert seen_qtypes == set(QTYPES)
     assert set(stats["blind"]) >= set(QTYPES) - {"relation", "situated"}
 

@@ -26,9 +26,11 @@ def test_output_shape_is_fixed_whatever_the_views():
 def test_from_config_defaults_follow_the_seed():
     cfg = ProjectorConfig()
     assert (cfg.num_latents, cfg.num_layers) == (128, 6)
-    proj = PerceiverResampler.from_config(ProjectorConfig(num_latents=3, num_layers=1, num_heads=2), 8, 16)
+    assert cfg.pos_embed
+    proj = PerceiverResampler.from_config(ProjectorConfig(num_latents=3, num_layers=1, num_heads=2), 8, 16,
+                                          num_special_tokens=1)
     assert proj.num_latents == 3 and len(proj.layers) == 1
-    assert proj(torch.randn(1, 2, 4, 8)).shape == (1, 3, 16)
+    assert proj(torch.randn(1, 2, 5, 8), grid_hw=(2, 2)).shape == (1, 3, 16)
 
 
 def test_padding_views_are_ignored():
@@ -76,3 +78,27 @@ def test_samples_are_independent_in_a_batch():
     proj = make()
     x = torch.randn(3, 2, 4, 20)
     torch.testing.assert_close(proj(x)[1:2], proj(x[1:2]), rtol=1e-5, atol=1e-5)
+
+
+def test_position_embedding_tells_patches_apart():
+    """With pos_embed, moving a patch's content to another grid cell changes the output; without
+    it the Perceiver sees a set and cannot tell."""
+    x = torch.randn(1, 1, 2 + 6, 20)  # 2 special tokens + a 2x3 grid
+    moved = x.clone()
+    moved[0, 0, 2], moved[0, 0, 7] = x[0, 0, 7], x[0, 0, 2]
+    plain = make()
+    torch.testing.assert_close(plain(x), plain(moved), rtol=1e-5, atol=1e-5)
+    proj = make(pos_embed=True, num_special_tokens=2)
+    assert not torch.allclose(proj(x, grid_hw=(2, 3)), proj(moved, grid_hw=(2, 3)), atol=1e-5)
+    # rows and columns are separate tables: a 3x2 grid is another layout of the same 6 patches
+    assert not torch.allclose(proj(x, grid_hw=(2, 3)), proj(x, grid_hw=(3, 2)), atol=1e-5)
+
+
+def test_position_embedding_checks_the_grid():
+    proj = make(pos_embed=True, num_special_tokens=2, max_grid=4)
+    with pytest.raises(ConfigError, match="grid_hw"):
+        proj(torch.randn(1, 1, 8, 20))
+    with pytest.raises(ConfigError, match="2x2 patch grid has 4 \\+ 2 special"):
+        proj(torch.randn(1, 1, 8, 20), grid_hw=(2, 2))
+    with pytest.raises(ConfigError, match="max_grid=4"):
+        proj(torch.randn(1, 1, 12, 20), grid_hw=(1, 10))

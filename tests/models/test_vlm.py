@@ -375,7 +375,8 @@ def test_stage1_architecture_on_the_meta_device():
     assert counts["lora"][0] == counts["lora"][1] == 11_796_480
     d, c_in, ff = 2560, 2048, 4 * 2560
     per_layer = 4 * d + d * d + 2 * d * d + d * d + 2 * d + 2 * d * ff  # norms, q, kv, out, ff
-    proj = 2 * c_in + c_in * d + d + 32 * d + 128 * d + 6 * per_layer + 2 * d + d * d + d
+    pos = (64 + 64 + 5) * d  # row + column tables (max_grid 64), camera + 4 register tokens
+    proj = 2 * c_in + c_in * d + d + 32 * d + 128 * d + pos + 6 * per_layer + 2 * d + d * d + d
     assert counts["projector"] == (proj, proj)
     table = model.parameter_table()
     assert "encoder" in table and "909,112,320" in table and "lora" in table

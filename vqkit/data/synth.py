@@ -44,6 +44,10 @@ from vqkit.data import geometry as geo
 from vqkit.data.synth_render import CEILING, DOOR_BASE, FLOOR, WALL, WINDOW_BASE, SceneMesh, render
 from vqkit.errors import ConfigError
 
+# Bumped whenever the same arguments would generate different rooms or questions, so a folder made
+# by an older generator is never silently reused (vqkit demo regenerates it).
+GENERATOR_VERSION = 2
+
 # Named palette: hue-distinct colours a tiny model can tell apart after Lambert shading.
 PALETTE: dict[str, tuple[float, float, float]] = {
     "red": (0.85, 0.12, 0.10),
@@ -56,8 +60,24 @@ PALETTE: dict[str, tuple[float, float, float]] = {
     "black": (0.10, 0.10, 0.11),
 }
 COLOURS = list(PALETTE)
+# Paint of the walls and of the floor tiles, per room: muted tones apart from the object palette,
+# so a wall is never mistaken for an object. Whole-room colours fill most of every view.
+WALL_PALETTE: dict[str, tuple[float, float, float]] = {
+    "white": (0.93, 0.93, 0.92),
+    "beige": (0.86, 0.78, 0.62),
+    "grey": (0.60, 0.61, 0.63),
+    "mint": (0.66, 0.86, 0.72),
+    "lilac": (0.76, 0.70, 0.90),
+    "peach": (0.97, 0.74, 0.60),
+}
+FLOOR_PALETTE: dict[str, tuple[float, float, float]] = {
+    "brown": (0.45, 0.30, 0.18),
+    "tan": (0.74, 0.62, 0.44),
+    "slate": (0.36, 0.40, 0.46),
+    "cream": (0.88, 0.84, 0.72),
+}
 WHITE, DARK, GREY = (0.93, 0.93, 0.92), (0.05, 0.05, 0.06), (0.6, 0.6, 0.62)
-WALL_RGB, CEILING_RGB, FLOOR_RGB = (0.82, 0.80, 0.76), (0.95, 0.95, 0.95), (0.58, 0.55, 0.50)
+WALL_RGB, CEILING_RGB, FLOOR_RGB = (0.82, 0.80, 0.76), (0.95, 0.95, 0.95), (0.58, 0.55, 0.50)  # defaults
 DOOR_RGB, WINDOW_RGB, FRAME_RGB = (0.50, 0.36, 0.24), (0.70, 0.86, 0.97), (0.96, 0.96, 0.96)
 
 # RoomPlan category -> the word used in questions and answers (singular, plural).
@@ -416,7 +436,8 @@ def sample_objects(rng: np.random.Generator, room: dict, doors: list[dict], wind
 # --------------------------------------------------------------------------------------------
 
 
-def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list[dict]) -> SceneMesh:
+def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list[dict],
+               wall_rgb=WALL_RGB, floor_rgb=FLOOR_RGB) -> SceneMesh:
     """Triangle soup of the scene. Walls are zero-thickness planes on the polygon's edges with holes
     for doors and windows, filled by their (coplanar) panels, so every surface lies inside the room's
     bounding box."""
@@ -433,7 +454,7 @@ def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list
             if notch is not None and _rects_overlap(cell, notch, gap=-1e-6):
                 continue
             x0, y0, x1, y1 = cell
-            mesh.add_quad([[x0, y0, 0], [x1, y0, 0], [x1, y1, 0], [x0, y1, 0]], FLOOR, FLOOR_RGB, textured=True)
+            mesh.add_quad([[x0, y0, 0], [x1, y0, 0], [x1, y1, 0], [x0, y1, 0]], FLOOR, floor_rgb, textured=True)
             mesh.add_quad([[x0, y0, H], [x1, y0, H], [x1, y1, H], [x0, y1, H]], CEILING, CEILING_RGB)
     openings = defaultdict(list)
     for k, d in enumerate(doors):
@@ -453,13 +474,13 @@ def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list
         for a0, a1 in zip(cuts[:-1], cuts[1:]):
             hole = [o for o in ops if o[0]["offset"] <= a0 + 1e-9 and a1 <= o[0]["offset"] + o[0]["width"] + 1e-9]
             if not hole:
-                quad(a0, a1, 0.0, H, WALL, WALL_RGB)
+                quad(a0, a1, 0.0, H, WALL, wall_rgb)
                 continue
             op, label, rgb = hole[0]
             z0, z1 = op["bottom"], op["bottom"] + op["height"]
             if z0 > 0:
-                quad(a0, a1, 0.0, z0, WALL, WALL_RGB)
-            quad(a0, a1, z1, H, WALL, WALL_RGB)
+                quad(a0, a1, 0.0, z0, WALL, wall_rgb)
+            quad(a0, a1, z1, H, WALL, wall_rgb)
             quad(a0, a1, z0, z1, label, rgb)
         # Frames (windows) and handles (doors) stand a few cm into the room: visual cues.
         for op, label, rgb in ops:
@@ -567,7 +588,9 @@ def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, ren
     objects = sample_objects(rng, room, doors, windows)
     K, Rs, ts, hfov = sample_cameras(rng, room, objects, views, image_size)
     light = (rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), 1.0)
-    mesh = build_mesh(room, doors, windows, objects)
+    wall_colour = list(WALL_PALETTE)[int(rng.integers(len(WALL_PALETTE)))]
+    floor_colour = list(FLOOR_PALETTE)[int(rng.integers(len(FLOOR_PALETTE)))]
+    mesh = build_mesh(room, doors, windows, objects, WALL_PALETTE[wall_colour], FLOOR_PALETTE[floor_colour])
     rgb, depth, labels = render(mesh, K, Rs, ts, image_size, render_scale, light_dir=light, nthreads=nthreads)
 
     S = image_size
@@ -599,7 +622,8 @@ def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, ren
         o["yaw"] = round(float(o["yaw"]), 6)
     clean = [{k: v for k, v in o.items() if not k.startswith("_")} for o in objects]
     layout = {"scene_id": f"scene{index:05d}", "seed": int(seed), "index": int(index),
-              "room": {k: room[k] for k in ("polygon", "notch", "height", "bbox", "width", "length")},
+              "room": {**{k: room[k] for k in ("polygon", "notch", "height", "bbox", "width", "length")},
+                       "wall_colour": wall_colour, "floor_colour": floor_colour},
               "walls": room["walls"], "doors": doors, "windows": windows, "objects": clean,
               "light_dir": _r(light, 4), "min_visible_pixels": min_px}
     return {"layout": layout, "cameras": cameras, "rgb": rgb, "depth": depth, "labels": labels,
@@ -806,7 +830,8 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
         for r in records["train"]:
             texts += [r["question"], r["answer"]] + ([r["situation"]] if "situation" in r else [])
         texts += [ROOMPLAN_QUESTION] + [Room.from_capturedroom(r["roomplan"]).to_text() for r in roomplan["train"]]
-        texts += COLOURS + [w for pair in CATEGORIES.values() for w in pair]  # every answer word
+        texts += COLOURS + list(WALL_PALETTE) + list(FLOOR_PALETTE)  # every answer word
+        texts += [w for pair in CATEGORIES.values() for w in pair]
         texts += [str(i) for i in range(10)] + ["yes", "no", "left", "right"]
         train_tokenizer(texts, out / "tokenizer", vocab_size=vocab_size)
         t_tok = time.perf_counter() - t1
@@ -818,6 +843,7 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
         for r in records[s]:
             answers[r["qtype"]][r["answer"]] += 1
     stats = {
+        "generator_version": GENERATOR_VERSION,
         "args": {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed, "workers": workers,
                  "render_scale": render_scale, "questions_per_scene": questions_per_scene,
                  "l_shape_prob": l_shape_prob, "image_format": image_format},

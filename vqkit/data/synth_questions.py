@@ -9,7 +9,8 @@ so that a blind, text-only guesser does badly.
 qtypes: counting, colour, existence, relation (left/right in the first view, closest, on),
 measurement (room width/length, distances, rounded metres), situated (SQA3D-style: a ``situation``
 sentence plus a question about the agent's left/right/front/back), what_colour_object
-("Which object is red?").
+("Which object is red?"), room_colour (the paint of the walls or the floor tiles, which fill most
+of every view: the family a model reads from its views first).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import numpy as np
 
 from vqkit.data import geometry as geo
 
-QTYPES = ["counting", "colour", "existence", "relation", "measurement", "situated", "what_colour_object"]
+QTYPES = ["counting", "colour", "existence", "relation", "measurement", "situated", "what_colour_object",
+          "room_colour"]
 
 
 def _article(word: str) -> str:
@@ -83,6 +85,12 @@ class SceneQuestions:
             return None
         cat = self.pick(self.seen_cats)
         return {"question": f"Which object is {self.by_cat[cat][0]['colour']}?", "answer": self.w(cat)}
+
+    def room_colour(self):
+        room = self.layout["room"]
+        if self.rng.random() < 0.5:
+            return {"question": "What colour are the walls?", "answer": room["wall_colour"]}
+        return {"question": "What colour is the floor?", "answer": room["floor_colour"]}
 
     def existence(self):
         yes = self.rng.random() < 0.5

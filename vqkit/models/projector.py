@@ -11,6 +11,10 @@ vqkit additions:
   the resampler's width ``dim``;
 - a learned **view embedding** added to every token of view ``s`` (view 0 = the reference view,
   whose frame the VGGT aggregator treats specially), so the latents can tell views apart;
+- a learned **2D position embedding** (``pos_embed``): row + column embeddings on the patch tokens
+  and one embedding per special (camera, register) token. VGGT encodes positions with RoPE inside
+  attention only, so its output tokens carry no explicit position; without one, a latent could
+  select tokens by content alone and never gather "the tokens of one image region";
 - a key padding mask, so the zero-filled padding views of a batch are never attended to;
 - a final LayerNorm and projection to the LLM hidden size.
 """
@@ -80,13 +84,25 @@ class PerceiverResampler(nn.Module):
         dim: internal width (default: out_dim).
         num_latents, num_layers, num_heads, ff_mult: Perceiver sizes (seed: 128 latents, 6 layers).
         max_views: size of the learned view-embedding table.
+        pos_embed: add learned row/column embeddings to patch tokens (then ``forward`` needs ``grid_hw``).
+        num_special_tokens: tokens per view before the patch tokens (VGGT: 1 camera + 4 registers).
+        max_grid: size of the row and column tables.
     """
 
     def __init__(self, in_dim: int, out_dim: int, *, dim: int | None = None, num_latents: int = 128,
-                 num_layers: int = 6, num_heads: int = 8, max_views: int = 32, ff_mult: int = 4):
+                 num_layers: int = 6, num_heads: int = 8, max_views: int = 32, ff_mult: int = 4,
+                 pos_embed: bool = False, num_special_tokens: int = 5, max_grid: int = 64):
         super().__init__()
         dim = dim or out_dim
         self.max_views = max_views
+        self.num_special_tokens = num_special_tokens
+        self.max_grid = max_grid
+        if pos_embed:
+            self.row_embed = nn.Parameter(torch.randn(max_grid, dim) * 0.02)
+            self.col_embed = nn.Parameter(torch.randn(max_grid, dim) * 0.02)
+            self.special_embed = nn.Parameter(torch.randn(num_special_tokens, dim) * 0.02)
+        else:
+            self.row_embed = self.col_embed = self.special_embed = None
         self.input_norm = nn.LayerNorm(in_dim)
         self.input_proj = nn.Linear(in_dim, dim)
         self.view_embed = nn.Embedding(max_views, dim)
@@ -100,24 +116,43 @@ class PerceiverResampler(nn.Module):
         nn.init.normal_(self.view_embed.weight, std=0.02)
 
     @classmethod
-    def from_config(cls, proj_cfg, in_dim: int, out_dim: int) -> "PerceiverResampler":
+    def from_config(cls, proj_cfg, in_dim: int, out_dim: int, num_special_tokens: int = 5) -> "PerceiverResampler":
         """Build from :class:`vqkit.config.ProjectorConfig`."""
         return cls(in_dim, out_dim, dim=proj_cfg.dim, num_latents=proj_cfg.num_latents,
                    num_layers=proj_cfg.num_layers, num_heads=proj_cfg.num_heads,
-                   max_views=proj_cfg.max_views, ff_mult=proj_cfg.ff_mult)
+                   max_views=proj_cfg.max_views, ff_mult=proj_cfg.ff_mult, pos_embed=proj_cfg.pos_embed,
+                   num_special_tokens=num_special_tokens, max_grid=proj_cfg.max_grid)
 
     @property
     def num_latents(self) -> int:
         return self.latents.shape[0]
 
-    def forward(self, tokens: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens [B, S, P, C_in], view_mask bool [B, S] (True = real view) -> [B, num_latents, D_llm]."""
+    def position_embedding(self, num_tokens: int, grid_hw: tuple[int, int]) -> torch.Tensor:
+        """[P, dim]: the special tokens' embeddings, then row + column embeddings in row-major order."""
+        rows, cols = (int(v) for v in grid_hw)
+        if rows * cols + self.num_special_tokens != num_tokens:
+            raise ConfigError(f"the projector got {num_tokens} tokens per view, but a {rows}x{cols} patch grid "
+                              f"has {rows * cols} + {self.num_special_tokens} special tokens")
+        if max(rows, cols) > self.max_grid:
+            raise ConfigError(f"a {rows}x{cols} patch grid exceeds model.projector.max_grid={self.max_grid}; "
+                              f"raise max_grid")
+        patches = (self.row_embed[:rows, None, :] + self.col_embed[None, :cols, :]).flatten(0, 1)
+        return torch.cat([self.special_embed, patches], dim=0)
+
+    def forward(self, tokens: torch.Tensor, view_mask: torch.Tensor | None = None,
+                grid_hw: tuple[int, int] | None = None) -> torch.Tensor:
+        """tokens [B, S, P, C_in], view_mask bool [B, S] (True = real view), grid_hw (rows, cols) of
+        the patch grid (needed with ``pos_embed``) -> [B, num_latents, D_llm]."""
         b, s, p, _ = tokens.shape
         if s > self.max_views:
             raise ConfigError(f"model.projector.max_views is {self.max_views} but a batch has {s} views; "
                               f"raise max_views or lower data.num_views")
         x = self.input_proj(self.input_norm(tokens))  # [B, S, P, dim]
         x = x + self.view_embed.weight[:s, None, :]  # view s's embedding on each of its P tokens
+        if self.row_embed is not None:
+            if grid_hw is None:
+                raise ConfigError("model.projector.pos_embed needs the patch grid (grid_hw) of the views")
+            x = x + self.position_embedding(p, grid_hw).to(x.dtype)
         x = x.flatten(1, 2)  # [B, S*P, dim]
         media_mask = None
         if view_mask is not None:

@@ -247,6 +247,15 @@ class VQModel(nn.Module):
                                         view_mask=view_mask)  # [B, S, P, C_in]
         return feats.masked_fill(~view_mask[:, :, None, None], 0.0)
 
+    def patch_grid(self, batch: dict) -> tuple[int, int]:
+        """(rows, cols) of the aggregator's patch grid for this batch's (padded) image size."""
+        if batch.get("images") is not None:
+            h, w = batch["images"].shape[-2:]
+        else:
+            h, w = batch["geometry"]["image_hw"]
+        patch = self.config.model.encoder.patch_size
+        return int(h) // patch, int(w) // patch
+
     def vision_tokens(self, batch: dict, samples: list[int]) -> list[torch.Tensor]:
         """Vision tokens [N_i, D_llm] of the given samples: projector latents, then one geometry token
         per valid view when the record has geometry (and geometry is enabled)."""
@@ -256,7 +265,7 @@ class VQModel(nn.Module):
         else:
             feats = self.encode_views(batch["images"][samples], view_mask)
         proj_param = self.projector.latents
-        latents = self.projector(feats.to(dtype=proj_param.dtype), view_mask)  # [b, L, D]
+        latents = self.projector(feats.to(dtype=proj_param.dtype), view_mask, self.patch_grid(batch))  # [b, L, D]
         geo_tokens = None
         geom_mask = batch.get("geom_mask")
         # The geometry encoder runs whenever it exists, even if no sample of this batch has geometry:
@@ -523,7 +532,8 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
     hidden = llm.get_input_embeddings().embedding_dim
     in_dim = 2 * mcfg.encoder.embed_dim * len(mcfg.encoder.layers)
     with _seeded(seed), meta_ctx:
-        projector = PerceiverResampler.from_config(mcfg.projector, in_dim, hidden)
+        projector = PerceiverResampler.from_config(mcfg.projector, in_dim, hidden,
+                                                   num_special_tokens=1 + mcfg.encoder.num_register_tokens)
     geometry = None
     if mcfg.geometry.enabled:
         with _seeded(seed + 1), meta_ctx:
