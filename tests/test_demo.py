@@ -54,14 +54,19 @@ def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_shortened_demo_learns_from_the_views(tmp_path, monkeypatch):
-    """A shortened demo (800 rooms, 1000 steps; ~6 min on 2 cores): the views must matter.
+    """A shortened demo (800 rooms, 700 steps; 4.5 min on 2 idle cores, so CI runs it): the views
+    must matter.
 
-    The full default run gives +3 EM overall and +22 on measurement questions, and a 1.17x answer
-    loss with shuffled views; the shortened run (measured: 1.04x, +2.4 EM) checks that shuffling the
-    views raises the loss and that vision never hurts.
+    The full default run (3000 rooms, 1800 steps) gives +13.7 EM overall, +75 on room_colour and a
+    1.60x answer loss with shuffled views. The shortened run measured +6.2 EM (31.9 vs 25.7), room_colour
+    45.0 vs 20.0 and a 1.17x loss ratio; the thresholds leave room for noise but fail a model that
+    ignores its views (ratio 1.0, full = blind).
     """
     monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[1])
-    summary = _tiny_demo(tmp_path, steps=1000, scenes=800)
-    assert summary["loss_shuffled_views"] >= 1.02 * summary["loss_views"], summary
-    assert summary["em_full"] >= summary["em_blind"], summary
+    summary = _tiny_demo(tmp_path, steps=700, scenes=800)
+    room = summary["by_qtype"]["room_colour"]
+    assert room["full"]["em"] >= room["blind"]["em"] + 12, summary
+    assert summary["em_full"] >= summary["em_blind"] + 3, summary
+    assert summary["loss_shuffled_views"] >= 1.08 * summary["loss_views"], summary

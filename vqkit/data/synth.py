@@ -2,7 +2,7 @@
 
 Each scene is a random rectangular or L-shaped room (walls, floor, ceiling, doors and windows cut
 into the walls) furnished with RoomPlan object categories built from a few boxes each, in colours
-from a small named palette. V cameras at eye height look into the room like a person scanning with
+from a small named palette; walls and floor tiles are painted from palettes of their own. V cameras at eye height look into the room like a person scanning with
 a phone; RGB and depth are ray cast on the CPU (:mod:`vqkit.data.synth_render`); questions with short
 one-word answers come from the layout (:mod:`vqkit.data.synth_questions`); the RoomPlan layout of
 each scene is the Stage 2 target.
