@@ -212,7 +212,7 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     print("next:")
     print("  notebooks:  .venv/bin/jupyter lab notebooks/   (01 data + 3D poses, 02 model, 03 debug run, 04 answer viewer)")
     print(f"  ask:        .venv/bin/vqkit ask --model {result.final_dir} --images {data_dir}/scenes/scene00000/rgb_0*.png "
-          f"--question \"how many chairs are there?\"")
+          f"--question \"What colour are the walls?\"")
     print("  real data:  docs/real_data.md (vqkit prep scanqa|sqa3d|arkit), then configs/stage1_3d.yaml")
     print("  cluster:    README.md, 'Training on a cluster' (scripts/slurm/train.sbatch)")
     return summary

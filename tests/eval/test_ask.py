@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,65 @@ def test_any_photos_any_size_and_count(model, tmp_path):
     assert isinstance(ask(model, paths, "What is this?", max_new_tokens=2), str)
     blind = build_batch(model, paths, "What is this?", blind=True)
     assert int((blind["input_ids"] == model.image_pad_id).sum()) == 0
+
+
+def _photos_with_cameras(rec, images, folder):
+    """The record's photos copied into ``folder`` with a cameras.json (vqkit synth's format) made
+    from its geom_token."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [str(shutil.copy(p, folder / f"view{i}{Path(p).suffix}")) for i, p in enumerate(images)]
+    geo = rec["geom_token"]
+    cams = [{"image": Path(p).name, **{k: geo[k][v] for k in ("R", "t", "K", "depth_hist")}}
+            for v, p in enumerate(paths)]
+    (folder / "cameras.json").write_text(json.dumps(cams))
+    return paths
+
+
+def test_cameras_next_to_the_photos_give_the_geometry_tokens(tiny_model_dir, model, eval_records, tmp_path, capsys):
+    # Record 0 has geometry: its photos plus a cameras.json must give eval's prediction exactly.
+    rec, images = _record(eval_records, 0)
+    assert rec.get("geom_token")
+    paths = _photos_with_cameras(rec, images, tmp_path / "scene")
+    rows, _ = evaluate(model, model.config, eval_records, limit=1, language=False, progress=False)
+    batch = build_batch(model, paths, rec["question"], situation=rec.get("situation"))
+    assert batch["geom_mask"].tolist() == [True]
+    assert ask(model, paths, rec["question"], situation=rec.get("situation")) == rows[0]["prediction"]
+    assert build_batch(model, paths, rec["question"], cameras=False)["geom_mask"].tolist() == [False]
+    # explicit --cameras, and --no-geometry, from the command line
+    cameras = tmp_path / "scene" / "cameras.json"
+    moved = tmp_path / "poses.json"
+    cameras.rename(moved)
+    assert build_batch(model, paths, rec["question"])["geom_mask"].tolist() == [False]  # nothing found
+    args = ["ask", "--model", str(tiny_model_dir), "--images", *paths, "--question", rec["question"]]
+    assert vqkit_main(args + ["--cameras", str(moved)]) == 0
+    with_poses = capsys.readouterr().out
+    assert with_poses == ask(model, paths, rec["question"], cameras=moved) + "\n"
+    assert vqkit_main(args + ["--no-geometry"]) == 0
+    assert capsys.readouterr().out == ask(model, paths, rec["question"], cameras=False) + "\n"
+
+
+def test_bad_cameras_are_one_line(tiny_model_dir, model, eval_records, tmp_path, capsys):
+    rec, images = _record(eval_records, 0)
+    paths = _photos_with_cameras(rec, images, tmp_path / "scene")
+    cameras = tmp_path / "scene" / "cameras.json"
+    extra = tmp_path / "scene" / "other.png"
+    Image.new("RGB", (32, 32)).save(extra)
+    # a cameras.json that does not list every photo is not picked up on its own ...
+    assert build_batch(model, paths + [str(extra)], "What?")["geom_mask"].tolist() == [False]
+    # ... and named explicitly it is an error naming the file and the photo
+    with pytest.raises(DataError, match="cameras.json: no camera for other.png"):
+        build_batch(model, paths + [str(extra)], "What?", cameras=cameras)
+    cams = json.loads(cameras.read_text())
+    cams[0]["R"] = [[2, 0, 0], [0, 1, 0], [0, 0, 1]]
+    cameras.write_text(json.dumps(cams))
+    with pytest.raises(DataError, match="field 'geom_token.R': view 0 is not a rotation"):
+        build_batch(model, paths, "What?", cameras=cameras)
+    assert vqkit_main(["ask", "--model", str(tiny_model_dir), "--images", *paths, "--question", "What?",
+                       "--cameras", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "none.json: cameras file not found" in err and len(err.splitlines()) == 1
 
 
 def test_bad_input_is_one_line(tiny_model_dir, model, tmp_path, capsys):

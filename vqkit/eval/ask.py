@@ -2,8 +2,14 @@
 
 The photos go through exactly the dataset's preprocessing (``vqkit.data.dataset.RecordDataset``:
 VGGT resize/crop, ``data.num_views`` chosen evenly when more are given) and the prompt through the
-collator, so the model sees what it saw in training. No camera geometry is needed: the record has no
-``geom_token``, so the prompt carries only the projector's vision tokens.
+collator, so the model sees what it saw in training.
+
+Camera geometry (one geometry token per view): a model trained on records with ``geom_token`` (the
+demo's, every synthetic record) answers best with it. ``--cameras FILE`` gives it as a list of
+``{"image": name, "R", "t", "K", "depth_hist"}`` (the ``cameras.json`` that ``vqkit synth`` writes
+next to a room's views); without ``--cameras`` such a file next to the photos is used when it lists
+every photo, and ``--no-geometry`` leaves geometry out (then the prompt carries only the projector's
+vision tokens, as for photos without poses).
 
     vqkit ask --model runs/demo/final --images a.jpg b.jpg c.jpg --question "How many chairs are there?"
     vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json
@@ -31,9 +37,50 @@ from vqkit.errors import ConfigError, DataError
 from vqkit.cli import add_overrides_argument
 
 
+def cameras_next_to(images: Sequence[str]) -> Path | None:
+    """The ``cameras.json`` beside the first photo, if it lists every photo by file name."""
+    path = Path(images[0]).parent / "cameras.json"
+    if not path.is_file():
+        return None
+    try:
+        names = {Path(c["image"]).name for c in json.loads(path.read_text())}
+    except (ValueError, KeyError, TypeError):
+        return None
+    return path if all(Path(p).name in names for p in images) else None
+
+
+def load_geometry(cameras_file: str | Path, images: Sequence[str], depth_bins: int):
+    """The :class:`vqkit.data.schema.Geometry` of ``images`` from a cameras file (a list of
+    ``{"image", "R", "t", "K", "depth_hist"}``), matched by image file name, checked like a record's
+    ``geom_token`` (errors name the file and field)."""
+    from vqkit.data.schema import _Ctx, _geometry
+
+    path = Path(cameras_file)
+    if not path.is_file():
+        raise DataError(f"{path}: cameras file not found")
+    try:
+        cameras = json.loads(path.read_text())
+        by_name = {Path(c["image"]).name: c for c in cameras}
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: expected a JSON list of cameras with 'image', R, t, K, depth_hist ({e})") from None
+    missing = [Path(p).name for p in images if Path(p).name not in by_name]
+    if missing:
+        raise DataError(f"{path}: no camera for {', '.join(missing)}")
+    chosen = [by_name[Path(p).name] for p in images]
+    token = {key: [c.get(key) for c in chosen] for key in ("R", "t", "K", "depth_hist")}
+    if any(v is None for v in token["depth_hist"]):
+        del token["depth_hist"]
+    ctx = _Ctx(path, path.parent, allow_outside_root=True, depth_bins=depth_bins, check_files=False)
+    return _geometry(token, len(images), ctx)
+
+
 def build_batch(model, images: Sequence[str], question: str, *, situation: str | None = None,
-                blind: bool = False, cfg=None) -> dict:
-    """A generate-mode batch of one record made of ``images`` and ``question`` (no geometry)."""
+                blind: bool = False, cfg=None, cameras: str | Path | bool | None = None) -> dict:
+    """A generate-mode batch of one record made of ``images`` and ``question``.
+
+    ``cameras``: a cameras file (see the module docstring), None to use a ``cameras.json`` next to the
+    photos when it lists them all, False for no geometry.
+    """
     from vqkit.data.collate import Collator
     from vqkit.data.dataset import RecordDataset
     from vqkit.data.schema import Record
@@ -49,8 +96,11 @@ def build_batch(model, images: Sequence[str], question: str, *, situation: str |
         if not path.is_file():
             raise DataError(f"{p}: image not found")
         paths.append(str(path.resolve()))
+    if cameras is None:
+        cameras = cameras_next_to(paths)
+    geometry = load_geometry(cameras, paths, cfg.model.geometry.depth_bins) if cameras else None
     record = Record(images=paths, question=question.strip(), answer="", situation=situation, id="ask",
-                    task="ask", source="<command line>", line=0)
+                    task="ask", source="<command line>", line=0, geometry=geometry)
     dataset = RecordDataset([record], cfg.data, train=False, seed=cfg.train.seed,
                             depth_bins=cfg.model.geometry.depth_bins, max_depth=cfg.model.geometry.max_depth,
                             name="ask")
@@ -59,18 +109,21 @@ def build_batch(model, images: Sequence[str], question: str, *, situation: str |
 
 
 def ask(model, images: Sequence[str], question: str, *, situation: str | None = None,
-        max_new_tokens: int | None = None, blind: bool = False, cfg=None) -> str:
-    """The model's answer to ``question`` about ``images`` (greedy unless ``cfg.eval`` samples)."""
+        max_new_tokens: int | None = None, blind: bool = False, cfg=None,
+        cameras: str | Path | bool | None = None) -> str:
+    """The model's answer to ``question`` about ``images`` (greedy unless ``cfg.eval`` samples);
+    ``cameras`` as in :func:`build_batch`."""
     from vqkit.eval.run import generation_kwargs
 
     cfg = cfg if cfg is not None else model.config
-    batch = build_batch(model, images, question, situation=situation, blind=blind, cfg=cfg)
+    batch = build_batch(model, images, question, situation=situation, blind=blind, cfg=cfg, cameras=cameras)
     budget = max_new_tokens or cfg.eval.max_new_tokens
     return model.generate(batch, max_new_tokens=budget, **generation_kwargs(cfg))[0]
 
 
 def ask_roomplan(model, images: Sequence[str], *, question: str | None = None,
-                 max_new_tokens: int | None = None, blind: bool = False, cfg=None):
+                 max_new_tokens: int | None = None, blind: bool = False, cfg=None,
+                 cameras: str | Path | bool | None = None):
     """A Stage 2 model's layout of the room in ``images``: ``(room, problems, text)``.
 
     ``text`` is the generated layout text (budget ``eval.roomplan_max_new_tokens``; generation stops
@@ -84,7 +137,7 @@ def ask_roomplan(model, images: Sequence[str], *, question: str | None = None,
     from vqkit.roomplan import Room
 
     cfg = cfg if cfg is not None else model.config
-    batch = build_batch(model, images, question or ROOMPLAN_QUESTION, blind=blind, cfg=cfg)
+    batch = build_batch(model, images, question or ROOMPLAN_QUESTION, blind=blind, cfg=cfg, cameras=cameras)
     budget = max_new_tokens or cfg.eval.roomplan_max_new_tokens
     text = model.generate(batch, max_new_tokens=budget, stop_on_repeated_line=True, **generation_kwargs(cfg))[0]
     room, problems = Room.from_text(text)
@@ -114,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens; "
                                                             "eval.roomplan_max_new_tokens with --roomplan)")
     parser.add_argument("--blind", action="store_true", help="ignore the photos (text-only baseline)")
+    geometry = parser.add_mutually_exclusive_group()
+    geometry.add_argument("--cameras", metavar="FILE",
+                          help="camera poses of the photos: a JSON list of {image, R, t, K, depth_hist} "
+                               "(default: cameras.json next to the photos when it lists them all)")
+    geometry.add_argument("--no-geometry", action="store_true", help="no camera geometry, even if a cameras.json is found")
     add_overrides_argument(parser, "config override on top of the model's config, e.g. eval.do_sample=true")
     parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -133,16 +191,17 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--out writes a layout: use it with --roomplan")
     if args.roomplan and args.situation:
         raise ConfigError("--situation does not apply to --roomplan")
+    cameras = False if args.no_geometry else args.cameras
     model_dir = Path(args.model)
     cfg = _model_config(model_dir, args.overrides)
     model = load_model(model_dir, device=_device(args.device), encoder_weights=args.encoder_weights)
     if not args.roomplan:
         answer = ask(model, args.images, args.question, situation=args.situation,
-                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg)
+                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg, cameras=cameras)
         print(answer)
         return 0
     room, problems, _ = ask_roomplan(model, args.images, question=args.question,
-                                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg)
+                                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg, cameras=cameras)
     text = json.dumps(room.to_capturedroom(), indent=2) + "\n"
     if args.out:
         out = Path(args.out)
