@@ -240,6 +240,9 @@ class DataConfig:
     """How to pick num_views of more: evenly spaced, the first ones, or random (training only)."""
     view_dropout: float = 0.0
     """Training only: drop each view with this probability (always keeps at least one)."""
+    geometry_dropout: float = 0.0
+    """Training only: leave out a record's camera geometry (its geometry tokens) with this probability,
+    so the model also answers photos without poses (``vqkit ask --no-geometry``, phone photos)."""
     image_size: int = 448
     """Target image width (and height in crop mode); a multiple of 14."""
     resize_mode: Literal["crop", "pad"] = "crop"
@@ -271,6 +274,7 @@ class DataConfig:
                f"try {max(14, round(self.image_size / 14) * 14)}")
         _check(self.num_views >= 1, "data.num_views must be >= 1")
         _check(0.0 <= self.view_dropout < 1.0, "data.view_dropout must be in [0, 1)")
+        _check(0.0 <= self.geometry_dropout <= 1.0, "data.geometry_dropout must be in [0, 1]")
         _check(self.max_length >= 16, "data.max_length must be >= 16")
         if self.prompt_template != "chat":
             _check("{question}" in self.prompt_template and "<image>" in self.prompt_template

@@ -70,6 +70,31 @@ def test_items_are_deterministic_per_seed_epoch_index(tmp_path):
     assert all(val[(e, 0, False)]["meta"]["views"] == [0, 2, 5] for e in range(3))
 
 
+def test_geometry_dropout_is_training_only_and_deterministic(tmp_path):
+    corpus = make_corpus(tmp_path / "d", n=41, views=2, size=(28, 28))
+    assert all(r.get("geom_token") for r in corpus.records[:40])  # the last one has none
+    cfg = _cfg(corpus.path, geometry_dropout=0.5)
+
+    def flags(split, seed=1, epoch=0):
+        ds = build_dataset(cfg, split, seed=seed)
+        return [bool(ds[(epoch, i, False)]["has_geometry"]) for i in range(40)]
+
+    kept = flags("train")
+    assert 8 <= sum(kept) <= 32  # about half of 40 keep their geometry
+    assert kept == flags("train") and kept != flags("train", epoch=1)  # a function of (seed, epoch, index)
+    ds = build_dataset(cfg, "train", seed=1)
+    dropped = next(i for i, k in enumerate(kept) if not k)
+    assert torch.all(ds[(0, dropped, False)]["R"] == 0)  # no geometry at all, as for a record without poses
+    assert all(flags("val"))  # never at evaluation
+    # without dropout nothing changes, the views drawn included
+    plain = _cfg(corpus.path, view_sampling="random", num_views=1)
+    with_zero = _cfg(corpus.path, view_sampling="random", num_views=1, geometry_dropout=0.0)
+    a, b = build_dataset(plain, "train", seed=1), build_dataset(with_zero, "train", seed=1)
+    assert all(a[i]["meta"]["views"] == b[i]["meta"]["views"] and b[i]["has_geometry"] for i in range(40))
+    with pytest.raises(Exception, match="geometry_dropout"):
+        _cfg(corpus.path, geometry_dropout=1.5)
+
+
 def test_mixing_by_weight_is_deterministic(tmp_path):
     a = make_corpus(tmp_path / "a", n=10, views=1, size=(28, 28), seed=1)
     b = make_corpus(tmp_path / "b", n=4, views=1, size=(28, 28), seed=2)

@@ -164,6 +164,10 @@ class RecordDataset(Dataset):
         cfg = self.cfg
         views = choose_views(rec.num_views, cfg.num_views, cfg.view_sampling, cfg.view_dropout,
                              self.train, rng)
+        geometry = rec.geometry
+        # Drawn only when asked for, so runs without geometry dropout keep their random streams.
+        if geometry is not None and self.train and cfg.geometry_dropout > 0 and rng.random() < cfg.geometry_dropout:
+            geometry = None
         features = None
         if self.feature_cache is not None:
             # Cached encoder features of the chosen views (vqkit.cache); K follows the same resize
@@ -185,10 +189,10 @@ class RecordDataset(Dataset):
             **({"features": features, "image_hw": hw} if features is not None else {"images": torch.stack(images)}),
             "R": torch.zeros(V, 3, 3), "t": torch.zeros(V, 3), "K": torch.zeros(V, 3, 3),
             "depth_hist": torch.zeros(V, self.depth_bins),
-            "has_geometry": rec.geometry is not None,
+            "has_geometry": geometry is not None,
         }
-        if rec.geometry is not None:
-            geo = rec.geometry.select(views)
+        if geometry is not None:
+            geo = geometry.select(views)
             sample["R"] = torch.from_numpy(geo.R.astype(np.float32))
             sample["t"] = torch.from_numpy(geo.t.astype(np.float32))
             K = np.stack([p.intrinsics(k) for p, k in zip(plans, geo.K)])
@@ -201,7 +205,7 @@ class RecordDataset(Dataset):
             depths = [load_depth(rec.depths[v], p) for v, p in zip(views, plans)]
             depths = _pad_to_common(depths, fill=0.0, shifts=Ks_shift)[0]
             sample["depths"] = torch.stack(depths)
-            if rec.geometry is not None and rec.geometry.depth_hist is None:
+            if geometry is not None and geometry.depth_hist is None:
                 sample["depth_hist"] = torch.from_numpy(np.stack(
                     [depth_histogram(d.numpy(), self.depth_bins, self.max_depth) for d in depths]))
         meta = rec.meta()
