@@ -38,9 +38,9 @@ from typing import Any
 
 import torch
 
+from vqkit.cli import add_overrides_argument
 from vqkit.config import Config, SourceConfig, load_config
 from vqkit.errors import ConfigError
-from vqkit.cli import add_overrides_argument
 
 log = logging.getLogger("vqkit.bench")
 

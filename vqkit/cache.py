@@ -58,8 +58,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.cli import add_overrides_argument
+from vqkit.errors import CheckpointError, ConfigError, DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config import Config, DataConfig, EncoderConfig

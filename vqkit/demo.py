@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
+from vqkit.cli import add_overrides_argument
 from vqkit.config import Config, SourceConfig, load_config
 from vqkit.errors import CheckpointError
-from vqkit.cli import add_overrides_argument
 
 DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0}
 

@@ -42,9 +42,9 @@ from typing import Any
 
 import torch
 
+from vqkit.cli import add_overrides_argument
 from vqkit.config import Config, load_config
 from vqkit.errors import ConfigError
-from vqkit.cli import add_overrides_argument
 
 MB = 2**20
 GB = 2**30
@@ -143,8 +143,7 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
     view_mask = torch.ones(1, num_views, dtype=torch.bool, device="meta")
     counter = SavedTensors(model)
     with counter.context():
-        patch = cfg.model.encoder.patch_size
-        latents = model.projector(feats, view_mask, (feature_hw[0] // patch, feature_hw[1] // patch))
+        model.projector(feats, view_mask, shape.grid)
         if model.geometry is not None:
             bins = cfg.model.geometry.depth_bins
             geo = {"R": torch.empty(1, num_views, 3, 3, device="meta"), "t": torch.empty(1, num_views, 3, device="meta"),

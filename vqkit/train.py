@@ -32,9 +32,9 @@ from pathlib import Path
 
 import torch
 
+from vqkit.cli import add_overrides_argument
 from vqkit.config import Config, ConfigError, load_config, save_config
 from vqkit.errors import VQKitError
-from vqkit.cli import add_overrides_argument
 
 # ----------------------------------------------------------------------------------------------
 # Setup helpers

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 
 from vqkit.data import geometry as geo
+from vqkit.data.schema import cameras_beside
 from vqkit.errors import DataError
 from vqkit.roomplan import CATEGORIES, Room, box_corners_2d
 
@@ -102,15 +103,6 @@ def _room_next_to(image_path: str | os.PathLike) -> Room | None:
     from vqkit.data.synth import room_from_layout
 
     return room_from_layout(json.loads(layout.read_text()))
-
-
-def _cameras_next_to(image_path: str | os.PathLike) -> dict[str, dict] | None:
-    """A synthetic scene's cameras (R, t, K, ...) by image file name, from ``cameras.json`` next to
-    a view, if any."""
-    path = Path(image_path).parent / "cameras.json"
-    if not path.is_file():
-        return None
-    return {Path(c["image"]).name: c for c in json.loads(path.read_text())}
 
 
 def load_scene_dir(scene_dir: str | os.PathLike) -> SceneView:
@@ -1129,13 +1121,12 @@ class AnswerViewer:
         if not images:
             return None
         scene = SceneView(list(images), scene_id=row.get("scene_id"), title=row.get("scene_id") or "")
-        by_name = _cameras_next_to(images[0])
-        if by_name is not None:
-            if all(Path(p).name in by_name for p in images):
-                chosen = [by_name[Path(p).name] for p in images]
-                scene.R = np.array([c["R"] for c in chosen], dtype=np.float64)
-                scene.t = np.array([c["t"] for c in chosen], dtype=np.float64)
-                scene.K = np.array([c["K"] for c in chosen], dtype=np.float64)
+        found = cameras_beside(images)
+        if found is not None:
+            chosen = [found[1][Path(p).name] for p in images]
+            scene.R = np.array([c["R"] for c in chosen], dtype=np.float64)
+            scene.t = np.array([c["t"] for c in chosen], dtype=np.float64)
+            scene.K = np.array([c["K"] for c in chosen], dtype=np.float64)
         scene.room = _room_of_roomplan(row.get("roomplan")) if row.get("roomplan") else _room_next_to(images[0])
         return scene
 

@@ -2,10 +2,10 @@
 
 Each scene is a random rectangular or L-shaped room (walls, floor, ceiling, doors and windows cut
 into the walls) furnished with RoomPlan object categories built from a few boxes each, in colours
-from a small named palette; walls and floor tiles are painted from palettes of their own. V cameras at eye height look into the room like a person scanning with
-a phone; RGB and depth are ray cast on the CPU (:mod:`vqkit.data.synth_render`); questions with short
-one-word answers come from the layout (:mod:`vqkit.data.synth_questions`); the RoomPlan layout of
-each scene is the Stage 2 target.
+from a small named palette; walls and floor tiles are painted from palettes of their own. V cameras
+at eye height look into the room like a person scanning with a phone; RGB and depth are ray cast
+on the CPU (:mod:`vqkit.data.synth_render`); questions with short one-word answers come from the
+layout (:mod:`vqkit.data.synth_questions`); the RoomPlan layout of each scene is the Stage 2 target.
 
 World frame: metres, z-up, floor at z = 0, the room's bounding box is [0, W] x [0, D] x [0, H].
 Cameras: ``R, t`` world-to-camera in OpenCV axes (``x_cam = R @ x_world + t``), K of the stored image.
@@ -77,7 +77,7 @@ FLOOR_PALETTE: dict[str, tuple[float, float, float]] = {
     "cream": (0.88, 0.84, 0.72),
 }
 WHITE, DARK, GREY = (0.93, 0.93, 0.92), (0.05, 0.05, 0.06), (0.6, 0.6, 0.62)
-WALL_RGB, CEILING_RGB, FLOOR_RGB = (0.82, 0.80, 0.76), (0.95, 0.95, 0.95), (0.58, 0.55, 0.50)  # defaults
+CEILING_RGB = (0.95, 0.95, 0.95)
 DOOR_RGB, WINDOW_RGB, FRAME_RGB = (0.50, 0.36, 0.24), (0.70, 0.86, 0.97), (0.96, 0.96, 0.96)
 
 # RoomPlan category -> the word used in questions and answers (singular, plural).
@@ -437,8 +437,8 @@ def sample_objects(rng: np.random.Generator, room: dict, doors: list[dict], wind
 
 
 def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list[dict],
-               wall_rgb=WALL_RGB, floor_rgb=FLOOR_RGB) -> SceneMesh:
-    """Triangle soup of the scene. Walls are zero-thickness planes on the polygon's edges with holes
+               wall_rgb: tuple[float, float, float], floor_rgb: tuple[float, float, float]) -> SceneMesh:
+    """Triangle soup of the scene, walls and floor tiles in the given paint. Walls are zero-thickness planes on the polygon's edges with holes
     for doors and windows, filled by their (coplanar) panels, so every surface lies inside the room's
     bounding box."""
     mesh = SceneMesh()

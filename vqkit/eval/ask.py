@@ -32,46 +32,24 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from vqkit.cli import run_main
+from vqkit.cli import add_overrides_argument, run_main
 from vqkit.errors import ConfigError, DataError
-from vqkit.cli import add_overrides_argument
 
 
-def cameras_next_to(images: Sequence[str]) -> Path | None:
-    """The ``cameras.json`` beside the first photo, if it lists every photo by file name."""
-    path = Path(images[0]).parent / "cameras.json"
-    if not path.is_file():
+def _geometry_of(cameras: str | Path | bool | None, paths: list[str], depth_bins: int):
+    """The photos' Geometry from ``cameras`` (see :func:`build_batch`), or None."""
+    from vqkit.data.schema import cameras_beside, geometry_from_cameras, read_cameras
+
+    if cameras is False:
         return None
-    try:
-        names = {Path(c["image"]).name for c in json.loads(path.read_text())}
-    except (ValueError, KeyError, TypeError):
-        return None
-    return path if all(Path(p).name in names for p in images) else None
-
-
-def load_geometry(cameras_file: str | Path, images: Sequence[str], depth_bins: int):
-    """The :class:`vqkit.data.schema.Geometry` of ``images`` from a cameras file (a list of
-    ``{"image", "R", "t", "K", "depth_hist"}``), matched by image file name, checked like a record's
-    ``geom_token`` (errors name the file and field)."""
-    from vqkit.data.schema import _Ctx, _geometry
-
-    path = Path(cameras_file)
-    if not path.is_file():
-        raise DataError(f"{path}: cameras file not found")
-    try:
-        cameras = json.loads(path.read_text())
-        by_name = {Path(c["image"]).name: c for c in cameras}
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: expected a JSON list of cameras with 'image', R, t, K, depth_hist ({e})") from None
-    missing = [Path(p).name for p in images if Path(p).name not in by_name]
-    if missing:
-        raise DataError(f"{path}: no camera for {', '.join(missing)}")
-    chosen = [by_name[Path(p).name] for p in images]
-    token = {key: [c.get(key) for c in chosen] for key in ("R", "t", "K", "depth_hist")}
-    if any(v is None for v in token["depth_hist"]):
-        del token["depth_hist"]
-    ctx = _Ctx(path, path.parent, allow_outside_root=True, depth_bins=depth_bins, check_files=False)
-    return _geometry(token, len(images), ctx)
+    if cameras is None:
+        found = cameras_beside(paths)
+        if found is None:
+            return None
+        source, by_name = found
+    else:
+        source, by_name = Path(cameras), read_cameras(cameras)
+    return geometry_from_cameras(by_name, paths, depth_bins, source)
 
 
 def build_batch(model, images: Sequence[str], question: str, *, situation: str | None = None,
@@ -96,9 +74,7 @@ def build_batch(model, images: Sequence[str], question: str, *, situation: str |
         if not path.is_file():
             raise DataError(f"{p}: image not found")
         paths.append(str(path.resolve()))
-    if cameras is None:
-        cameras = cameras_next_to(paths)
-    geometry = load_geometry(cameras, paths, cfg.model.geometry.depth_bins) if cameras else None
+    geometry = _geometry_of(cameras, paths, cfg.model.geometry.depth_bins)
     record = Record(images=paths, question=question.strip(), answer="", situation=situation, id="ask",
                     task="ask", source="<command line>", line=0, geometry=geometry)
     dataset = RecordDataset([record], cfg.data, train=False, seed=cfg.train.seed,

@@ -39,10 +39,9 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 
-from vqkit.cli import run_main
+from vqkit.cli import add_overrides_argument, run_main
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.eval.metrics import score, sqa3d_qtype
-from vqkit.cli import add_overrides_argument
 
 if TYPE_CHECKING:  # pragma: no cover
     from torch.utils.data import Dataset

@@ -249,12 +249,13 @@ class VQModel(nn.Module):
 
     def patch_grid(self, batch: dict) -> tuple[int, int]:
         """(rows, cols) of the aggregator's patch grid for this batch's (padded) image size."""
+        from vqkit.models.vggt import feature_shape
+
         if batch.get("images") is not None:
             h, w = batch["images"].shape[-2:]
         else:
             h, w = batch["geometry"]["image_hw"]
-        patch = self.config.model.encoder.patch_size
-        return int(h) // patch, int(w) // patch
+        return feature_shape(self.config.model.encoder, int(h), int(w)).grid
 
     def vision_tokens(self, batch: dict, samples: list[int]) -> list[torch.Tensor]:
         """Vision tokens [N_i, D_llm] of the given samples: projector latents, then one geometry token
@@ -533,7 +534,7 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
     in_dim = 2 * mcfg.encoder.embed_dim * len(mcfg.encoder.layers)
     with _seeded(seed), meta_ctx:
         projector = PerceiverResampler.from_config(mcfg.projector, in_dim, hidden,
-                                                   num_special_tokens=1 + mcfg.encoder.num_register_tokens)
+                                                   num_special_tokens=encoder.patch_start_idx)
     geometry = None
     if mcfg.geometry.enabled:
         with _seeded(seed + 1), meta_ctx:
