@@ -98,7 +98,9 @@ def ensure_data(cfg: Config, data_dir: str | None = None, scenes: int = 24) -> t
     tok_path = llm.tokenizer or llm.name_or_path
     if llm.from_config and not Path(tok_path).exists() and (root / "tokenizer").is_dir():
         llm.tokenizer = str(root / "tokenizer")
-        if not Path(llm.name_or_path).exists():
+        # name_or_path is only a tokenizer folder when the architecture comes from the overrides; a hub
+        # id without model_type there names the architecture to build (random weights), so it stays.
+        if "model_type" in llm.config_overrides and not Path(llm.name_or_path).exists():
             llm.name_or_path = str(root / "tokenizer")
     return cfg, generated
 

@@ -142,7 +142,9 @@ class LLMConfig:
     tokenizer: str | None = None
     """Tokenizer hub id or folder; None = name_or_path."""
     from_config: bool = False
-    """Build the LLM from its config with random weights instead of loading them (tests, demo)."""
+    """Build the LLM from its config with random weights instead of loading them (tests, demo). The
+    config is config_overrides when it names model_type, else name_or_path's (a known hub id such as
+    Qwen/Qwen3-4B-Instruct-2507 works offline): the real architecture without its weights."""
     config_overrides: dict[str, Any] = field(default_factory=dict)
     """Config fields to override (e.g. a tiny Qwen3: hidden_size, num_hidden_layers, ...). With
     from_config and model_type set, no hub access is needed; vocab_size defaults to the tokenizer's."""

@@ -374,17 +374,17 @@ def format_plan(plan: Plan, cfg_path: str = "") -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def measure_step(cfg: Config, batch_size: int, device: str, steps: int = 2) -> dict[str, Any]:
-    """Run ``steps`` real training steps at ``batch_size``; returns peak memory (max allocated on a
-    GPU, peak RSS on the CPU) and the padded sequence length of the batch."""
-    from vqkit.bench import _autocast, ensure_data, full_step, peak_rss_mb
+def step_setup(cfg: Config, device: str, data_dir: str | None = None) -> dict[str, Any]:
+    """What real probe steps need, built once: the model, its optimizer, the training set and the
+    collator (the data of ``data_dir``, or a generated synthetic set when the config's is missing)."""
+    from vqkit.bench import _autocast, ensure_data
     from vqkit.data.collate import Collator
     from vqkit.data.dataset import build_dataset
     from vqkit.data.tokenizer import load_tokenizer
     from vqkit.models.vlm import build_model
-    from vqkit.train import move_to_device, set_seed
+    from vqkit.train import set_seed
 
-    cfg, _ = ensure_data(cfg)
+    cfg, _ = ensure_data(cfg, data_dir)
     set_seed(cfg.train.seed)
     dev = torch.device(device)
     tokenizer = load_tokenizer(cfg.model.llm)
@@ -393,45 +393,59 @@ def measure_step(cfg: Config, batch_size: int, device: str, steps: int = 2) -> d
         from vqkit.cache import attach_feature_cache
 
         attach_feature_cache(dataset, cfg)
-    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train")
-    batch = collator([dataset[i % len(dataset)] for i in range(batch_size)])
     model = build_model(cfg, tokenizer=tokenizer, device=dev)
     model.train()
-    optimizer = torch.optim.AdamW(model.param_groups(cfg.train), lr=cfg.train.lr)
+    return {"device": dev, "dataset": dataset, "collator": Collator(tokenizer, cfg.model, cfg.data, mode="train"),
+            "model": model, "optimizer": torch.optim.AdamW(model.param_groups(cfg.train), lr=cfg.train.lr),
+            "autocast": _autocast(cfg, dev)}
+
+
+def measure_step(setup: dict[str, Any], batch_size: int, steps: int = 2) -> dict[str, Any]:
+    """Run ``steps`` real training steps at ``batch_size`` (samples repeat when the set is smaller);
+    returns peak memory (max allocated on a GPU, peak RSS on the CPU) and the padded sequence length."""
+    from vqkit.bench import full_step, peak_rss_mb
+    from vqkit.train import move_to_device
+
+    dev, dataset = setup["device"], setup["dataset"]
+    batch = setup["collator"]([dataset[i % len(dataset)] for i in range(batch_size)])
     batch = move_to_device(batch, dev)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     before = current_rss()
     for _ in range(steps):
-        full_step(model, optimizer, batch, _autocast(cfg, dev))
+        full_step(setup["model"], setup["optimizer"], batch, setup["autocast"])
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak_rss_mb() * MB
     return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": int(batch["input_ids"].shape[1]),
             "rss_before_step_mb": before / MB}
 
 
-def probe_cpu(config_path: str, overrides: list[str], batch_size: int) -> dict[str, Any]:
+def probe_cpu(config_path: str, overrides: list[str], batch_size: int, data_dir: str | None = None) -> dict[str, Any]:
     """One real step in a fresh process (so its peak RSS is this step's alone)."""
     cmd = [sys.executable, "-m", "vqkit.plan", "--config", config_path, "--measure", str(batch_size), "--device", "cpu"]
     for o in overrides:
         cmd += ["--set", o]
+    if data_dir:
+        cmd += ["--data", data_dir]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if proc.returncode != 0:
         raise ConfigError(f"probe step failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def probe_gpu(cfg: Config, plan_args: dict, max_batch: int = 4096) -> list[dict[str, Any]]:
-    """Real steps at batch 1, 2, 4, ... until one runs out of memory; each with the plan's
-    prediction at the measured sequence length."""
+def probe_gpu(cfg: Config, plan_args: dict, max_batch: int = 4096, data_dir: str | None = None) -> list[dict[str, Any]]:
+    """Real steps at batch 1, 2, 4, ... (one model, built once) until one runs out of memory or
+    ``max_batch`` is passed; each with the plan's prediction at the measured sequence length."""
+    setup = step_setup(cfg, "cuda", data_dir)
     out = []
     bs = 1
     while bs <= max_batch:
         try:
-            m = measure_step(cfg, bs, "cuda")
+            m = measure_step(setup, bs)
         except torch.cuda.OutOfMemoryError:
             out.append({"batch_size": bs, "fits": False})
             break
         finally:
+            setup["optimizer"].zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
         pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs)
         out.append({**m, "fits": True, "predicted_mb": pred.total(bs) / MB})
@@ -456,12 +470,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, help="report the total at this batch instead of the largest")
     parser.add_argument("--probe", action="store_true",
                         help="confirm with real steps (GPU: increasing batch until OOM; CPU: one step)")
+    parser.add_argument("--data", help="synthetic data folder (train.jsonl, tokenizer/) for --probe's steps "
+                                       "(default: the config's data, generated when missing)")
+    parser.add_argument("--max-batch", type=int, default=4096, help="largest batch --probe tries on a GPU")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # internal: one step, print JSON
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     if args.measure:
-        print(json.dumps(measure_step(cfg, args.measure, args.device)))
+        print(json.dumps(measure_step(step_setup(cfg, args.device, args.data), args.measure)))
         return 0
     plan_args = dict(gpus=args.gpus, zero=args.zero, gpu_mem_gb=args.gpu_mem, device=args.device)
     plan = make_plan(cfg, **plan_args, seq_len=args.seq_len, batch_size=args.batch_size)
@@ -471,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device == "cuda":
             if not torch.cuda.is_available():
                 raise ConfigError("--probe on the GPU needs CUDA; use --device cpu --probe on this machine")
-            rows = probe_gpu(cfg, plan_args)
+            rows = probe_gpu(cfg, plan_args, args.max_batch, args.data)
             result["probe"] = rows
             fits = [r["batch_size"] for r in rows if r["fits"]]
             text += "\n\nprobe (real steps):\n" + "\n".join(
@@ -481,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             text += f"\nlargest batch that ran: {max(fits) if fits else 0}"
         else:
             bs = args.batch_size or cfg.train.batch_size_per_gpu
-            m = probe_cpu(args.config, args.overrides, bs)
+            m = probe_cpu(args.config, args.overrides, bs, args.data)
             pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs)
             m["predicted_mb"] = pred.total(bs) / MB
             m["error"] = m["predicted_mb"] / m["peak_mb"] - 1

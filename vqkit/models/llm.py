@@ -42,18 +42,17 @@ def resolve_dtype(llm_cfg, device: str | torch.device | None = None) -> torch.dt
 def llm_config(llm_cfg, vocab_size: int | None = None, allow_known: bool = False):
     """The transformers config of the LLM.
 
-    ``from_config``: ``AutoConfig.for_model(**config_overrides)`` (needs ``model_type``), no hub
-    access; vocab_size defaults to ``vocab_size`` (the tokenizer's length). Otherwise the config of
-    ``name_or_path`` with the overrides applied; with ``allow_known`` a hub id listed in
-    :data:`KNOWN_LLM_CONFIGS` that cannot be read (offline) falls back to its known values.
+    ``from_config`` with ``model_type`` in the overrides: ``AutoConfig.for_model(**config_overrides)``,
+    no hub access; vocab_size defaults to ``vocab_size`` (the tokenizer's length). Otherwise the config
+    of ``name_or_path`` with the overrides applied; a hub id listed in :data:`KNOWN_LLM_CONFIGS` that
+    cannot be read (offline) falls back to its known values with ``allow_known`` or ``from_config``
+    (random weights of the real architecture: how the real size is benchmarked without a download).
     """
     from transformers import AutoConfig
 
     overrides = dict(llm_cfg.config_overrides)
-    if llm_cfg.from_config:
-        if "model_type" not in overrides:
-            raise ConfigError("model.llm.config_overrides needs model_type (e.g. qwen3) when "
-                              "model.llm.from_config is true")
+    allow_known = allow_known or llm_cfg.from_config
+    if llm_cfg.from_config and "model_type" in overrides:
         if vocab_size is not None:
             overrides.setdefault("vocab_size", vocab_size)
         try:
