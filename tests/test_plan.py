@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
+import torch
+import torch.nn.functional as F
 import yaml
 
 from test_cache import corpus, tiny_config, tokenizer_dir  # noqa: F401 - shared fixtures
-from vqkit.config import Config, to_dict
+from vqkit.config import Config, load_config, to_dict
 from vqkit.data.tokenizer import load_tokenizer
-from vqkit.plan import MB, count_activations, make_plan
+from vqkit.plan import MB, RealKernelsOnMeta, SavedTensors, answer_positions, count_activations, make_plan
 from vqkit.models.vlm import build_model
 
 
@@ -83,3 +86,58 @@ def test_cpu_probe_within_20_percent(corpus, tokenizer_dir, tmp_path):  # noqa: 
     probe = r["probe"][0]
     assert probe["batch_size"] == 8 and probe["peak_mb"] > 0
     assert abs(probe["error"]) < 0.2, probe
+
+
+def test_meta_pass_saves_what_fused_attention_saves():
+    q = torch.empty(2, 4, 8, 16, device="meta", requires_grad=True)
+    kv = torch.empty(2, 4, 300, 16, device="meta", requires_grad=True)
+    counter = SavedTensors()
+    with counter.context(), RealKernelsOnMeta(counter):
+        out = F.scaled_dot_product_attention(q * 1, kv * 1, kv * 2)
+    assert out.shape == (2, 4, 8, 16) and out.requires_grad
+    # q, k, v, the output and the fp32 log-sum-exp; not meta's math path with its [.., 8, 300] probabilities.
+    assert counter.total() == 4 * (2 * 4 * 8 * 16) * 2 + 4 * (2 * 4 * 300 * 16) * 2 + 4 * (2 * 4 * 8)
+
+
+def test_meta_autocast_matches_real_autocast_and_counts_weights_once():
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(24, 48), torch.nn.GELU(), torch.nn.Linear(48, 24))
+    x = torch.randn(5, 7, 24, requires_grad=True)
+    real = SavedTensors(mlp)
+    with real.context(), torch.autocast("cpu", dtype=torch.bfloat16):
+        mlp(mlp(x))  # the same weights twice: autocast reuses their bf16 copies
+    meta_mlp = torch.nn.Sequential(torch.nn.Linear(24, 48), torch.nn.GELU(), torch.nn.Linear(48, 24)).to("meta")
+    counted = SavedTensors(meta_mlp)
+    with counted.context(), RealKernelsOnMeta(counted, torch.bfloat16):
+        y = meta_mlp(meta_mlp(torch.empty(5, 7, 24, device="meta", requires_grad=True)))
+    assert y.dtype == torch.bfloat16
+    # autocast keeps one bf16 copy of each weight and bias for the step; the backward saves the weights'.
+    assert counted.fixed == 2 * (24 * 48 + 48 + 48 * 24 + 24)
+    weight_copies = 2 * (24 * 48 + 48 * 24)
+    assert counted.total() == real.total() - weight_copies  # the activations, to the byte
+
+
+def test_logits_only_at_the_answer_positions(corpus, tokenizer_dir):  # noqa: F811
+    cfg = tiny_config(corpus.root, tokenizer_dir)
+    tokenizer = load_tokenizer(cfg.model.llm)
+    k = answer_positions(cfg, tokenizer, batch_size=4)
+    assert 2 <= k < cfg.data.max_length  # an answer and its end token, never the whole sequence
+    measured = make_plan(cfg, device="cpu", gpu_mem_gb=4)
+    assert measured.answer_tokens == k
+    every = make_plan(cfg, device="cpu", gpu_mem_gb=4, answer_tokens=cfg.data.max_length)
+    assert every.per_sample > measured.per_sample
+
+
+def test_real_size_plan_matches_the_h200_measurement():
+    """The stage-1 model at its real size (VGGT-1B + Qwen3-4B, random weights) was run on an H200 by
+    scripts/gpu_real_size.sh; the plan, built on the meta device here, must stay close to it."""
+    bench = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "h200_stage1_real_size"
+    probe = json.loads((bench / "probe.json").read_text())["probe"]
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "stage1_3d.yaml",
+                      ["model.encoder.weights=null", "model.llm.from_config=true"])
+    for row in probe:
+        if row["fits"] and row["batch_size"] in (1, 8, 64):
+            # 15 positions with labels per batch: what answer_positions measured on that run's data.
+            plan = make_plan(cfg, gpus=1, gpu_mem_gb=139.8, seq_len=row["seq_len"], batch_size=row["batch_size"],
+                             answer_tokens=15)
+            assert plan.total(row["batch_size"]) / MB == pytest.approx(row["peak_mb"], rel=0.10), row

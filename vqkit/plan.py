@@ -2,7 +2,10 @@
 
 Nothing real is allocated: the model is built on the meta device (``build_model(cfg, device="meta")``)
 and one forward pass runs there under ``torch.autograd.graph.saved_tensors_hooks``, which sees every
-tensor autograd keeps for the backward pass with its true shape and dtype. Per GPU:
+tensor autograd keeps for the backward pass with its true shape and dtype. :class:`RealKernelsOnMeta`
+makes that pass save what the real run saves: fused attention (output and log-sum-exp, not the
+probabilities of meta's math fallback) and, for a GPU plan, autocast's casts (bf16 copies of matmul
+inputs; each weight's copy once per step). Per GPU:
 
 - parameters by component and dtype (what the training code holds: without DeepSpeed the LLM in
   ``llm.dtype`` (auto = bf16 on a GPU), the aggregator, projector, geometry encoder and LoRA in
@@ -11,21 +14,29 @@ tensor autograd keeps for the backward pass with its true shape and dtype. Per G
 - AdamW state: two fp32 moments (+ an fp32 master copy under DeepSpeed bf16), partitioned by ZeRO;
 - activations: the saved tensors of the projector, geometry encoder and LLM for one sample of
   ``--seq-len`` tokens (default ``data.max_length``, the longest a sample can be), times the batch.
-  With ``llm.gradient_checkpointing`` the LLM keeps only each layer's input plus one layer's
+  The LM head runs only where a batch has labels (:func:`answer_positions`, measured on the training
+  data). With ``llm.gradient_checkpointing`` the LLM keeps only each layer's input plus one layer's
   activations during recomputation. The frozen encoder runs without grad, so it only adds a
   transient working set (cached features skip it);
-- a transient: the gradient of the largest saved tensor (the logits' cross-entropy) and the batch.
+- the peak of a step is the larger of two moments: the start of the backward pass (activations,
+  autocast's weight copies, and not yet the gradients of the projector, whose backward comes last)
+  and the optimizer step (every gradient, plus foreach AdamW's one moment-sized temporary on a GPU).
 
 The largest ``batch_size_per_gpu`` that fits ``--gpu-mem`` (minus a reserve for the CUDA context and
 allocator fragmentation) is reported with ``grad_accum = ceil(global_batch / (bs * N))``, the global
 batch being the config's ``batch_size_per_gpu * grad_accum * N``.
 
-``--device cpu`` plans a CPU run (fp32, one process) and adds the framework baseline (the resident
-memory of this process after importing torch/transformers and building the tokenizer), so the
-prediction is comparable with the peak RSS of a real step. ``--probe`` checks the plan with real
-steps: on a GPU at increasing batch sizes until one no longer fits (max allocated memory per size);
-on the CPU one step at the configured batch in a fresh process (peak RSS), each compared with the
-plan at the measured sequence length.
+``--device cpu`` plans a CPU run (fp32, one process) and adds what a training process holds besides
+tensors, so the prediction is comparable with the peak RSS of a real step: the framework baseline
+(this process after importing torch/transformers and building the tokenizer), the training records
+(measured by loading them), and the allocator's overhead (:data:`CPU_ALLOCATOR_OVERHEAD`). ``--probe``
+checks the plan with real steps: on a GPU at increasing batch sizes until one no longer fits (max
+allocated memory per size, one model for all); on the CPU one step at the configured batch in a
+fresh process (peak RSS), each compared with the plan at the measured sequence length.
+
+Checked against real steps (docs/benchmarks/h200_stage1_real_size): the stage-1 model at its real
+size on an H200 within 6% from batch 1 to 64; on this kind of 2-core CPU the demo config and a larger
+one within 7%.
 """
 
 from __future__ import annotations
@@ -41,6 +52,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from vqkit.cli import add_overrides_argument
 from vqkit.config import Config, load_config
@@ -60,6 +73,32 @@ def current_rss() -> int:
 
 
 _BASELINE: list[int] = []
+
+
+# On the CPU the peak RSS exceeds the live tensors: glibc keeps the buffers the forward frees (norm
+# outputs, casts, attention scratch) in its arenas instead of returning them. Measured with the probe on
+# the demo config and a 6-layer 512-wide LoRA config: +24% to +31% of the saved activations.
+CPU_ALLOCATOR_OVERHEAD = 1.3
+
+_DATA_RESIDENT: dict[tuple, int] = {}
+
+
+def training_data_resident(cfg: Config) -> int | None:
+    """RSS the training records take in a process (measured by loading them here, once per set of
+    files); None when they cannot be read here."""
+    from vqkit.data.dataset import build_dataset
+    from vqkit.errors import DataError
+
+    key = tuple((s.path, s.weight) for s in cfg.data.train)
+    if key not in _DATA_RESIDENT:
+        before = current_rss()
+        try:
+            dataset = build_dataset(cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
+        except (DataError, ConfigError, OSError):
+            return None
+        _DATA_RESIDENT[key] = max(0, current_rss() - before)
+        del dataset
+    return _DATA_RESIDENT[key]
 
 
 def framework_baseline() -> int:
@@ -89,6 +128,16 @@ class SavedTensors:
         if module is not None:
             self._seen = {p.untyped_storage()._cdata for p in module.parameters()}
         self._keep: list[torch.Tensor] = []
+        self.fixed = 0
+        """Bytes held once per step whatever the batch (autocast's low-precision weight copies)."""
+
+    def add_fixed(self, t: torch.Tensor) -> None:
+        """Count ``t`` once, as a per-step (not per-sample) cost; autograd saving it later adds nothing."""
+        key = t.untyped_storage()._cdata
+        if key not in self._seen:
+            self._seen.add(key)
+            self._keep.append(t)
+            self.fixed += t.untyped_storage().nbytes()
 
     def pack(self, t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
@@ -105,6 +154,62 @@ class SavedTensors:
 
     def context(self):
         return torch.autograd.graph.saved_tensors_hooks(self.pack, lambda t: t)
+
+
+# What autocast runs in the low precision, and what it runs in fp32 (torch's CUDA autocast op lists,
+# the ops these models call).
+_AUTOCAST_LOW = {F.linear, torch.matmul, torch.mm, torch.bmm, torch.addmm, torch.baddbmm, torch.einsum,
+                 F.conv1d, F.conv2d, F.conv3d, F.scaled_dot_product_attention}
+_AUTOCAST_FP32 = {F.layer_norm, F.group_norm, F.softmax, F.log_softmax, F.cross_entropy, F.nll_loss}
+
+
+class RealKernelsOnMeta(TorchFunctionMode):
+    """Makes a meta forward save what the real run saves, for :class:`SavedTensors` to count.
+
+    - Fused attention: ``scaled_dot_product_attention`` on a GPU (flash / memory-efficient) and on the
+      CPU (flash for CPU) saves q, k, v, the output and the log-sum-exp. On meta it falls back to the
+      math path, which would save the [heads, queries, keys] probabilities in fp32 (several times more).
+    - ``autocast_dtype``: torch.autocast's casts. Matmul-like ops take their inputs in the low
+      precision (the copies are what the backward keeps), norms and softmaxes compute in fp32. A
+      weight's low-precision copy is cached by autocast for the whole step, so it is counted once as
+      a fixed cost, not per sample.
+    """
+
+    def __init__(self, counter: SavedTensors, autocast_dtype: torch.dtype | None = None):
+        super().__init__()
+        self.counter = counter
+        self.dtype = autocast_dtype
+        self._weight_casts: dict[int, torch.Tensor] = {}
+
+    def _cast(self, value, dtype: torch.dtype):
+        if isinstance(value, (list, tuple)):
+            return type(value)(self._cast(v, dtype) for v in value)
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()) or value.dtype == dtype:
+            return value
+        if isinstance(value, torch.nn.Parameter):
+            key = id(value)
+            if key not in self._weight_casts:
+                self._weight_casts[key] = value.to(dtype)
+                self.counter.add_fixed(self._weight_casts[key])
+            return self._weight_casts[key]
+        return value.to(dtype)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if self.dtype is not None and func in _AUTOCAST_LOW:
+            args, kwargs = self._cast(args, self.dtype), {k: self._cast(v, self.dtype) for k, v in kwargs.items()}
+        elif self.dtype is not None and func in _AUTOCAST_FP32:
+            args = self._cast(args, torch.float32)
+        if func is F.scaled_dot_product_attention:
+            q, k, v = args[:3]
+            out = q.new_empty(*q.shape[:-1], v.shape[-1])
+            if q.requires_grad or k.requires_grad or v.requires_grad:
+                lse = q.new_empty(q.shape[:-1], dtype=torch.float32)
+                for t in (q, k, v, out, lse):
+                    self.counter.pack(t)
+                out.requires_grad_(True)
+            return out
+        return func(*args, **kwargs)
 
 
 def _decoder_layers(llm) -> list[torch.nn.Module]:
@@ -129,11 +234,17 @@ class ActivationCount:
     layer_input: int = 0
     """One layer's input [T, hidden] (what gradient checkpointing keeps per layer), one sample."""
     num_layers: int = 0
+    weight_casts: int = 0
+    """autocast's low-precision copies of fp32 weights: once per step, whatever the batch."""
 
 
 def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_hw: tuple[int, int],
-                      dtype: torch.dtype) -> ActivationCount:
-    """Run one sample through the meta model's trainable path and count the saved tensors."""
+                      dtype: torch.dtype, autocast_dtype: torch.dtype | None = None,
+                      answer_positions: int | None = None) -> ActivationCount:
+    """Run one sample through the meta model's trainable path and count the saved tensors, as the
+    real kernels (and autocast to ``autocast_dtype``, if given) would save them. The LM head and the
+    loss run on the last ``answer_positions`` positions (all when None), as ``VQModel.forward``
+    computes logits only where a label is."""
     from vqkit.models.vggt import feature_shape
 
     act = ActivationCount()
@@ -142,7 +253,7 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
     feats = torch.empty(1, num_views, shape.num_tokens, shape.channels, device="meta", dtype=projector_dtype)
     view_mask = torch.ones(1, num_views, dtype=torch.bool, device="meta")
     counter = SavedTensors(model)
-    with counter.context():
+    with counter.context(), RealKernelsOnMeta(counter, autocast_dtype):
         model.projector(feats, view_mask, shape.grid)
         if model.geometry is not None:
             bins = cfg.model.geometry.depth_bins
@@ -151,6 +262,7 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
                    "depth_hist": torch.empty(1, num_views, bins, device="meta"), "image_hw": feature_hw}
             model.geometry(geo, view_mask)
     act.vision = counter.total()
+    act.weight_casts = counter.fixed
 
     hidden = model.llm.get_input_embeddings().embedding_dim
     layers = _decoder_layers(model.llm)
@@ -163,15 +275,17 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
         emb = torch.empty(1, seq_len, hidden, device="meta", dtype=dtype, requires_grad=True)
         # A 4-D mask skips transformers' data-dependent mask checks, which meta tensors cannot run.
         mask = torch.ones(1, 1, seq_len, seq_len, dtype=torch.bool, device="meta")
-        labels = torch.zeros(1, seq_len, dtype=torch.long, device="meta")
-        with counter.context():
-            model.llm(inputs_embeds=emb * 1, attention_mask=mask, labels=labels, use_cache=False)
+        keep = min(seq_len, answer_positions or seq_len)
+        with counter.context(), RealKernelsOnMeta(counter, autocast_dtype):
+            logits = model.llm(inputs_embeds=emb * 1, attention_mask=mask, use_cache=False, logits_to_keep=keep).logits
+            F.cross_entropy(logits.float().flatten(0, 1), torch.zeros(keep, dtype=torch.long, device="meta"))
     finally:
         for h in hooks:
             h.remove()
     act.llm_layers = counter.by_label.get("layer", 0)
     act.llm_other = counter.by_label.get("other", 0)
     act.largest = max(counter.largest, 1)
+    act.weight_casts += counter.fixed
     act.layer_input = seq_len * hidden * torch.finfo(dtype).bits // 8
     act.num_layers = max(1, len(layers))
     return act
@@ -193,9 +307,19 @@ class Plan:
     grads: int = 0
     optimizer: int = 0
     baseline: int = 0
+    data: int = 0
+    """CPU plans: the training records held by the process."""
     per_sample: int = 0
     """Activation + transient bytes per sample."""
     fixed_transient: int = 0
+    """Held from the forward to the backward whatever the batch: autocast's low-precision weight copies."""
+    pending_grads: int = 0
+    """Gradients not yet allocated at the activation peak (the start of the LLM's backward): the
+    projector's and geometry encoder's, whose backward runs after the LLM's (GPU without DeepSpeed)."""
+    step_transient: int = 0
+    """The optimizer step's temporaries: torch's foreach AdamW on a GPU makes one moment-sized buffer."""
+    answer_tokens: int = 0
+    """Positions per sample that get logits (the answer span of a batch)."""
     batch_size: int = 1
     grad_accum: int = 1
     global_batch: int = 1
@@ -205,17 +329,27 @@ class Plan:
 
     @property
     def static(self) -> int:
-        return sum(b for b, _ in self.params.values()) + self.grads + self.optimizer + self.baseline
+        return (sum(b for b, _ in self.params.values()) + self.grads + self.optimizer + self.baseline
+                + self.data)
+
+    @property
+    def at_activation_peak(self) -> int:
+        """Everything but the activations at the start of the backward pass."""
+        return self.static - self.pending_grads + self.fixed_transient
 
     def total(self, batch_size: int) -> int:
-        return self.static + self.fixed_transient + batch_size * self.per_sample
+        """The peak of a step: at the start of the backward pass or in the optimizer step."""
+        return max(self.at_activation_peak + batch_size * self.per_sample, self.static + self.step_transient)
 
     def as_dict(self) -> dict[str, Any]:
         return {"device": self.device, "gpus": self.gpus, "zero": self.zero, "seq_len": self.seq_len,
+                "answer_tokens": self.answer_tokens,
                 "params_mb": {k: b / MB for k, (b, _) in self.params.items()},
                 "param_dtypes": {k: d for k, (_, d) in self.params.items()},
                 "grads_mb": self.grads / MB, "optimizer_mb": self.optimizer / MB, "baseline_mb": self.baseline / MB,
+                "data_mb": self.data / MB,
                 "activations_mb_per_sample": self.per_sample / MB, "fixed_transient_mb": self.fixed_transient / MB,
+                "pending_grads_mb": self.pending_grads / MB, "step_transient_mb": self.step_transient / MB,
                 "batch_size_per_gpu": self.batch_size, "grad_accum": self.grad_accum,
                 "global_batch": self.global_batch, "capacity_mb": self.capacity / MB,
                 "predicted_mb": self.total(self.batch_size) / MB, "trainable_params": self.trainable,
@@ -237,9 +371,40 @@ def _load_tokenizer_if_local(cfg: Config):
     return load_tokenizer(cfg.model.llm)
 
 
+def answer_positions(cfg: Config, tokenizer, batch_size: int, max_records: int = 512) -> int | None:
+    """How many positions of a training batch get logits: ``VQModel.forward`` runs the LM head only
+    where some sample of the batch has a label (its answer and end token), so a right-padded batch
+    needs the span from the earliest answer start to the latest answer end. Measured on the first
+    ``max_records`` records of the first training source, in batches of ``batch_size``; None when the
+    data or the tokenizer cannot be read here."""
+    from vqkit.data.collate import Collator
+    from vqkit.data.schema import load_records
+    from vqkit.errors import DataError
+
+    if tokenizer is None or not cfg.data.train:
+        return None
+    try:
+        records = load_records(cfg.data.train[0].path, check_files=False)[:max_records]
+    except (DataError, OSError):
+        return None
+    if not records:
+        return None
+    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train")
+    spans = []
+    for rec in records:
+        enc = collator.encode_sample(rec.question, rec.situation, rec.target_text(),
+                                     min(len(rec.images), cfg.data.num_views), cfg.model.geometry.enabled)
+        labelled = sum(label != -100 for label in enc["labels"])
+        spans.append((len(enc["input_ids"]) - labelled, len(enc["input_ids"])))
+    return max(max(end for _, end in chunk) - min(start for start, _ in chunk)
+               for chunk in (spans[i:i + max(1, batch_size)] for i in range(0, len(spans), max(1, batch_size))))
+
+
 def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.0, device: str = "cuda",
-              seq_len: int | None = None, batch_size: int | None = None) -> Plan:
-    """Memory per GPU (or for one CPU process) for ``cfg``; see the module docstring."""
+              seq_len: int | None = None, batch_size: int | None = None, answer_tokens: int | None = None) -> Plan:
+    """Memory per GPU (or for one CPU process) for ``cfg``; see the module docstring. ``answer_tokens``:
+    the positions per sample that get logits (default: measured on the training data, see
+    :func:`answer_positions`; every position when the data cannot be read)."""
     from vqkit.models.vlm import build_model
 
     if gpus < 1:
@@ -292,13 +457,34 @@ def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.
                                   for n, p in model.named_parameters() if p.requires_grad)
         plan.grads = trainable_bytes
         plan.optimizer = 2 * trainable_bytes
+        if on_gpu:
+            # foreach AdamW (torch's default on a GPU) takes sqrt of every second moment at once.
+            plan.step_transient = trainable_bytes
+            plan.pending_grads = sum(p.numel() * 4 for part in (model.projector, model.geometry) if part is not None
+                                     for p in part.parameters() if p.requires_grad)
+        else:
+            # On the CPU AdamW loops over the parameters: one parameter's temporaries at a time.
+            plan.step_transient = max((p.numel() * 4 for p in model.parameters() if p.requires_grad), default=0)
 
     # Activations per sample.
     image = cfg.data.image_size
     # Square images: the most a view can be in either resize mode (crop keeps height <= width).
     feature_hw = (image, image)
     act_dtype = llm_dtype
-    act = count_activations(model, cfg, T, cfg.data.num_views, feature_hw, act_dtype)
+    # The trainer's autocast; "auto" is bf16 on a GPU (planned here without one, so not resolved).
+    precision = cfg.train.mixed_precision if on_gpu else "no"
+    precision = "bf16" if precision == "auto" else precision
+    autocast_dtype = None
+    if on_gpu and not deepspeed_bf16 and precision in ("bf16", "fp16"):
+        autocast_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if answer_tokens is None:
+        answer_tokens = answer_positions(cfg, tokenizer, batch_size or cfg.train.batch_size_per_gpu)
+        if answer_tokens is None:
+            plan.notes.append("the training data cannot be read here: logits counted at every position (an upper "
+                              "bound; --answer-tokens N sets how many positions per sample get logits)")
+    plan.answer_tokens = min(T, answer_tokens or T)
+    act = count_activations(model, cfg, T, cfg.data.num_views, feature_hw, act_dtype, autocast_dtype,
+                            plan.answer_tokens)
     llm_act = act.llm_layers + act.llm_other
     if cfg.model.llm.gradient_checkpointing:
         llm_act = act.llm_other + act.num_layers * act.layer_input + act.llm_layers // act.num_layers
@@ -320,17 +506,29 @@ def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.
         # Frozen encoder, no grad: a few [V, P, C] buffers live at once (tokens, q/k/v, MLP 4C).
         enc_bytes = 2 if on_gpu else 4
         encoder_ws = V * fs.num_tokens * cfg.model.encoder.embed_dim * enc_bytes * 12
-    # The encoder's buffers are freed before the trainable forward starts: the peak is the larger.
-    plan.per_sample = batch_in + max(encoder_ws, act.vision + llm_act + transient)
-    plan.fixed_transient = 0
+    trainable_act = act.vision + llm_act + transient
+    if on_gpu:
+        # The encoder's buffers go back to the caching allocator before the trainable forward starts,
+        # which reuses them: the peak is the larger of the two.
+        plan.per_sample = batch_in + max(encoder_ws, trainable_act)
+    else:
+        # glibc keeps what the encoder and the forward free resident (CPU_ALLOCATOR_OVERHEAD).
+        plan.per_sample = batch_in + encoder_ws + int(CPU_ALLOCATOR_OVERHEAD * trainable_act)
+        data = training_data_resident(cfg)
+        if data is None:
+            plan.notes.append("the training records cannot be read here: their memory is not counted")
+        plan.data = data or 0
+    plan.fixed_transient = act.weight_casts
 
     # Batch size.
     bs_cfg = cfg.train.batch_size_per_gpu
     global_batch = bs_cfg * cfg.train.grad_accum * gpus
     plan.global_batch = global_batch
     plan.capacity = int((gpu_mem_gb - (GPU_RESERVE_GB if on_gpu else 0.0)) * GB)
-    free = plan.capacity - plan.static - plan.fixed_transient
+    free = plan.capacity - plan.at_activation_peak
     max_bs = max(0, free // max(plan.per_sample, 1))
+    if plan.static + plan.step_transient > plan.capacity:
+        max_bs = 0
     if batch_size is not None:
         plan.batch_size = batch_size
     else:
@@ -357,6 +555,8 @@ def format_plan(plan: Plan, cfg_path: str = "") -> str:
     lines.append(f"{'AdamW state':34}{gb(plan.optimizer):>12}")
     if plan.baseline:
         lines.append(f"{'framework baseline (RSS)':34}{gb(plan.baseline):>12}")
+    if plan.data:
+        lines.append(f"{'training records (RSS)':34}{gb(plan.data):>12}")
     lines.append(f"{'activations per sample':34}{gb(plan.per_sample):>12}")
     lines.append(f"{'total at batch ' + str(plan.batch_size):34}{gb(plan.total(plan.batch_size)):>12}")
     lines.append(f"{'capacity':34}{gb(plan.capacity):>12}")
@@ -415,8 +615,9 @@ def measure_step(setup: dict[str, Any], batch_size: int, steps: int = 2) -> dict
     for _ in range(steps):
         full_step(setup["model"], setup["optimizer"], batch, setup["autocast"])
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak_rss_mb() * MB
+    labelled = (batch["labels"][:, 1:] != -100).any(dim=0)  # the positions VQModel.forward computes logits at
     return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": int(batch["input_ids"].shape[1]),
-            "rss_before_step_mb": before / MB}
+            "answer_tokens": int(labelled.sum()), "rss_before_step_mb": before / MB}
 
 
 def probe_cpu(config_path: str, overrides: list[str], batch_size: int, data_dir: str | None = None) -> dict[str, Any]:
@@ -447,7 +648,7 @@ def probe_gpu(cfg: Config, plan_args: dict, max_batch: int = 4096, data_dir: str
         finally:
             setup["optimizer"].zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
-        pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs)
+        pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs, answer_tokens=m["answer_tokens"])
         out.append({**m, "fits": True, "predicted_mb": pred.total(bs) / MB})
         bs *= 2
     return out
@@ -468,6 +669,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="plan a GPU run (default) or a CPU run (fp32, includes the framework baseline)")
     parser.add_argument("--seq-len", type=int, help="tokens per sample (default data.max_length)")
     parser.add_argument("--batch-size", type=int, help="report the total at this batch instead of the largest")
+    parser.add_argument("--answer-tokens", type=int,
+                        help="positions per sample that get logits (default: measured on the training data)")
     parser.add_argument("--probe", action="store_true",
                         help="confirm with real steps (GPU: increasing batch until OOM; CPU: one step)")
     parser.add_argument("--data", help="synthetic data folder (train.jsonl, tokenizer/) for --probe's steps "
@@ -477,11 +680,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    if args.data:
+        from vqkit.bench import ensure_data
+
+        cfg, _ = ensure_data(cfg, args.data)
     if args.measure:
         print(json.dumps(measure_step(step_setup(cfg, args.device, args.data), args.measure)))
         return 0
     plan_args = dict(gpus=args.gpus, zero=args.zero, gpu_mem_gb=args.gpu_mem, device=args.device)
-    plan = make_plan(cfg, **plan_args, seq_len=args.seq_len, batch_size=args.batch_size)
+    plan = make_plan(cfg, **plan_args, seq_len=args.seq_len, batch_size=args.batch_size,
+                     answer_tokens=args.answer_tokens)
     result = plan.as_dict()
     text = format_plan(plan, args.config)
     if args.probe:
@@ -499,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             bs = args.batch_size or cfg.train.batch_size_per_gpu
             m = probe_cpu(args.config, args.overrides, bs, args.data)
-            pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs)
+            pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs, answer_tokens=m["answer_tokens"])
             m["predicted_mb"] = pred.total(bs) / MB
             m["error"] = m["predicted_mb"] / m["peak_mb"] - 1
             result["probe"] = [m]
