@@ -17,7 +17,7 @@ OUT_DIR=${1:-runs/gpu_real_size}
 shift || true
 CONFIG=${CONFIG:-configs/stage1_3d.yaml}
 DATA=${DATA:-data/synth448}
-BATCH=${BATCH:-6}
+BATCH=${BATCH:-16}
 MAX_BATCH=${MAX_BATCH:-64}
 STEPS=${STEPS:-3}
 PY=${PYTHON:-python3}
@@ -31,14 +31,12 @@ if [ ! -f "$DATA/train.jsonl" ]; then
     echo "== synthetic rooms at the real input size into $DATA"
     $PY -m vqkit synth --out "$DATA" --scenes 24 --views 8 --image-size 448 --workers "$(nproc)" --quiet
 fi
-# The plan reads the tokenizer from the config; point it at the synthetic one as bench and the probe do.
-overrides+=(--set "model.llm.tokenizer=$DATA/tokenizer")
 GPU_MEM=${GPU_MEM:-$($PY -c 'import torch; print(round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))')}
 
 echo "== plan at batch $BATCH on one GPU of ${GPU_MEM} GB"
-$PY -m vqkit plan --config "$CONFIG" --gpus 1 --gpu-mem "$GPU_MEM" --batch-size "$BATCH" "${overrides[@]}" --json \
-    > "$OUT_DIR/plan.json"
-$PY -m vqkit plan --config "$CONFIG" --gpus 1 --gpu-mem "$GPU_MEM" --batch-size "$BATCH" "${overrides[@]}"
+$PY -m vqkit plan --config "$CONFIG" --data "$DATA" --gpus 1 --gpu-mem "$GPU_MEM" --batch-size "$BATCH" \
+    "${overrides[@]}" --json > "$OUT_DIR/plan.json"
+$PY -m vqkit plan --config "$CONFIG" --data "$DATA" --gpus 1 --gpu-mem "$GPU_MEM" --batch-size "$BATCH" "${overrides[@]}"
 
 echo "== bench at batch $BATCH"
 $PY -m vqkit bench --config "$CONFIG" --data "$DATA" --batch-size "$BATCH" --steps "$STEPS" --warmup 1 \
@@ -57,7 +55,8 @@ import json, sys
 for r in json.load(open(sys.argv[1]))["probe"]:
     if r["fits"]:
         print(f"batch {r['batch_size']:3d}: peak {r['peak_mb']:8.0f} MB, plan {r['predicted_mb']:8.0f} MB "
-              f"({100 * (r['predicted_mb'] / r['peak_mb'] - 1):+.0f}%), sequence {r['seq_len']}")
+              f"({100 * (r['predicted_mb'] / r['peak_mb'] - 1):+.0f}%), sequence {r['seq_len']}, "
+              f"{r['step_s']:.2f} s/step, {r['samples_per_s']:.1f} samples/s")
     else:
         print(f"batch {r['batch_size']:3d}: out of memory")
 EOF

@@ -32,7 +32,7 @@ def test_stage1_matches_the_seed():
     cfg = load_config(REPO / "configs" / "stage1_3d.yaml")
     assert [s.weight for s in cfg.data.train] == [0.7, 0.3]
     assert (cfg.data.num_views, cfg.data.image_size, cfg.data.max_length, cfg.data.view_dropout) == (8, 448, 512, 0.3)
-    assert (cfg.train.batch_size_per_gpu, cfg.train.grad_accum) == (6, 32)
+    assert (cfg.train.batch_size_per_gpu, cfg.train.grad_accum) == (16, 12)
     assert (cfg.train.lr, cfg.train.proj_lr, cfg.train.max_steps, cfg.train.save_every_steps) == (5e-6, 1e-4, 30000, 1500)
 
 

@@ -48,6 +48,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -547,7 +548,8 @@ def format_plan(plan: Plan, cfg_path: str = "") -> str:
     gb = (lambda b: f"{b / MB:9.1f} MB") if small else (lambda b: f"{b / GB:9.2f} GB")  # noqa: E731
     where = (f"{plan.gpus} GPU(s), ZeRO-{plan.zero}" if plan.zero else f"{plan.gpus} GPU(s), no ZeRO") \
         if plan.device == "cuda" else "one CPU process (fp32)"
-    lines = [f"vqkit plan {cfg_path}: {where}, sequence {plan.seq_len} tokens", ""]
+    lines = [f"vqkit plan {cfg_path}: {where}, sequence {plan.seq_len} tokens "
+             f"(logits at {plan.answer_tokens})", ""]
     lines.append(f"{'per GPU' if plan.device == 'cuda' else 'per process':34}{'memory':>12}")
     for name, (b, dt) in plan.params.items():
         lines.append(f"{'parameters ' + name + ' (' + dt + ')':34}{gb(b):>12}")
@@ -557,9 +559,14 @@ def format_plan(plan: Plan, cfg_path: str = "") -> str:
         lines.append(f"{'framework baseline (RSS)':34}{gb(plan.baseline):>12}")
     if plan.data:
         lines.append(f"{'training records (RSS)':34}{gb(plan.data):>12}")
+    if plan.fixed_transient:
+        lines.append(f"{'autocast weight copies':34}{gb(plan.fixed_transient):>12}")
     lines.append(f"{'activations per sample':34}{gb(plan.per_sample):>12}")
     lines.append(f"{'total at batch ' + str(plan.batch_size):34}{gb(plan.total(plan.batch_size)):>12}")
     lines.append(f"{'capacity':34}{gb(plan.capacity):>12}")
+    if plan.pending_grads:
+        lines.append(f"(the peak is at the start of the backward pass, before the projector's "
+                     f"{gb(plan.pending_grads).strip()} of gradients exist)")
     lines.append("")
     if plan.batch_size:
         lines.append(f"largest batch_size_per_gpu that fits: {plan.batch_size} -> grad_accum {plan.grad_accum} "
@@ -613,11 +620,16 @@ def measure_step(setup: dict[str, Any], batch_size: int, steps: int = 2) -> dict
         torch.cuda.reset_peak_memory_stats(dev)
     before = current_rss()
     for _ in range(steps):
+        t0 = time.perf_counter()
         full_step(setup["model"], setup["optimizer"], batch, setup["autocast"])
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        step_s = time.perf_counter() - t0  # the last step's: the first ones warm up
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak_rss_mb() * MB
     labelled = (batch["labels"][:, 1:] != -100).any(dim=0)  # the positions VQModel.forward computes logits at
     return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": int(batch["input_ids"].shape[1]),
-            "answer_tokens": int(labelled.sum()), "rss_before_step_mb": before / MB}
+            "answer_tokens": int(labelled.sum()), "rss_before_step_mb": before / MB, "step_s": step_s,
+            "samples_per_s": batch_size / step_s}
 
 
 def probe_cpu(config_path: str, overrides: list[str], batch_size: int, data_dir: str | None = None) -> dict[str, Any]:
@@ -701,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
             fits = [r["batch_size"] for r in rows if r["fits"]]
             text += "\n\nprobe (real steps):\n" + "\n".join(
                 f"  batch {r['batch_size']:5d}: " + (f"peak {r['peak_mb']:9.0f} MB, plan {r['predicted_mb']:9.0f} MB "
-                                                    f"({100 * (r['predicted_mb'] / r['peak_mb'] - 1):+.0f}%)"
+                                                    f"({100 * (r['predicted_mb'] / r['peak_mb'] - 1):+.0f}%), "
+                                                    f"{r['step_s']:.2f} s/step, {r['samples_per_s']:.1f} samples/s"
                                                     if r["fits"] else "out of memory") for r in rows)
             text += f"\nlargest batch that ran: {max(fits) if fits else 0}"
         else:

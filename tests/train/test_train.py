@@ -185,8 +185,8 @@ def test_deepspeed_auto_values_come_from_the_vqkit_config(tmp_path):
     cfg = load_config(REPO / "configs" / "stage1_3d.yaml", ["train.mixed_precision=bf16"])
     for name in ("zero2.json", "zero3.json"):
         ds = fill_deepspeed_config(REPO / "configs" / "deepspeed" / name, cfg, world_size=16)
-        assert ds["train_micro_batch_size_per_gpu"] == 6 and ds["gradient_accumulation_steps"] == 32
-        assert ds["train_batch_size"] == 6 * 32 * 16 and ds["bf16"]["enabled"] is True
+        assert ds["train_micro_batch_size_per_gpu"] == 16 and ds["gradient_accumulation_steps"] == 12
+        assert ds["train_batch_size"] == 16 * 12 * 16 and ds["bf16"]["enabled"] is True
         assert ds["fp16"]["enabled"] is False and "auto" not in json.dumps(ds)
     bad = tmp_path / "bad.json"
     bad.write_text('{"optimizer": {"params": {"lr": "auto"}}}')
