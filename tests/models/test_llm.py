@@ -38,8 +38,17 @@ def test_smaller_config_vocab_is_resized_to_the_tokenizer():
     assert model.get_input_embeddings().num_embeddings == 200
 
 
-def test_from_config_needs_model_type():
-    cfg = LLMConfig(from_config=True, config_overrides={"hidden_size": 64})
+def test_from_config_without_model_type_builds_the_named_architecture(tmp_path):
+    # A known hub id works offline: its published architecture, random weights, overrides on top.
+    small = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "num_key_value_heads": 1, "head_dim": 32, "vocab_size": 512}
+    cfg = LLMConfig(name_or_path="Qwen/Qwen3-4B-Instruct-2507", from_config=True, config_overrides=small)
+    model = build_llm(cfg, vocab_size=100)
+    assert model.config.model_type == "qwen3" and model.config.num_hidden_layers == 1
+    assert model.config.eos_token_id == 151645 and model.config.tie_word_embeddings  # from the known config
+    assert model.get_input_embeddings().num_embeddings == 512  # the override, not the tokenizer's length
+    # Anything else needs model_type in the overrides; the error says so.
+    cfg = LLMConfig(name_or_path=str(tmp_path / "nope"), from_config=True, config_overrides={"hidden_size": 64})
     with pytest.raises(ConfigError, match="model_type"):
         build_llm(cfg, vocab_size=10)
 

@@ -63,8 +63,10 @@ def llm_config(llm_cfg, vocab_size: int | None = None, allow_known: bool = False
         config = AutoConfig.from_pretrained(llm_cfg.name_or_path)
     except (OSError, ValueError) as e:
         if not (allow_known and llm_cfg.name_or_path in KNOWN_LLM_CONFIGS):
+            hint = ("; with from_config, model.llm.config_overrides.model_type builds from the overrides alone"
+                    if llm_cfg.from_config else "")
             raise ConfigError(f"model.llm.name_or_path: cannot read the config of "
-                              f"{llm_cfg.name_or_path!r} ({str(e).splitlines()[0]})") from e
+                              f"{llm_cfg.name_or_path!r} ({str(e).splitlines()[0]}){hint}") from e
         known = dict(KNOWN_LLM_CONFIGS[llm_cfg.name_or_path])
         config = AutoConfig.for_model(**known)
     for key, value in overrides.items():
