@@ -41,6 +41,17 @@ def test_is_rotation_rejects_reflections_and_nan():
     assert not geo.is_rotation(bad)
 
 
+def test_are_rotations_checks_a_stack_like_is_rotation():
+    R, _ = _random_pose(np.random.default_rng(2))
+    nan = R.copy()
+    nan[1, 2] = np.inf
+    stack = np.stack([R, -R, R * 1.1, nan, np.eye(3), R @ R])
+    expected = [geo.is_rotation(m) for m in stack]
+    assert expected == [True, False, False, False, True, True]
+    assert geo.are_rotations(stack).tolist() == expected
+    assert geo.are_rotations(stack.reshape(2, 3, 3, 3)).shape == (2, 3)
+
+
 def test_look_at_opencv_axes():
     eye, target = np.array([1.0, 2.0, 1.5]), np.array([4.0, 2.0, 1.5])
     R, t = geo.look_at(eye, target)

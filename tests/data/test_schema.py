@@ -88,10 +88,16 @@ def _corrupt_corpus(corpus):
          r"field 'geom_token.depth_hist': expected shape 3x16, got 3x2"),
         ("depths count", _one(corpus, depths=good["depths"][:1]), r"field 'depths'"),
         ("not object", [1, 2], r"expected a JSON object"),
+        # A sibling folder whose name starts with the root's is still outside it.
+        ("sibling path", _one(corpus, images=[f"../{corpus.root.name}_sibling/a.png"] * 3),
+         r"field 'images\[0\]': .* outside the data root"),
+        ("second view's K", _one(corpus, geom_token={**geo, "K": [geo["K"][0], [[1, 0, 0], [0, 1, 0], [0, 0, 2]],
+                                                                  geo["K"][2]]}),
+         r"field 'geom_token.K': view 1 is not a pixel intrinsic matrix"),
     ]
 
 
-@pytest.mark.parametrize("case", range(12))
+@pytest.mark.parametrize("case", range(14))
 def test_each_corruption_is_one_clear_error(tiny_records, case):
     cases = _corrupt_corpus(tiny_records)
     label, rec, pattern = cases[case]
@@ -117,7 +123,7 @@ def test_skip_mode_keeps_good_records_and_reports_bad(tiny_records):
     assert [r.images for r in records] == [r.images for r in load_records(str(tiny_records.path))]
     assert report.num_loaded == 4 and report.num_skipped == len(cases)
     assert all(e.startswith(f"{path}:") for e in report.errors)
-    assert "4 records loaded, 12 skipped" in report.summary()
+    assert f"4 records loaded, {len(cases)} skipped" in report.summary()
 
 
 def test_outside_root_allowed_when_configured(tiny_records, tmp_path):

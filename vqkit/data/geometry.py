@@ -42,12 +42,22 @@ def split_pose(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return T[:3, :3].copy(), T[:3, 3].copy()
 
 
+def are_rotations(R: np.ndarray, atol: float = 1e-3) -> np.ndarray:
+    """Per matrix of R [..., 3, 3]: True when it is a proper rotation (orthonormal, det +1) within atol.
+    One batched check: validating a corpus calls this once per record, not once per view."""
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape[-2:] != (3, 3):
+        return np.zeros(R.shape[:-2], dtype=bool)
+    finite = np.isfinite(R).all(axis=(-2, -1))
+    R = np.where(finite[..., None, None], R, 0.0)
+    gram_err = np.abs(R @ np.swapaxes(R, -1, -2) - np.eye(3)) - 1e-5 * np.eye(3)  # np.allclose's rtol on I
+    return finite & (gram_err <= atol).all(axis=(-2, -1)) & (np.abs(np.linalg.det(R) - 1.0) < atol)
+
+
 def is_rotation(R: np.ndarray, atol: float = 1e-3) -> bool:
     """True when R is a proper rotation (orthonormal, det +1) within atol."""
     R = np.asarray(R, dtype=np.float64)
-    if R.shape != (3, 3) or not np.all(np.isfinite(R)):
-        return False
-    return bool(np.allclose(R @ R.T, np.eye(3), atol=atol) and abs(np.linalg.det(R) - 1.0) < atol)
+    return R.shape == (3, 3) and bool(are_rotations(R, atol))
 
 
 def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = (0.0, 0.0, 1.0)) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vqkit.data.geometry import is_rotation
+from vqkit.data.geometry import are_rotations
 from vqkit.errors import DataError
 
 log = logging.getLogger("vqkit.data")
@@ -241,6 +241,8 @@ class _Ctx:
                  check_files: bool):
         self.source = str(source)
         self.root = Path(os.path.normpath(os.path.abspath(root)))
+        self.root_str = str(self.root)
+        self.root_prefix = self.root_str if self.root_str.endswith(os.sep) else self.root_str + os.sep
         self.allow_outside_root = allow_outside_root
         self.depth_bins = depth_bins
         self.check_files = check_files
@@ -252,14 +254,14 @@ class _Ctx:
     def resolve(self, value: Any, field_name: str) -> str:
         if not isinstance(value, str) or not value:
             raise self.error(field_name, f"expected a non-empty path string, got {value!r}")
-        path = Path(os.path.expanduser(value))
-        full = Path(os.path.normpath(path if path.is_absolute() else self.root / path))
-        if not self.allow_outside_root and not full.is_relative_to(self.root):
+        # os.path, not pathlib: this runs for every image of every record when a corpus loads.
+        full = os.path.normpath(os.path.join(self.root_str, os.path.expanduser(value)))
+        if not self.allow_outside_root and not (full == self.root_str or full.startswith(self.root_prefix)):
             raise self.error(field_name, f"{value} resolves outside the data root {self.root} "
                                          f"(set data.allow_outside_root: true to allow it)")
-        if self.check_files and not full.is_file():
+        if self.check_files and not os.path.isfile(full):
             raise self.error(field_name, f"file not found: {full}")
-        return str(full)
+        return full
 
 
 def _text(obj: dict, key: str, ctx: _Ctx, required: bool) -> str | None:
@@ -309,14 +311,17 @@ def _geometry(value: Any, num_views: int, ctx: _Ctx) -> Geometry | None:
     R = _array(value["R"], (V, 3, 3), "geom_token.R", ctx)
     t = _array(value["t"], (V, 3), "geom_token.t", ctx)
     K = _array(value["K"], (V, 3, 3), "geom_token.K", ctx)
-    for v in range(V):
-        if not is_rotation(R[v]):
+    rotations = are_rotations(R)
+    last_row = np.array([0.0, 0.0, 1.0])
+    last_row_ok = (np.abs(K[:, 2] - last_row) <= 1e-6 + 1e-5 * last_row).all(axis=1)  # np.allclose(atol=1e-6)
+    intrinsics = (K[:, 0, 0] > 0) & (K[:, 1, 1] > 0) & last_row_ok
+    for v in np.flatnonzero(~(rotations & intrinsics))[:1]:  # the first bad view, as a loop over views finds it
+        if not rotations[v]:
             det = float(np.linalg.det(R[v].astype(np.float64)))
             raise ctx.error("geom_token.R", f"view {v} is not a rotation (det {det:.3f}; expected an "
                                             f"orthonormal world-to-camera matrix with det +1)")
-        if not (K[v, 0, 0] > 0 and K[v, 1, 1] > 0 and np.allclose(K[v, 2], [0, 0, 1], atol=1e-6)):
-            raise ctx.error("geom_token.K", f"view {v} is not a pixel intrinsic matrix (need fx, fy > 0 "
-                                            f"and last row [0, 0, 1])")
+        raise ctx.error("geom_token.K", f"view {v} is not a pixel intrinsic matrix (need fx, fy > 0 "
+                                        f"and last row [0, 0, 1])")
     hist = None
     if value.get("depth_hist") is not None:
         bins = ctx.depth_bins if ctx.depth_bins is not None else -1
@@ -421,8 +426,9 @@ def validate_record(obj: Any, ctx: _Ctx) -> Record:
 
 def load_records(pattern: str, *, image_root: str | None = None, allow_outside_root: bool = False,
                  on_error: str = "raise", depth_bins: int | None = None, check_files: bool = True,
-                 report: LoadReport | None = None) -> list[Record]:
-    """Read and validate every record of a ``.json``/``.jsonl`` file or glob.
+                 report: LoadReport | None = None, limit: int | None = None) -> list[Record]:
+    """Read and validate every record of a ``.json``/``.jsonl`` file or glob (the first ``limit`` only,
+    when given).
 
     ``on_error="raise"`` stops at the first bad record with a DataError ``FILE:LINE: field 'F': ...``;
     ``"skip"`` drops it and counts it in ``report`` (and logs a summary). ``depth_bins`` checks the
@@ -437,6 +443,8 @@ def load_records(pattern: str, *, image_root: str | None = None, allow_outside_r
         root = Path(image_root).expanduser() if image_root else path.parent
         ctx = _Ctx(path, root, allow_outside_root, depth_bins, check_files)
         for line, obj in iter_json_objects(path):
+            if limit is not None and len(records) >= limit:
+                break
             ctx.line = line
             try:
                 if isinstance(obj, DataError):
