@@ -315,7 +315,9 @@ def _geometry(value: Any, num_views: int, ctx: _Ctx) -> Geometry | None:
     last_row = np.array([0.0, 0.0, 1.0])
     last_row_ok = (np.abs(K[:, 2] - last_row) <= 1e-6 + 1e-5 * last_row).all(axis=1)  # np.allclose(atol=1e-6)
     intrinsics = (K[:, 0, 0] > 0) & (K[:, 1, 1] > 0) & last_row_ok
-    for v in np.flatnonzero(~(rotations & intrinsics))[:1]:  # the first bad view, as a loop over views finds it
+    bad_views = np.flatnonzero(~(rotations & intrinsics))
+    if bad_views.size:
+        v = int(bad_views[0])  # the first bad view is the one named
         if not rotations[v]:
             det = float(np.linalg.det(R[v].astype(np.float64)))
             raise ctx.error("geom_token.R", f"view {v} is not a rotation (det {det:.3f}; expected an "
