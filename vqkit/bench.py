@@ -100,7 +100,7 @@ def ensure_data(cfg: Config, data_dir: str | None = None, scenes: int = 24) -> t
         llm.tokenizer = str(root / "tokenizer")
         # name_or_path is only a tokenizer folder when the architecture comes from the overrides; a hub
         # id without model_type there names the architecture to build (random weights), so it stays.
-        if "model_type" in llm.config_overrides and not Path(llm.name_or_path).exists():
+        if llm.architecture_from_overrides and not Path(llm.name_or_path).exists():
             llm.name_or_path = str(root / "tokenizer")
     return cfg, generated
 

@@ -155,6 +155,12 @@ class LLMConfig:
     gradient_checkpointing: bool = False
     """Recompute LLM activations in backward to save memory."""
 
+    @property
+    def architecture_from_overrides(self) -> bool:
+        """True when config_overrides alone define the architecture (from_config with model_type):
+        name_or_path is then only where the tokenizer may come from."""
+        return self.from_config and "model_type" in self.config_overrides
+
 
 @dataclass
 class LoRAConfig:

@@ -583,9 +583,9 @@ def format_plan(plan: Plan, cfg_path: str = "") -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def step_setup(cfg: Config, device: str, data_dir: str | None = None) -> dict[str, Any]:
+def step_setup(cfg: Config, device: str) -> dict[str, Any]:
     """What real probe steps need, built once: the model, its optimizer, the training set and the
-    collator (the data of ``data_dir``, or a generated synthetic set when the config's is missing)."""
+    collator (a generated synthetic set when the config's data is missing)."""
     from vqkit.bench import _autocast, ensure_data
     from vqkit.data.collate import Collator
     from vqkit.data.dataset import build_dataset
@@ -593,7 +593,7 @@ def step_setup(cfg: Config, device: str, data_dir: str | None = None) -> dict[st
     from vqkit.models.vlm import build_model
     from vqkit.train import set_seed
 
-    cfg, _ = ensure_data(cfg, data_dir)
+    cfg, _ = ensure_data(cfg)
     set_seed(cfg.train.seed)
     dev = torch.device(device)
     tokenizer = load_tokenizer(cfg.model.llm)
@@ -647,10 +647,10 @@ def probe_cpu(config_path: str, overrides: list[str], batch_size: int, data_dir:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def probe_gpu(cfg: Config, plan_args: dict, max_batch: int = 4096, data_dir: str | None = None) -> list[dict[str, Any]]:
+def probe_gpu(cfg: Config, plan_args: dict, max_batch: int = 4096) -> list[dict[str, Any]]:
     """Real steps at batch 1, 2, 4, ... (one model, built once) until one runs out of memory or
     ``max_batch`` is passed; each with the plan's prediction at the measured sequence length."""
-    setup = step_setup(cfg, "cuda", data_dir)
+    setup = step_setup(cfg, "cuda")
     out = []
     bs = 1
     while bs <= max_batch:
@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cfg, _ = ensure_data(cfg, args.data)
     if args.measure:
-        print(json.dumps(measure_step(step_setup(cfg, args.device, args.data), args.measure)))
+        print(json.dumps(measure_step(step_setup(cfg, args.device), args.measure)))
         return 0
     plan_args = dict(gpus=args.gpus, zero=args.zero, gpu_mem_gb=args.gpu_mem, device=args.device)
     plan = make_plan(cfg, **plan_args, seq_len=args.seq_len, batch_size=args.batch_size,
@@ -710,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.device == "cuda":
             if not torch.cuda.is_available():
                 raise ConfigError("--probe on the GPU needs CUDA; use --device cpu --probe on this machine")
-            rows = probe_gpu(cfg, plan_args, args.max_batch, args.data)
+            rows = probe_gpu(cfg, plan_args, args.max_batch)
             result["probe"] = rows
             fits = [r["batch_size"] for r in rows if r["fits"]]
             text += "\n\nprobe (real steps):\n" + "\n".join(

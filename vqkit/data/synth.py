@@ -438,9 +438,9 @@ def sample_objects(rng: np.random.Generator, room: dict, doors: list[dict], wind
 
 def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list[dict],
                wall_rgb: tuple[float, float, float], floor_rgb: tuple[float, float, float]) -> SceneMesh:
-    """Triangle soup of the scene, walls and floor tiles in the given paint. Walls are zero-thickness planes on the polygon's edges with holes
-    for doors and windows, filled by their (coplanar) panels, so every surface lies inside the room's
-    bounding box."""
+    """Triangle soup of the scene, walls and floor tiles in the given paint. Walls are zero-thickness
+    planes on the polygon's edges with holes for doors and windows, filled by their (coplanar) panels,
+    so every surface lies inside the room's bounding box."""
     mesh = SceneMesh()
     W, D, H = room["bbox"][3], room["bbox"][4], room["height"]
     # Floor and ceiling: the grid cells of the bbox cut by the notch, minus the notch.

@@ -52,7 +52,7 @@ def llm_config(llm_cfg, vocab_size: int | None = None, allow_known: bool = False
 
     overrides = dict(llm_cfg.config_overrides)
     allow_known = allow_known or llm_cfg.from_config
-    if llm_cfg.from_config and "model_type" in overrides:
+    if llm_cfg.architecture_from_overrides:
         if vocab_size is not None:
             overrides.setdefault("vocab_size", vocab_size)
         try:
