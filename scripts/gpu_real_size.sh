@@ -43,7 +43,7 @@ $PY -m vqkit bench --config "$CONFIG" --data "$DATA" --batch-size "$BATCH" --ste
     --data-batches 4 "${overrides[@]}" --json > "$OUT_DIR/bench.json"
 $PY - "$OUT_DIR/bench.json" <<'EOF'
 import json, sys
-from vqkit.bench import format_table
+from vqkit.tools.bench import format_table
 print(format_table(json.load(open(sys.argv[1]))))
 EOF
 

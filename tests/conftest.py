@@ -6,6 +6,11 @@
 - ``tiny_tokenizer``: a byte-level BPE trained on the fixture text (session-scoped).
 - ``qwen_tokenizer_dir``: the real Qwen3 tokenizer files, or a skip when they are absent;
   ``qwen_tokenizer``: those files loaded once with ``load_tokenizer`` (session-scoped, ~2 s).
+- ``tokenizer_dir`` (session): a tiny BPE tokenizer folder; ``corpus``: 6 records + 2 sharing record 0's
+  views, and a val file (with :func:`helpers.tiny_config`, the model that goes with them).
+- ``synth_dir`` (session): a small synthetic set (12 rooms, 2 views of 56 px, seed 3) with its tokenizer
+  (with :func:`helpers.tiny_train_config`, the tiny model that trains on it).
+- ``in_repo``: the current directory is the repository root, as for the README's commands.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from corpus_helpers import TINY_QUESTIONS, TINY_WORDS, Corpus, make_corpus
+from helpers import REPO, TINY_ANSWERS, TINY_QUESTIONS, TINY_WORDS, Corpus, make_corpus, write_jsonl
 
 
 @pytest.fixture
@@ -28,7 +33,7 @@ def tiny_records(tmp_path) -> Corpus:
 def tiny_tokenizer(tmp_path_factory):
     """A byte-level BPE tokenizer trained on the fixture's words and questions (vision tokens,
     ``<|im_end|>``, chat template included)."""
-    from vqkit.data.tokenizer import train_tokenizer
+    from vqkit.tokenizer import train_tokenizer
 
     texts = TINY_QUESTIONS + TINY_WORDS + [" ".join(TINY_WORDS)] + ["Where am I? I am facing the bed."]
     return train_tokenizer(texts * 5, tmp_path_factory.mktemp("tiny_tokenizer"), vocab_size=400)
@@ -48,9 +53,47 @@ def qwen_tokenizer_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def qwen_tokenizer(qwen_tokenizer_dir):
-    """The real Qwen3 tokenizer via ``vqkit.data.tokenizer.load_tokenizer`` (loaded once; do not
+    """The real Qwen3 tokenizer via ``vqkit.tokenizer.load_tokenizer`` (loaded once; do not
     mutate it)."""
     from vqkit.config import LLMConfig
-    from vqkit.data.tokenizer import load_tokenizer
+    from vqkit.tokenizer import load_tokenizer
 
     return load_tokenizer(LLMConfig(name_or_path=str(qwen_tokenizer_dir)))
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory):
+    """A tiny BPE tokenizer (vocabulary 300) trained on the fixture questions and answers."""
+    from vqkit.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    train_tokenizer((TINY_QUESTIONS + TINY_ANSWERS) * 5, out, vocab_size=300)
+    return out
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Corpus:
+    """6 records with their own views + 2 that repeat record 0's views with other questions; val.jsonl
+    holds the first two."""
+    c = make_corpus(tmp_path / "data", n=6, views=3)
+    extra = [dict(c.records[0], id=f"dup{i}", question=TINY_QUESTIONS[i], answer=TINY_ANSWERS[i]) for i in (1, 2)]
+    write_jsonl(c.path, c.records + extra)
+    write_jsonl(c.root / "val.jsonl", c.records[:2])
+    return c
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """12 synthetic rooms, 2 views of 56 px, seed 3, with the set's tokenizer."""
+    from vqkit.synth import generate
+
+    out = tmp_path_factory.mktemp("synth")
+    generate(out, scenes=12, views=2, image_size=56, seed=3, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture
+def in_repo(monkeypatch) -> Path:
+    """Run the test from the repository root (relative paths as in the README's commands)."""
+    monkeypatch.chdir(REPO)
+    return REPO

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vqkit.cli import main as vqkit_main
+from vqkit.commands import main as vqkit_main
 from vqkit.config import config_from_dict
 from vqkit.roomplan import Room, first_repeated_line, trim_repeated_lines
 
@@ -22,7 +22,7 @@ SIZE = 56
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory) -> Path:
-    from vqkit.data.synth import generate
+    from vqkit.synth.benchmark import generate
 
     out = tmp_path_factory.mktemp("synth_stage2")
     generate(out, scenes=10, views=2, image_size=SIZE, seed=11, workers=1, questions_per_scene=2,
@@ -77,8 +77,8 @@ class ForceTokens:
 
 @pytest.fixture(scope="module")
 def layout_model(synth_dir, tmp_path_factory):
-    from vqkit.data.tokenizer import load_tokenizer
-    from vqkit.models.vlm import build_model
+    from vqkit.tokenizer import load_tokenizer
+    from vqkit.models.builder import build_model
 
     root = tmp_path_factory.mktemp("stage2_model")
     val = synth_dir / "roomplan_val.jsonl"
@@ -88,7 +88,7 @@ def layout_model(synth_dir, tmp_path_factory):
 
 def _layout_batch(model, synth_dir):
     from vqkit.data.collate import Collator
-    from vqkit.eval.run import build_eval_dataset
+    from vqkit.eval.generate import build_eval_dataset
 
     cfg = model.config
     dataset = build_eval_dataset(cfg, synth_dir / "roomplan_val.jsonl")
@@ -122,7 +122,7 @@ def test_a_looping_layout_stops_at_the_first_repeated_element(layout_model, synt
 
 def test_each_sequence_of_a_batch_stops_on_its_own(layout_model, synth_dir):
     """Two samples: the first repeats early, the second never does; the second runs to its end."""
-    from vqkit.models.vlm import RepeatedLineStop
+    from vqkit.models.vqmodel import RepeatedLineStop
 
     tok = layout_model.tokenizer
     a = tok("sofa x=1 y=2 w=3 h=4 d=5 yaw=0\nsofa x=1 y=2 w=3 h=4 d=5 yaw=0\n", add_special_tokens=False)["input_ids"]

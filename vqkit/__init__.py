@@ -1,11 +1,16 @@
-"""vqkit: posed views of a room -> frozen VGGT aggregator -> Perceiver -> geometry tokens -> Qwen3 + LoRA."""
+"""vqkit: posed views of a room -> frozen VGGT aggregator -> Perceiver -> geometry tokens -> Qwen3 + LoRA.
 
-__version__ = "0.1.0"
+The layers, lowest first (a module imports only from its own layer or below; ``docs/architecture.md``):
+``utils``, ``config``, ``cameras``, ``tokenizer`` -> ``roomplan`` -> ``data``, ``synth``, ``prep`` ->
+``models`` -> ``eval`` -> ``train`` -> ``viz``, ``tools`` -> ``commands``.
+"""
+
+from vqkit.version import __version__
 
 
 def load_model(folder, **kwargs):
-    """Rebuild a saved model folder (see :func:`vqkit.models.vlm.load_model`)."""
-    from vqkit.models.vlm import load_model as _load_model
+    """Rebuild a saved model folder (see :func:`vqkit.models.builder.load_model`)."""
+    from vqkit.models.builder import load_model as _load_model
 
     return _load_model(folder, **kwargs)
 

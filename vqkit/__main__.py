@@ -1,5 +1,7 @@
+"""``python -m vqkit COMMAND ...`` = ``vqkit COMMAND ...``."""
+
 import sys
 
-from vqkit.cli import main
+from vqkit.commands import main
 
 sys.exit(main())

@@ -3,10 +3,11 @@ import pickle
 import pytest
 import torch
 
-from vqkit.config import DataConfig, ModelConfig, vision_token_count
+from vqkit.config import DataConfig, ModelConfig
+from vqkit.tokenizer import vision_token_count
 from vqkit.data.collate import IGNORE_INDEX, Collator
 from vqkit.data.dataset import build_dataset
-from vqkit.data.tokenizer import vision_token_ids
+from vqkit.tokenizer import vision_token_ids
 
 SEED_TEMPLATE = "{question}\n<image>\n{answer}"
 

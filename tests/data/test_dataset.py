@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from corpus_helpers import make_corpus
+from helpers import make_corpus
 from vqkit.config import DataConfig, GeometryConfig, SourceConfig, config_from_dict
 from vqkit.data.dataset import (MixedDataset, RecordDataset, ShardedSampler, build_dataloader, build_dataset,
                                 choose_views, set_epoch)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vqkit.data.geometry import intrinsics, metres_to_depth_png, project
+from vqkit.cameras import intrinsics, metres_to_depth_png, project
 from vqkit.data.images import load_depth, load_image, plan_resize
 from vqkit.errors import DataError
 

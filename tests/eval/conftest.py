@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqkit.data.geometry import intrinsics_from_fov, look_at
+from vqkit.cameras import intrinsics_from_fov, look_at
 
 SIZE = 56
 RECORDS = [
@@ -91,8 +91,8 @@ def tiny_config_dict(tokenizer_dir: Path) -> dict:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from vqkit.config import config_from_dict
-    from vqkit.data.tokenizer import load_tokenizer, train_tokenizer
-    from vqkit.models.vlm import build_model
+    from vqkit.tokenizer import load_tokenizer, train_tokenizer
+    from vqkit.models.builder import build_model
 
     root = tmp_path_factory.mktemp("tiny_model")
     texts = [r["question"] for r in RECORDS] + [r.get("situation", "") for r in RECORDS] + WORDS

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqkit.cli import main as vqkit_main
+from vqkit.commands import main as vqkit_main
 from vqkit.errors import ConfigError, DataError
 from vqkit.eval.ask import ask, ask_roomplan, build_batch
-from vqkit.eval.run import evaluate
-from vqkit.models.vlm import load_model
+from vqkit.eval.generate import evaluate
+from vqkit.models.builder import load_model
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def roomplan_records(eval_records):
     geometry: what `vqkit ask --roomplan` sees for the same photos."""
     import math
 
-    from vqkit.data.synth import ROOMPLAN_QUESTION
+    from vqkit.roomplan import ROOMPLAN_QUESTION
     from vqkit.roomplan import Opening, Room, RoomObject, Wall
 
     room = Room(walls=[Wall("w0", (0.0, 1.5, 1.25), 3.0, 2.5, math.pi / 2), Wall("w1", (1.5, 0.0, 1.25), 3.0, 2.5, 0.0)],

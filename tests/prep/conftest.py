@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from vqkit.prep import fixtures as F
+import prep_fixtures as F
 
 from prep_trees import COLOR_WH, DEPTH_WH, INVALID, N_FRAMES
 

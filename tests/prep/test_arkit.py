@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from prep_trees import N_FRAMES, copy_tree
-from vqkit.data import geometry as G
+from vqkit import cameras as G
 from vqkit.errors import DataError
+from vqkit.commands.prep import main as prep_main
 from vqkit.prep import arkit
 from vqkit.roomplan import Room
 
@@ -24,7 +25,7 @@ def _read(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def converted(arkit_tree, tmp_path_factory):
     out = tmp_path_factory.mktemp("arkit_out")
-    assert arkit.main(["--root", str(arkit_tree["root"]), "--out", str(out), "--num-views", "5"]) == 0
+    assert prep_main(["arkit", "--root", str(arkit_tree["root"]), "--out", str(out), "--num-views", "5"]) == 0
     return out
 
 
@@ -118,21 +119,21 @@ def test_failures_are_reported_not_raised(arkit_tree, tmp_path, capsys):
     root = copy_tree(arkit_tree["root"], tmp_path / "3dod")
     (root / "Training/41254925/41254925_3dod_annotation.json").unlink()
     (root / "Training/41254926/41254926_frames/lowres_wide.traj").write_text("1 2 3\n")
-    assert arkit.main(["--root", str(root), "--out", str(tmp_path / "out"), "--num-views", "2"]) == 0
+    assert prep_main(["arkit", "--root", str(root), "--out", str(tmp_path / "out"), "--num-views", "2"]) == 0
     summary = json.loads((tmp_path / "out/prep_summary.json").read_text())
     assert summary["scenes"] == {"requested": 3, "converted": 1, "reused": 0, "failed": 2}
     assert "3dod_annotation.json" in summary["failed_scenes"]["41254925"]
     assert "line 1: expected 7 numbers" in summary["failed_scenes"]["41254926"]
     assert "Traceback" not in capsys.readouterr().out
     # Resume: the good scan is reused, the broken ones are tried again and fail again.
-    assert arkit.main(["--root", str(root), "--out", str(tmp_path / "out"), "--num-views", "2"]) == 0
+    assert prep_main(["arkit", "--root", str(root), "--out", str(tmp_path / "out"), "--num-views", "2"]) == 0
     summary = json.loads((tmp_path / "out/prep_summary.json").read_text())
     assert summary["scenes"] == {"requested": 3, "converted": 0, "reused": 1, "failed": 2}
 
 
 def test_wrong_root_is_one_line(tmp_path):
     with pytest.raises(DataError, match="no Training or Validation folder") as e:
-        arkit.main(["--root", str(tmp_path), "--out", str(tmp_path / "o")])
+        prep_main(["arkit", "--root", str(tmp_path), "--out", str(tmp_path / "o")])
     assert "\n" not in str(e.value)
     with pytest.raises(DataError, match="not a folder"):
-        arkit.main(["--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])
+        prep_main(["arkit", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o")])

@@ -6,16 +6,16 @@ must give the same poses, K (scaled to the written size), depth histograms and o
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pytest
 
-from vqkit.data import geometry as G
-from vqkit.prep import arkit, fixtures as F, scannet
+from vqkit import cameras as G
+import prep_fixtures as F
+from vqkit.prep import arkit, scannet
 
-synth = pytest.importorskip("vqkit.data.synth")
+synth = pytest.importorskip("vqkit.synth.benchmark")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from prep_trees import COLOR_WH, INVALID, N_FRAMES, copy_tree
-from vqkit.data import geometry as G
+from vqkit import cameras as G
 from vqkit.errors import DataError
 from vqkit.prep import scannet
 
@@ -64,7 +64,7 @@ def test_written_view_agrees_with_the_geometry(scannet_tree, tmp_path):
 
 def test_view_selection_skips_invalid_poses_even_when_far(tmp_path):
     """An -inf frame is never picked, even if its (garbage) pose would be the farthest one."""
-    from vqkit.prep import fixtures as F
+    import prep_fixtures as F
 
     scene = F.make_scene(seed=5, n_frames=8, with_boxes=False)
     F.export_scannet(scene, tmp_path / "sc", "scene0100_00", "sens", color_wh=(64, 48), depth_wh=(32, 24),
@@ -110,7 +110,7 @@ def test_check_root_gives_one_line_errors(scannet_tree, tmp_path):
 
 def test_rescales_intrinsics_written_for_another_image_size(tmp_path):
     """A 640x480 colour export that kept the 1296x968 intrinsic_color.txt gets K rescaled."""
-    from vqkit.prep import fixtures as F
+    import prep_fixtures as F
 
     scene = F.make_scene(seed=6, n_frames=4, with_boxes=False)
     info = F.export_scannet(scene, tmp_path / "sc", "scene0200_00", "sens", color_wh=(160, 120), depth_wh=(32, 24))

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqkit.cli import main as vqkit_main
-from vqkit.data import geometry as G
+from vqkit.commands import main as vqkit_main
+from vqkit import cameras as G
 from vqkit.errors import DataError
+from vqkit.commands.prep import main as prep_main
 from vqkit.prep import scanqa
 
 
@@ -19,7 +20,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def _run(tree, out, *extra):
-    return scanqa.main(["--annotations", str(tree["scanqa"]), "--scannet", str(tree["root"]), "--out", str(out),
+    return prep_main(["scanqa", "--annotations", str(tree["scanqa"]), "--scannet", str(tree["root"]), "--out", str(out),
                         "--num-views", "4", "--image-size", "112", *extra])
 
 
@@ -112,7 +113,7 @@ def test_user_errors_are_one_line(scannet_tree, tmp_path, capsys, case, message)
     elif case == "bad_split":
         splits = "train,dev"
     with pytest.raises(DataError, match=message):
-        scanqa.main(["--annotations", str(ann), "--scannet", str(root), "--out", str(tmp_path / "o"),
+        prep_main(["scanqa", "--annotations", str(ann), "--scannet", str(root), "--out", str(tmp_path / "o"),
                      "--splits", splits])
     # Through the real command line: exit status 2 and one line on stderr, no traceback.
     capsys.readouterr()
@@ -123,9 +124,8 @@ def test_user_errors_are_one_line(scannet_tree, tmp_path, capsys, case, message)
 
 
 def test_prep_dispatch_help_and_unknown(capsys):
-    from vqkit import prep
 
-    assert prep.main(["--help"]) == 0
+    assert prep_main(["--help"]) == 0
     assert "scanqa" in capsys.readouterr().out
     assert vqkit_main(["prep", "scannet"]) == 2
     assert "unknown dataset 'scannet'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vqkit.errors import DataError
+from vqkit.commands.prep import main as prep_main
 from vqkit.prep import sqa3d
 
 
@@ -17,7 +18,7 @@ def _read(path: Path) -> list[dict]:
 
 
 def _run(tree, out, annotations=None, *extra):
-    return sqa3d.main(["--annotations", str(annotations or tree["sqa3d"]), "--scannet", str(tree["root"]),
+    return prep_main(["sqa3d", "--annotations", str(annotations or tree["sqa3d"]), "--scannet", str(tree["root"]),
                        "--out", str(out), "--num-views", "3", "--image-size", "112", *extra])
 
 

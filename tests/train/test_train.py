@@ -11,47 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from vqkit import checkpoint as ckpt
-from vqkit.config import config_from_dict, load_config, save_config
+from helpers import REPO
+from helpers import tiny_train_config as tiny_config
+from vqkit.train import checkpoint as ckpt
+from vqkit.config import config_from_dict, load_config
 from vqkit.errors import ConfigError, VQKitError
-from vqkit.train import fill_deepspeed_config, run
+from vqkit.train import run
+from vqkit.train.accelerator import fill_deepspeed_config
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="session")
-def synth_dir(tmp_path_factory):
-    from vqkit.data.synth import generate
-
-    out = tmp_path_factory.mktemp("synth")
-    generate(out, scenes=12, views=2, image_size=56, seed=3, workers=1)
-    return out
-
-
-def tiny_config(synth_dir: Path, run_dir: Path, **train) -> dict:
-    """A model small enough for a handful of CPU steps per second."""
-    return {
-        "model": {
-            "encoder": {"img_size": 56, "embed_dim": 32, "depth": 1, "num_heads": 2, "patch_embed": "conv"},
-            "projector": {"num_latents": 4, "num_layers": 1, "num_heads": 2},
-            "geometry": {"hidden": 32},
-            "llm": {"name_or_path": str(synth_dir / "tokenizer"), "from_config": True,
-                    "config_overrides": {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64,
-                                         "num_hidden_layers": 1, "num_attention_heads": 2,
-                                         "num_key_value_heads": 1, "head_dim": 16,
-                                         "max_position_embeddings": 256}},
-            "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.1},
-        },
-        "data": {"train": [{"path": str(synth_dir / "train.jsonl")}], "val": [{"path": str(synth_dir / "val.jsonl")}],
-                 "num_views": 2, "image_size": 56, "max_length": 128, "view_dropout": 0.3,
-                 "prompt_template": "{question}\n<image>\n{answer}"},
-        "train": {"output_dir": str(run_dir), "max_steps": 6, "batch_size_per_gpu": 4, "grad_accum": 2,
-                  "lr": 1e-3, "proj_lr": 1e-3, "warmup_steps": 2, "log_every_steps": 1, "save_every_steps": 3,
-                  "seed": 7, **train},
-    }
 
 
 def losses(run_dir: Path) -> dict[int, float]:
@@ -157,7 +126,7 @@ def test_notebook_api_and_cli_give_identical_losses(synth_dir, tmp_path):
 
 
 def test_non_finite_loss_skips_the_step_and_aborts_after_k_in_a_row(synth_dir, tmp_path, monkeypatch, capsys):
-    from vqkit.models.vlm import VQModel
+    from vqkit.models.vqmodel import VQModel
 
     real_forward = VQModel.forward
     calls = {"n": 0}
@@ -243,7 +212,8 @@ def test_torchrun_two_process_zero3(synth_dir, tmp_path):
 
 
 def test_monitor_reads_progress(synth_dir, tmp_path, capsys):
-    from vqkit.monitor import main, run_status
+    from vqkit.commands.monitor import main
+    from vqkit.tools.monitor import run_status
 
     run(config_from_dict(tiny_config(synth_dir, tmp_path / "run", max_steps=2, save_every_steps=0)), progress=False)
     status = run_status(tmp_path / "run")

@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from vqkit.config import vision_token_count
-from vqkit.data.tokenizer import answer_end_token_id, vision_token_ids
 from vqkit.errors import ConfigError
+from vqkit.tokenizer import answer_end_token_id, vision_token_count, vision_token_ids
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vqkit.config import DataConfig, ModelConfig
+    from vqkit.config.schema import DataConfig, ModelConfig
 
 log = logging.getLogger("vqkit.data")
 
@@ -51,13 +50,13 @@ class Collator:
     """``collate_fn`` for :class:`vqkit.data.dataset.RecordDataset` samples (picklable for workers).
 
     Args:
-        tokenizer: from ``vqkit.data.tokenizer.load_tokenizer`` (has the vision and pad tokens).
+        tokenizer: from ``vqkit.tokenizer.load_tokenizer`` (has the vision and pad tokens).
         model_cfg: sizes the vision block (projector latents, geometry tokens).
         data_cfg: prompt_template, system_prompt, max_length.
         mode: "train" (prompt + answer, labels, right padding) or "generate" (prompt, left padding).
         blind: no vision block (text-only baseline).
 
-    Returns a dict (DESIGN "Batch"): ``images`` [B, S, 3, H, W], ``view_mask`` [B, S],
+    Returns a dict: ``images`` [B, S, 3, H, W], ``view_mask`` [B, S],
     ``geometry`` {R [B,S,3,3], t [B,S,3], K [B,S,3,3], depth_hist [B,S,bins], image_hw (H, W)},
     ``geom_mask`` [B], ``input_ids`` / ``attention_mask`` / ``labels`` [B, L], ``meta`` (list),
     ``num_truncated``, ``num_overlong``, ``num_skipped`` (ints), optional ``depths`` [B, S, H, W]
@@ -80,7 +79,7 @@ class Collator:
         self.vision = vision_token_ids(tokenizer)
         self.end_id = answer_end_token_id(tokenizer, self.chat)
         if tokenizer.pad_token_id is None:
-            raise ConfigError("the tokenizer has no pad token; load it with vqkit.data.tokenizer.load_tokenizer")
+            raise ConfigError("the tokenizer has no pad token; load it with vqkit.tokenizer.load_tokenizer")
         self.pad_id = int(tokenizer.pad_token_id)
         self._pieces_cache: dict[bool, list[tuple[str, Any]]] = {}
         self._warned_overlong = False
@@ -181,9 +180,32 @@ class Collator:
     # ------------------------------------------------------------------ batch
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        batch = self._views(samples)
+        enc = [self.encode_sample(s["question"], s.get("situation"), s.get("answer"), s["R"].shape[0],
+                                  bool(s["has_geometry"])) for s in samples]
+        batch.update(self._tokens(enc))
+        num_overlong = sum(e["overlong"] for e in enc)
+        if num_overlong and not self._warned_overlong:
+            self._warned_overlong = True
+            log.warning("%d sample(s) exceed data.max_length=%d even without question text (vision block + "
+                        "answer are longer); they are kept whole. Raise data.max_length.",
+                        num_overlong, self.data_cfg.max_length)
+        meta = []
+        for s, e in zip(samples, enc):
+            m = dict(s["meta"])
+            m["answer"] = s.get("answer")
+            m["num_vision_tokens"] = e["num_vision"]
+            meta.append(m)
+        batch.update(meta=meta, num_truncated=sum(e["truncated"] for e in enc), num_overlong=num_overlong,
+                     num_skipped=sum("replaced_from" in s["meta"] for s in samples))
+        return batch
+
+    @staticmethod
+    def _views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Images (or cached features), depths and camera geometry of the samples, padded to the
+        batch's largest view count and image size (centred on white, as VGGT pads; K follows)."""
         B = len(samples)
         S = max(s["images"].shape[0] if "images" in s else s["features"].shape[0] for s in samples)
-        batch: dict[str, Any] = {}
         if "images" in samples[0]:
             H = max(s["images"].shape[-2] for s in samples)
             W = max(s["images"].shape[-1] for s in samples)
@@ -206,17 +228,15 @@ class Collator:
         for b, s in enumerate(samples):
             V = s["R"].shape[0]
             view_mask[b, :V] = True
+            dy = dx = 0
             if images is not None:
                 h, w = s["images"].shape[-2:]
-                # Centre the sample and pad with white, as VGGT pads mixed sizes; K follows.
                 dy, dx = (H - h) // 2, (W - w) // 2
                 if (h, w) != (H, W):
                     images[b, :V] = 1.0
                 images[b, :V, :, dy:dy + h, dx:dx + w] = s["images"]
                 if depths is not None and "depths" in s:
                     depths[b, :V, dy:dy + h, dx:dx + w] = s["depths"]
-            else:
-                dy = dx = 0
             if features is not None:
                 features[b, :V] = s["features"]
             if s["has_geometry"]:
@@ -228,9 +248,16 @@ class Collator:
                 Kb[:, 1, 2] += dy
                 K[b, :V] = Kb
             hist[b, :V] = s["depth_hist"]
+        batch: dict[str, Any] = {"view_mask": view_mask, "geom_mask": geom_mask,
+                                 "geometry": {"R": R, "t": t, "K": K, "depth_hist": hist, "image_hw": (int(H), int(W))}}
+        for key, value in (("images", images), ("depths", depths), ("features", features)):
+            if value is not None:
+                batch[key] = value
+        return batch
 
-        enc = [self.encode_sample(s["question"], s.get("situation"), s.get("answer"), s["R"].shape[0],
-                                  bool(s["has_geometry"])) for s in samples]
+    def _tokens(self, enc: list[dict[str, Any]]) -> dict[str, Any]:
+        """input_ids, attention_mask and labels of encoded samples, padded to the longest."""
+        B = len(enc)
         L = max(len(e["input_ids"]) for e in enc)
         input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
         attention = torch.zeros(B, L, dtype=torch.long)
@@ -244,30 +271,4 @@ class Collator:
             attention[b, sl] = 1
             if labels is not None:
                 labels[b, sl] = torch.tensor(e["labels"], dtype=torch.long)
-        num_overlong = sum(e["overlong"] for e in enc)
-        if num_overlong and not self._warned_overlong:
-            self._warned_overlong = True
-            log.warning("%d sample(s) exceed data.max_length=%d even without question text (vision block + "
-                        "answer are longer); they are kept whole. Raise data.max_length.",
-                        num_overlong, self.data_cfg.max_length)
-
-        meta = []
-        for s, e in zip(samples, enc):
-            m = dict(s["meta"])
-            m["answer"] = s.get("answer")
-            m["num_vision_tokens"] = e["num_vision"]
-            meta.append(m)
-        batch.update(
-            images=images, view_mask=view_mask,
-            geometry={"R": R, "t": t, "K": K, "depth_hist": hist, "image_hw": (int(H), int(W))},
-            geom_mask=geom_mask, input_ids=input_ids, attention_mask=attention, labels=labels, meta=meta,
-            num_truncated=sum(e["truncated"] for e in enc), num_overlong=num_overlong,
-            num_skipped=sum("replaced_from" in s["meta"] for s in samples),
-        )
-        if images is None:
-            del batch["images"]
-        if depths is not None:
-            batch["depths"] = depths
-        if features is not None:
-            batch["features"] = features
-        return batch
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}

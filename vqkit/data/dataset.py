@@ -32,13 +32,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from vqkit.data.geometry import depth_histogram
-from vqkit.data.images import load_depth, load_image, plan_resize
+from vqkit.cameras import depth_histogram
+from vqkit.data.collate import Collator
+from vqkit.data.feature_cache import attach_feature_cache
+from vqkit.data.images import load_depth, load_views, pad_to_common, plan_resize
 from vqkit.data.schema import LoadReport, Record, load_records
+from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from vqkit.config import Config, DataConfig, GeometryConfig
+    from vqkit.config.schema import Config, DataConfig, GeometryConfig
 
 log = logging.getLogger("vqkit.data")
 
@@ -51,32 +54,6 @@ def _index(item: Any, default_epoch: int) -> tuple[int, int, bool]:
     if isinstance(item, (tuple, list)):
         return int(item[0]), int(item[1]), bool(item[2]) if len(item) > 2 else False
     return default_epoch, int(item), False
-
-
-def choose_views(num_available: int, num_views: int, sampling: str, dropout: float, train: bool,
-                 rng: np.random.Generator) -> list[int]:
-    """Indices (sorted, so temporal order is kept) of the views a sample uses.
-
-    More views than ``num_views``: ``uniform`` = evenly spaced (first and last included), ``first``,
-    or ``random`` (training only; evaluation uses ``uniform``). Then, in training, each view is
-    dropped with probability ``dropout``, always keeping at least one.
-    """
-    if num_available <= num_views:
-        views = list(range(num_available))
-    elif sampling == "first":
-        views = list(range(num_views))
-    elif sampling == "random" and train:
-        views = sorted(rng.choice(num_available, size=num_views, replace=False).tolist())
-    elif sampling in ("uniform", "random"):
-        views = np.round(np.linspace(0, num_available - 1, num_views)).astype(int).tolist()
-    else:
-        raise ConfigError(f"data.view_sampling must be uniform, first or random, got {sampling!r}")
-    if train and dropout > 0 and len(views) > 1:
-        keep = rng.random(len(views)) >= dropout
-        if not keep.any():
-            keep[rng.integers(len(views))] = True
-        views = [v for v, k in zip(views, keep) if k]
-    return views
 
 
 class RecordDataset(Dataset):
@@ -112,7 +89,7 @@ class RecordDataset(Dataset):
         ``num_skipped``)."""
         self._bad: set[int] = set()
         self.feature_cache = None
-        """A ``vqkit.cache.FeatureCache`` (set by ``attach_feature_cache``): samples then carry cached
+        """A ``vqkit.data.feature_cache.FeatureCache`` (set by ``attach_feature_cache``): samples then carry cached
         encoder ``features`` [V, P, C] and ``image_hw`` instead of ``images``."""
 
     def __len__(self) -> int:
@@ -170,20 +147,13 @@ class RecordDataset(Dataset):
             geometry = None
         features = None
         if self.feature_cache is not None:
-            # Cached encoder features of the chosen views (vqkit.cache); K follows the same resize
+            # Cached encoder features of the chosen views (vqkit.data.feature_cache); K follows the same resize
             # plan and centre padding (to the cached set's common size) that the images had.
             features, sizes, hw = self.feature_cache.features(rec, views)
             plans = [plan_resize(w, h, cfg.image_size, cfg.resize_mode) for w, h in sizes]
             Ks_shift = np.array([[(hw[1] - p.out[0]) // 2, (hw[0] - p.out[1]) // 2] for p in plans])
         else:
-            images, plans = [], []
-            for v in views:
-                img, plan = load_image(rec.images[v], cfg.image_size, cfg.resize_mode)
-                images.append(img)
-                plans.append(plan)
-            # Views of one record may differ in size (crop mode keeps the aspect ratio): pad them to a
-            # common size here the same way the collator pads across records.
-            images, Ks_shift = _pad_to_common(images)
+            images, plans, Ks_shift = load_views([rec.images[v] for v in views], cfg.image_size, cfg.resize_mode)
         V = len(views)
         sample: dict[str, Any] = {
             **({"features": features, "image_hw": hw} if features is not None else {"images": torch.stack(images)}),
@@ -203,7 +173,7 @@ class RecordDataset(Dataset):
                 sample["depth_hist"] = torch.from_numpy(geo.depth_hist.astype(np.float32))
         if cfg.load_depth and rec.depths is not None:
             depths = [load_depth(rec.depths[v], p) for v, p in zip(views, plans)]
-            depths = _pad_to_common(depths, fill=0.0, shifts=Ks_shift)[0]
+            depths = pad_to_common(depths, fill=0.0, shifts=Ks_shift)[0]
             sample["depths"] = torch.stack(depths)
             if geometry is not None and geometry.depth_hist is None:
                 sample["depth_hist"] = torch.from_numpy(np.stack(
@@ -213,29 +183,6 @@ class RecordDataset(Dataset):
         meta["source_name"] = self.name
         sample.update(question=rec.question, situation=rec.situation, answer=rec.target_text(), meta=meta)
         return sample
-
-
-def _pad_to_common(arrays: list[torch.Tensor], fill: float = 1.0,
-                   shifts: np.ndarray | None = None) -> tuple[list[torch.Tensor], np.ndarray]:
-    """Centre-pad tensors [..., h, w] to the largest (H, W) with ``fill`` (VGGT pads with white).
-    Returns the padded tensors and each one's (dx, dy) shift of the principal point [N, 2]."""
-    H = max(a.shape[-2] for a in arrays)
-    W = max(a.shape[-1] for a in arrays)
-    out, shift = [], np.zeros((len(arrays), 2))
-    for i, a in enumerate(arrays):
-        h, w = a.shape[-2:]
-        if shifts is not None:
-            dx, dy = int(shifts[i, 0]), int(shifts[i, 1])
-        else:
-            dx, dy = (W - w) // 2, (H - h) // 2
-        shift[i] = dx, dy
-        if (h, w) == (H, W):
-            out.append(a)
-            continue
-        p = a.new_full((*a.shape[:-2], H, W), fill)
-        p[..., dy:dy + h, dx:dx + w] = a
-        out.append(p)
-    return out, shift
 
 
 class MixedDataset(Dataset):
@@ -426,15 +373,11 @@ def build_dataloader(cfg: "Config", split: str, tokenizer, *, batch_size: int, s
     come from ``cfg.data``; memory is pinned when CUDA is available. ``drop_last`` defaults to True for
     training (equal batch sizes), False otherwise. ``dataset`` reuses an already built dataset.
     """
-    from vqkit.data.collate import Collator
-
     seed = cfg.train.seed if seed is None else seed
     if dataset is None:
         dataset = build_dataset(cfg.data, split, geometry_cfg=cfg.model.geometry, seed=seed)
     if cfg.data.feature_cache and not all(getattr(d, "feature_cache", None) is not None
                                           for d in getattr(dataset, "datasets", [dataset])):
-        from vqkit.cache import attach_feature_cache
-
         attach_feature_cache(dataset, cfg)
     if drop_last is None:
         drop_last = split == "train" and not generate and len(dataset) >= batch_size * world_size

@@ -10,7 +10,7 @@ Two modes (``data.resize_mode``), as in VGGT's ``load_and_preprocess_images``:
 
 RGBA images are composited on white first (as VGGT does). ``K`` follows: a resize scales row 0 by
 new_w / old_w and row 1 by new_h / old_h; a crop at (x0, y0) moves the principal point; a pad is a
-crop at a negative offset (``vqkit.data.geometry``). Depth maps (16-bit PNG, millimetres, 0 =
+crop at a negative offset (``vqkit.cameras``). Depth maps (16-bit PNG, millimetres, 0 =
 invalid) get the same geometry with nearest-neighbour resampling (depths are never blended) and
 zeros (= invalid) in the padding.
 """
@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vqkit.data.geometry import crop_intrinsics, depth_png_to_metres, resize_intrinsics
+from vqkit.cameras import crop_intrinsics, depth_png_to_metres, resize_intrinsics
 from vqkit.errors import DataError
 
 PATCH = 14
 
 
 @dataclass(frozen=True)
-class Plan:
+class ResizePlan:
     """How one image of size (w, h) becomes the model's input: resize to ``resized`` (w, h), then
     take the window at ``offset`` (x0, y0) of size ``out`` (w, h); a negative offset pads."""
 
@@ -48,7 +48,7 @@ def _round14(x: float) -> int:
     return max(PATCH, int(round(x / PATCH)) * PATCH)
 
 
-def plan_resize(width: int, height: int, image_size: int, mode: str) -> Plan:
+def plan_resize(width: int, height: int, image_size: int, mode: str) -> ResizePlan:
     """The resize/crop/pad of an image of (width, height) for ``image_size`` in ``mode``."""
     if image_size % PATCH:
         raise DataError(f"image_size must be a multiple of {PATCH}, got {image_size}")
@@ -56,7 +56,7 @@ def plan_resize(width: int, height: int, image_size: int, mode: str) -> Plan:
         new_w = image_size
         new_h = _round14(height * new_w / width)
         out_h = min(new_h, image_size)
-        return Plan((width, height), (new_w, new_h), (0, (new_h - out_h) // 2), (new_w, out_h))
+        return ResizePlan((width, height), (new_w, new_h), (0, (new_h - out_h) // 2), (new_w, out_h))
     if mode == "pad":
         if width >= height:
             new_w, new_h = image_size, _round14(height * image_size / width)
@@ -66,11 +66,11 @@ def plan_resize(width: int, height: int, image_size: int, mode: str) -> Plan:
         # VGGT pads top/left with the floor of half the gap; the offset is negative (a pad).
         x0 = -((image_size - new_w) // 2)
         y0 = -((image_size - new_h) // 2)
-        return Plan((width, height), (new_w, new_h), (x0, y0), (image_size, image_size))
+        return ResizePlan((width, height), (new_w, new_h), (x0, y0), (image_size, image_size))
     raise DataError(f"resize_mode must be 'crop' or 'pad', got {mode!r}")
 
 
-def _window(arr: torch.Tensor, plan: Plan, fill: float) -> torch.Tensor:
+def _window(arr: torch.Tensor, plan: ResizePlan, fill: float) -> torch.Tensor:
     """Crop or pad the last two dims of ``arr`` (resized) to ``plan.out`` at ``plan.offset``."""
     (x0, y0), (ow, oh) = plan.offset, plan.out
     rw, rh = plan.resized
@@ -94,8 +94,8 @@ def _open(path: str, what: str) -> Image.Image:
     return img
 
 
-def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Tensor, Plan]:
-    """Load an image as float32 [3, H, W] in [0, 1] with VGGT's preprocessing, plus its :class:`Plan`
+def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Tensor, ResizePlan]:
+    """Load an image as float32 [3, H, W] in [0, 1] with VGGT's preprocessing, plus its :class:`ResizePlan`
     (``plan.intrinsics(K)`` gives the K of the returned image).
 
     A file that cannot be decoded (truncated, not an image) raises DataError naming it.
@@ -133,7 +133,7 @@ def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Te
     return tensor, plan
 
 
-def load_depth(path: str, plan: Plan) -> torch.Tensor:
+def load_depth(path: str, plan: ResizePlan) -> torch.Tensor:
     """Load a 16-bit PNG depth map (millimetres, 0 = invalid) as float32 metres [H, W], resampled
     (nearest) to the geometry of the image ``plan`` so depth pixel (i, j) lies under image pixel (i, j).
     The depth map may have another resolution than the image (ScanNet: 640x480 vs 1296x968): both
@@ -153,3 +153,40 @@ def load_depth(path: str, plan: Plan) -> torch.Tensor:
         raise DataError(f"{path}: cannot decode the depth map ({e})") from None
     depth = torch.from_numpy(depth_png_to_metres(depth_mm))
     return _window(depth, plan, 0.0).contiguous()
+
+
+def pad_to_common(arrays: list[torch.Tensor], fill: float = 1.0,
+                   shifts: np.ndarray | None = None) -> tuple[list[torch.Tensor], np.ndarray]:
+    """Centre-pad tensors [..., h, w] to the largest (H, W) with ``fill`` (VGGT pads with white).
+    Returns the padded tensors and each one's (dx, dy) shift of the principal point [N, 2]."""
+    H = max(a.shape[-2] for a in arrays)
+    W = max(a.shape[-1] for a in arrays)
+    out, shift = [], np.zeros((len(arrays), 2))
+    for i, a in enumerate(arrays):
+        h, w = a.shape[-2:]
+        if shifts is not None:
+            dx, dy = int(shifts[i, 0]), int(shifts[i, 1])
+        else:
+            dx, dy = (W - w) // 2, (H - h) // 2
+        shift[i] = dx, dy
+        if (h, w) == (H, W):
+            out.append(a)
+            continue
+        p = a.new_full((*a.shape[:-2], H, W), fill)
+        p[..., dy:dy + h, dx:dx + w] = a
+        out.append(p)
+    return out, shift
+
+
+def load_views(paths: list[str], image_size: int, mode: str = "crop") -> tuple[list[torch.Tensor], list[ResizePlan], np.ndarray]:
+    """A record's views as the model sees them: each loaded with :func:`load_image`, then padded to
+    their common size (views of one record may differ in size, since crop mode keeps the aspect
+    ratio), as the collator pads across records. Returns (images [3, H, W] each, resize plans, each
+    view's (dx, dy) padding shift [V, 2], which moves its principal point)."""
+    images, plans = [], []
+    for path in paths:
+        image, plan = load_image(path, image_size, mode)
+        images.append(image)
+        plans.append(plan)
+    images, shifts = pad_to_common(images)
+    return images, plans, shifts

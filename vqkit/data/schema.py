@@ -1,6 +1,6 @@
 """Records on disk: reading JSON/JSONL corpora and validating every record before training.
 
-A record (DESIGN.md section 2) is one JSON object::
+A record (docs/design.md, section 2) is one JSON object::
 
     {"images": ["scene0000/00010.jpg", ...],          # 1..N paths (required)
      "question": "what is next to the bed?",            # required
@@ -11,7 +11,7 @@ A record (DESIGN.md section 2) is one JSON object::
 
 ``R, t`` are world-to-camera in OpenCV axes (``x_cam = R @ x_world + t``), ``K`` is the pixel
 intrinsic matrix of the image file as stored, ``depth_hist`` the fraction of valid depth pixels per
-bin (``vqkit.data.geometry``). Other keys are kept in ``Record.extra`` and otherwise ignored.
+bin (``vqkit.cameras``). Other keys are kept in ``Record.extra`` and otherwise ignored.
 
 Paths: relative paths resolve against ``data.image_root`` when set, else against the folder of the
 record file. A path that lands outside that root (``..``, or an absolute path elsewhere) is refused
@@ -35,7 +35,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from vqkit.data.geometry import are_rotations
+from vqkit.cameras import are_rotations
 from vqkit.errors import DataError
 
 log = logging.getLogger("vqkit.data")

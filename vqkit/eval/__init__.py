@@ -1,4 +1,10 @@
-"""Evaluation: answer metrics (``metrics``), ``vqkit eval`` (``run``) and ``vqkit ask`` (``ask``).
+"""Evaluation: generation over a record file, metrics, result files, and asking about photos.
+
+- :mod:`~vqkit.eval.generate`: :func:`evaluate` (batched generation, sharded over ranks, gathered once).
+- :mod:`~vqkit.eval.metrics`: EM, refined EM, BLEU / METEOR / ROUGE-L / CIDEr, SQA3D question types.
+- :mod:`~vqkit.eval.results`: prediction rows, ``metrics.json``, re-scoring, the printed table.
+- :mod:`~vqkit.eval.loss`: teacher-forced answer loss (periodic eval; views vs shuffled views).
+- :mod:`~vqkit.eval.ask`: answer a question about a set of photos (``vqkit ask``).
 
 From a notebook::
 
@@ -6,7 +12,7 @@ From a notebook::
     predictions, metrics = evaluate(model, cfg, "data/synth/val.jsonl")   # blind=True: the baseline
     print(format_table(metrics))
 
-    from vqkit.eval.ask import ask      # (the submodule shares the name, so import it from there)
+    from vqkit.eval.ask import ask
     ask(model, ["a.jpg", "b.jpg"], "How many chairs are there?")
 
 Names are imported lazily so that ``import vqkit.eval.metrics`` does not pull in torch.
@@ -22,13 +28,14 @@ _EXPORTS = {
     "refined_match": "vqkit.eval.metrics",
     "normalize_answer": "vqkit.eval.metrics",
     "sqa3d_qtype": "vqkit.eval.metrics",
-    "evaluate": "vqkit.eval.run",
-    "evaluate_loss_and_em": "vqkit.eval.run",
-    "compute_metrics": "vqkit.eval.run",
-    "write_results": "vqkit.eval.run",
-    "read_predictions": "vqkit.eval.run",
-    "rescore": "vqkit.eval.run",
-    "format_table": "vqkit.eval.run",
+    "evaluate": "vqkit.eval.generate",
+    "evaluate_loss_and_em": "vqkit.eval.loss",
+    "answer_losses": "vqkit.eval.loss",
+    "compute_metrics": "vqkit.eval.results",
+    "write_results": "vqkit.eval.results",
+    "read_predictions": "vqkit.eval.results",
+    "rescore": "vqkit.eval.results",
+    "format_table": "vqkit.eval.results",
 }
 
 
@@ -36,6 +43,11 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'vqkit.eval' has no attribute {name!r}")
+
+
+def __dir__():
+    # help(vqkit.eval) and tab completion list the lazy names too.
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = list(_EXPORTS)

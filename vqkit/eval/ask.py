@@ -17,7 +17,7 @@ vision tokens, as for photos without poses).
 From Python: ``answer = ask(model, ["a.jpg", "b.jpg"], "How many chairs are there?")``, and for a
 Stage 2 model ``room, problems, text = ask_roomplan(model, ["a.jpg", "b.jpg"])``.
 
-``--roomplan`` asks Stage 2's question (``vqkit.data.synth.ROOMPLAN_QUESTION``, the prompt of the
+``--roomplan`` asks Stage 2's question (``vqkit.roomplan.ROOMPLAN_QUESTION``, the prompt of the
 synthetic and ARKit layout records) with the layout budget ``eval.roomplan_max_new_tokens``,
 generation stopping at a repeated element like ``vqkit eval`` does for layout records, parses the
 text with :meth:`vqkit.roomplan.Room.from_text` and writes ``room.to_capturedroom()`` (Apple's
@@ -26,20 +26,19 @@ CapturedRoom JSON, y-up) to ``--out`` or stdout; lines that did not parse are li
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
-from vqkit.cli import add_overrides_argument, run_main
+from vqkit.data.collate import Collator
+from vqkit.data.dataset import RecordDataset
+from vqkit.data.schema import Record, cameras_beside, geometry_from_cameras, read_cameras
 from vqkit.errors import ConfigError, DataError
+from vqkit.eval.generate import generation_kwargs
+from vqkit.roomplan import ROOMPLAN_QUESTION, Room
 
 
 def _geometry_of(cameras: str | Path | bool | None, paths: list[str], depth_bins: int):
     """The photos' Geometry from ``cameras`` (see :func:`build_batch`), or None."""
-    from vqkit.data.schema import cameras_beside, geometry_from_cameras, read_cameras
-
     if cameras is False:
         return None
     if cameras is None:
@@ -59,10 +58,6 @@ def build_batch(model, images: Sequence[str], question: str, *, situation: str |
     ``cameras``: a cameras file (see the module docstring), None to use a ``cameras.json`` next to the
     photos when it lists them all, False for no geometry.
     """
-    from vqkit.data.collate import Collator
-    from vqkit.data.dataset import RecordDataset
-    from vqkit.data.schema import Record
-
     cfg = cfg if cfg is not None else model.config
     if not question or not question.strip():
         raise ConfigError("--question must not be empty")
@@ -89,8 +84,6 @@ def ask(model, images: Sequence[str], question: str, *, situation: str | None = 
         cameras: str | Path | bool | None = None) -> str:
     """The model's answer to ``question`` about ``images`` (greedy unless ``cfg.eval`` samples);
     ``cameras`` as in :func:`build_batch`."""
-    from vqkit.eval.run import generation_kwargs
-
     cfg = cfg if cfg is not None else model.config
     batch = build_batch(model, images, question, situation=situation, blind=blind, cfg=cfg, cameras=cameras)
     budget = max_new_tokens or cfg.eval.max_new_tokens
@@ -106,12 +99,8 @@ def ask_roomplan(model, images: Sequence[str], *, question: str | None = None,
     at the end token, the budget or a repeated element line, whose repeat is trimmed), ``room`` the
     :class:`vqkit.roomplan.Room` read from it by ``Room.from_text`` (what parsed) and ``problems``
     its parse problems (empty when every line parsed). ``question`` defaults to
-    ``vqkit.data.synth.ROOMPLAN_QUESTION``, the prompt of the Stage 2 training records.
+    ``vqkit.roomplan.ROOMPLAN_QUESTION``, the prompt of the Stage 2 training records.
     """
-    from vqkit.data.synth import ROOMPLAN_QUESTION
-    from vqkit.eval.run import generation_kwargs
-    from vqkit.roomplan import Room
-
     cfg = cfg if cfg is not None else model.config
     batch = build_batch(model, images, question or ROOMPLAN_QUESTION, blind=blind, cfg=cfg, cameras=cameras)
     budget = max_new_tokens or cfg.eval.roomplan_max_new_tokens
@@ -120,80 +109,3 @@ def ask_roomplan(model, images: Sequence[str], *, question: str | None = None,
     if not text:
         problems = ["the model generated no text"]
     return room, problems, text
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vqkit ask",
-        description="Answer a question about a set of photos of a room with a saved model.",
-        epilog='examples:\n'
-               '  vqkit ask --model runs/demo/final --images a.jpg b.jpg --question "What colour is the sofa?"\n'
-               '  vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
-    parser.add_argument("--images", nargs="+", required=True, metavar="IMAGE",
-                        help="photos of the scene (more than data.num_views are subsampled evenly)")
-    parser.add_argument("--question", help="the question (required unless --roomplan)")
-    parser.add_argument("--roomplan", action="store_true",
-                        help="Stage 2: generate the room's layout and write it as CapturedRoom JSON "
-                             "(the question defaults to the Stage 2 prompt)")
-    parser.add_argument("--out", metavar="FILE", help="with --roomplan: write the JSON here instead of stdout")
-    parser.add_argument("--situation", help="SQA3D-style situation text placed before the question")
-    parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens; "
-                                                            "eval.roomplan_max_new_tokens with --roomplan)")
-    parser.add_argument("--blind", action="store_true", help="ignore the photos (text-only baseline)")
-    geometry = parser.add_mutually_exclusive_group()
-    geometry.add_argument("--cameras", metavar="FILE",
-                          help="camera poses of the photos: a JSON list of {image, R, t, K, depth_hist} "
-                               "(default: cameras.json next to the photos when it lists them all)")
-    geometry.add_argument("--no-geometry", action="store_true", help="no camera geometry, even if a cameras.json is found")
-    add_overrides_argument(parser, "config override on top of the model's config, e.g. eval.do_sample=true")
-    parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    from vqkit.eval.run import _device, _model_config
-    from vqkit.models.vlm import load_model
-
-    args = build_parser().parse_args(argv)
-    if args.max_new_tokens is not None and args.max_new_tokens < 1:
-        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if not args.roomplan and args.question is None:
-        raise ConfigError("--question is required (or --roomplan for the room's layout)")
-    if args.out and not args.roomplan:
-        raise ConfigError("--out writes a layout: use it with --roomplan")
-    if args.roomplan and args.situation:
-        raise ConfigError("--situation does not apply to --roomplan")
-    cameras = False if args.no_geometry else args.cameras
-    model_dir = Path(args.model)
-    cfg = _model_config(model_dir, args.overrides)
-    model = load_model(model_dir, device=_device(args.device), encoder_weights=args.encoder_weights)
-    if not args.roomplan:
-        answer = ask(model, args.images, args.question, situation=args.situation,
-                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg, cameras=cameras)
-        print(answer)
-        return 0
-    room, problems, _ = ask_roomplan(model, args.images, question=args.question,
-                                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg, cameras=cameras)
-    text = json.dumps(room.to_capturedroom(), indent=2) + "\n"
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
-    else:
-        sys.stdout.write(text)
-    counts = (f"{len(room.walls)} walls, {len(room.doors)} doors, {len(room.windows)} windows, "
-              f"{len(room.openings)} openings, {len(room.objects)} objects")
-    print(f"layout: {counts}" + (f" written to {args.out}" if args.out else ""), file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} parse problem(s) in the generated layout:", file=sys.stderr)
-        for problem in problems:
-            print(f"  {problem}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(run_main(main, None, "vqkit ask"))

@@ -1,6 +1,12 @@
-"""Model parts: the VGGT aggregator (``vggt``), the Perceiver resampler (``projector``), geometry tokens
-(``geometry``), the LLM + LoRA (``llm``) and their assembly (``vlm``: ``VQModel``, ``build_model``,
-``load_model``).
+"""Model parts and their assembly.
+
+- :mod:`~vqkit.models.vggt`: VGGT, vqkit's own implementation (aggregator, official weights).
+- :mod:`~vqkit.models.layers`, :mod:`~vqkit.models.dinov2`: the transformer blocks and the DINOv2 patch embed.
+- :mod:`~vqkit.models.projector`: the Perceiver resampler (aggregator tokens -> LLM tokens).
+- :mod:`~vqkit.models.geometry_tokens`: one token per view from its camera and depth statistics.
+- :mod:`~vqkit.models.llm`: the LLM through transformers, LoRA through peft.
+- :mod:`~vqkit.models.vqmodel`: :class:`VQModel`, the vision-question model that fuses them.
+- :mod:`~vqkit.models.builder`: :func:`build_model` / :func:`load_model`, the one builder.
 
 Names are imported lazily so that ``import vqkit.models.vggt`` does not pull in transformers.
 """
@@ -11,10 +17,10 @@ import importlib
 
 _EXPORTS = {
     "PerceiverResampler": "vqkit.models.projector",
-    "GeometryEncoder": "vqkit.models.geometry",
-    "VQModel": "vqkit.models.vlm",
-    "build_model": "vqkit.models.vlm",
-    "load_model": "vqkit.models.vlm",
+    "GeometryEncoder": "vqkit.models.geometry_tokens",
+    "VQModel": "vqkit.models.vqmodel",
+    "build_model": "vqkit.models.builder",
+    "load_model": "vqkit.models.builder",
 }
 
 
@@ -22,6 +28,10 @@ def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'vqkit.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])
 
 
 __all__ = list(_EXPORTS)

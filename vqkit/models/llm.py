@@ -2,7 +2,7 @@
 (random init, no download), plus peft LoRA adapters.
 
 Everything here is driven by :class:`vqkit.config.LLMConfig` / :class:`vqkit.config.LoRAConfig`;
-:func:`vqkit.models.vlm.build_model` calls these in order and owns the freeze.
+:func:`vqkit.models.vqmodel.build_model` calls these in order and owns the freeze.
 """
 
 from __future__ import annotations

@@ -36,18 +36,18 @@ other label is counted in the summary as unmapped and left out.
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from vqkit.data import geometry as G
+from vqkit import cameras as G
 from vqkit.errors import DataError
 from vqkit.prep import common as C
+from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
+from vqkit.roomplan import ROOMPLAN_QUESTION, Room, RoomObject
 
 #: ARKitScenes 3DOD class (after the official normalisation: lower case, " -/" -> "_") -> RoomPlan.
 LABEL_TO_ROOMPLAN: dict[str, str] = {
@@ -74,7 +74,6 @@ LABEL_TO_ROOMPLAN: dict[str, str] = {
 SPLITS = {"Training": "train", "Validation": "val"}
 
 #: The Stage 2 prompt of every ARKit record.
-ROOMPLAN_QUESTION = "Describe the room layout."  # the same prompt as vqkit synth's Stage 2 records
 
 MAX_POSE_DT = 0.05  # seconds between a frame and its nearest .traj row
 TILT_TOLERANCE_DEG = 10.0
@@ -199,8 +198,6 @@ def convert_scene(vid: str, vid_dir: str, out_dir: str, num_views: int, image_si
     """Write ``OUT/frames/<vid>/view_XX.jpg`` + ``scene.json`` (with the RoomPlan target) for one scan."""
     from PIL import Image
 
-    from vqkit.roomplan import Room, RoomObject
-
     params = {**C.scene_params(num_views, image_size, depth_bins), "source": "arkitscenes"}
     out_scene = Path(out_dir) / "frames" / vid
     manifest = C.read_manifest(out_scene, params)
@@ -216,21 +213,9 @@ def convert_scene(vid: str, vid_dir: str, out_dir: str, num_views: int, image_si
     if not wide:
         raise DataError(f"{frames_dir / 'lowres_wide'}: no frames {vid}_<ts>.png")
     pincams = sorted((frames_dir / "lowres_wide_intrinsics").glob(f"{vid}_*.pincam"), key=frame_timestamp)
-    pincam_ts = np.array([frame_timestamp(p) for p in pincams])
 
     warnings: list[str] = []
-    kept, w2c = [], []
-    for path in wide:
-        ts = frame_timestamp(path)
-        j = _nearest(traj_ts, ts)
-        if abs(traj_ts[j] - ts) > MAX_POSE_DT:
-            warnings.append("frames without a pose within 50 ms skipped")
-            continue
-        if not pincams or abs(pincam_ts[_nearest(pincam_ts, ts)] - ts) > 0.01:
-            warnings.append("frames without a .pincam skipped")
-            continue
-        kept.append((path, pincams[_nearest(pincam_ts, ts)]))
-        w2c.append((traj_R[j], traj_t[j]))
+    kept, w2c = _posed_frames(wide, pincams, (traj_ts, traj_R, traj_t), warnings)
     if not kept:
         raise DataError(f"{frames_dir}: no frame has both a pose and intrinsics")
     c2w = np.zeros((len(kept), 4, 4))
@@ -238,21 +223,7 @@ def convert_scene(vid: str, vid_dir: str, out_dir: str, num_views: int, image_si
         Rc, tc = G.invert_pose(R, t)
         c2w[i] = G.pose_matrix(Rc, tc)
     picks = C.select_views(c2w, num_views)
-
-    # Depth of the chosen views: histograms, and world heights for the floor estimate.
-    depths, heights = [], []
-    for i in picks:
-        depth_path = frames_dir / "lowres_depth" / kept[i][0].name
-        if not depth_path.is_file():
-            depths.append(None)
-            continue
-        with Image.open(depth_path) as im:
-            d = G.depth_png_to_metres(np.asarray(im))
-        depths.append(d)
-        K_d, wh_d = read_pincam(kept[i][1])
-        K_d = G.resize_intrinsics(K_d, wh_d, (d.shape[1], d.shape[0]))
-        pts = G.backproject_depth(d, K_d, *w2c[i], stride=4)
-        heights.append(pts[:, 2])
+    depths, heights = _view_depths(frames_dir, [kept[i] for i in picks], [w2c[i] for i in picks])
     floor = floor_height(objects, np.concatenate(heights) if heights else np.zeros(0))
     offset = np.array([0.0, 0.0, -floor])  # added to ARKit world coordinates
 
@@ -288,8 +259,47 @@ def convert_scene(vid: str, vid_dir: str, out_dir: str, num_views: int, image_si
         "frames_total": len(wide),
         "frames_valid": len(kept),
     })
-    C.write_json_atomic(out_scene / C.MANIFEST, manifest)
+    write_json_atomic(out_scene / C.MANIFEST, manifest)
     return C.SceneResult(vid, manifest=manifest, warnings=warnings)
+
+
+def _posed_frames(wide: list[Path], pincams: list[Path], trajectory, warnings: list[str]):
+    """The frames with a pose within :data:`MAX_POSE_DT` and intrinsics: ([(image, pincam)], [(R, t)])."""
+    traj_ts, traj_R, traj_t = trajectory
+    pincam_ts = np.array([frame_timestamp(p) for p in pincams])
+    kept, w2c = [], []
+    for path in wide:
+        ts = frame_timestamp(path)
+        j = _nearest(traj_ts, ts)
+        if abs(traj_ts[j] - ts) > MAX_POSE_DT:
+            warnings.append("frames without a pose within 50 ms skipped")
+            continue
+        if not pincams or abs(pincam_ts[_nearest(pincam_ts, ts)] - ts) > 0.01:
+            warnings.append("frames without a .pincam skipped")
+            continue
+        kept.append((path, pincams[_nearest(pincam_ts, ts)]))
+        w2c.append((traj_R[j], traj_t[j]))
+    return kept, w2c
+
+
+def _view_depths(frames_dir: Path, frames: list[tuple[Path, Path]], poses: list[tuple]):
+    """Depth maps (metres, None where missing) of the chosen frames, and the world heights of their
+    points (for the floor estimate)."""
+    from PIL import Image
+
+    depths, heights = [], []
+    for (image, pincam), (R, t) in zip(frames, poses):
+        depth_path = frames_dir / "lowres_depth" / image.name
+        if not depth_path.is_file():
+            depths.append(None)
+            continue
+        with Image.open(depth_path) as im:
+            d = G.depth_png_to_metres(np.asarray(im))
+        depths.append(d)
+        K_d, wh_d = read_pincam(pincam)
+        K_d = G.resize_intrinsics(K_d, wh_d, (d.shape[1], d.shape[0]))
+        heights.append(G.backproject_depth(d, K_d, R, t, stride=4)[:, 2])
+    return depths, heights
 
 
 def find_folds(root: Path, folds: list[str]) -> dict[str, Path]:
@@ -304,41 +314,31 @@ def find_folds(root: Path, folds: list[str]) -> dict[str, Path]:
                     f"output: ROOT/Training/<video_id>/<video_id>_3dod_annotation.json)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vqkit prep arkit",
-        description="ARKitScenes 3DOD scans -> Stage 2 records (OUT/roomplan_{train,val}.jsonl, OUT/frames/).")
-    parser.add_argument("--root", required=True, type=Path,
-                        help="ARKitScenes 3dod folder holding Training/ and Validation/")
-    parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--num-views", type=int, default=8, help="views per scan (default 8)")
-    parser.add_argument("--image-size", type=int, default=448,
-                        help="width of the written JPEGs, never upsampled (lowres_wide is 256 wide)")
-    parser.add_argument("--depth-bins", type=int, default=16, help="bins of depth_hist over [0, 10] m")
-    parser.add_argument("--splits", default="Training,Validation", help="comma list of Training,Validation")
-    parser.add_argument("--workers", type=int, default=1, help="processes converting scans in parallel")
-    parser.add_argument("--limit-scenes", type=int, default=None, help="convert only the first N scans per split")
-    args = parser.parse_args(argv)
-    if args.num_views < 1 or args.image_size < 14 or args.depth_bins < 1:
+def convert(root: Path, out: Path, *, num_views: int = 8, image_size: int = 448, depth_bins: int = 16,
+            splits: str = "Training,Validation", workers: int = 1, limit_scenes: int | None = None) -> C.Summary:
+    """ARKitScenes 3DOD scans under ``root`` (``Training/``, ``Validation/``) -> Stage 2 records
+    ``OUT/roomplan_{train,val}.jsonl`` and ``OUT/frames/``; returns what was converted and skipped."""
+    root, out = Path(root), Path(out)
+    if num_views < 1 or image_size < 14 or depth_bins < 1:
         raise DataError("--num-views and --depth-bins must be >= 1 and --image-size >= 14")
-    folds = C.parse_splits(args.splits, SPLITS)
+    folds = C.parse_splits(splits, SPLITS)
     start = time.perf_counter()
-    found = find_folds(args.root, folds)
-    summary = C.Summary(command="vqkit prep arkit", out=str(args.out))
+    found = find_folds(root, folds)
+    summary = C.Summary(command="vqkit prep arkit", out=str(out))
     jobs, split_of = [], {}
     for fold, folder in found.items():
         vids = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if args.limit_scenes is not None:
-            vids = vids[: max(0, args.limit_scenes)]
+        if limit_scenes is not None:
+            vids = vids[: max(0, limit_scenes)]
         for vid in vids:
-            jobs.append((vid, str(folder / vid), str(args.out), args.num_views, args.image_size, args.depth_bins))
+            jobs.append((vid, str(folder / vid), str(out), num_views, image_size, depth_bins))
             split_of[vid] = SPLITS[fold]
     for fold in folds:
         if fold not in found:
-            summary.skipped[f"fold {fold} not found under {args.root}"] += 1
-    args.out.mkdir(parents=True, exist_ok=True)
+            summary.skipped[f"fold {fold} not found under {root}"] += 1
+    out.mkdir(parents=True, exist_ok=True)
     summary.scenes_requested = len(jobs)
-    results = C.run_scenes(convert_scene, jobs, args.workers, desc="prep arkit")
+    results = C.run_scenes(convert_scene, jobs, workers, desc="prep arkit")
     summary.add_results(results)
     summary.seconds = time.perf_counter() - start
     records: dict[str, list[dict]] = {SPLITS[f]: [] for f in found}
@@ -358,14 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             "world_offset": m["world_offset"], "source": "arkitscenes",
         })
     for split, recs in records.items():
-        summary.records[f"roomplan_{split}.jsonl"] = C.write_jsonl_atomic(args.out / f"roomplan_{split}.jsonl", recs)
+        summary.records[f"roomplan_{split}.jsonl"] = write_jsonl_atomic(out / f"roomplan_{split}.jsonl", recs)
     summary.extra["objects"] = objects
     summary.extra["unmapped_labels"] = dict(sorted(unmapped.items()))
-    print(summary.report(args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    from vqkit.cli import run_main
-
-    sys.exit(run_main(main, None, "vqkit prep arkit"))
+    return summary

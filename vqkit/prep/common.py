@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import sys
 import time
 from collections import Counter
@@ -22,8 +21,9 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from vqkit.data import geometry as G
+from vqkit import cameras as G
 from vqkit.errors import DataError
+from vqkit.utils.files import write_atomic, write_json_atomic
 
 MANIFEST = "scene.json"
 # Bumped when the content of a scene folder changes meaning, so stale folders are rebuilt.
@@ -33,26 +33,6 @@ MANIFEST_VERSION = 1
 # ----------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename (readers never see half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    write_text_atomic(path, json.dumps(obj, indent=1) + "\n")
-
-
-def write_jsonl_atomic(path: Path, records: Iterable[dict]) -> int:
-    """Write one JSON object per line atomically; returns the number of lines."""
-    lines = [json.dumps(r, separators=(",", ":")) for r in records]
-    write_text_atomic(path, "".join(line + "\n" for line in lines))
-    return len(lines)
 
 
 def load_json(path: Path, what: str) -> Any:
@@ -163,10 +143,7 @@ def write_view(src: Path, dst: Path, K: np.ndarray, image_size: int,
         im = im.convert("RGB")
         if im.size != new_wh:
             im = im.resize(new_wh, Image.BILINEAR, reducing_gap=2.0)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    im.save(tmp, format="JPEG", quality=quality)
-    os.replace(tmp, dst)
+    write_atomic(dst, lambda tmp: im.save(tmp, format="JPEG", quality=quality))
     return G.resize_intrinsics(K, orig_wh, new_wh), orig_wh, new_wh
 
 

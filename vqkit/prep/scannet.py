@@ -1,6 +1,6 @@
 """ScanNet frames for the ScanQA and SQA3D converters: find a scene, read its frames, pick views.
 
-Two layouts are read (DESIGN.md section 10):
+Two layouts are read (docs/real_data.md):
 
 - **SensReader export** ``<scene>/color/<i>.jpg`` (1296x968), ``depth/<i>.png`` (uint16 mm,
   640x480), ``pose/<i>.txt`` (4x4 camera-to-world; lost-tracking frames are all ``-inf``),
@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vqkit.data import geometry as G
+from vqkit import cameras as G
 from vqkit.errors import DataError
 from vqkit.prep import common as C
+from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
 
 
 SCANNET_SIZES = ((1296, 968), (640, 480))  # colour and depth sizes of the SensReader export
@@ -167,7 +168,7 @@ def convert_scene(scene_id: str, root: str, out_dir: str, num_views: int, image_
     manifest = C.views_manifest(scene_id, params, images, Rs, ts, Ks, hists, ids,
                                 extra={"layout": scene.layout, "frames_total": len(scene.frames),
                                        "frames_valid": len(frames)})
-    C.write_json_atomic(scene_dir / C.MANIFEST, manifest)
+    write_json_atomic(scene_dir / C.MANIFEST, manifest)
     return C.SceneResult(scene_id, manifest=manifest, warnings=warnings)
 
 
@@ -194,31 +195,36 @@ def record_base(manifest: dict) -> dict:
             "geom_token": manifest["geom_token"]}
 
 
-def add_common_args(parser) -> None:
-    """Options shared by ``vqkit prep scanqa`` and ``vqkit prep sqa3d``."""
-    parser.add_argument("--scannet", required=True, type=Path,
-                        help="ScanNet frames: the SensReader output (<scene>/color|depth|pose|intrinsic) "
-                             "or a folder with posed_images/<scene>/")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (records + frames/)")
-    parser.add_argument("--num-views", type=int, default=8, help="views per scene (default 8)")
-    parser.add_argument("--image-size", type=int, default=448,
-                        help="width of the written JPEGs; height keeps the aspect ratio (default 448)")
-    parser.add_argument("--depth-bins", type=int, default=16, help="bins of depth_hist over [0, 10] m")
-    parser.add_argument("--workers", type=int, default=1, help="processes converting scenes in parallel")
-    parser.add_argument("--limit-scenes", type=int, default=None,
-                        help="convert only the first N scenes (sorted), e.g. for a quick look")
+@dataclass
+class FrameOptions:
+    """How ScanNet scenes become view folders: shared by the ScanQA and SQA3D converters.
+
+    ``scannet``: the SensReader output (``<scene>/color|depth|pose|intrinsic``) or a folder with
+    ``posed_images/<scene>/``; ``out``: the output folder (records + ``frames/``); ``num_views`` per scene;
+    ``image_size``: width of the written JPEGs (the height keeps the aspect ratio); ``depth_bins`` of
+    depth_hist over [0, 10] m; ``workers``: scenes converted in parallel; ``limit_scenes``: only the
+    first N scenes (sorted).
+    """
+
+    scannet: Path
+    out: Path
+    num_views: int = 8
+    image_size: int = 448
+    depth_bins: int = 16
+    workers: int = 1
+    limit_scenes: int | None = None
+
+    def __post_init__(self) -> None:
+        self.scannet, self.out = Path(self.scannet), Path(self.out)
+        if self.num_views < 1:
+            raise DataError(f"--num-views must be >= 1, got {self.num_views}")
+        if self.image_size < 14:
+            raise DataError(f"--image-size must be >= 14, got {self.image_size}")
+        if self.depth_bins < 1:
+            raise DataError(f"--depth-bins must be >= 1, got {self.depth_bins}")
 
 
-def check_common_args(args) -> None:
-    if args.num_views < 1:
-        raise DataError(f"--num-views must be >= 1, got {args.num_views}")
-    if args.image_size < 14:
-        raise DataError(f"--image-size must be >= 14, got {args.image_size}")
-    if args.depth_bins < 1:
-        raise DataError(f"--depth-bins must be >= 1, got {args.depth_bins}")
-
-
-def run_qa(command: str, questions: dict[str, list[dict]], args, summary: C.Summary) -> None:
+def run_qa(command: str, questions: dict[str, list[dict]], args: FrameOptions, summary: C.Summary) -> None:
     """Convert the scenes the questions need, then write ``OUT/<split>.jsonl`` for each split.
 
     ``questions[split]`` holds partial records with at least ``scene_id``; each gets the scene's
@@ -249,4 +255,4 @@ def run_qa(command: str, questions: dict[str, list[dict]], args, summary: C.Summ
                 summary.skipped["questions of failed scenes"] += 1
                 continue
             records.append({**record_base(r.manifest), **q})
-        summary.records[f"{split}.jsonl"] = C.write_jsonl_atomic(args.out / f"{split}.jsonl", records)
+        summary.records[f"{split}.jsonl"] = write_jsonl_atomic(args.out / f"{split}.jsonl", records)

@@ -9,8 +9,6 @@ a scene. See :mod:`vqkit.prep.scannet` for the frame layouts and view selection.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from vqkit.errors import DataError
@@ -64,31 +62,17 @@ def load_questions(path: Path) -> tuple[list[dict], int]:
     return out, no_answer
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vqkit prep scanqa",
-        description="ScanQA questions + ScanNet frames -> vqkit records (OUT/<split>.jsonl, OUT/frames/).")
-    parser.add_argument("--annotations", required=True, type=Path,
-                        help="folder with ScanQA_v1.0_<split>.json, or one such file")
-    scannet.add_common_args(parser)
-    parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(SPLITS)}")
-    args = parser.parse_args(argv)
-    scannet.check_common_args(args)
-    splits = C.parse_splits(args.splits, SPLITS)
-    summary = C.Summary(command="vqkit prep scanqa", out=str(args.out))
+def convert(annotations: Path, options: scannet.FrameOptions, splits: str = "train,val") -> C.Summary:
+    """ScanQA questions (a folder of ``ScanQA_v1.0_<split>.json`` or one such file) + ScanNet frames ->
+    ``OUT/<split>.jsonl`` and ``OUT/frames/``; returns what was converted and skipped."""
+    chosen = C.parse_splits(splits, SPLITS)
+    summary = C.Summary(command="vqkit prep scanqa", out=str(options.out))
     questions = {}
-    for split, path in annotation_files(args.annotations, splits).items():
+    for split, path in annotation_files(Path(annotations), chosen).items():
         questions[split], no_answer = load_questions(path)
         if no_answer:
             summary.skipped[f"questions without answers ({split})"] += no_answer
-    args.out.mkdir(parents=True, exist_ok=True)
-    scannet.run_qa("prep scanqa", questions, args, summary)
+    options.out.mkdir(parents=True, exist_ok=True)
+    scannet.run_qa("prep scanqa", questions, options, summary)
     summary.extra["questions"] = sum(summary.records.values())
-    print(summary.report(args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    from vqkit.cli import run_main
-
-    sys.exit(run_main(main, None, "vqkit prep scanqa"))
+    return summary

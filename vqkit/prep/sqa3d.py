@@ -12,8 +12,6 @@ Each record keeps ``situation``, ``alternative_situation``, the situated ``posit
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 from vqkit.errors import DataError
@@ -98,31 +96,17 @@ def load_questions(q_path: Path, a_path: Path) -> tuple[list[dict], dict[str, in
     return out, {k: v for k, v in skipped.items() if v}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="vqkit prep sqa3d",
-        description="SQA3D questions + ScanNet frames -> vqkit records (OUT/<split>.jsonl, OUT/frames/).")
-    parser.add_argument("--annotations", required=True, type=Path,
-                        help="SQA3D balanced-data folder with v1_balanced_{questions,sqa_annotations}_<split>_scannetv2.json")
-    scannet.add_common_args(parser)
-    parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(SPLITS)}")
-    args = parser.parse_args(argv)
-    scannet.check_common_args(args)
-    splits = C.parse_splits(args.splits, SPLITS)
-    summary = C.Summary(command="vqkit prep sqa3d", out=str(args.out))
+def convert(annotations: Path, options: scannet.FrameOptions, splits: str = "train,val") -> C.Summary:
+    """SQA3D's balanced questions and annotations (one folder) + ScanNet frames -> ``OUT/<split>.jsonl``
+    and ``OUT/frames/``; returns what was converted and skipped."""
+    chosen = C.parse_splits(splits, SPLITS)
+    summary = C.Summary(command="vqkit prep sqa3d", out=str(options.out))
     questions = {}
-    for split in splits:
-        questions[split], skipped = load_questions(*annotation_files(args.annotations, split))
+    for split in chosen:
+        questions[split], skipped = load_questions(*annotation_files(Path(annotations), split))
         for why, n in skipped.items():
             summary.skipped[f"{why} ({split})"] += n
-    args.out.mkdir(parents=True, exist_ok=True)
-    scannet.run_qa("prep sqa3d", questions, args, summary)
+    options.out.mkdir(parents=True, exist_ok=True)
+    scannet.run_qa("prep sqa3d", questions, options, summary)
     summary.extra["questions"] = sum(summary.records.values())
-    print(summary.report(args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    from vqkit.cli import run_main
-
-    sys.exit(run_main(main, None, "vqkit prep sqa3d"))
+    return summary

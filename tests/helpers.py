@@ -1,0 +1,127 @@
+"""Plain helpers behind the shared fixtures (importable by test modules; conftest.py is not,
+since several folders have one): the repository root, tiny record corpora on disk, tiny configs."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vqkit.cameras import depth_histogram, intrinsics_from_fov, look_at, metres_to_depth_png
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+"""The repository root: where the README's commands run (configs/, data/, notebooks/)."""
+
+# A Qwen3 small enough for several CPU steps per second, built from its config (no download).
+TINY_QWEN3 = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16}
+
+TINY_WORDS = ["red", "green", "blue", "chair", "table", "bed", "sofa", "yes", "no", "two", "three", "lamp"]
+TINY_QUESTIONS = ["What colour is the chair?", "How many tables are in the room?", "Is there a bed?",
+                  "What is next to the sofa?"]
+TINY_ANSWERS = ["red", "two", "yes", "lamp"]
+
+
+@dataclass
+class Corpus:
+    """A record file on disk: ``root`` (the data folder), ``path`` (the JSONL) and the raw dicts."""
+
+    root: Path
+    path: Path
+    records: list[dict]
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def make_view(path: Path, width: int, height: int, seed: int) -> None:
+    """A smooth random-colour image (PNG or JPEG by suffix)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = rng.integers(0, 255, 3)
+    img = (base + 60 * np.sin(x[..., None] / (3 + seed % 5)) + 40 * np.cos(y[..., None] / 4)) % 256
+    Image.fromarray(img.astype(np.uint8)).save(path)
+
+
+def make_corpus(root: Path, n: int = 4, views: int = 3, size: tuple[int, int] = (56, 42),
+                depth_bins: int = 16, name: str = "records.jsonl", seed: int = 0) -> Corpus:
+    """Write ``n`` records of ``views`` views (W x H = ``size``) under ``root``; the last record is in
+    the seed's format (``geom_token: null``, no depths). Returns the :class:`Corpus`."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "img").mkdir(exist_ok=True)
+    w, h = size
+    K = intrinsics_from_fov(w, h, 60.0)
+    records = []
+    for i in range(n):
+        images, depths, Rs, ts, hists = [], [], [], [], []
+        for v in range(views):
+            name_v = f"img/r{seed}_{i}_{v}"
+            make_view(root / f"{name_v}.png", w, h, seed=1000 * seed + 10 * i + v)
+            depth_m = np.full((h, w), 1.0 + 0.5 * v + 0.25 * i)
+            depth_m[:, : w // 4] = 0.0  # invalid strip
+            Image.fromarray(metres_to_depth_png(depth_m)).save(root / f"{name_v}_depth.png")
+            angle = 2 * np.pi * v / views
+            R, t = look_at([2 * np.cos(angle), 2 * np.sin(angle), 1.5], [0, 0, 1.0])
+            images.append(f"{name_v}.png")
+            depths.append(f"{name_v}_depth.png")
+            Rs.append(R.tolist())
+            ts.append(t.tolist())
+            hists.append(depth_histogram(depth_m, depth_bins).tolist())
+        rec = {"id": f"s{seed}-q{i}", "scene_id": f"scene{i:04d}", "task": "synth", "images": images,
+               "question": TINY_QUESTIONS[i % len(TINY_QUESTIONS)], "answer": TINY_ANSWERS[i % len(TINY_ANSWERS)],
+               "geom_token": {"R": Rs, "t": ts, "K": [K.tolist()] * views, "depth_hist": hists},
+               "depths": depths}
+        if i == n - 1:  # the seed's record format: no geometry, no depths, extra keys absent
+            rec = {"images": images, "geom_token": None, "question": rec["question"],
+                   "answer": rec["answer"], "task": "scanqa"}
+        records.append(rec)
+    return Corpus(root, write_jsonl(root / name, records), records)
+
+
+def tiny_config(root: Path, tokenizer_dir: Path, **data):
+    """A tiny model over ``root/records.jsonl`` and ``root/val.jsonl`` (3 views of 56x42 -> 28 px):
+    a 2-layer conv-embed aggregator, a 1-layer Perceiver, a 1-layer Qwen3 trained in full."""
+    from vqkit.config import config_from_dict
+
+    return config_from_dict({
+        "model": {
+            "encoder": {"img_size": 28, "embed_dim": 16, "depth": 2, "num_heads": 2, "patch_embed": "conv",
+                        "layers": [-2, -1], "seed": 3},
+            "projector": {"num_latents": 4, "num_layers": 1, "num_heads": 2},
+            "geometry": {"hidden": 16},
+            "llm": {"name_or_path": str(tokenizer_dir), "from_config": True, "config_overrides": dict(TINY_QWEN3)},
+            "lora": {"enabled": False, "full_finetune": True},
+        },
+        "data": {"train": [{"path": str(root / "records.jsonl")}], "val": [{"path": str(root / "val.jsonl")}],
+                 "num_views": 2, "image_size": 28, "max_length": 64,
+                 "prompt_template": "{question}\n<image>\n{answer}", **data},
+        "train": {"batch_size_per_gpu": 4, "max_steps": 1},
+    })
+
+
+def tiny_train_config(synth_dir: Path, run_dir: Path, **train) -> dict:
+    """A tiny model with LoRA over a synthetic set (2 views of 56 px): a handful of CPU steps per second."""
+    return {
+        "model": {
+            "encoder": {"img_size": 56, "embed_dim": 32, "depth": 1, "num_heads": 2, "patch_embed": "conv"},
+            "projector": {"num_latents": 4, "num_layers": 1, "num_heads": 2},
+            "geometry": {"hidden": 32},
+            "llm": {"name_or_path": str(synth_dir / "tokenizer"), "from_config": True,
+                    "config_overrides": {**TINY_QWEN3, "max_position_embeddings": 256}},
+            "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.1},
+        },
+        "data": {"train": [{"path": str(synth_dir / "train.jsonl")}], "val": [{"path": str(synth_dir / "val.jsonl")}],
+                 "num_views": 2, "image_size": 56, "max_length": 128, "view_dropout": 0.3,
+                 "prompt_template": "{question}\n<image>\n{answer}"},
+        "train": {"output_dir": str(run_dir), "max_steps": 6, "batch_size_per_gpu": 4, "grad_accum": 2,
+                  "lr": 1e-3, "proj_lr": 1e-3, "warmup_steps": 2, "log_every_steps": 1, "save_every_steps": 3,
+                  "seed": 7, **train},
+    }

@@ -1,0 +1,74 @@
+"""The demo: the pipeline end to end, and (slow) a shortened demo that must show a learning signal."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from helpers import REPO
+from vqkit.eval.loss import shuffle_views
+from vqkit.tools.demo import format_table, run_demo
+
+
+def test_shuffle_views_moves_every_sample_and_keeps_text():
+    batch = {
+        "features": torch.arange(6.0)[:, None, None, None].expand(6, 2, 3, 4).clone(),
+        "view_mask": torch.tensor([[1, 1], [1, 1], [1, 0], [1, 1], [1, 0], [1, 0]], dtype=torch.bool),
+        "geom_mask": torch.ones(6, dtype=torch.bool),
+        "geometry": {"R": torch.arange(6.0)[:, None, None, None].expand(6, 2, 3, 3).clone(), "image_hw": (56, 56)},
+        "input_ids": torch.arange(6)[:, None].expand(6, 5).clone(),
+    }
+    out = shuffle_views(batch, torch.Generator().manual_seed(0))
+    source = out["features"][:, 0, 0, 0].long()
+    assert all(source[i] != i for i in range(6))                        # a derangement
+    assert torch.equal(out["view_mask"], batch["view_mask"])           # only equal view counts swap
+    assert torch.equal(out["geometry"]["R"][:, 0, 0, 0].long(), source)  # geometry follows its views
+    assert torch.equal(out["input_ids"], batch["input_ids"])           # questions stay put
+
+
+def test_table_lists_every_qtype():
+    full = {"overall": {"n": 3, "em": 66.7, "em_refined": 66.7},
+            "by_qtype": {"colour": {"n": 2, "em": 100.0, "em_refined": 100.0}, "counting": {"n": 1, "em": 0.0, "em_refined": 0.0}}}
+    blind = {"overall": {"n": 3, "em": 33.3, "em_refined": 33.3},
+             "by_qtype": {"colour": {"n": 2, "em": 50.0, "em_refined": 50.0}, "counting": {"n": 1, "em": 0.0, "em_refined": 0.0}}}
+    text = format_table(full, blind, {"loss_views": 0.5, "loss_shuffled_views": 1.0})
+    assert "colour" in text and "counting" in text and "2.00x" in text
+
+
+def _tiny_demo(tmp_path, steps, scenes, extra=()):
+    return run_demo("configs/demo.yaml", str(tmp_path / "synth"), str(tmp_path / "run"),
+                    overrides=[f"train.max_steps={steps}", "train.log_every_steps=50", "train.save_every_steps=0",
+                               "train.warmup_steps=20", *extra],
+                    synth={"scenes": scenes, "views": 4, "image_size": 112, "seed": 0}, progress=False)
+
+
+def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    summary = _tiny_demo(tmp_path, steps=4, scenes=12)
+    written = json.loads((tmp_path / "run" / "demo_summary.json").read_text())
+    for key in ("em_full", "em_blind", "loss_views", "loss_shuffled_views", "minutes"):
+        assert key in written and written[key] == summary[key]
+    assert (tmp_path / "run" / "eval" / "predictions.jsonl").is_file()
+    assert (tmp_path / "run" / "eval_blind" / "predictions.jsonl").is_file()
+    assert (tmp_path / "run" / "final" / "trainable.safetensors").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.ci
+def test_shortened_demo_learns_from_the_views(tmp_path, monkeypatch):
+    """A shortened demo (800 rooms, 700 steps; 4.5 min on 2 idle cores, so CI runs it): the views
+    must matter.
+
+    The full default run (3000 rooms, 1800 steps) gives +13.7 EM overall, +75 on room_colour and a
+    1.60x answer loss with shuffled views. The shortened run measured +6.2 EM (31.9 vs 25.7), room_colour
+    45.0 vs 20.0 and a 1.17x loss ratio; the thresholds leave room for noise but fail a model that
+    ignores its views (ratio 1.0, full = blind).
+    """
+    monkeypatch.chdir(REPO)
+    summary = _tiny_demo(tmp_path, steps=700, scenes=800)
+    room = summary["by_qtype"]["room_colour"]
+    assert room["full"]["em"] >= room["blind"]["em"] + 12, summary
+    assert summary["em_full"] >= summary["em_blind"] + 3, summary
+    assert summary["loss_shuffled_views"] >= 1.08 * summary["loss_views"], summary

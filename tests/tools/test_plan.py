@@ -1,0 +1,144 @@
+"""vqkit plan: byte counts from the meta model, ZeRO partitioning, batch search, CPU probe."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from helpers import REPO, tiny_config
+from vqkit.config import Config, load_config, to_dict
+from vqkit.tokenizer import load_tokenizer
+from vqkit.tools.memory_accounting import RealKernelsOnMeta, SavedTensors, count_activations
+from vqkit.tools.plan import MB, answer_positions, make_plan
+from vqkit.models.builder import build_model
+
+
+def test_tiny_plan_counts_bytes(corpus, tokenizer_dir):  # noqa: F811
+    cfg = tiny_config(corpus.root, tokenizer_dir)
+    plan = make_plan(cfg, device="cpu", gpu_mem_gb=4)
+    model = build_model(cfg, tokenizer=load_tokenizer(cfg.model.llm), device="meta")
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert plan.trainable == n_train
+    assert plan.grads == 4 * n_train and plan.optimizer == 8 * n_train
+    assert plan.params["encoder"][0] == 4 * sum(p.numel() for p in model.encoder.parameters())
+    assert plan.baseline > 50 * MB  # torch + transformers are loaded
+    # Activations grow with the sequence and shrink with gradient checkpointing.
+    longer = make_plan(cfg, device="cpu", gpu_mem_gb=4, seq_len=2 * cfg.data.max_length)
+    assert longer.per_sample > plan.per_sample
+    act = count_activations(model, cfg, 32, 2, (28, 28), model.llm.dtype)
+    assert act.llm_layers > 0 and act.vision > 0 and act.num_layers == 1
+    assert plan.batch_size == cfg.train.batch_size_per_gpu  # capped at the global batch
+
+
+def test_zero_partitioning_on_gpus(corpus, tokenizer_dir):  # noqa: F811
+    cfg = tiny_config(corpus.root, tokenizer_dir)
+    cfg.train.grad_accum = 4
+    z0 = make_plan(cfg, gpus=4, zero=0, gpu_mem_gb=1)
+    z2 = make_plan(cfg, gpus=4, zero=2, gpu_mem_gb=1)
+    z3 = make_plan(cfg, gpus=4, zero=3, gpu_mem_gb=1)
+    assert z0.optimizer == 2 * z0.grads  # two fp32 moments, replicated
+    assert z2.optimizer == math.ceil(z2.trainable * 12 / 4) and z2.grads == math.ceil(z2.trainable * 2 / 4)
+    assert z2.params["encoder"][1] == "bfloat16"  # DeepSpeed bf16 casts the whole module
+    assert z3.params["llm"][0] == math.ceil(z2.params["llm"][0] / 4)
+    assert z0.global_batch == 4 * 4 * 4
+    tight = make_plan(cfg, gpus=4, zero=0, gpu_mem_gb=(z0.static + 3 * z0.per_sample) / 2**30 + 2.0)
+    assert tight.batch_size == 3 and tight.grad_accum == math.ceil(64 / (3 * 4))
+
+
+@pytest.mark.slow
+def test_full_size_plan_on_gpus_with_zero():
+    cfg = Config()  # VGGT-1B + Qwen3-4B defaults, built on the meta device only
+    cfg.data.train = []
+    one = make_plan(cfg, gpus=8, zero=0, gpu_mem_gb=80)
+    z2 = make_plan(cfg, gpus=8, zero=2, gpu_mem_gb=80)
+    z3 = make_plan(cfg, gpus=8, zero=3, gpu_mem_gb=80)
+    assert one.params["llm"][1] == "bfloat16+float32"  # bf16 base, fp32 LoRA
+    assert 7.5e9 < one.params["llm"][0] < 8.5e9  # ~4.0B parameters in bf16
+    assert 3.5e9 < one.params["encoder"][0] < 3.8e9  # 909M in fp32
+    assert z2.optimizer == math.ceil(z2.trainable * 12 / 8)
+    assert z3.params["llm"][0] == pytest.approx(z2.params["llm"][0] / 8, rel=1e-6)
+    assert z3.batch_size >= z2.batch_size >= 1
+    for p in (one, z2, z3):
+        assert p.grad_accum == math.ceil(p.global_batch / (p.batch_size * 8))
+        assert p.total(p.batch_size) <= p.capacity
+        assert p.total(p.batch_size + 1) > p.capacity or p.batch_size == p.global_batch
+    cfg.model.llm.gradient_checkpointing = True
+    assert make_plan(cfg, gpus=8, zero=2).per_sample < z2.per_sample
+
+
+@pytest.mark.slow
+def test_cpu_probe_within_20_percent(corpus, tokenizer_dir, tmp_path):  # noqa: F811
+    cfg = tiny_config(corpus.root, tokenizer_dir)
+    cfg.train.batch_size_per_gpu = 8
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(to_dict(cfg)))
+    proc = subprocess.run([sys.executable, "-m", "vqkit.tools.plan", "--config", str(path), "--device", "cpu",
+                           "--gpu-mem", "4", "--probe", "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    probe = r["probe"][0]
+    assert probe["batch_size"] == 8 and probe["peak_mb"] > 0
+    assert abs(probe["error"]) < 0.2, probe
+
+
+def test_meta_pass_saves_what_fused_attention_saves():
+    q = torch.empty(2, 4, 8, 16, device="meta", requires_grad=True)
+    kv = torch.empty(2, 4, 300, 16, device="meta", requires_grad=True)
+    counter = SavedTensors()
+    with counter.context(), RealKernelsOnMeta(counter):
+        out = F.scaled_dot_product_attention(q * 1, kv * 1, kv * 2)
+    assert out.shape == (2, 4, 8, 16) and out.requires_grad
+    # q, k, v, the output and the fp32 log-sum-exp; not meta's math path with its [.., 8, 300] probabilities.
+    assert counter.total() == 4 * (2 * 4 * 8 * 16) * 2 + 4 * (2 * 4 * 300 * 16) * 2 + 4 * (2 * 4 * 8)
+
+
+def test_meta_autocast_matches_real_autocast_and_counts_weights_once():
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(24, 48), torch.nn.GELU(), torch.nn.Linear(48, 24))
+    x = torch.randn(5, 7, 24, requires_grad=True)
+    real = SavedTensors(mlp)
+    with real.context(), torch.autocast("cpu", dtype=torch.bfloat16):
+        mlp(mlp(x))  # the same weights twice: autocast reuses their bf16 copies
+    meta_mlp = torch.nn.Sequential(torch.nn.Linear(24, 48), torch.nn.GELU(), torch.nn.Linear(48, 24)).to("meta")
+    counted = SavedTensors(meta_mlp)
+    with counted.context(), RealKernelsOnMeta(counted, torch.bfloat16):
+        y = meta_mlp(meta_mlp(torch.empty(5, 7, 24, device="meta", requires_grad=True)))
+    assert y.dtype == torch.bfloat16
+    # autocast keeps one bf16 copy of each weight and bias for the step; the backward saves the weights'.
+    assert counted.fixed == 2 * (24 * 48 + 48 + 48 * 24 + 24)
+    weight_copies = 2 * (24 * 48 + 48 * 24)
+    assert counted.total() == real.total() - weight_copies  # the activations, to the byte
+
+
+def test_logits_only_at_the_answer_positions(corpus, tokenizer_dir):  # noqa: F811
+    cfg = tiny_config(corpus.root, tokenizer_dir)
+    tokenizer = load_tokenizer(cfg.model.llm)
+    k = answer_positions(cfg, tokenizer, batch_size=4)
+    assert 2 <= k < cfg.data.max_length  # an answer and its end token, never the whole sequence
+    measured = make_plan(cfg, device="cpu", gpu_mem_gb=4)
+    assert measured.answer_tokens == k
+    every = make_plan(cfg, device="cpu", gpu_mem_gb=4, answer_tokens=cfg.data.max_length)
+    assert every.per_sample > measured.per_sample
+
+
+def test_real_size_plan_matches_the_h200_measurement():
+    """The stage-1 model at its real size (VGGT-1B + Qwen3-4B, random weights) was run on an H200 by
+    scripts/gpu_real_size.sh; the plan, built on the meta device here, must stay close to it."""
+    bench = REPO / "docs" / "benchmarks" / "h200_stage1_real_size"
+    probe = json.loads((bench / "probe.json").read_text())["probe"]
+    cfg = load_config(REPO / "configs" / "stage1_3d.yaml",
+                      ["model.encoder.weights=null", "model.llm.from_config=true"])
+    for row in probe:
+        if row["fits"] and row["batch_size"] in (1, 8, 64):
+            # 15 positions with labels per batch: what answer_positions measured on that run's data.
+            plan = make_plan(cfg, gpus=1, gpu_mem_gb=139.8, seq_len=row["seq_len"], batch_size=row["batch_size"],
+                             answer_tokens=15)
+            assert plan.total(row["batch_size"]) / MB == pytest.approx(row["peak_mb"], rel=0.10), row

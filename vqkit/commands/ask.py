@@ -1,0 +1,86 @@
+"""``vqkit ask``: answer a question about a set of photos with a saved model (or, with ``--roomplan``,
+write the room's layout as CapturedRoom JSON). See :mod:`vqkit.eval.ask`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from vqkit.commands.common import add_overrides_argument
+from vqkit.errors import ConfigError
+from vqkit.utils.runtime import resolve_device
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vqkit ask",
+        description="Answer a question about a set of photos of a room with a saved model.",
+        epilog='examples:\n'
+               '  vqkit ask --model runs/demo/final --images a.jpg b.jpg --question "What colour is the sofa?"\n'
+               '  vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json',
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
+    parser.add_argument("--images", nargs="+", required=True, metavar="IMAGE",
+                        help="photos of the scene (more than data.num_views are subsampled evenly)")
+    parser.add_argument("--question", help="the question (required unless --roomplan)")
+    parser.add_argument("--roomplan", action="store_true",
+                        help="Stage 2: generate the room's layout and write it as CapturedRoom JSON "
+                             "(the question defaults to the Stage 2 prompt)")
+    parser.add_argument("--out", metavar="FILE", help="with --roomplan: write the JSON here instead of stdout")
+    parser.add_argument("--situation", help="SQA3D-style situation text placed before the question")
+    parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens; "
+                                                            "eval.roomplan_max_new_tokens with --roomplan)")
+    parser.add_argument("--blind", action="store_true", help="ignore the photos (text-only baseline)")
+    geometry = parser.add_mutually_exclusive_group()
+    geometry.add_argument("--cameras", metavar="FILE",
+                          help="camera poses of the photos: a JSON list of {image, R, t, K, depth_hist} "
+                               "(default: cameras.json next to the photos when it lists them all)")
+    geometry.add_argument("--no-geometry", action="store_true", help="no camera geometry, even if a cameras.json is found")
+    add_overrides_argument(parser, "config override on top of the model's config, e.g. eval.do_sample=true")
+    parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vqkit.eval.ask import ask, ask_roomplan
+    from vqkit.models.builder import load_model, load_model_config
+
+    args = build_parser().parse_args(argv)
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if not args.roomplan and args.question is None:
+        raise ConfigError("--question is required (or --roomplan for the room's layout)")
+    if args.out and not args.roomplan:
+        raise ConfigError("--out writes a layout: use it with --roomplan")
+    if args.roomplan and args.situation:
+        raise ConfigError("--situation does not apply to --roomplan")
+    cameras = False if args.no_geometry else args.cameras
+    model_dir = Path(args.model)
+    cfg = load_model_config(model_dir, args.overrides)
+    model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights)
+    if not args.roomplan:
+        answer = ask(model, args.images, args.question, situation=args.situation,
+                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg, cameras=cameras)
+        print(answer)
+        return 0
+    room, problems, _ = ask_roomplan(model, args.images, question=args.question,
+                                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg, cameras=cameras)
+    text = json.dumps(room.to_capturedroom(), indent=2) + "\n"
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    counts = (f"{len(room.walls)} walls, {len(room.doors)} doors, {len(room.windows)} windows, "
+              f"{len(room.openings)} openings, {len(room.objects)} objects")
+    print(f"layout: {counts}" + (f" written to {args.out}" if args.out else ""), file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} parse problem(s) in the generated layout:", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    return 0

@@ -1,0 +1,92 @@
+"""``vqkit eval``: predictions and metrics of a saved model on a record file (or re-scoring a predictions
+file); runs unchanged under ``torchrun -m vqkit eval`` (each rank evaluates its share)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vqkit.commands.common import add_overrides_argument
+from vqkit.errors import CheckpointError, ConfigError
+from vqkit.eval.results import METRICS_FILE, default_out_dir, format_table, rescore, write_metrics, write_results
+from vqkit.utils import distributed
+from vqkit.utils.runtime import resolve_device
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vqkit eval",
+        description="Generate answers with a saved model, write predictions.jsonl + metrics.json and "
+                    "print a table. Runs under torchrun unchanged (each rank evaluates its share).",
+        epilog="examples:\n"
+               "  vqkit eval --model runs/demo/final --data data/synth/val.jsonl\n"
+               "  vqkit eval --model runs/demo/final --data data/synth/val.jsonl --blind\n"
+               "  vqkit eval --predictions runs/demo/eval/predictions.jsonl   # re-score, no model\n"
+               "  torchrun --nproc_per_node 8 -m vqkit eval --model RUN/final --data val.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", help="saved model folder (RUN/final or a checkpoint's model folder)")
+    parser.add_argument("--data", action="append", metavar="FILE",
+                        help="records to evaluate (JSON/JSONL file or glob; repeatable); default: the "
+                             "model config's data.val")
+    parser.add_argument("--predictions", metavar="FILE", help="re-score an existing predictions.jsonl (no model)")
+    parser.add_argument("--out", help="output folder (default: RUN/eval, or RUN/eval_blind with --blind, "
+                                      "next to the model folder; with --predictions: that file's folder)")
+    parser.add_argument("--blind", action="store_true", help="text-only baseline: no vision or geometry tokens")
+    parser.add_argument("--batch-size", type=int, help="generation batch per process (default eval.batch_size)")
+    parser.add_argument("--max-new-tokens", type=int,
+                        help="generation budget (default eval.max_new_tokens; eval.roomplan_max_new_tokens "
+                             "for Stage 2 records)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N records")
+    add_overrides_argument(parser, "config override on top of the model's config, e.g. eval.do_sample=true "
+                             "or data.image_root=/data/scannet (repeatable)")
+    parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
+    parser.add_argument("--no-language-metrics", action="store_true",
+                        help="skip BLEU/METEOR/ROUGE-L/CIDEr (they need Java and take a few seconds)")
+    parser.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda:0, ...")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vqkit.eval.generate import evaluate
+    from vqkit.models.builder import load_model, load_model_config
+
+    args = build_parser().parse_args(argv)
+    language = not args.no_language_metrics
+    if args.predictions:
+        if args.model or args.data:
+            raise ConfigError("--predictions re-scores a file: do not combine it with --model/--data")
+        metrics = rescore(args.predictions, language=language)
+        out = Path(args.out) if args.out else Path(args.predictions).parent
+        write_metrics(out / METRICS_FILE, metrics)
+        print(format_table(metrics))
+        print(f"metrics written to {out / METRICS_FILE}")
+        return 0
+    if not args.model:
+        raise ConfigError("--model DIR is required (or --predictions FILE to re-score)")
+    for name in ("batch_size", "max_new_tokens", "limit"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "limit" else 1):
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {0 if name == 'limit' else 1}, got {value}")
+    model_dir = Path(args.model)
+    if not model_dir.is_dir():
+        raise CheckpointError(f"model folder not found: {model_dir}")
+    created = distributed.init_from_env()
+    try:
+        rank, world = distributed.rank_and_world()
+        cfg = load_model_config(model_dir, args.overrides)
+        model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights)
+        predictions, metrics = evaluate(model, cfg, args.data, blind=args.blind, batch_size=args.batch_size,
+                                        max_new_tokens=args.max_new_tokens, limit=args.limit,
+                                        language=language)
+        if rank == 0:
+            metrics["info"].update(model=str(model_dir), data=args.data or [s.path for s in cfg.data.val])
+            out = Path(args.out) if args.out else default_out_dir(model_dir, args.blind)
+            write_results(out, predictions, metrics)
+            print(format_table(metrics))
+            print(f"{len(predictions)} predictions and metrics written to {out}"
+                  + (f" ({world} processes)" if world > 1 else ""))
+    finally:
+        if created:
+            distributed.destroy()
+    return 0

@@ -1,0 +1,78 @@
+"""``vqkit plan --config FILE --gpus N [--zero 2|3] [--gpu-mem GB] [--probe]``: memory per GPU and the
+largest batch that fits, without allocating the model (see :mod:`vqkit.tools.plan`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vqkit.commands.common import add_overrides_argument
+from vqkit.errors import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    from vqkit.config import load_config
+    from vqkit.tools.bench import ensure_data
+    from vqkit.tools.plan import MB, format_plan, make_plan, measure_step, probe_cpu, probe_gpu, step_setup
+
+    parser = argparse.ArgumentParser(
+        prog="vqkit plan",
+        description="Memory per GPU (parameters, gradients, optimizer state, activations) and the largest "
+                    "batch_size_per_gpu / grad_accum for a config, without allocating the model.",
+        epilog="example: vqkit plan --config configs/stage1_3d.yaml --gpus 8 --zero 2 --gpu-mem 80")
+    parser.add_argument("--config", required=True, help="experiment YAML")
+    add_overrides_argument(parser, "override a config value (repeatable)")
+    parser.add_argument("--gpus", type=int, default=1, help="number of GPUs (data-parallel ranks)")
+    parser.add_argument("--zero", type=int, choices=[0, 2, 3], default=0, help="DeepSpeed ZeRO stage (0 = none)")
+    parser.add_argument("--gpu-mem", type=float, default=80.0, help="memory per GPU in GB (CPU: RAM budget)")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                        help="plan a GPU run (default) or a CPU run (fp32, includes the framework baseline)")
+    parser.add_argument("--seq-len", type=int, help="tokens per sample (default data.max_length)")
+    parser.add_argument("--batch-size", type=int, help="report the total at this batch instead of the largest")
+    parser.add_argument("--answer-tokens", type=int,
+                        help="positions per sample that get logits (default: measured on the training data)")
+    parser.add_argument("--probe", action="store_true",
+                        help="confirm with real steps (GPU: increasing batch until OOM; CPU: one step)")
+    parser.add_argument("--data", help="synthetic data folder (train.jsonl, tokenizer/) for --probe's steps "
+                                       "(default: the config's data, generated when missing)")
+    parser.add_argument("--max-batch", type=int, default=4096, help="largest batch --probe tries on a GPU")
+    parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # internal: one step, print JSON
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = parser.parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    if args.data:
+        cfg, _ = ensure_data(cfg, args.data)
+    if args.measure:
+        print(json.dumps(measure_step(step_setup(cfg, args.device), args.measure)))
+        return 0
+    plan_args = dict(gpus=args.gpus, zero=args.zero, gpu_mem_gb=args.gpu_mem, device=args.device)
+    plan = make_plan(cfg, **plan_args, seq_len=args.seq_len, batch_size=args.batch_size,
+                     answer_tokens=args.answer_tokens)
+    result = plan.as_dict()
+    text = format_plan(plan, args.config)
+    if args.probe:
+        if args.device == "cuda":
+            if not torch.cuda.is_available():
+                raise ConfigError("--probe on the GPU needs CUDA; use --device cpu --probe on this machine")
+            rows = probe_gpu(cfg, plan_args, args.max_batch)
+            result["probe"] = rows
+            fits = [r["batch_size"] for r in rows if r["fits"]]
+            text += "\n\nprobe (real steps):\n" + "\n".join(
+                f"  batch {r['batch_size']:5d}: " + (f"peak {r['peak_mb']:9.0f} MB, plan {r['predicted_mb']:9.0f} MB "
+                                                    f"({100 * (r['predicted_mb'] / r['peak_mb'] - 1):+.0f}%), "
+                                                    f"{r['step_s']:.2f} s/step, {r['samples_per_s']:.1f} samples/s"
+                                                    if r["fits"] else "out of memory") for r in rows)
+            text += f"\nlargest batch that ran: {max(fits) if fits else 0}"
+        else:
+            bs = args.batch_size or cfg.train.batch_size_per_gpu
+            m = probe_cpu(args.config, args.overrides, bs, args.data)
+            pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs, answer_tokens=m["answer_tokens"])
+            m["predicted_mb"] = pred.total(bs) / MB
+            m["error"] = m["predicted_mb"] / m["peak_mb"] - 1
+            result["probe"] = [m]
+            text += (f"\n\nprobe: one real step at batch {bs} (sequence {m['seq_len']}): peak RSS {m['peak_mb']:.0f} MB, "
+                     f"plan {m['predicted_mb']:.0f} MB ({100 * m['error']:+.1f}%)")
+    print(json.dumps(result) if args.json else text)
+    return 0

@@ -1,0 +1,113 @@
+"""``vqkit prep scanqa|sqa3d|arkit``: convert the official datasets to vqkit records.
+
+Each converter is a library function (:func:`vqkit.prep.scanqa.convert`, :func:`vqkit.prep.sqa3d.convert`,
+:func:`vqkit.prep.arkit.convert`); this command parses its options and prints its summary. See
+``docs/real_data.md`` for where to get the data, the commands and the output layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vqkit.errors import ConfigError
+
+CONVERTERS = {
+    "scanqa": "ScanQA questions + ScanNet frames",
+    "sqa3d": "SQA3D situated questions + ScanNet frames",
+    "arkit": "ARKitScenes 3DOD scans -> Stage 2 RoomPlan records",
+}
+
+USAGE = "usage: vqkit prep {scanqa,sqa3d,arkit} [options]   (vqkit prep NAME --help for its options)"
+
+
+def _add_scannet_args(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``vqkit prep scanqa`` and ``vqkit prep sqa3d`` (:class:`vqkit.prep.scannet.FrameOptions`)."""
+    parser.add_argument("--scannet", required=True, type=Path,
+                        help="ScanNet frames: the SensReader output (<scene>/color|depth|pose|intrinsic) "
+                             "or a folder with posed_images/<scene>/")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (records + frames/)")
+    parser.add_argument("--num-views", type=int, default=8, help="views per scene (default 8)")
+    parser.add_argument("--image-size", type=int, default=448,
+                        help="width of the written JPEGs; height keeps the aspect ratio (default 448)")
+    parser.add_argument("--depth-bins", type=int, default=16, help="bins of depth_hist over [0, 10] m")
+    parser.add_argument("--workers", type=int, default=1, help="processes converting scenes in parallel")
+    parser.add_argument("--limit-scenes", type=int, default=None,
+                        help="convert only the first N scenes (sorted), e.g. for a quick look")
+
+
+def _frame_options(args):
+    from vqkit.prep.scannet import FrameOptions
+
+    return FrameOptions(scannet=args.scannet, out=args.out, num_views=args.num_views, image_size=args.image_size,
+                        depth_bins=args.depth_bins, workers=args.workers, limit_scenes=args.limit_scenes)
+
+
+def scanqa(argv: list[str]) -> int:
+    from vqkit.prep import scanqa as converter
+
+    parser = argparse.ArgumentParser(
+        prog="vqkit prep scanqa",
+        description="ScanQA questions + ScanNet frames -> vqkit records (OUT/<split>.jsonl, OUT/frames/).")
+    parser.add_argument("--annotations", required=True, type=Path,
+                        help="folder with ScanQA_v1.0_<split>.json, or one such file")
+    _add_scannet_args(parser)
+    parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(converter.SPLITS)}")
+    args = parser.parse_args(argv)
+    summary = converter.convert(args.annotations, _frame_options(args), args.splits)
+    print(summary.report(args.out))
+    return 0
+
+
+def sqa3d(argv: list[str]) -> int:
+    from vqkit.prep import sqa3d as converter
+
+    parser = argparse.ArgumentParser(
+        prog="vqkit prep sqa3d",
+        description="SQA3D questions + ScanNet frames -> vqkit records (OUT/<split>.jsonl, OUT/frames/).")
+    parser.add_argument("--annotations", required=True, type=Path,
+                        help="SQA3D balanced-data folder with v1_balanced_{questions,sqa_annotations}_<split>_scannetv2.json")
+    _add_scannet_args(parser)
+    parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(converter.SPLITS)}")
+    args = parser.parse_args(argv)
+    summary = converter.convert(args.annotations, _frame_options(args), args.splits)
+    print(summary.report(args.out))
+    return 0
+
+
+def arkit(argv: list[str]) -> int:
+    from vqkit.prep import arkit as converter
+
+    parser = argparse.ArgumentParser(
+        prog="vqkit prep arkit",
+        description="ARKitScenes 3DOD scans -> Stage 2 records (OUT/roomplan_{train,val}.jsonl, OUT/frames/).")
+    parser.add_argument("--root", required=True, type=Path,
+                        help="ARKitScenes 3dod folder holding Training/ and Validation/")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--num-views", type=int, default=8, help="views per scan (default 8)")
+    parser.add_argument("--image-size", type=int, default=448,
+                        help="width of the written JPEGs, never upsampled (lowres_wide is 256 wide)")
+    parser.add_argument("--depth-bins", type=int, default=16, help="bins of depth_hist over [0, 10] m")
+    parser.add_argument("--splits", default="Training,Validation", help="comma list of Training,Validation")
+    parser.add_argument("--workers", type=int, default=1, help="processes converting scans in parallel")
+    parser.add_argument("--limit-scenes", type=int, default=None, help="convert only the first N scans per split")
+    args = parser.parse_args(argv)
+    summary = converter.convert(args.root, args.out, num_views=args.num_views, image_size=args.image_size,
+                                depth_bins=args.depth_bins, splits=args.splits, workers=args.workers,
+                                limit_scenes=args.limit_scenes)
+    print(summary.report(args.out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        for name, what in CONVERTERS.items():
+            print(f"  {name:8s} {what}")
+        return 0 if argv else 2
+    name = argv[0]
+    if name not in CONVERTERS:
+        raise ConfigError(f"unknown dataset '{name}'; choose from {', '.join(CONVERTERS)}")
+    return {"scanqa": scanqa, "sqa3d": sqa3d, "arkit": arkit}[name](argv[1:])

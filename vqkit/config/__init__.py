@@ -1,0 +1,15 @@
+"""Typed configuration: one experiment = one YAML file over these defaults, plus ``--set a.b=c``.
+
+- :mod:`vqkit.config.schema`: the dataclasses (``Config`` = model, data, train, eval sections).
+- :mod:`vqkit.config.io`: ``load_config``, ``save_config``, overrides.
+
+Both are re-exported here: ``from vqkit.config import Config, load_config``.
+"""
+
+from vqkit.config.io import apply_overrides, config_from_dict, load_config, save_config, to_dict
+from vqkit.config.schema import (Config, DataConfig, EncoderConfig, EvalConfig, GeometryConfig, LLMConfig,
+                                 LoRAConfig, ModelConfig, ProjectorConfig, SourceConfig, TrainConfig)
+
+__all__ = ["Config", "DataConfig", "EncoderConfig", "EvalConfig", "GeometryConfig", "LLMConfig", "LoRAConfig",
+           "ModelConfig", "ProjectorConfig", "SourceConfig", "TrainConfig", "apply_overrides",
+           "config_from_dict", "load_config", "save_config", "to_dict"]

@@ -1,0 +1,191 @@
+"""Reading and writing configs: YAML files over the typed defaults, dotted ``--set a.b=c`` overrides.
+
+``load_config(path, overrides)`` -> :class:`~vqkit.config.schema.Config`; ``save_config(cfg, path)``
+writes the resolved config (every default filled in), and loading that file again gives an equal
+config. Unknown keys are an error that names the key and the nearest valid one, so a typo never
+silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vqkit.config.schema import Config
+from vqkit.errors import ConfigError
+
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`, converting where it is lossless (int -> float)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "3e-4" (no dot) as a string; accept what any reader means by it.
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {_type_name(tp)}")
+
+
+def _unknown_key(cls, key: str, where: str) -> ConfigError:
+    names = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(names)}"
+    return ConfigError(f"unknown config key '{where}{key}'{hint}")
+
+
+def _from_dict(cls, data: dict, where: str = ""):
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in types_:
+            raise _unknown_key(cls, key, f"{where}." if where else "")
+        kwargs[key] = _coerce(value, types_[key], f"{where}.{key}" if where else key)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as e:  # pragma: no cover - dataclass signature mismatch
+        raise ConfigError(f"{where or cls.__name__}: {e}") from e
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build a :class:`Config` from a (possibly partial) nested dict; missing keys take defaults."""
+    return _from_dict(Config, data or {})
+
+
+def to_dict(cfg) -> dict:
+    """The config as plain nested dicts/lists (what save_config writes)."""
+    return dataclasses.asdict(cfg)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like a.b=c")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
+    """Apply dotted ``a.b=c`` overrides (values parsed as YAML) to a nested dict, in place.
+
+    Keys are checked against the dataclasses so a typo names the nearest valid key.
+    """
+    for text in overrides or []:
+        path, value = _parse_override(text)
+        cls, node = Config, data
+        for i, key in enumerate(path):
+            types_ = _field_types(cls) if cls is not None else None
+            if types_ is not None and key not in types_:
+                raise _unknown_key(cls, key, "".join(p + "." for p in path[:i]))
+            if i == len(path) - 1:
+                node[key] = value
+                break
+            tp = types_[key] if types_ is not None else None
+            cls = tp if tp is not None and dataclasses.is_dataclass(tp) else None
+            child = node.get(key)
+            if child is None:
+                child = {}
+                node[key] = child
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{text}': '{'.'.join(path[:i + 1])}' is not a section")
+            node = child
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML experiment over the defaults and apply ``a.b=c`` overrides.
+
+    Errors (missing file, bad YAML, unknown key, wrong type, failed check) raise ConfigError with a
+    one-line message naming the file and key.
+    """
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping (model:, data:, train:, eval:)")
+    data = apply_overrides(data, overrides)
+    try:
+        return config_from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    """Write the resolved config (every default filled in) as YAML."""
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

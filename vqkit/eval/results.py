@@ -1,0 +1,209 @@
+"""Evaluation results: prediction rows, their metrics, the files they live in, and the printed table.
+
+``RUN/eval*/predictions.jsonl`` holds one row per example (index, id, task, qtype, question, prediction,
+answers, scene_id, images, blind, and situation / the gold layout when present); ``metrics.json`` holds
+``overall`` (:func:`vqkit.eval.metrics.score` over every question-answering row), ``by_task``,
+``by_qtype`` ({qtype: n, em, em_refined}), ``roomplan`` (Stage 2 layout scores, see
+:func:`vqkit.roomplan.metrics.score_layouts`) and ``info``. Rows re-score without the model
+(:func:`rescore`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from vqkit.errors import DataError
+from vqkit.eval.metrics import score, sqa3d_qtype
+from vqkit.roomplan import Room, score_layouts
+from vqkit.utils.files import iter_jsonl, write_json_atomic, write_jsonl_atomic
+
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+ROOMPLAN_TASK = "roomplan"
+
+
+def qtype_of(meta: dict) -> str:
+    """The question type used for ``by_qtype``: the record's ``qtype``, else SQA3D's first-word type."""
+    return meta.get("qtype") or sqa3d_qtype(meta.get("question") or "")
+
+
+
+def prediction_row(position: int, meta: dict, prediction: str, blind: bool) -> dict:
+    task = meta.get("task")
+    answers = [str(a) for a in meta.get("answers") or []]
+    if not answers and meta.get("roomplan") is None and meta.get("answer") is not None:
+        answers = [meta["answer"]]  # a QA record without "answers": its answer is the reference
+    row = {"index": position, "id": meta.get("id"), "task": task, "qtype": qtype_of(meta),
+           "question": meta.get("question"), "prediction": prediction, "answers": answers,
+           "scene_id": meta.get("scene_id"), "images": meta.get("images"), "blind": blind}
+    if meta.get("situation"):
+        row["situation"] = meta["situation"]
+    if meta.get("roomplan") is not None:
+        row["roomplan"] = meta["roomplan"]  # the gold layout, so re-scoring needs no data
+    return row
+
+
+
+def is_layout_row(row: dict) -> bool:
+    """A Stage 2 row (a layout to score as a room), as opposed to a question with reference answers."""
+    return row.get("task") == ROOMPLAN_TASK or (row.get("roomplan") is not None and not row.get("answers"))
+
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+def _score_rows(rows: list[dict], language: bool) -> dict:
+    return score([r["prediction"] for r in rows], [r["answers"] for r in rows],
+                 [r.get("qtype") or sqa3d_qtype(r.get("question") or "") for r in rows], language=language)
+
+
+def score_roomplan(rows: list[dict]) -> dict:
+    """Stage 2 layout metrics of roomplan predictions (text) against their gold CapturedRoom dicts,
+    with :func:`vqkit.roomplan.metrics.score_layouts`."""
+    gold = []
+    for r in rows:
+        if r.get("roomplan") is None:
+            raise DataError(f"prediction '{r.get('id')}': task roomplan but no gold 'roomplan' layout")
+        gold.append(Room.from_capturedroom(r["roomplan"], where=f"record '{r.get('id')}' roomplan"))
+    out = score_layouts([r["prediction"] for r in rows], gold)
+    out["n"] = len(rows)
+    return out
+
+
+def compute_metrics(rows: list[dict], *, language: bool = True) -> dict:
+    """Metrics of prediction rows (as written to predictions.jsonl).
+
+    ``{"n", "overall": score(...) without by_qtype, "by_task": {task: score(...)},
+    "by_qtype": {qtype: {n, em, em_refined}}, "roomplan": layout scores or None}``. ``overall``
+    covers the question-answering rows; Stage 2 rows (task roomplan) are scored as layouts only.
+    """
+    qa = [r for r in rows if not is_layout_row(r)]
+    rp = [r for r in rows if is_layout_row(r)]
+    out: dict[str, Any] = {"n": len(rows)}
+    if qa:
+        overall = _score_rows(qa, language)
+    else:
+        overall = score([], [], [], language=False)
+    out["by_qtype"] = overall.pop("by_qtype")
+    out["overall"] = overall
+    tasks: dict[str, list[dict]] = {}
+    for r in qa:
+        tasks.setdefault(r.get("task") or "unknown", []).append(r)
+    by_task = {}
+    for task in sorted(tasks):
+        if len(tasks) == 1:
+            by_task[task] = {**overall, "by_qtype": out["by_qtype"]}  # same rows: do not score twice
+        else:
+            by_task[task] = _score_rows(tasks[task], language)
+    out["by_task"] = by_task
+    out["roomplan"] = score_roomplan(rp) if rp else None
+    return out
+
+
+
+# --------------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------------
+
+
+def write_metrics(path: str | os.PathLike, metrics: dict) -> Path:
+    """metrics.json, atomically (NaN written as null)."""
+    return write_json_atomic(path, metrics, indent=2)
+
+
+def write_results(out_dir: str | os.PathLike, predictions: list[dict], metrics: dict | None) -> Path:
+    """Write ``predictions.jsonl`` (one row per example) and ``metrics.json`` into ``out_dir``
+    (each file atomically). Call on rank 0 only."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl_atomic(out / PREDICTIONS_FILE, predictions, compact=False, ensure_ascii=False)
+    if metrics is not None:
+        write_metrics(out / METRICS_FILE, metrics)
+    return out
+
+
+def read_predictions(path: str | os.PathLike) -> list[dict]:
+    """Rows of a predictions.jsonl; a malformed row raises DataError naming file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: predictions file not found")
+    rows = []
+    for line_no, row in iter_jsonl(path):
+        if not isinstance(row.get("prediction"), str):
+            raise DataError(f"{path}:{line_no}: field 'prediction': expected a string")
+        answers = row.get("answers")
+        if is_layout_row(row):
+            if not isinstance(row.get("roomplan"), dict):
+                raise DataError(f"{path}:{line_no}: field 'roomplan': a roomplan prediction needs its gold layout")
+        elif not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
+            raise DataError(f"{path}:{line_no}: field 'answers': expected a non-empty list of strings")
+        rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no predictions")
+    return rows
+
+
+def rescore(predictions_path: str | os.PathLike, *, language: bool = True) -> dict:
+    """Metrics of an existing predictions.jsonl (no model, no images)."""
+    rows = read_predictions(predictions_path)
+    metrics = compute_metrics(rows, language=language)
+    metrics["info"] = {"rescored_from": str(predictions_path), "examples": len(rows),
+                       "blind": bool(rows[0].get("blind", False))}
+    return metrics
+
+
+
+# --------------------------------------------------------------------------------------------
+# Table
+# --------------------------------------------------------------------------------------------
+
+_COLUMNS = [("n", "n"), ("em", "EM"), ("em_refined", "EM-R"), ("bleu1", "B-1"), ("bleu4", "B-4"),
+            ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"), ("cider", "CIDEr")]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.1f}"
+
+
+def format_table(metrics: dict) -> str:
+    """The metrics as a readable table: overall, per task, per question type (and Stage 2 F1)."""
+    show = [c for c in _COLUMNS if c[0] in ("n", "em", "em_refined")
+            or metrics["overall"].get(c[0]) is not None]
+    rows: list[tuple[str, dict]] = [("overall", metrics["overall"])]
+    if len(metrics.get("by_task", {})) > 1:
+        rows += [(f"task {t}", m) for t, m in metrics["by_task"].items()]
+    rows += [(f"qtype {q}", m) for q, m in metrics.get("by_qtype", {}).items()]
+    width = max(16, *(len(name) + 1 for name, _ in rows))
+    lines = [f"{'':<{width}}" + "".join(f"{title:>9}" for _, title in show)]
+    for name, m in rows:
+        lines.append(f"{name:<{width}}" + "".join(f"{_cell(m.get(key)):>9}" for key, _ in show))
+    rp = metrics.get("roomplan")
+    if rp:
+        lines.append("")
+        lines.append(f"roomplan ({rp.get('n', '?')} rooms, parse rate {100 * rp.get('parse_rate', 0):.1f}%)")
+        for kind in ("walls", "doors", "windows", "openings", "objects"):
+            if isinstance(rp.get(kind), dict):
+                f1 = {k: v for k, v in rp[kind].items() if k.startswith("f1@")}
+                lines.append(f"  {kind:<10}" + "  ".join(f"{k} {100 * v:.1f}" for k, v in f1.items()))
+    info = metrics.get("info") or {}
+    if info.get("skipped"):
+        lines.append(f"skipped {len(info['skipped'])} record(s) whose files could not be decoded")
+    return "\n".join(lines)
+
+
+
+def default_out_dir(model_dir: str | os.PathLike, blind: bool) -> Path:
+    """RUN/eval (or RUN/eval_blind) for RUN/final; MODEL/eval otherwise."""
+    model_dir = Path(model_dir)
+    name = "eval_blind" if blind else "eval"
+    return model_dir.parent / name if model_dir.name == "final" else model_dir / name
+

@@ -1,0 +1,139 @@
+"""The one builder: a :class:`~vqkit.models.vqmodel.VQModel` from the typed config, and a saved model
+folder back into one.
+
+:func:`build_model` constructs the parts (frozen VGGT aggregator, Perceiver resampler, geometry encoder,
+LLM with LoRA), each under its own seed, and hands them to :class:`VQModel`, which owns the freeze.
+:func:`load_model` rebuilds the frozen parts from a saved folder's config and loads its trained weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vqkit.config.io import apply_overrides, config_from_dict, load_config, to_dict
+from vqkit.config.schema import Config
+from vqkit.errors import CheckpointError, ConfigError
+from vqkit.models.geometry_tokens import GeometryEncoder
+from vqkit.models.llm import apply_lora, build_llm, resolve_dtype
+from vqkit.models.projector import PerceiverResampler
+from vqkit.models.vggt.aggregator import Aggregator
+from vqkit.models.vqmodel import CONFIG_FILE, TOKENIZER_DIR, TRAINABLE_FILE, VQModel
+from vqkit.tokenizer import load_tokenizer
+from vqkit.utils.runtime import seeded
+
+logger = logging.getLogger(__name__)
+
+
+def build_encoder(enc_cfg, device: str | torch.device | None = None) -> nn.Module:
+    """The frozen VGGT aggregator (``Aggregator.from_config``): official weights when
+    ``encoder.weights`` is set, else a random init seeded by ``encoder.seed``. On the meta device
+    only the architecture is built and no weights are read."""
+    if device is not None and torch.device(device).type == "meta":
+        with torch.device("meta"):
+            encoder = Aggregator(**Aggregator.config_kwargs(enc_cfg))
+        encoder.default_layers = list(enc_cfg.layers)
+        return encoder.freeze()
+    return Aggregator.from_config(enc_cfg, device=device).freeze()
+
+
+def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None = None) -> VQModel:
+    """Assemble a :class:`VQModel` from the config.
+
+    Args:
+        cfg: the experiment config (``cfg.model`` sizes the parts, ``cfg.train.seed`` seeds them).
+        tokenizer: from ``vqkit.tokenizer.load_tokenizer(cfg.model.llm)``; loaded when None
+            (except on the meta device, where only the architecture is built).
+        device: where to build; ``"meta"`` builds the full-size architecture without memory or
+            weights (for :meth:`VQModel.parameter_table` and memory plans). None = CPU.
+
+    Random parts are reproducible: each is constructed under its own seed derived from
+    ``train.seed`` (the encoder from ``encoder.seed``), so two processes build identical models.
+    """
+    mcfg = cfg.model
+    if not mcfg.encoder.frozen:
+        raise ConfigError("model.encoder.frozen: false is not supported; the aggregator is always frozen")
+    is_meta = device is not None and torch.device(device).type == "meta"
+    if tokenizer is None and not is_meta:
+        tokenizer = load_tokenizer(mcfg.llm)
+    vocab_size = len(tokenizer) if tokenizer is not None else None
+    seed = cfg.train.seed
+    meta_ctx = torch.device("meta") if is_meta else contextlib.nullcontext()
+
+    encoder = build_encoder(mcfg.encoder, device)
+    with seeded(seed + 2):
+        llm = build_llm(mcfg.llm, vocab_size, device)
+    hidden = llm.get_input_embeddings().embedding_dim
+    in_dim = 2 * mcfg.encoder.embed_dim * len(mcfg.encoder.layers)
+    with seeded(seed), meta_ctx:
+        projector = PerceiverResampler.from_config(mcfg.projector, in_dim, hidden,
+                                                   num_special_tokens=encoder.patch_start_idx)
+    geometry = None
+    if mcfg.geometry.enabled:
+        with seeded(seed + 1), meta_ctx:
+            geometry = GeometryEncoder.from_config(mcfg.geometry, hidden)
+    if device is not None and not is_meta:
+        projector.to(device)
+        if geometry is not None:
+            geometry.to(device)
+    with seeded(seed + 3):
+        llm = apply_lora(llm, mcfg.lora)
+    if mcfg.llm.gradient_checkpointing and not is_meta:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        llm.enable_input_require_grads()
+    model = VQModel(encoder, projector, geometry, llm, tokenizer, cfg)
+    counts = model.parameter_counts()
+    logger.info("VQModel parameters (LLM dtype %s):\n%s", resolve_dtype(mcfg.llm, device),
+                model.parameter_table())
+    logger.info("trainable parameters: %s", f"{sum(t for _, t in counts.values()):,}")
+    return model
+
+
+def load_model(folder: str | Path, device: str | torch.device | None = None,
+               encoder_weights: str | None = None) -> VQModel:
+    """Rebuild a model saved by :meth:`VQModel.save_pretrained` (also ``vqkit.load_model``).
+
+    The frozen parts come from the saved config (encoder weights path or seed, the LLM's hub id or
+    folder, or its config + seed), the tokenizer from ``folder/tokenizer``; the trained weights are
+    then loaded strictly. ``encoder_weights`` overrides the saved encoder weights path (the run
+    may have used a path that does not exist on this machine).
+    """
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for name in (CONFIG_FILE, TRAINABLE_FILE, TOKENIZER_DIR):
+        if not (folder / name).exists():
+            raise CheckpointError(f"{folder} is not a vqkit model folder: {name} is missing "
+                                  f"(expected {CONFIG_FILE}, {TRAINABLE_FILE}, {TOKENIZER_DIR}/)")
+    cfg = load_model_config(folder)
+    if encoder_weights is not None:
+        cfg.model.encoder.weights = str(encoder_weights)
+    tokenizer = load_tokenizer(dataclasses.replace(cfg.model.llm, tokenizer=str(folder / TOKENIZER_DIR)))
+    model = build_model(cfg, tokenizer=tokenizer, device=device)
+    try:
+        state = load_file(str(folder / TRAINABLE_FILE))
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a bad file
+        raise CheckpointError(f"{folder / TRAINABLE_FILE}: cannot read ({e})") from e
+    model.load_trainable(state, source=str(folder / TRAINABLE_FILE))
+    return model
+
+
+
+
+def load_model_config(folder: str | Path, overrides: list[str] | None = None) -> Config:
+    """The resolved config saved in a model folder, with ``a.b=c`` overrides applied (what a command
+    uses with a saved model: ``vqkit eval --set eval.do_sample=true``)."""
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{folder} is not a vqkit model folder: {CONFIG_FILE} is missing")
+    cfg = load_config(path)
+    return config_from_dict(apply_overrides(to_dict(cfg), overrides)) if overrides else cfg
+
+
+__all__ = ["build_encoder", "build_model", "load_model", "load_model_config"]

@@ -1,0 +1,59 @@
+"""A fingerprint of the encoder's weights: what the feature cache is keyed by, so cached features are
+never used with another encoder (another weights file, or another random init)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from vqkit.models.vggt.aggregator import Aggregator
+from vqkit.models.vggt.weights import WEIGHT_FILES
+from vqkit.utils.files import json_sha256
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vqkit.config.schema import EncoderConfig
+
+# EncoderConfig fields that do not change the features: `frozen` (always true), `weights` (replaced
+# by a fingerprint of the file, so moving the file does not invalidate a cache).
+NOT_IN_FINGERPRINT = {"frozen", "weights"}
+
+
+
+_FINGERPRINTS: dict[str, str] = {}
+
+
+def weights_fingerprint(enc_cfg: "EncoderConfig") -> str:
+    """A fingerprint of the encoder weights.
+
+    A weights file: sha256 over its size, mtime and first MiB (cheap for a 5 GB checkpoint). A hub
+    id that is not a local path: the id itself. Random init: sha256 of the seeded state dict (the
+    init depends on the torch version, so the seed alone is not enough). Memoised per process.
+    """
+    if enc_cfg.weights:
+        path = Path(enc_cfg.weights).expanduser()
+        if path.is_dir():
+            path = next((path / n for n in WEIGHT_FILES if (path / n).is_file()), path)
+        if not path.is_file():
+            return f"hub:{enc_cfg.weights}"
+        st = path.stat()
+        memo = f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        if memo not in _FINGERPRINTS:
+            h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            with open(path, "rb") as f:
+                h.update(f.read(1 << 20))
+            _FINGERPRINTS[memo] = "file:" + h.hexdigest()
+        return _FINGERPRINTS[memo]
+    fields = {k: v for k, v in dataclasses.asdict(enc_cfg).items() if k not in NOT_IN_FINGERPRINT}
+    memo = "init:" + json_sha256(fields) + ":" + torch.__version__
+    if memo not in _FINGERPRINTS:
+        encoder = Aggregator.from_config(enc_cfg)
+        h = hashlib.sha256()
+        for name, tensor in sorted(encoder.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().float().contiguous().numpy().tobytes())
+        _FINGERPRINTS[memo] = "init:" + h.hexdigest()
+    return _FINGERPRINTS[memo]

@@ -1,0 +1,469 @@
+"""VQModel, the vision-question model: frozen VGGT aggregator -> Perceiver resampler -> [geometry
+tokens] -> Qwen3 (+ LoRA). The name is the kit's: a Vision-Question model (``vqkit`` = its kit).
+
+The model is assembled by one builder from the typed config (torchtune ``DeepFusionModel`` /
+open_flamingo ``factory`` style): :func:`vqkit.models.builder.build_model` constructs the parts,
+:class:`VQModel` receives them and fuses them. Vision tokens replace the ``<|image_pad|>`` placeholders in the LLM's
+``inputs_embeds``; for each sample they are ``[projector latents..., one geometry token per valid
+view (records with geometry)...]``, exactly ``vqkit.tokenizer.vision_token_count`` of them.
+
+The freeze is explicit: everything is frozen, then the projector, the geometry encoder and the LoRA
+adapters (or the whole LLM with ``lora.full_finetune``) are unfrozen, and :meth:`VQModel.assert_frozen`
+checks the result. The aggregator never trains.
+
+A saved model folder (:meth:`VQModel.save_pretrained`) holds ``trainable.safetensors`` (only the
+trained weights), ``config.yaml`` (the resolved config) and ``tokenizer/``;
+:func:`vqkit.models.builder.load_model` rebuilds the frozen parts from the config (encoder weights
+file or seed, LLM hub id/folder or config + seed) and loads the trained weights strictly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vqkit.config.io import save_config
+from vqkit.config.schema import Config
+from vqkit.errors import CheckpointError, ConfigError, DataError
+from vqkit.models.geometry_tokens import GeometryEncoder
+from vqkit.models.llm import is_lora_param
+from vqkit.models.projector import PerceiverResampler
+from vqkit.models.vggt.aggregator import feature_shape
+from vqkit.roomplan.text import first_repeated_line, trim_repeated_lines
+from vqkit.tokenizer import IM_END, vision_token_count, vision_token_ids
+from vqkit.utils.runtime import autocast
+from vqkit.version import __version__
+
+TRAINABLE_FILE = "trainable.safetensors"
+CONFIG_FILE = "config.yaml"
+TOKENIZER_DIR = "tokenizer"
+
+
+def _no_decay(name: str, param: nn.Parameter) -> bool:
+    """Biases, norm weights, embeddings of views/latents: 1-D or explicitly excluded from decay."""
+    return param.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() or name.endswith("latents")
+
+
+class RepeatedLineStop:
+    """A stopping criterion for transformers' ``generate`` (the ``StoppingCriteria`` call protocol;
+    not a subclass, so importing this module does not import transformers): a sequence is done once
+    its generated text completes a line whose element repeats an earlier line
+    (:func:`vqkit.roomplan.text.first_repeated_line`).
+
+    Greedy decoding of a structured text can loop (the same object line again and again until the
+    token budget runs out). The check runs only for sequences whose newest token holds a newline
+    (a per-token-id cache), so it costs a decode per finished line, not per token.
+
+    Args:
+        tokenizer: decodes the generated ids (special tokens skipped, as ``generate`` returns them).
+        prompt_length: columns of ``input_ids`` that are prompt (generation sees prompt + new tokens).
+
+    ``__call__(input_ids [B, L], scores) -> bool [B]`` (True = this sequence is done).
+    """
+
+    def __init__(self, tokenizer, prompt_length: int):
+        self.tokenizer = tokenizer
+        self.prompt_length = int(prompt_length)
+        self._has_newline: dict[int, bool] = {}
+
+    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if input_ids.shape[1] <= self.prompt_length:
+            return done
+        for i, token in enumerate(input_ids[:, -1].tolist()):
+            newline = self._has_newline.get(token)
+            if newline is None:
+                newline = self._has_newline[token] = "\n" in self.tokenizer.decode([token], skip_special_tokens=True)
+            if newline:
+                text = self.tokenizer.decode(input_ids[i, self.prompt_length:], skip_special_tokens=True)
+                done[i] = first_repeated_line(text, complete_only=True) is not None
+        return done
+
+
+class VQModel(nn.Module):
+    """The fused model. Build it with :func:`build_model` (or :func:`load_model`).
+
+    Args:
+        encoder: the VGGT ``Aggregator`` (frozen; run under no_grad in eval mode).
+        projector: :class:`PerceiverResampler`, [B, S, P, C_in] -> [B, num_latents, D_llm].
+        geometry: :class:`GeometryEncoder` or None (``model.geometry.enabled: false``).
+        llm: a transformers causal LM, possibly wrapped by peft.
+        tokenizer: the tokenizer from ``vqkit.tokenizer.load_tokenizer`` (None on the meta device).
+        config: the whole :class:`vqkit.config.Config` (saved with the model).
+    """
+
+    def __init__(self, encoder: nn.Module, projector: PerceiverResampler, geometry: GeometryEncoder | None,
+                 llm: nn.Module, tokenizer, config: Config):
+        super().__init__()
+        self.encoder = encoder
+        self.projector = projector
+        self.geometry = geometry
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.config = config
+        self.image_pad_id: int | None = None
+        self.stop_token_ids: list[int] = []
+        if tokenizer is not None:
+            self.image_pad_id = vision_token_ids(tokenizer).pad_id
+            stops = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
+            self.stop_token_ids = sorted({int(t) for t in stops
+                                          if t is not None and t != tokenizer.unk_token_id})
+        self.freeze()
+
+    # ------------------------------------------------------------------ freeze / parameters
+
+    def _llm_trains(self, name: str) -> bool:
+        lora = self.config.model.lora
+        return lora.full_finetune or (lora.enabled and is_lora_param(name))
+
+    def freeze(self) -> None:
+        """Freeze everything, then unfreeze projector, geometry encoder and LoRA (or the whole LLM)."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        for module in (self.projector, self.geometry):
+            if module is not None:
+                for p in module.parameters():
+                    p.requires_grad_(True)
+        for name, p in self.llm.named_parameters():
+            if self._llm_trains(name):
+                p.requires_grad_(True)
+        self.assert_frozen()
+
+    def assert_frozen(self) -> None:
+        """Check that exactly the intended parameters train: encoder never; projector and geometry
+        always; in the LLM the LoRA adapters, everything (full_finetune), or nothing."""
+        wrong = []
+        for prefix, module in (("encoder", self.encoder), ("projector", self.projector),
+                               ("geometry", self.geometry), ("llm", self.llm)):
+            if module is None:
+                continue
+            for name, p in module.named_parameters():
+                if prefix == "encoder":
+                    want = False
+                elif prefix == "llm":
+                    want = self._llm_trains(name)
+                else:
+                    want = True
+                if p.requires_grad != want:
+                    wrong.append(f"{prefix}.{name} ({'trains' if p.requires_grad else 'frozen'})")
+        if wrong:
+            raise AssertionError(f"unexpected freeze state of {len(wrong)} parameters: "
+                                 f"{', '.join(wrong[:10])}{' ...' if len(wrong) > 10 else ''}")
+        lora = self.config.model.lora
+        if lora.enabled and not any(is_lora_param(n) for n, _ in self.llm.named_parameters()):
+            raise AssertionError("model.lora.enabled but the LLM has no LoRA parameters")
+
+    def parameter_counts(self) -> dict[str, tuple[int, int]]:
+        """{component: (total, trainable)} for encoder, projector, geometry, llm base, lora.
+        Full sizes also under DeepSpeed ZeRO-3, where a rank holds only a partition (``ds_numel``)."""
+        def count(params):
+            sizes = [(getattr(p, "ds_numel", p.numel()), p.requires_grad) for p in params]
+            return sum(n for n, _ in sizes), sum(n for n, trains in sizes if trains)
+
+        llm = list(self.llm.named_parameters())
+        return {
+            "encoder": count(self.encoder.parameters()),
+            "projector": count(self.projector.parameters()),
+            "geometry": count(self.geometry.parameters()) if self.geometry is not None else (0, 0),
+            "llm base": count(p for n, p in llm if not is_lora_param(n)),
+            "lora": count(p for n, p in llm if is_lora_param(n)),
+        }
+
+    def parameter_table(self) -> str:
+        """A printable table of parameters per component, total and trainable."""
+        counts = self.parameter_counts()
+        rows = [(k, *v) for k, v in counts.items()]
+        rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+        lines = [f"{'component':<10} {'total':>15} {'trainable':>15}"]
+        for i, (name, total, trainable) in enumerate(rows):
+            if i == len(rows) - 1:
+                lines.append("-" * 42)
+            lines.append(f"{name:<10} {total:>15,} {trainable:>15,}")
+        return "\n".join(lines)
+
+    def param_groups(self, train_cfg) -> list[dict]:
+        """AdamW parameter groups: LLM trainables at ``train.lr``, projector + geometry at
+        ``train.proj_lr``. Biases, norms and latent/view tables get no weight decay, so with
+        ``weight_decay > 0`` each group is split in two (``name`` says which); empty groups are
+        dropped (e.g. a frozen LLM)."""
+        llm = [(f"llm.{n}", p) for n, p in self.llm.named_parameters() if p.requires_grad]
+        proj = [(f"{prefix}.{n}", p) for prefix, m in (("projector", self.projector), ("geometry", self.geometry))
+                if m is not None for n, p in m.named_parameters() if p.requires_grad]
+        groups = []
+        for name, params, lr in (("llm", llm, train_cfg.lr), ("projector", proj, train_cfg.proj_lr)):
+            if train_cfg.weight_decay > 0:
+                decay = [p for n, p in params if not _no_decay(n, p)]
+                no_decay = [p for n, p in params if _no_decay(n, p)]
+                parts = [(name, decay, train_cfg.weight_decay), (f"{name}_no_decay", no_decay, 0.0)]
+            else:
+                parts = [(name, [p for _, p in params], 0.0)]
+            groups += [{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, wd in parts if ps]
+        return groups
+
+    def train(self, mode: bool = True) -> "VQModel":
+        """Train mode everywhere except the frozen aggregator, which stays in eval mode."""
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.llm.parameters()).device
+
+    # ------------------------------------------------------------------ vision tokens
+
+    @torch.no_grad()
+    def encode_views(self, images: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Frozen aggregator features: ``Aggregator.encode`` of the config's layers.
+
+        images [B, S, 3, H, W] in [0, 1], view_mask bool [B, S] -> [B, S, P, C_in] with
+        P = 1 camera + registers + patch tokens per view (the camera token summarises the view's
+        pose, which is what VGGT's camera head reads) and C_in = 2 * embed_dim * len(layers); zeros
+        for padding views. The aggregator masks padding views out of its global attention, so each
+        sample's features are those of its real views encoded alone. This is exactly what the
+        feature cache must store for ``batch["features"]``.
+
+        The whole batch goes through the encoder in one call, whatever its mix of view counts: under
+        DeepSpeed ZeRO-3 every module call gathers the module's parameters collectively, so the
+        number of calls must not depend on the data a rank happens to hold.
+        """
+        self.encoder.eval()
+        b, s = images.shape[:2]
+        if view_mask is None:
+            view_mask = torch.ones(b, s, dtype=torch.bool, device=images.device)
+        view_mask = view_mask.to(torch.bool)
+        if not bool(view_mask.any()):
+            raise DataError("encode_views: every sample has zero views (view_mask is all False)")
+        # The frozen encoder runs in bf16 on a GPU whatever the trainable part uses (it needs no grads).
+        with autocast(images.device, "bf16"):
+            feats = self.encoder.encode(images, layers=self.config.model.encoder.layers,
+                                        view_mask=view_mask)  # [B, S, P, C_in]
+        return feats.masked_fill(~view_mask[:, :, None, None], 0.0)
+
+    def patch_grid(self, batch: dict) -> tuple[int, int]:
+        """(rows, cols) of the aggregator's patch grid for this batch's (padded) image size."""
+        if batch.get("images") is not None:
+            h, w = batch["images"].shape[-2:]
+        else:
+            h, w = batch["geometry"]["image_hw"]
+        return feature_shape(self.config.model.encoder, int(h), int(w)).grid
+
+    def vision_tokens(self, batch: dict, samples: list[int]) -> list[torch.Tensor]:
+        """Vision tokens [N_i, D_llm] of the given samples: projector latents, then one geometry token
+        per valid view when the record has geometry (and geometry is enabled)."""
+        view_mask = batch["view_mask"][samples].to(torch.bool)
+        if batch.get("features") is not None:
+            feats = batch["features"][samples]
+        else:
+            feats = self.encode_views(batch["images"][samples], view_mask)
+        proj_param = self.projector.latents
+        latents = self.projector(feats.to(dtype=proj_param.dtype), view_mask, self.patch_grid(batch))  # [b, L, D]
+        geo_tokens = None
+        geom_mask = batch.get("geom_mask")
+        # The geometry encoder runs whenever it exists, even if no sample of this batch has geometry:
+        # under DDP / ZeRO-3 every rank must run the same modules (a rank skipping it would leave
+        # DDP with unused parameters and ZeRO-3's parameter gathers out of step).
+        use_geo = self.geometry is not None and geom_mask is not None and batch.get("geometry") is not None
+        if use_geo:
+            geometry = {k: (v[samples] if torch.is_tensor(v) else v) for k, v in batch["geometry"].items()}
+            geo_tokens = self.geometry(geometry, view_mask)  # [b, S, D]
+            if not bool(geom_mask[samples].any()):
+                latents = latents + 0.0 * geo_tokens.sum()  # in the graph, without changing any value
+        tokens = []
+        for j, i in enumerate(samples):
+            parts = [latents[j]]
+            if use_geo and bool(geom_mask[i]):
+                parts.append(geo_tokens[j][view_mask[j]])
+            tokens.append(torch.cat(parts, dim=0))
+        return tokens
+
+    def encode(self, batch: dict) -> list[torch.Tensor | None]:
+        """Per sample, its vision tokens [N_i, D_llm], or None for a blind sample (no placeholders).
+        The encoder runs only for the samples that see (never for a fully blind batch)."""
+        batch = self._to_device(batch)
+        seeing = [i for i, n in enumerate((batch["input_ids"] == self.image_pad_id).sum(dim=1).tolist()) if n]
+        tokens = self.vision_tokens(batch, seeing) if seeing else []
+        out: list[torch.Tensor | None] = [None] * batch["input_ids"].shape[0]
+        for i, t in zip(seeing, tokens):
+            out[i] = t
+        return out
+
+    def embed_inputs(self, batch: dict) -> torch.Tensor:
+        """``inputs_embeds`` [B, L, D_llm]: the token embeddings with vision tokens written at the
+        ``<|image_pad|>`` positions. Blind samples (no placeholders) get none; a fully blind batch
+        never runs the encoder."""
+        if self.image_pad_id is None:
+            raise ConfigError("this VQModel has no tokenizer (built on the meta device?)")
+        input_ids = batch["input_ids"]
+        embed = self.llm.get_input_embeddings()
+        inputs_embeds = embed(input_ids)
+        is_pad = input_ids == self.image_pad_id
+        n_placeholders = is_pad.sum(dim=1).tolist()
+        samples = [i for i, n in enumerate(n_placeholders) if n > 0]
+        if not samples:
+            return inputs_embeds
+        meta = batch.get("meta") or [{}] * len(n_placeholders)
+        view_mask = batch["view_mask"].to(torch.bool)
+        geom_mask = batch.get("geom_mask")
+        for i in samples:
+            views = int(view_mask[i].sum())
+            has_geo = bool(geom_mask[i]) if geom_mask is not None else False
+            expected = vision_token_count(self.config.model, views, has_geo)
+            if views == 0 or expected != n_placeholders[i]:
+                sid = meta[i].get("id", i) if isinstance(meta[i], dict) else i
+                latents = self.config.model.projector.num_latents
+                raise DataError(
+                    f"sample {sid}: the prompt has {n_placeholders[i]} <|image_pad|> placeholders but the "
+                    f"model writes {expected} vision tokens ({latents} latents + {expected - latents} "
+                    f"geometry tokens for {views} views); build the Collator from the same model config")
+        tokens = self.vision_tokens(batch, samples)
+        flat = torch.cat(tokens, dim=0).to(inputs_embeds.dtype)
+        # masked_scatter fills the placeholder positions in row-major order: sample by sample, in
+        # prompt order, which is the order of `tokens`. Out of place, so autograd reaches `flat`.
+        return inputs_embeds.masked_scatter(is_pad.unsqueeze(-1), flat)
+
+    def _to_device(self, batch: dict) -> dict:
+        device = self.device
+        out = {}
+        for key, value in batch.items():
+            if torch.is_tensor(value):
+                out[key] = value.to(device, non_blocking=True)
+            elif key == "geometry" and isinstance(value, dict):
+                out[key] = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in value.items()}
+            else:
+                out[key] = value
+        return out
+
+    # ------------------------------------------------------------------ forward / generate
+
+    def forward(self, batch: dict):
+        """batch (see vqkit.data.collate.Collator) -> transformers ``CausalLMOutputWithPast``.
+
+        With ``labels``: ``loss`` is the mean cross-entropy over label tokens, and ``logits`` [B, K, V]
+        covers only the K positions whose next token is labelled in some sample (the LM head over
+        every vision and prompt position would cost more than the rest of a small model's step).
+        Without labels: ``logits`` [B, L, V] for every position.
+        """
+        batch = self._to_device(batch)
+        inputs_embeds = self.embed_inputs(batch)
+        labels = batch.get("labels")
+        if labels is None:
+            return self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"], use_cache=False)
+        targets = labels[:, 1:]
+        keep = (targets != -100).any(dim=0).nonzero().flatten()  # position p predicts token p + 1
+        out = self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"], use_cache=False,
+                       logits_to_keep=keep)
+        logits = out.logits
+        out.loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1),
+                                   ignore_index=-100)
+        return out
+
+    @torch.no_grad()
+    def generate(self, batch: dict, max_new_tokens: int = 16, *, stop_on_repeated_line: bool | None = None,
+                 **generate_kwargs: Any) -> list[str]:
+        """Answers for a generate-mode batch (left-padded prompts, no labels): only the new tokens,
+        decoded without special tokens and stripped. Stops on eos / ``<|im_end|>`` or after
+        ``max_new_tokens``. Greedy unless generation kwargs (do_sample, temperature, top_p,
+        num_beams, ...) say otherwise.
+
+        ``stop_on_repeated_line`` (default: when the batch holds Stage 2 records, ``task: roomplan``):
+        a sequence also stops once it completes a line that repeats an earlier element line
+        (:class:`RepeatedLineStop`), and that repeat is trimmed from its text, so a layout that
+        starts to loop costs one line, not the rest of the token budget.
+        """
+        batch = self._to_device(batch)
+        input_ids = batch["input_ids"]
+        if input_ids.shape[0] > 1 and bool((batch["attention_mask"][:, -1] == 0).any()):
+            raise DataError("generate needs left-padded prompts (build the Collator in generate mode)")
+        if stop_on_repeated_line is None:
+            stop_on_repeated_line = any(isinstance(m, dict) and m.get("task") == "roomplan"
+                                        for m in batch.get("meta") or [])
+        if stop_on_repeated_line:
+            from transformers import StoppingCriteriaList
+
+            criteria = StoppingCriteriaList(generate_kwargs.pop("stopping_criteria", None) or [])
+            criteria.append(RepeatedLineStop(self.tokenizer, input_ids.shape[1]))
+            generate_kwargs["stopping_criteria"] = criteria
+        was_training = self.training
+        self.eval()
+        try:
+            inputs_embeds = self.embed_inputs(batch)
+            generate_kwargs.setdefault("do_sample", False)
+            generate_kwargs.setdefault("eos_token_id", self.stop_token_ids)
+            generate_kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)
+            out = self.llm.generate(input_ids=input_ids, inputs_embeds=inputs_embeds,
+                                    attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens,
+                                    **generate_kwargs)
+        finally:
+            self.train(was_training)
+        # With input_ids given, transformers returns prompt + new tokens; keep the new ones.
+        new = out[:, input_ids.shape[1]:] if out.shape[1] > input_ids.shape[1] else out[:, :0]
+        texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        if stop_on_repeated_line:
+            texts = [trim_repeated_lines(t) for t in texts]
+        return [t.strip() for t in texts]
+
+    # ------------------------------------------------------------------ saving
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the parameters that train (projector, geometry, LoRA or the full LLM), on CPU."""
+        return {n: p.detach().to("cpu").contiguous() for n, p in self.named_parameters() if p.requires_grad}
+
+    def save_pretrained(self, folder: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write ``trainable.safetensors``, ``config.yaml`` and ``tokenizer/`` into ``folder``.
+
+        ``state_dict``: the trainable weights when they were gathered elsewhere (DeepSpeed ZeRO-3
+        partitions parameters, so the trainer gathers them first); default
+        :meth:`trainable_state_dict`.
+        """
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = self.trainable_state_dict() if state_dict is None else {
+            k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+        save_file(state, str(folder / TRAINABLE_FILE),
+                  metadata={"format": "pt", "vqkit_version": __version__})
+        save_config(self.config, folder / CONFIG_FILE)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))
+        return folder
+
+    def load_trainable(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """Copy trained weights in strictly: the keys must be exactly the trainable parameters."""
+        params = {n: p for n, p in self.named_parameters() if p.requires_grad}
+        missing = sorted(set(params) - set(state))
+        unexpected = sorted(set(state) - set(params))
+
+        def shape(p):  # ZeRO-3 partitions parameters and keeps the full shape in ds_shape
+            return tuple(getattr(p, "ds_shape", p.shape))
+
+        bad_shape = sorted(n for n in set(params) & set(state) if shape(params[n]) != tuple(state[n].shape))
+        if missing or unexpected or bad_shape:
+            def show(names):
+                return ", ".join(names[:8]) + (f" ... ({len(names)} in all)" if len(names) > 8 else "")
+
+            problems = [f"{label}: {show(names)}" for label, names in
+                        (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", bad_shape))
+                        if names]
+            raise CheckpointError(f"{source} does not match the model: {'; '.join(problems)}")
+        with torch.no_grad():
+            for name, p in params.items():
+                if hasattr(p, "ds_id"):  # a ZeRO-3 partition: gather, let rank 0 write, re-partition
+                    import deepspeed
+
+                    with deepspeed.zero.GatheredParameters([p], modifier_rank=0):
+                        p.copy_(state[name].to(device=p.device, dtype=p.dtype))
+                else:
+                    p.copy_(state[name].to(device=p.device, dtype=p.dtype))
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """:meth:`load_trainable` under the name the trainer's checkpoint code calls."""
+        self.load_trainable(state, source="checkpoint trainable.safetensors")
+
+
+__all__ = ["VQModel", "RepeatedLineStop"]

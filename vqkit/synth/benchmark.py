@@ -1,0 +1,314 @@
+"""The synthetic posed-room benchmark: ``vqkit synth --out DIR --scenes N --views V --image-size S --seed K``.
+
+Each scene is a random rectangular or L-shaped room (walls, floor, ceiling, doors and windows cut
+into the walls) furnished with RoomPlan object categories built from a few boxes each, in colours
+from a small named palette; walls and floor tiles are painted from palettes of their own
+(:mod:`~vqkit.synth.catalogue`, :mod:`~vqkit.synth.rooms`). V cameras at eye height look into the room
+like a person scanning with a phone; RGB and depth are ray cast on the CPU (:mod:`~vqkit.synth.scene`,
+:mod:`~vqkit.synth.render`); questions with short one-word answers come from the layout
+(:mod:`~vqkit.synth.questions`); the RoomPlan layout of each scene is the Stage 2 target.
+
+Output (docs/design.md, "The synthetic benchmark")::
+
+    DIR/{train,val,test}.jsonl            questions (task "synth"), one record per question
+    DIR/roomplan_{train,val,test}.jsonl   one record per scene (task "roomplan")
+    DIR/scenes/<scene_id>/rgb_XX.png, depth_XX.png (uint16 mm), layout.json, cameras.json
+    DIR/stats.json                        counts per qtype, blind majority-answer EM, timings
+    DIR/tokenizer/                        small tokenizer trained on the train split's text
+
+Everything in a scene derives from ``numpy.random.SeedSequence([seed, scene_index])``, so the output
+does not depend on the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vqkit import cameras as geo
+from vqkit.errors import ConfigError
+from vqkit.roomplan import ROOMPLAN_QUESTION, Room
+from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, WALL_PALETTE
+from vqkit.synth.questions import scene_questions
+from vqkit.synth.scene import make_scene, room_from_layout
+from vqkit.tokenizer import train_tokenizer
+from vqkit.utils.files import write_jsonl_atomic
+from vqkit.utils.open3d import import_open3d
+
+# Bumped whenever the same arguments would generate different rooms or questions, so a folder made
+# by an older generator is never silently reused (vqkit demo regenerates it).
+GENERATOR_VERSION = 2
+
+SPLITS = ("train", "val", "test")
+
+
+def _write_scene(job: tuple) -> dict:
+    """Worker: sample, render and write one scene; return what the records need (no pixels)."""
+    out_dir, seed, index, views, size, render_scale, l_shape_prob, qps, image_format, nthreads = job
+    t0 = time.perf_counter()
+    sc = make_scene(seed, index, views, size, render_scale, l_shape_prob, nthreads)
+    t_render = time.perf_counter() - t0
+    layout, cameras = sc["layout"], sc["cameras"]
+    sid = layout["scene_id"]
+    folder = Path(out_dir) / "scenes" / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    nbytes = 0
+    for v, cam in enumerate(cameras):
+        rgb_name, depth_name = f"rgb_{v:02d}.{image_format}", f"depth_{v:02d}.png"
+        img = Image.fromarray(sc["rgb"][v])
+        if image_format == "jpg":
+            img.save(folder / rgb_name, quality=95)
+        else:
+            img.save(folder / rgb_name, compress_level=6)
+        Image.fromarray(geo.metres_to_depth_png(sc["depth"][v])).save(folder / depth_name)
+        cam["image"] = f"scenes/{sid}/{rgb_name}"
+        cam["depth"] = f"scenes/{sid}/{depth_name}"
+    (folder / "layout.json").write_text(json.dumps(layout, indent=1))
+    (folder / "cameras.json").write_text(json.dumps(cameras, indent=1))
+    nbytes = sum(f.stat().st_size for f in folder.iterdir())
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1]))
+    questions = scene_questions(layout, cameras, CATEGORIES, COLOURS, rng, qps)
+    return {"scene_id": sid, "layout": layout, "cameras": cameras, "questions": questions,
+            "bytes": nbytes, "render_s": t_render, "total_s": time.perf_counter() - t0}
+
+
+def split_scenes(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, list[int]]:
+    """Scene indices per split: a seeded permutation cut by ``fractions`` (val/test get at least one
+    scene each once there are 3 scenes). No scene is in two splits."""
+    perm = np.random.default_rng(np.random.SeedSequence([int(seed), 7919])).permutation(n)
+    n_val = int(round(fractions[1] * n)) if n >= 3 else 0
+    n_test = int(round(fractions[2] * n)) if n >= 3 else 0
+    if n >= 3:
+        n_val, n_test = max(n_val, 1 if fractions[1] > 0 else 0), max(n_test, 1 if fractions[2] > 0 else 0)
+    val, test = perm[:n_val], perm[n_val:n_val + n_test]
+    train = perm[n_val + n_test:]
+    return {"train": sorted(train.tolist()), "val": sorted(val.tolist()), "test": sorted(test.tolist())}
+
+
+def _geom_token(cameras: list[dict]) -> dict:
+    return {"R": [c["R"] for c in cameras], "t": [c["t"] for c in cameras], "K": [c["K"] for c in cameras],
+            "depth_hist": [c["depth_hist"] for c in cameras]}
+
+
+def question_records(scene: dict) -> list[dict]:
+    """Stage 1 records (docs/design.md, "Records") of one scene."""
+    cams = scene["cameras"]
+    base = {"scene_id": scene["scene_id"], "task": "synth", "images": [c["image"] for c in cams],
+            "depths": [c["depth"] for c in cams], "geom_token": _geom_token(cams)}
+    out = []
+    for k, q in enumerate(scene["questions"]):
+        rec = {"id": f"{scene['scene_id']}_q{k:02d}", **base, "qtype": q["qtype"], "question": q["question"],
+               "answer": q["answer"], "answers": [q["answer"]]}
+        if "situation" in q:
+            rec["situation"] = q["situation"]
+        out.append(rec)
+    return out
+
+
+def roomplan_record(scene: dict) -> dict:
+    """Stage 2 record of one scene: the CapturedRoom dict of its layout."""
+    cams = scene["cameras"]
+    return {"id": f"{scene['scene_id']}_roomplan", "scene_id": scene["scene_id"], "task": "roomplan",
+            "images": [c["image"] for c in cams], "depths": [c["depth"] for c in cams],
+            "geom_token": _geom_token(cams), "question": ROOMPLAN_QUESTION,
+            "roomplan": room_from_layout(scene["layout"]).to_capturedroom()}
+
+
+def blind_baselines(train: list[dict], heldout: list[dict]) -> dict:
+    """EM of text-only guessers on ``heldout``, per qtype: the train split's majority answer of the
+    qtype, and the stronger per-question-text majority (falling back to the qtype's)."""
+    by_qtype: dict[str, Counter] = defaultdict(Counter)
+    by_text: dict[tuple, Counter] = defaultdict(Counter)
+    for r in train:
+        by_qtype[r["qtype"]][r["answer"]] += 1
+        by_text[(r.get("situation"), r["question"])][r["answer"]] += 1
+    hits_q, hits_t, n = Counter(), Counter(), Counter()
+    for r in heldout:
+        qt = r["qtype"]
+        maj = by_qtype[qt].most_common(1)[0][0] if by_qtype[qt] else ""
+        text = by_text.get((r.get("situation"), r["question"]))
+        maj_t = text.most_common(1)[0][0] if text else maj
+        n[qt] += 1
+        hits_q[qt] += r["answer"] == maj
+        hits_t[qt] += r["answer"] == maj_t
+    out = {qt: {"n": n[qt], "majority_answer": by_qtype[qt].most_common(1)[0][0] if by_qtype[qt] else None,
+                "majority_em": round(100.0 * hits_q[qt] / n[qt], 2),
+                "question_majority_em": round(100.0 * hits_t[qt] / n[qt], 2)} for qt in sorted(n)}
+    total = sum(n.values())
+    if total:
+        out["all"] = {"n": total, "majority_em": round(100.0 * sum(hits_q.values()) / total, 2),
+                      "question_majority_em": round(100.0 * sum(hits_t.values()) / total, 2)}
+    return out
+
+
+def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, image_size: int = 112,
+             seed: int = 0, workers: int | None = None, render_scale: int = 2,
+             questions_per_scene: int = 8, l_shape_prob: float = 0.3, image_format: str = "png",
+             split_fractions=(0.8, 0.1, 0.1), tokenizer: bool = True, vocab_size: int = 1024,
+             progress: bool = True) -> dict:
+    """Generate the synthetic benchmark into ``out_dir`` and return its stats (also in stats.json).
+
+    Deterministic for ``seed``: the JSONL files are byte-identical for the same arguments whatever
+    ``workers`` is. ``workers`` defaults to min(2, cpu count); each scene is an independent job.
+    """
+    if scenes < 1 or views < 1:
+        raise ConfigError(f"vqkit synth: --scenes and --views must be >= 1 (got {scenes}, {views})")
+    if image_size < 16 or render_scale < 1:
+        raise ConfigError(f"vqkit synth: --image-size must be >= 16 and --render-scale >= 1 "
+                          f"(got {image_size}, {render_scale})")
+    if image_format not in ("png", "jpg"):
+        raise ConfigError(f"vqkit synth: --image-format must be png or jpg, got {image_format!r}")
+    if len(split_fractions) != 3 or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) < 0:
+        raise ConfigError(f"vqkit synth: split fractions must be 3 non-negative numbers summing to 1, "
+                          f"got {split_fractions}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = min(workers, scenes)
+    nthreads = 1 if workers > 1 else 0
+    jobs = [(str(out), seed, i, views, image_size, render_scale, l_shape_prob, questions_per_scene,
+             image_format, nthreads) for i in range(scenes)]
+
+    t0 = time.perf_counter()
+    results = _render_scenes(jobs, workers, progress)
+    t_scenes = time.perf_counter() - t0
+
+    splits = split_scenes(scenes, seed, split_fractions)
+    records = {s: [r for i in splits[s] for r in question_records(results[i])] for s in SPLITS}
+    roomplan = {s: [roomplan_record(results[i]) for i in splits[s]] for s in SPLITS}
+    for s in SPLITS:
+        write_jsonl_atomic(out / f"{s}.jsonl", records[s])
+        write_jsonl_atomic(out / f"roomplan_{s}.jsonl", roomplan[s])
+
+    t_tok = 0.0
+    if tokenizer:
+        t1 = time.perf_counter()
+        train_tokenizer(tokenizer_texts(records["train"], roomplan["train"]), out / "tokenizer", vocab_size=vocab_size)
+        t_tok = time.perf_counter() - t1
+
+    stats = _stats(records, results, splits)
+    stats["args"] = {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed, "workers": workers,
+                     "render_scale": render_scale, "questions_per_scene": questions_per_scene,
+                     "l_shape_prob": l_shape_prob, "image_format": image_format}
+    stats["timings"] = {"scenes_s": round(t_scenes, 3), "scenes_per_s": round(scenes / t_scenes, 3),
+                        "views_per_s": round(scenes * views / t_scenes, 2),
+                        "render_s_per_scene": round(float(np.mean([r["render_s"] for r in results])), 5),
+                        "tokenizer_s": round(t_tok, 3), "total_s": round(time.perf_counter() - t0, 3)}
+    (out / "stats.json").write_text(json.dumps(_ordered_stats(stats), indent=1))
+    return _ordered_stats(stats)
+
+
+def _render_scenes(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
+    """Every scene of ``jobs`` rendered and written, in job order (one process, or a pool)."""
+    from tqdm.auto import tqdm
+
+    results: list[dict] = []
+    bar = tqdm(total=len(jobs), desc="vqkit synth", unit="scene", disable=not progress)
+    if workers == 1:
+        for job in jobs:
+            results.append(_write_scene(job))
+            bar.update()
+    else:
+        # fork: workers inherit the imported modules (open3d takes seconds to import).
+        import_open3d()
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        with ctx.Pool(workers) as pool:
+            for res in pool.imap(_write_scene, jobs, chunksize=4):
+                results.append(res)
+                bar.update()
+    bar.close()
+    return results
+
+
+def tokenizer_texts(train: list[dict], roomplan_train: list[dict]) -> list[str]:
+    """What the small tokenizer is trained on: the train split's questions, answers, situations and
+    layout texts, and every answer word."""
+    texts = []
+    for r in train:
+        texts += [r["question"], r["answer"]] + ([r["situation"]] if "situation" in r else [])
+    texts += [ROOMPLAN_QUESTION] + [Room.from_capturedroom(r["roomplan"]).to_text() for r in roomplan_train]
+    texts += COLOURS + list(WALL_PALETTE) + list(FLOOR_PALETTE)  # every answer word
+    texts += [w for pair in CATEGORIES.values() for w in pair]
+    texts += [str(i) for i in range(10)] + ["yes", "no", "left", "right"]
+    return texts
+
+
+_STATS_ORDER = ("generator_version", "args", "scenes", "questions", "questions_per_qtype", "answers_per_qtype",
+                "blind", "blind_evaluated_on", "objects_per_scene", "bytes_per_scene", "timings")
+
+
+def _ordered_stats(stats: dict) -> dict:
+    return {k: stats[k] for k in _STATS_ORDER}
+
+
+def _stats(records: dict, results: list[dict], splits: dict) -> dict:
+    """Counts per split and qtype, answer distributions and the text-only baselines."""
+    heldout = records["val"] + records["test"] or records["train"]
+    answers = defaultdict(Counter)
+    for s in SPLITS:
+        for r in records[s]:
+            answers[r["qtype"]][r["answer"]] += 1
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "scenes": {s: len(splits[s]) for s in SPLITS},
+        "questions": {s: len(records[s]) for s in SPLITS},
+        "questions_per_qtype": {s: dict(sorted(Counter(r["qtype"] for r in records[s]).items())) for s in SPLITS},
+        "answers_per_qtype": {qt: dict(c.most_common()) for qt, c in sorted(answers.items())},
+        "blind": blind_baselines(records["train"], heldout),
+        "blind_evaluated_on": "val+test" if records["val"] + records["test"] else "train",
+        "objects_per_scene": round(float(np.mean([len(r["layout"]["objects"]) for r in results])), 3),
+        "bytes_per_scene": int(np.mean([r["bytes"] for r in results])),
+    }
+
+
+def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_size: int, seed: int,
+                 progress: bool = True) -> dict:
+    """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments by
+    this generator version (then its stats are returned and nothing is written)."""
+    data_dir = Path(data_dir)
+    stats_file = data_dir / "stats.json"
+    if stats_file.is_file():
+        stats = json.loads(stats_file.read_text())
+        args = stats.get("args", {})
+        same_args = (args.get("scenes"), args.get("views"), args.get("image_size"), args.get("seed")) == (
+            scenes, views, image_size, seed)
+        if same_args and stats.get("generator_version") == GENERATOR_VERSION:
+            print(f"reusing the synthetic rooms in {data_dir}", flush=True)
+            return stats
+    return generate(data_dir, scenes=scenes, views=views, image_size=image_size, seed=seed, progress=progress)
+
+
+def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True) -> None:
+    """Point ``cfg`` (in place) at the synthetic set in ``data_dir``: its train and val records and,
+    for a model built from its config (the demo-size LLM), the set's own tokenizer.
+
+    ``tokenizer=True`` always uses ``DIR/tokenizer`` as the LLM's tokenizer folder (the demo configs name
+    it there); with ``tokenizer=False`` it is used only when the config's tokenizer does not exist here.
+    The feature cache setting is cleared: a cache belongs to other records.
+    """
+    from vqkit.config.schema import SourceConfig
+
+    root = Path(data_dir)
+    if not (root / "train.jsonl").is_file():
+        raise ConfigError(f"{root}: no train.jsonl (expected the layout of `vqkit synth`)")
+    cfg.data.train = [SourceConfig(path=str(root / "train.jsonl"))]
+    cfg.data.val = [SourceConfig(path=str(root / "val.jsonl"))] if (root / "val.jsonl").is_file() else []
+    cfg.data.feature_cache = None
+    llm = cfg.model.llm
+    if tokenizer:
+        llm.name_or_path = str(root / "tokenizer")
+        return
+    tok_path = llm.tokenizer or llm.name_or_path
+    if llm.from_config and not Path(tok_path).exists() and (root / "tokenizer").is_dir():
+        llm.tokenizer = str(root / "tokenizer")
+        # name_or_path is only a tokenizer folder when the architecture comes from the overrides; a hub
+        # id without model_type there names the architecture to build (random weights), so it stays.
+        if llm.architecture_from_overrides and not Path(llm.name_or_path).exists():
+            llm.name_or_path = str(root / "tokenizer")

@@ -1,0 +1,434 @@
+"""Memory plan of a config: ``vqkit plan --config FILE --gpus N [--zero 2|3] [--gpu-mem GB] [--probe]``.
+
+Nothing real is allocated: the model is built on the meta device (``build_model(cfg, device="meta")``)
+and its saved tensors are counted there (:mod:`vqkit.tools.memory_accounting`). Per GPU:
+
+- parameters by component and dtype (what the training code holds: without DeepSpeed the LLM in
+  ``llm.dtype`` (auto = bf16 on a GPU), the aggregator, projector, geometry encoder and LoRA in
+  fp32; DeepSpeed with bf16 casts the whole module to bf16), partitioned over N GPUs by ZeRO-3;
+- gradients of the trainable parameters (fp32, or bf16 under DeepSpeed), partitioned by ZeRO-2/3;
+- AdamW state: two fp32 moments (+ an fp32 master copy under DeepSpeed bf16), partitioned by ZeRO;
+- activations: the saved tensors of the projector, geometry encoder and LLM for one sample of
+  ``--seq-len`` tokens (default ``data.max_length``, the longest a sample can be), times the batch.
+  The LM head runs only where a batch has labels (:func:`answer_positions`, measured on the training
+  data). With ``llm.gradient_checkpointing`` the LLM keeps only each layer's input plus one layer's
+  activations during recomputation. The frozen encoder runs without grad, so it only adds a
+  transient working set (cached features skip it);
+- the peak of a step is the larger of two moments: the start of the backward pass (activations,
+  autocast's weight copies, and not yet the gradients of the projector, whose backward comes last)
+  and the optimizer step (every gradient, plus foreach AdamW's one moment-sized temporary on a GPU).
+
+The largest ``batch_size_per_gpu`` that fits ``--gpu-mem`` (minus a reserve for the CUDA context and
+allocator fragmentation) is reported with ``grad_accum = ceil(global_batch / (bs * N))``, the global
+batch being the config's ``batch_size_per_gpu * grad_accum * N``.
+
+``--device cpu`` plans a CPU run (fp32, one process) and adds what a training process holds besides
+tensors, so the prediction is comparable with the peak RSS of a real step: the framework baseline
+(this process after importing torch/transformers and building the tokenizer), the training records
+(measured by loading them), and the allocator's overhead (:data:`CPU_ALLOCATOR_OVERHEAD`). ``--probe``
+checks the plan with real steps: on a GPU at increasing batch sizes until one no longer fits (max
+allocated memory per size, one model for all); on the CPU one step at the configured batch in a
+fresh process (peak RSS), each compared with the plan at the measured sequence length.
+
+Checked against real steps (docs/benchmarks/h200_stage1_real_size): the stage-1 model at its real
+size on an H200 within 6% from batch 1 to 64; on this kind of 2-core CPU the demo config and a larger
+one within 4%.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vqkit.config.schema import Config
+from vqkit.data.collate import Collator
+from vqkit.data.dataset import build_dataset
+from vqkit.data.feature_cache import attach_feature_cache
+from vqkit.data.schema import load_records
+from vqkit.errors import ConfigError, DataError
+from vqkit.models.builder import build_model
+from vqkit.models.vggt.aggregator import feature_shape
+from vqkit.tokenizer import load_tokenizer
+from vqkit.tools.bench import ensure_data, peak_rss_mb
+from vqkit.tools.memory_accounting import (CPU_ALLOCATOR_OVERHEAD, count_activations, current_rss,
+                                           framework_baseline, training_data_resident)
+from vqkit.train.optim import build_optimizer
+from vqkit.train.step import train_step
+from vqkit.utils.runtime import autocast, move_to_device, set_seed
+
+MB = 2**20
+GB = 2**30
+# CUDA context + allocator fragmentation kept free when fitting a batch on a GPU.
+GPU_RESERVE_GB = 2.0
+
+
+
+
+@dataclass
+class MemoryPlan:
+    """Memory of one training process (a GPU, or a CPU process), by part; :meth:`total` at a batch size."""
+
+    device: str
+    gpus: int
+    zero: int
+    seq_len: int
+    params: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """component -> (bytes per GPU, dtype)."""
+    grads: int = 0
+    optimizer: int = 0
+    baseline: int = 0
+    data: int = 0
+    """CPU plans: the training records held by the process."""
+    per_sample: int = 0
+    """Activation + transient bytes per sample."""
+    fixed_transient: int = 0
+    """Held from the forward to the backward whatever the batch: autocast's low-precision weight copies."""
+    pending_grads: int = 0
+    """Gradients not yet allocated at the activation peak (the start of the LLM's backward): the
+    projector's and geometry encoder's, whose backward runs after the LLM's (GPU without DeepSpeed)."""
+    step_transient: int = 0
+    """The optimizer step's temporaries: torch's foreach AdamW on a GPU makes one moment-sized buffer."""
+    answer_tokens: int = 0
+    """Positions per sample that get logits (the answer span of a batch)."""
+    batch_size: int = 1
+    grad_accum: int = 1
+    global_batch: int = 1
+    capacity: int = 0
+    trainable: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def static(self) -> int:
+        return (sum(b for b, _ in self.params.values()) + self.grads + self.optimizer + self.baseline
+                + self.data)
+
+    @property
+    def at_activation_peak(self) -> int:
+        """Everything but the activations at the start of the backward pass."""
+        return self.static - self.pending_grads + self.fixed_transient
+
+    def total(self, batch_size: int) -> int:
+        """The peak of a step: at the start of the backward pass or in the optimizer step."""
+        return max(self.at_activation_peak + batch_size * self.per_sample, self.static + self.step_transient)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "gpus": self.gpus, "zero": self.zero, "seq_len": self.seq_len,
+                "answer_tokens": self.answer_tokens,
+                "params_mb": {k: b / MB for k, (b, _) in self.params.items()},
+                "param_dtypes": {k: d for k, (_, d) in self.params.items()},
+                "grads_mb": self.grads / MB, "optimizer_mb": self.optimizer / MB, "baseline_mb": self.baseline / MB,
+                "data_mb": self.data / MB,
+                "activations_mb_per_sample": self.per_sample / MB, "fixed_transient_mb": self.fixed_transient / MB,
+                "pending_grads_mb": self.pending_grads / MB, "step_transient_mb": self.step_transient / MB,
+                "batch_size_per_gpu": self.batch_size, "grad_accum": self.grad_accum,
+                "global_batch": self.global_batch, "capacity_mb": self.capacity / MB,
+                "predicted_mb": self.total(self.batch_size) / MB, "trainable_params": self.trainable,
+                "notes": self.notes}
+
+
+def _bytes(dtype: torch.dtype) -> int:
+    return torch.finfo(dtype).bits // 8
+
+
+def _load_tokenizer_if_local(cfg: Config):
+    path = cfg.model.llm.tokenizer or cfg.model.llm.name_or_path
+    if not Path(path).exists():
+        return None
+    return load_tokenizer(cfg.model.llm)
+
+
+def answer_positions(cfg: Config, tokenizer, batch_size: int, max_records: int = 512) -> int | None:
+    """How many positions of a training batch get logits: ``VQModel.forward`` runs the LM head only
+    where some sample of the batch has a label (its answer and end token), so a right-padded batch
+    needs the span from the earliest answer start to the latest answer end. Measured on the first
+    ``max_records`` records of the first training source, in batches of ``batch_size``; None when the
+    data or the tokenizer cannot be read here."""
+    if tokenizer is None or not cfg.data.train:
+        return None
+    try:
+        records = load_records(cfg.data.train[0].path, check_files=False, limit=max_records)
+    except (DataError, OSError):
+        return None
+    if not records:
+        return None
+    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train")
+    spans = []
+    for rec in records:
+        enc = collator.encode_sample(rec.question, rec.situation, rec.target_text(),
+                                     min(len(rec.images), cfg.data.num_views), cfg.model.geometry.enabled)
+        labelled = sum(label != -100 for label in enc["labels"])
+        spans.append((len(enc["input_ids"]) - labelled, len(enc["input_ids"])))
+    return max(max(end for _, end in chunk) - min(start for start, _ in chunk)
+               for chunk in (spans[i:i + max(1, batch_size)] for i in range(0, len(spans), max(1, batch_size))))
+
+
+def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.0, device: str = "cuda",
+              seq_len: int | None = None, batch_size: int | None = None, answer_tokens: int | None = None) -> MemoryPlan:
+    """Memory per GPU (or for one CPU process) for ``cfg``; see the module docstring. ``answer_tokens``:
+    the positions per sample that get logits (default: measured on the training data, see
+    :func:`answer_positions`; every position when the data cannot be read)."""
+    if gpus < 1:
+        raise ConfigError("--gpus must be >= 1")
+    if zero not in (0, 2, 3):
+        raise ConfigError(f"--zero must be 0 (no DeepSpeed), 2 or 3, got {zero}")
+    if device not in ("cuda", "cpu"):
+        raise ConfigError(f"--device must be cuda or cpu, got {device!r}")
+    cfg = copy.deepcopy(cfg)
+    on_gpu = device == "cuda"
+    if device == "cpu" and (gpus > 1 or zero):
+        raise ConfigError("--device cpu plans one process without DeepSpeed: use --gpus 1 --zero 0")
+    if cfg.model.llm.dtype == "auto":
+        cfg.model.llm.dtype = "bfloat16" if on_gpu else "float32"
+    llm_dtype = getattr(torch, cfg.model.llm.dtype)
+    deepspeed_bf16 = zero > 0 and on_gpu
+    tokenizer = _load_tokenizer_if_local(cfg)
+    model = build_model(cfg, tokenizer=tokenizer, device="meta")
+    baseline = framework_baseline() if not on_gpu else 0
+    T = int(seq_len or cfg.data.max_length)
+    plan = MemoryPlan(device=device, gpus=gpus, zero=zero, seq_len=T, baseline=baseline)
+
+    _count_static(plan, model, cfg, gpus, zero, on_gpu, deepspeed_bf16)
+    _count_activations(plan, model, cfg, tokenizer, llm_dtype, on_gpu, deepspeed_bf16, batch_size, answer_tokens)
+    _fit_batch(plan, cfg, gpus, gpu_mem_gb, on_gpu, batch_size)
+    return plan
+
+
+def _count_static(plan: MemoryPlan, model, cfg: Config, gpus: int, zero: int, on_gpu: bool,
+                  deepspeed_bf16: bool) -> None:
+    """Parameters, gradients, optimizer state (partitioned by ZeRO)."""
+    param_shard = gpus if zero == 3 else 1
+    state_shard = gpus if zero >= 2 else 1
+    comps = {"encoder": model.encoder, "projector": model.projector, "geometry": model.geometry, "llm": model.llm}
+    trainable = 0
+    for name, module in comps.items():
+        if module is None:
+            continue
+        by_dtype: dict[torch.dtype, int] = {}
+        for p in module.parameters():
+            dt = torch.bfloat16 if deepspeed_bf16 else (p.dtype if name == "llm" else torch.float32)
+            if name == "llm" and p.requires_grad and not cfg.model.lora.full_finetune and not deepspeed_bf16:
+                dt = torch.float32  # peft keeps adapters in fp32 (autocast_adapter_dtype)
+            by_dtype[dt] = by_dtype.get(dt, 0) + p.numel() * _bytes(dt)
+            if p.requires_grad:
+                trainable += p.numel()
+        total = sum(by_dtype.values())
+        label = "+".join(sorted(str(d).replace("torch.", "") for d in by_dtype))
+        plan.params[name] = (math.ceil(total / param_shard), label)
+    plan.trainable = trainable
+    if deepspeed_bf16:
+        plan.grads = math.ceil(trainable * 2 / state_shard)
+        plan.optimizer = math.ceil(trainable * 12 / state_shard)  # fp32 master + 2 moments
+    else:
+        trainable_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
+        if cfg.model.lora.full_finetune:
+            trainable_bytes = sum(p.numel() * _bytes(p.dtype if n.startswith("llm.") else torch.float32)
+                                  for n, p in model.named_parameters() if p.requires_grad)
+        plan.grads = trainable_bytes
+        plan.optimizer = 2 * trainable_bytes
+        if on_gpu:
+            # foreach AdamW (torch's default on a GPU) takes sqrt of every second moment at once.
+            plan.step_transient = trainable_bytes
+            plan.pending_grads = sum(p.numel() * 4 for part in (model.projector, model.geometry) if part is not None
+                                     for p in part.parameters() if p.requires_grad)
+        else:
+            # On the CPU AdamW loops over the parameters: one parameter's temporaries at a time.
+            plan.step_transient = max((p.numel() * 4 for p in model.parameters() if p.requires_grad), default=0)
+
+
+def _count_activations(plan: MemoryPlan, model, cfg: Config, tokenizer, llm_dtype, on_gpu: bool, deepspeed_bf16: bool,
+                       batch_size: int | None, answer_tokens: int | None) -> None:
+    """Activations and transients per sample, and what is held whatever the batch."""
+    T = plan.seq_len
+    image = cfg.data.image_size
+    # Square images: the most a view can be in either resize mode (crop keeps height <= width).
+    feature_hw = (image, image)
+    act_dtype = llm_dtype
+    # The trainer's autocast; "auto" is bf16 on a GPU (planned here without one, so not resolved).
+    precision = cfg.train.mixed_precision if on_gpu else "no"
+    precision = "bf16" if precision == "auto" else precision
+    autocast_dtype = None
+    if on_gpu and not deepspeed_bf16 and precision in ("bf16", "fp16"):
+        autocast_dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if not on_gpu:  # first: once anything else has parsed the records, their RSS measures low
+        data = training_data_resident(cfg)
+        if data is None:
+            plan.notes.append("the training records cannot be read here: their memory is not counted")
+        plan.data = data or 0
+    if answer_tokens is None:
+        answer_tokens = answer_positions(cfg, tokenizer, batch_size or cfg.train.batch_size_per_gpu)
+        if answer_tokens is None:
+            plan.notes.append("the training data cannot be read here: logits counted at every position (an upper "
+                              "bound; --answer-tokens N sets how many positions per sample get logits)")
+    plan.answer_tokens = min(T, answer_tokens or T)
+    act = count_activations(model, cfg, T, cfg.data.num_views, feature_hw, act_dtype, autocast_dtype,
+                            plan.answer_tokens)
+    llm_act = act.llm_layers + act.llm_other
+    if cfg.model.llm.gradient_checkpointing:
+        llm_act = act.llm_other + act.num_layers * act.layer_input + act.llm_layers // act.num_layers
+        plan.notes.append("gradient checkpointing: per layer only its input is kept, one layer recomputed")
+    transient = 2 * act.largest  # gradient of the largest saved tensor (logits / log-softmax) + its copy
+    V = cfg.data.num_views
+    batch_in = V * 3 * feature_hw[0] * feature_hw[1] * 4  # float32 images
+    encoder_ws = 0
+    fs = feature_shape(cfg.model.encoder, *feature_hw)
+    if cfg.data.feature_cache:
+        batch_in = V * fs.num_tokens * fs.channels * (2 + 4)  # fp16 batch + its fp32 copy
+        plan.notes.append("features from the cache: no encoder working set")
+    else:
+        # Frozen encoder, no grad: a few [V, P, C] buffers live at once (tokens, q/k/v, MLP 4C).
+        enc_bytes = 2 if on_gpu else 4
+        encoder_ws = V * fs.num_tokens * cfg.model.encoder.embed_dim * enc_bytes * 12
+    trainable_act = act.vision + llm_act + transient
+    if on_gpu:
+        # The encoder's buffers go back to the caching allocator before the trainable forward starts,
+        # which reuses them: the peak is the larger of the two.
+        plan.per_sample = batch_in + max(encoder_ws, trainable_act)
+    else:
+        # glibc keeps what the encoder and the forward free resident (CPU_ALLOCATOR_OVERHEAD).
+        plan.per_sample = batch_in + encoder_ws + int(CPU_ALLOCATOR_OVERHEAD * trainable_act)
+    plan.fixed_transient = act.weight_casts
+
+
+def _fit_batch(plan: MemoryPlan, cfg: Config, gpus: int, gpu_mem_gb: float, on_gpu: bool,
+               batch_size: int | None) -> None:
+    """The largest batch per GPU that fits, and the accumulation that keeps the config's global batch."""
+    bs_cfg = cfg.train.batch_size_per_gpu
+    global_batch = bs_cfg * cfg.train.grad_accum * gpus
+    plan.global_batch = global_batch
+    plan.capacity = int((gpu_mem_gb - (GPU_RESERVE_GB if on_gpu else 0.0)) * GB)
+    free = plan.capacity - plan.at_activation_peak
+    max_bs = max(0, free // max(plan.per_sample, 1))
+    if plan.static + plan.step_transient > plan.capacity:
+        max_bs = 0
+    if batch_size is not None:
+        plan.batch_size = batch_size
+    else:
+        plan.batch_size = int(min(max_bs, global_batch if global_batch else max_bs)) if max_bs else 0
+    if plan.batch_size == 0:
+        plan.notes.append(f"does not fit: the static part alone needs {plan.static / GB:.1f} GB; try --zero 3, "
+                          f"more GPUs or gradient checkpointing")
+        plan.grad_accum = 0
+    else:
+        plan.grad_accum = max(1, math.ceil(global_batch / (plan.batch_size * gpus)))
+
+
+def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
+    small = plan.total(max(plan.batch_size, 1)) < 10 * GB
+    gb = (lambda b: f"{b / MB:9.1f} MB") if small else (lambda b: f"{b / GB:9.2f} GB")  # noqa: E731
+    where = (f"{plan.gpus} GPU(s), ZeRO-{plan.zero}" if plan.zero else f"{plan.gpus} GPU(s), no ZeRO") \
+        if plan.device == "cuda" else "one CPU process (fp32)"
+    lines = [f"vqkit plan {cfg_path}: {where}, sequence {plan.seq_len} tokens "
+             f"(logits at {plan.answer_tokens})", ""]
+    lines.append(f"{'per GPU' if plan.device == 'cuda' else 'per process':34}{'memory':>12}")
+    for name, (b, dt) in plan.params.items():
+        lines.append(f"{'parameters ' + name + ' (' + dt + ')':34}{gb(b):>12}")
+    lines.append(f"{'gradients (trainable)':34}{gb(plan.grads):>12}")
+    lines.append(f"{'AdamW state':34}{gb(plan.optimizer):>12}")
+    if plan.baseline:
+        lines.append(f"{'framework baseline (RSS)':34}{gb(plan.baseline):>12}")
+    if plan.data:
+        lines.append(f"{'training records (RSS)':34}{gb(plan.data):>12}")
+    if plan.fixed_transient:
+        lines.append(f"{'autocast weight copies':34}{gb(plan.fixed_transient):>12}")
+    lines.append(f"{'activations per sample':34}{gb(plan.per_sample):>12}")
+    lines.append(f"{'total at batch ' + str(plan.batch_size):34}{gb(plan.total(plan.batch_size)):>12}")
+    lines.append(f"{'capacity':34}{gb(plan.capacity):>12}")
+    if plan.pending_grads:
+        lines.append(f"(the peak is at the start of the backward pass, before the projector's "
+                     f"{gb(plan.pending_grads).strip()} of gradients exist)")
+    lines.append("")
+    if plan.batch_size:
+        lines.append(f"largest batch_size_per_gpu that fits: {plan.batch_size} -> grad_accum {plan.grad_accum} "
+                     f"for the global batch {plan.global_batch} "
+                     f"(--set train.batch_size_per_gpu={plan.batch_size} --set train.grad_accum={plan.grad_accum})")
+    lines += [f"note: {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Probes: real steps
+# --------------------------------------------------------------------------------------------
+
+
+def step_setup(cfg: Config, device: str) -> dict[str, Any]:
+    """What real probe steps need, built once: the model, its optimizer, the training set and the
+    collator (a generated synthetic set when the config's data is missing)."""
+    cfg, _ = ensure_data(cfg)
+    set_seed(cfg.train.seed)
+    dev = torch.device(device)
+    tokenizer = load_tokenizer(cfg.model.llm)
+    dataset = build_dataset(cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
+    if cfg.data.feature_cache:
+        attach_feature_cache(dataset, cfg)
+    model = build_model(cfg, tokenizer=tokenizer, device=dev)
+    model.train()
+    return {"device": dev, "dataset": dataset, "collator": Collator(tokenizer, cfg.model, cfg.data, mode="train"),
+            "model": model, "optimizer": build_optimizer(model, cfg.train),
+            "autocast": autocast(dev, cfg.train.mixed_precision)}
+
+
+def measure_step(setup: dict[str, Any], batch_size: int, steps: int = 2) -> dict[str, Any]:
+    """Run ``steps`` real training steps at ``batch_size`` (samples repeat when the set is smaller);
+    returns peak memory (max allocated on a GPU, peak RSS on the CPU) and the padded sequence length."""
+    dev, dataset = setup["device"], setup["dataset"]
+    batch = setup["collator"]([dataset[i % len(dataset)] for i in range(batch_size)])
+    batch = move_to_device(batch, dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    before = current_rss()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        train_step(setup["model"], setup["optimizer"], [batch], autocast=setup["autocast"])
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        step_s = time.perf_counter() - t0  # the last step's: the first ones warm up
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak_rss_mb() * MB
+    labelled = (batch["labels"][:, 1:] != -100).any(dim=0)  # the positions VQModel.forward computes logits at
+    return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": int(batch["input_ids"].shape[1]),
+            "answer_tokens": int(labelled.sum()), "rss_before_step_mb": before / MB, "step_s": step_s,
+            "samples_per_s": batch_size / step_s}
+
+
+def probe_cpu(config_path: str, overrides: list[str], batch_size: int, data_dir: str | None = None) -> dict[str, Any]:
+    """One real step in a fresh process (so its peak RSS is this step's alone)."""
+    cmd = [sys.executable, "-m", "vqkit", "plan", "--config", config_path, "--measure", str(batch_size),
+           "--device", "cpu"]
+    for o in overrides:
+        cmd += ["--set", o]
+    if data_dir:
+        cmd += ["--data", data_dir]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if proc.returncode != 0:
+        raise ConfigError(f"probe step failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def probe_gpu(cfg: Config, plan_args: dict, max_batch: int = 4096) -> list[dict[str, Any]]:
+    """Real steps at batch 1, 2, 4, ... (one model, built once) until one runs out of memory or
+    ``max_batch`` is passed; each with the plan's prediction at the measured sequence length."""
+    setup = step_setup(cfg, "cuda")
+    out = []
+    bs = 1
+    while bs <= max_batch:
+        try:
+            m = measure_step(setup, bs)
+        except torch.cuda.OutOfMemoryError:
+            out.append({"batch_size": bs, "fits": False})
+            break
+        finally:
+            setup["optimizer"].zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+        pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs, answer_tokens=m["answer_tokens"])
+        out.append({**m, "fits": True, "predicted_mb": pred.total(bs) / MB})
+        bs *= 2
+    return out

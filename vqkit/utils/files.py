@@ -1,0 +1,104 @@
+"""Files vqkit writes and reads: atomic writes, JSON lines, JSON without NaN.
+
+Every result file is written to a temporary name in the same folder and renamed into place, so a
+reader (``vqkit monitor``, a notebook, a resumed run) never sees half a file and a crash leaves the
+previous version intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from vqkit.errors import DataError
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """A hidden sibling of ``path`` for an atomic write (unique per process)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` to fill a temporary file, then rename it to ``path`` (atomic on POSIX).
+    The parent folder is created; a failed write leaves no temporary file behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def json_safe(obj: Any) -> Any:
+    """NaN/inf -> None (JSON has no NaN), recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
+    """Write ``obj`` as JSON atomically (NaN/inf written as null)."""
+    return write_text_atomic(path, json.dumps(json_safe(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict], compact: bool = True,
+                       ensure_ascii: bool = True) -> int:
+    """Write one JSON object per line atomically; returns the number of lines."""
+    separators = (",", ":") if compact else None
+    lines = [json.dumps(r, separators=separators, ensure_ascii=ensure_ascii) for r in rows]
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each JSON object of a JSON-lines file (blank lines ignored).
+
+    ``skip_bad=False``: a line that is not a JSON object raises :class:`DataError` naming the file and
+    line. ``skip_bad=True``: such lines are left out, for logs that a running process is still
+    appending to (its last line may be half written).
+    """
+    path = Path(path)
+    with open(path) as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                if skip_bad:
+                    continue
+                raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                if skip_bad:
+                    continue
+                raise DataError(f"{path}:{line_no}: expected a JSON object")
+            yield line_no, row
+
+
+def read_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> list[dict]:
+    """The JSON objects of a JSON-lines file (see :func:`iter_jsonl`)."""
+    return [row for _, row in iter_jsonl(path, skip_bad=skip_bad)]
+
+
+def json_sha256(obj: Any) -> str:
+    """sha256 of ``obj`` as canonical JSON (sorted keys): a key that changes when any value changes."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
