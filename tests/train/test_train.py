@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from helpers import REPO
@@ -59,10 +60,24 @@ def test_run_writes_the_run_directory_and_a_loadable_model(synth_dir, tmp_path):
     assert [p.name for p in ckpt.list_checkpoints(run_dir)] == ["step_000003", "step_000006"]
     assert not list((run_dir / "checkpoints").glob(".tmp_*"))
 
+    # The saved model is the trained one: its weights are the last checkpoint's, and the frozen parts the
+    # folder rebuilds from its config give the same logits as a model built independently.
     import vqkit
+    from safetensors.torch import load_file
 
-    model = vqkit.load_model(run_dir / "final")
-    assert sum(p.numel() for p in model.parameters()) > 0
+    from vqkit.data.dataset import build_dataloader
+    from vqkit.models.builder import build_model
+
+    model = vqkit.load_model(run_dir / "final").eval()
+    trained = load_file(str(run_dir / "checkpoints" / "step_000006" / "trainable.safetensors"))
+    saved = model.trainable_state_dict()
+    assert set(saved) == set(trained) and all(torch.equal(saved[k], trained[k]) for k in trained)
+    rebuilt = build_model(cfg).eval()
+    assert not any(torch.equal(rebuilt.trainable_state_dict()[k], trained[k]) for k in trained if "lora_B" in k)
+    rebuilt.load_trainable(trained)
+    batch = next(iter(build_dataloader(cfg, "val", model.tokenizer, batch_size=3, shuffle=False)))
+    with torch.no_grad():
+        assert torch.allclose(model(batch).logits, rebuilt(batch).logits, atol=1e-6)
 
 
 def test_existing_run_dir_is_never_overwritten_silently(synth_dir, tmp_path):
