@@ -44,36 +44,30 @@ def _frame_options(args):
                         depth_bins=args.depth_bins, workers=args.workers, limit_scenes=args.limit_scenes)
 
 
-def scanqa(argv: list[str]) -> int:
-    from vqkit.prep import scanqa as converter
+def _scannet_questions(name: str, argv: list[str], annotations_help: str) -> int:
+    """``vqkit prep scanqa`` / ``vqkit prep sqa3d``: questions + ScanNet frames -> records."""
+    import importlib
 
+    converter = importlib.import_module(f"vqkit.prep.{name}")
     parser = argparse.ArgumentParser(
-        prog="vqkit prep scanqa",
-        description="ScanQA questions + ScanNet frames -> vqkit records (OUT/<split>.jsonl, OUT/frames/).")
-    parser.add_argument("--annotations", required=True, type=Path,
-                        help="folder with ScanQA_v1.0_<split>.json, or one such file")
+        prog=f"vqkit prep {name}",
+        description=f"{CONVERTERS[name]} -> vqkit records (OUT/<split>.jsonl, OUT/frames/).")
+    parser.add_argument("--annotations", required=True, type=Path, help=annotations_help)
     _add_scannet_args(parser)
     parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(converter.SPLITS)}")
     args = parser.parse_args(argv)
     summary = converter.convert(args.annotations, _frame_options(args), args.splits)
     print(summary.report(args.out))
     return 0
+
+
+def scanqa(argv: list[str]) -> int:
+    return _scannet_questions("scanqa", argv, "folder with ScanQA_v1.0_<split>.json, or one such file")
 
 
 def sqa3d(argv: list[str]) -> int:
-    from vqkit.prep import sqa3d as converter
-
-    parser = argparse.ArgumentParser(
-        prog="vqkit prep sqa3d",
-        description="SQA3D questions + ScanNet frames -> vqkit records (OUT/<split>.jsonl, OUT/frames/).")
-    parser.add_argument("--annotations", required=True, type=Path,
-                        help="SQA3D balanced-data folder with v1_balanced_{questions,sqa_annotations}_<split>_scannetv2.json")
-    _add_scannet_args(parser)
-    parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(converter.SPLITS)}")
-    args = parser.parse_args(argv)
-    summary = converter.convert(args.annotations, _frame_options(args), args.splits)
-    print(summary.report(args.out))
-    return 0
+    return _scannet_questions("sqa3d", argv, "SQA3D balanced-data folder with "
+                                             "v1_balanced_{questions,sqa_annotations}_<split>_scannetv2.json")
 
 
 def arkit(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ Names are imported lazily so that ``import vqkit.eval.metrics`` does not pull in
 
 from __future__ import annotations
 
-import importlib
+from vqkit.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "score": "vqkit.eval.metrics",
@@ -39,15 +39,6 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'vqkit.eval' has no attribute {name!r}")
-
-
-def __dir__():
-    # help(vqkit.eval) and tab completion list the lazy names too.
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = list(_EXPORTS)

@@ -13,7 +13,7 @@ Names are imported lazily so that ``import vqkit.models.vggt`` does not pull in 
 
 from __future__ import annotations
 
-import importlib
+from vqkit.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "PerceiverResampler": "vqkit.models.projector",
@@ -24,14 +24,6 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'vqkit.models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = list(_EXPORTS)

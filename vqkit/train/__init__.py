@@ -13,19 +13,11 @@
 
 from __future__ import annotations
 
-import importlib
+from vqkit.utils.lazy import lazy_exports
 
 _EXPORTS = {"Recipe": "vqkit.train.recipe", "TrainResult": "vqkit.train.recipe", "run": "vqkit.train.recipe"}
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'vqkit.train' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
-
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = list(_EXPORTS)
