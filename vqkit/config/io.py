@@ -19,6 +19,7 @@ import yaml
 
 from vqkit.config.schema import Config
 from vqkit.errors import ConfigError
+from vqkit.utils.files import write_text_atomic
 
 
 
@@ -188,4 +189,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config (every default filled in) as YAML."""
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))

@@ -39,7 +39,7 @@ from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, WALL_PALET
 from vqkit.synth.questions import scene_questions
 from vqkit.synth.scene import make_scene, room_from_layout
 from vqkit.tokenizer import train_tokenizer
-from vqkit.utils.files import write_jsonl_atomic
+from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
 from vqkit.utils.open3d import import_open3d
 
 # Bumped whenever the same arguments would generate different rooms or questions, so a folder made
@@ -201,7 +201,7 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
                         "views_per_s": round(scenes * views / t_scenes, 2),
                         "render_s_per_scene": round(float(np.mean([r["render_s"] for r in results])), 5),
                         "tokenizer_s": round(t_tok, 3), "total_s": round(time.perf_counter() - t0, 3)}
-    (out / "stats.json").write_text(json.dumps(_ordered_stats(stats), indent=1))
+    write_json_atomic(out / "stats.json", _ordered_stats(stats))  # last: its presence marks a complete set
     return _ordered_stats(stats)
 
 
