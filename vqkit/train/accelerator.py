@@ -79,6 +79,11 @@ def _walk(node, prefix=""):
 
 def make_accelerator(cfg: Config):
     """An accelerate.Accelerator for this config: DDP or DeepSpeed, gloo when there is no GPU."""
+    if not torch.cuda.is_available():
+        # accelerate imports DeepSpeed whenever it is installed. Told that this run computes on the CPU
+        # (what vqkit decided: no CUDA), DeepSpeed skips its device probe and its "Setting accelerator
+        # to CPU" warning; a DS_ACCELERATOR the user set is kept.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     from accelerate import Accelerator, DeepSpeedPlugin
     from accelerate.utils import InitProcessGroupKwargs
 
