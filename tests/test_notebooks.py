@@ -150,8 +150,14 @@ def test_notebooks_execute_in_order(tmp_path):
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 20
     assert "checkpoints: ['step_000010', 'step_000020']" in text("03_debug_run")
-    # 04: predictions and metrics of the model and the blind baseline, and the live viewer widget.
-    for folder in ("eval", "eval_blind"):
-        assert (run / folder / "predictions.jsonl").is_file() and (run / folder / "metrics.json").is_file()
-    assert json.loads((run / "eval_blind" / "metrics.json").read_text())["info"]["blind"] is True
+    # 04: predictions and metrics of the model with its views and with them removed, in the notebook's
+    # own folder (never the run's eval/ of `vqkit eval`), and the live viewer widget.
+    results = run / "eval_notebook"
+    for folder in ("with_views", "views_removed"):
+        assert (results / folder / "predictions.jsonl").is_file() and (results / folder / "metrics.json").is_file()
+    assert json.loads((results / "views_removed" / "metrics.json").read_text())["info"]["blind"] is True
+    assert not (run / "eval").exists()
+    # The first 16 validation questions come from 3 rooms: stepping through the viewer changes rooms.
+    rows = [json.loads(line) for line in (results / "with_views" / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 16 and len({r["scene_id"] for r in rows}) == 3
     assert "application/vnd.jupyter.widget-view+json" in mimetypes("04_evaluation")

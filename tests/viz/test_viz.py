@@ -412,3 +412,27 @@ def test_viewer_rejects_bad_input(tmp_path):
     bad.write_text('{"prediction": "x"}\n')
     with pytest.raises(Exception, match="answers"):
         viz.AnswerViewer(bad)
+
+
+def test_run_to_evaluate_prefers_the_run_then_the_demo_then_says_what_to_run(tmp_path, capsys):
+    from vqkit.config.io import load_config, save_config
+    from vqkit.errors import CheckpointError
+    from vqkit.viz.runs import run_to_evaluate
+
+    own, demo = tmp_path / "runs" / "nb_debug", tmp_path / "runs" / "demo"
+    with pytest.raises(CheckpointError) as missing:
+        run_to_evaluate(own, data_dir="data/synth_nb", fallback_run=demo)
+    message = "".join(missing.value._render_traceback_())  # what a notebook shows: one line
+    assert "\n" not in message and "notebooks 01 and 03" in message and "make demo" in message
+
+    (demo / "final").mkdir(parents=True)
+    from helpers import REPO
+
+    cfg = load_config(REPO / "configs" / "demo.yaml")
+    save_config(cfg, demo / "config.yaml")
+    assert run_to_evaluate(own, data_dir="data/synth_nb", fallback_run=demo) == (demo, cfg.data.val[0].path)
+    assert f"evaluating the demo's {demo} instead" in capsys.readouterr().out
+    assert run_to_evaluate(own, "mine.jsonl", fallback_run=demo) == (demo, "mine.jsonl")
+
+    (own / "final").mkdir(parents=True)
+    assert run_to_evaluate(own, data_dir="data/synth_nb", fallback_run=demo) == (own, "data/synth_nb/val.jsonl")

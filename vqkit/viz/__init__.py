@@ -9,7 +9,8 @@ Everything draws from the kit's own data structures, so a notebook cell is one c
   static fallback for headless runs and PNG export; :func:`open3d_geometries`; :func:`views_grid`.
 - :mod:`~vqkit.viz.tables`: :func:`records_table`, :func:`qtype_stats_figure`, :func:`parameter_table`,
   :func:`token_budget`, :func:`tensor_shapes`.
-- :mod:`~vqkit.viz.runs`: :func:`plot_training_curves`, :func:`metrics_table`, :func:`plot_qtype_bars`.
+- :mod:`~vqkit.viz.runs`: :func:`plot_training_curves`, :func:`metrics_table`, :func:`plot_qtype_bars`,
+  :func:`run_to_evaluate`.
 - :mod:`~vqkit.viz.layouts`: :func:`plot_layout_topdown` (gold solid, prediction dashed).
 - :mod:`~vqkit.viz.answer_viewer`: :class:`AnswerViewer`, the ipywidgets browser over ``predictions.jsonl``.
 
@@ -19,7 +20,7 @@ Heavy imports (matplotlib, plotly, open3d, ipywidgets) happen inside the functio
 from vqkit.viz.answer_viewer import AnswerViewer, judge
 from vqkit.viz.layouts import plot_layout_topdown
 from vqkit.viz.poses import open3d_geometries, pose_figure, views_grid
-from vqkit.viz.runs import metrics_table, plot_qtype_bars, plot_training_curves
+from vqkit.viz.runs import metrics_table, plot_qtype_bars, plot_training_curves, run_to_evaluate
 from vqkit.viz.scene import SceneView, frusta, fused_point_cloud, layout_segments, load_scene, load_scene_dir
 from vqkit.viz.tables import (HTMLTable, parameter_table, qtype_stats, qtype_stats_figure, qtype_stats_table,
                               records_table, tensor_shapes, token_budget)
@@ -27,4 +28,5 @@ from vqkit.viz.tables import (HTMLTable, parameter_table, qtype_stats, qtype_sta
 __all__ = ["AnswerViewer", "HTMLTable", "SceneView", "frusta", "fused_point_cloud", "judge", "layout_segments",
            "load_scene", "load_scene_dir", "metrics_table", "open3d_geometries", "parameter_table",
            "plot_layout_topdown", "plot_qtype_bars", "plot_training_curves", "pose_figure", "qtype_stats",
-           "qtype_stats_figure", "qtype_stats_table", "records_table", "tensor_shapes", "token_budget", "views_grid"]
+           "qtype_stats_figure", "qtype_stats_table", "records_table", "run_to_evaluate", "tensor_shapes",
+           "token_budget", "views_grid"]

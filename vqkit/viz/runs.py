@@ -1,4 +1,5 @@
-"""Training curves from a run's ``metrics.jsonl``, and evaluation results of several runs side by side."""
+"""Training curves from a run's ``metrics.jsonl``, evaluation results of several runs side by side, and
+which run a notebook evaluates (:func:`run_to_evaluate`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vqkit.errors import DataError
+from vqkit.errors import CheckpointError, DataError
 from vqkit.train.logging import read_metrics
 from vqkit.viz.tables import HTMLTable
 
@@ -42,6 +43,33 @@ def plot_training_curves(run_dir: str | os.PathLike):
     b.legend()
     fig.tight_layout()
     return fig
+
+
+#: The run ``make demo`` trains: what notebook 04 evaluates when its own run is not there yet.
+DEMO_RUN = "runs/demo"
+
+
+def run_to_evaluate(run_dir: str | os.PathLike, data_file: str | None = None, *, data_dir: str | None = None,
+                    fallback_run: str | os.PathLike | None = DEMO_RUN) -> tuple[Path, str]:
+    """The run whose ``final/`` model notebook 04 evaluates, and the questions it asks: ``(run, file)``.
+
+    ``run_dir`` when its model exists, with ``data_file`` or ``{data_dir}/val.jsonl``. Otherwise the
+    demo's run (``make demo``) when it exists, with ``data_file`` or that run's own validation file,
+    saying so in one line. Otherwise a one-line CheckpointError naming what to run first.
+    """
+    from vqkit.config.io import load_config
+
+    run = Path(run_dir)
+    if (run / "final").is_dir():
+        return run, data_file or f"{data_dir}/val.jsonl"
+    fallback = Path(fallback_run) if fallback_run is not None else None
+    if fallback is not None and (fallback / "final").is_dir() and (fallback / "config.yaml").is_file():
+        val = [source.path for source in load_config(fallback / "config.yaml").data.val]
+        if data_file or val:
+            print(f"{run}: no model yet (notebooks 01 and 03 train it); evaluating the demo's {fallback} instead")
+            return fallback, data_file or val[0]
+    raise CheckpointError(f"{run / 'final'}: no model yet. Run notebooks 01 and 03 first (they write {data_dir} "
+                          f"and {run}), or `make demo` (runs/demo)")
 
 
 def _load_metrics(m: dict | str | os.PathLike) -> dict:
