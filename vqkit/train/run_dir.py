@@ -43,8 +43,10 @@ def prepare_run_dir(run_dir: str | Path, *, resume: str | None, overwrite: bool,
 class StopRequest:
     """Turns SIGINT / SIGTERM into a flag checked between steps, so a checkpoint can be saved.
 
-    A second Ctrl-C stops at once. Signal handlers can only be set from the main thread; elsewhere
-    (a notebook's worker thread) the context does nothing.
+    A second Ctrl-C stops at once. SIGTERM never does: under Slurm it arrives more than once (the
+    job's processes are all signalled, and torchrun forwards its own copy to its workers), and the
+    step in progress must finish before the checkpoint. Signal handlers can only be set from the main
+    thread; elsewhere (a notebook's worker thread) the context does nothing.
     """
 
     def __init__(self):
@@ -58,7 +60,7 @@ class StopRequest:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:  # a second Ctrl-C: stop now
+        if self.requested and signum == signal.SIGINT:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.requested = True
 
