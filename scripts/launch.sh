@@ -4,7 +4,8 @@
 # Multi-node: scripts/slurm/train.sbatch calls this on every node with rendezvous from Slurm.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-gpus="${GPUS:-$(nvidia-smi -L 2>/dev/null | wc -l || echo 1)}"
+# GPUs on this node: nvidia-smi's count (0 without it: one CPU process below).
+gpus="${GPUS:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)}"
 safe=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -24,7 +25,11 @@ export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-$repo/.cache/torch_extensio
 export MPLCONFIGDIR="${MPLCONFIGDIR:-$repo/.cache/matplotlib}"
 mkdir -p "$HF_HOME" "$TORCH_HOME" "$TRITON_CACHE_DIR" "$TORCH_EXTENSIONS_DIR" "$MPLCONFIGDIR"
 export TOKENIZERS_PARALLELISM=false
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-8}"
+# CPU threads per process: the CPUs Slurm gave this node shared among its processes, else 8 each.
+cpus="${SLURM_CPUS_PER_TASK:-$((8 * gpus))}"
+threads=$((cpus / gpus))
+[[ "$threads" -ge 1 ]] || threads=1
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$threads}"
 
 # NCCL: fail loudly instead of hanging, and surface the reason.
 export TORCH_NCCL_ASYNC_ERROR_HANDLING="${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}"
