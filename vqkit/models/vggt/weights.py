@@ -1,13 +1,17 @@
-"""Official VGGT checkpoints: finding the file (a path, a folder or a hub id), reading the aggregator's
-tensors from it without unpickling (``torch.load(weights_only=True)`` or safetensors), loading them
-strictly.
+"""Official VGGT checkpoints: finding the file (a path, a folder or a hub id), reading its tensors
+without unpickling (``torch.load(weights_only=True)`` or safetensors), loading them strictly: the
+aggregator alone (:func:`load_aggregator_weights`, the encoder of the VQ model) or the whole model
+with its camera, depth and point heads (:func:`load_vggt_weights`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
@@ -71,15 +75,23 @@ def read_aggregator_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
     """
     path = resolve_checkpoint(source)
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
+        return _strip(_read_safetensors(path, lambda keys: [k for k in keys if k.startswith(_PREFIX)] or keys), path)
+    return _strip(_read_pt(path), path)
 
-        try:
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                keys = list(f.keys())
-                keep = [k for k in keys if k.startswith(_PREFIX)] or keys
-                return _strip({k: f.get_tensor(k) for k in keep}, path)
-        except Exception as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+def _read_safetensors(path: Path, select) -> dict[str, Tensor]:
+    """The tensors of a safetensors file whose keys ``select(all keys)`` returns (only those are read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in select(list(f.keys()))}
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def _read_pt(path: Path) -> dict[str, Tensor]:
+    """A .pt/.pth state dict (memory-mapped when possible), unwrapped from ``model`` / ``state_dict``."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:
@@ -94,7 +106,7 @@ def read_aggregator_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
             state = state[wrapper]
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: expected a state dict of tensors (VGGT model.pt)")
-    return _strip(dict(state), path)
+    return dict(state)
 
 
 def _strip(state: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
@@ -148,3 +160,125 @@ def load_aggregator_weights(aggregator: nn.Module, source: str | os.PathLike | M
     if on_meta:
         aggregator._init_buffers(device=aggregator.camera_token.device)
     return aggregator
+
+
+# --------------------------------------------------------------------------------------------
+# The whole model: aggregator + camera / depth / point heads
+# --------------------------------------------------------------------------------------------
+
+VGGT_PARTS = ("aggregator", "camera_head", "point_head", "depth_head", "track_head")
+"""Top-level parts of the official whole-model state dict, in its order."""
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WeightsReport:
+    """What :func:`load_vggt_weights` did: how many tensors it loaded, and which keys of the file it
+    dropped because the model does not have their part (vqkit's VGGT has no track head, so the
+    official file's 394 ``track_head.*`` keys; a disabled head's keys likewise)."""
+
+    source: str
+    loaded: int
+    dropped: tuple[str, ...]
+
+    def summary(self) -> str:
+        """One line, e.g. ``model.pt: loaded 1403 tensors; dropped 394 track_head.* keys (no such head)``."""
+        counts: dict[str, int] = {}
+        for key in self.dropped:
+            part = key.split(".", 1)[0]
+            counts[part] = counts.get(part, 0) + 1
+        text = f"{self.source}: loaded {self.loaded} tensors"
+        if counts:
+            text += "; dropped " + ", ".join(f"{n} {part}.* keys" for part, n in counts.items())
+            text += " (the model has no such head)"
+        return text
+
+
+def read_vggt_state_dict(source: str | os.PathLike, parts: Sequence[str] = VGGT_PARTS) -> tuple[dict[str, Tensor], list[str]]:
+    """A whole-model checkpoint (the official ``model.pt`` / ``model.safetensors``, a folder or a hub
+    id) -> (the tensors of ``parts``, every key the file holds), ``module.`` prefixes removed.
+
+    Tensors of other parts are not read from safetensors files (and stay memory-mapped in .pt files).
+    """
+    path = resolve_checkpoint(source)
+    wanted = set(parts)
+    if path.suffix == ".safetensors":
+        keys: list[str] = []
+
+        def select(all_keys: list[str]) -> list[str]:
+            keys.extend(all_keys)
+            return [k for k in all_keys if _part(k) in wanted]
+
+        state = _strip_module(_read_safetensors(path, select))
+        keys = list(_strip_module(dict.fromkeys(keys)))
+    else:
+        state = _strip_module(_read_pt(path))
+        keys = list(state)
+    return {k: v for k, v in state.items() if _part(k) in wanted}, keys
+
+
+def _part(key: str) -> str:
+    """``camera_head.trunk.0...`` -> ``camera_head``; a key without the prefix of a known part -> ``key``."""
+    head = key.split(".", 1)[0]
+    return head if head in VGGT_PARTS else key
+
+
+def _strip_module(state: dict) -> dict:
+    if state and all(k.startswith("module.") for k in state):  # saved from a DDP wrapper
+        return {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_vggt_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Tensor],
+                      dtype: torch.dtype | None = None) -> WeightsReport:
+    """Load a whole-VGGT checkpoint into ``model`` (a :class:`vqkit.models.vggt.VGGT`) strictly.
+
+    Every key of the parts the model has must be in the file with the model's shape, and the file
+    may hold no other key of those parts: otherwise :class:`CheckpointError` names the missing,
+    unexpected or mis-shaped keys. Keys of parts the model does not have (the track head, a
+    disabled head) are dropped and listed in the returned :class:`WeightsReport`, which is also
+    logged. ``dtype`` casts the aggregator's floating weights; the heads are always float32 (they
+    run in float32, as upstream). A model on the meta device receives the tensors by assignment.
+    """
+    where = "state dict" if isinstance(source, Mapping) else str(source)
+    present = [name for name in VGGT_PARTS if getattr(model, name, None) is not None]
+    if isinstance(source, Mapping):
+        everything = _strip_module(dict(source))
+        file_keys = list(everything)
+        state = {k: v for k, v in everything.items() if _part(k) in present}
+    else:
+        state, file_keys = read_vggt_state_dict(source, present)
+    if not any(k.startswith(_PREFIX) for k in file_keys):
+        raise CheckpointError(f"{where}: not a whole-VGGT state dict (no aggregator.* keys); a bare aggregator "
+                              f"file loads with Aggregator.from_pretrained")
+    expected = model.state_dict()
+    dropped = tuple(k for k in file_keys if _part(k) in VGGT_PARTS and _part(k) not in present)
+    # a key of no known part, or a key of a part the model has that the model does not hold
+    unexpected = [k for k in file_keys if _part(k) not in VGGT_PARTS or (_part(k) in present and k not in expected)]
+    missing = [k for k in expected if k not in state]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s): {_key_list(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s): {_key_list(unexpected)}")
+        raise CheckpointError(f"{where}: VGGT weights do not match the model ({'; '.join(parts)}); check the "
+                              f"VGGT arguments (embed_dim, enable_point / enable_depth / enable_camera, head sizes)")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{where}: {key} has shape {tuple(state[key].shape)} in the checkpoint but "
+                                  f"{tuple(tensor.shape)} in the model; check the VGGT arguments")
+    state = {k: _cast(v, dtype if k.startswith(_PREFIX) else torch.float32) for k, v in state.items()}
+    on_meta = any(t.is_meta for t in expected.values())
+    model.load_state_dict(state, strict=True, assign=on_meta)
+    if on_meta:
+        model.aggregator._init_buffers(device=model.aggregator.camera_token.device)
+    report = WeightsReport(where, len(state), dropped)
+    if dropped:
+        logger.info(report.summary())
+    return report
+
+
+def _cast(tensor: Tensor, dtype: torch.dtype | None) -> Tensor:
+    return tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
