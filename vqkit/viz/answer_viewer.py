@@ -175,7 +175,9 @@ class AnswerViewer:
         ]
         self._updating = True
         n = len(self.filtered)
-        with self.slider.hold_trait_notifications():  # min and max are checked against each other at the end
+        # One message to the browser with min, max and value together: a max that arrived alone would
+        # make the browser's slider clamp its old value and send that back as a step.
+        with self.slider.hold_sync(), self.slider.hold_trait_notifications():
             self.slider.min, self.slider.max, self.slider.value = min(1, n), max(1, n), min(1, n)
         self.slider.disabled = n <= 1
         self._updating = False
