@@ -220,9 +220,9 @@ class Recipe:
         elapsed = time.time() - window.t0
         steps_done = window.n
         lrs = self.scheduler.get_last_lr()
-        record = {"step": self.step, "loss": window.loss / max(1, steps_done), "lr": lrs[0], "proj_lr": lrs[-1],
+        record = {"step": self.step, "loss": window.loss, "lr": lrs[0], "proj_lr": lrs[-1],
                   "samples_per_s": steps_done * self.samples_per_step / max(elapsed, 1e-9),
-                  "tokens_per_s": window.tokens * self.accelerator.num_processes / max(elapsed, 1e-9),
+                  "tokens_per_s": window.tokens / max(elapsed, 1e-9),
                   "epoch": self.stream.epoch, "elapsed_s": time.time() - self.started}
         eta = (max_steps - self.step) * elapsed / max(1, steps_done)
         record["eta_s"] = eta
@@ -272,15 +272,20 @@ class Recipe:
 
 
 class _Window:
-    """Sums over the steps since the last log line."""
+    """Sums over the steps since the last log line. Its loss is token-weighted like each step's: the
+    summed token loss of the window's steps over their label tokens (all ranks)."""
 
     def __init__(self):
-        self.loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, time.time()
+        self.token_loss, self.n, self.tokens, self.t0 = 0.0, 0, 0, time.time()
 
     def add(self, result) -> None:
-        self.loss += result.loss
+        self.token_loss += result.loss * result.global_tokens
         self.n += 1
-        self.tokens += result.tokens
+        self.tokens += result.global_tokens
+
+    @property
+    def loss(self) -> float:
+        return self.token_loss / max(1, self.tokens)
 
 
 def run(cfg: Config, *, resume: str | None = None, progress: bool | None = None) -> TrainResult:

@@ -5,91 +5,151 @@ backward on each, clips, and steps the optimizer. With an ``accelerate.Accelerat
 backward, gradient synchronisation and accumulation are accelerate's (DDP or DeepSpeed); without one
 (bench, plan) it is plain PyTorch on one device.
 
-A non-finite loss skips the optimizer step on every rank together (the decision is all-reduced, so no
-collective is left waiting); the caller counts skipped steps.
+The loss is weighted per label token, as one big batch would be: the step's loss is the sum of the
+token losses of every micro-batch on every rank divided by the number of label tokens in the whole
+global batch. ``VQModel.forward`` returns the mean over its micro-batch's label tokens (what
+evaluation reads); a micro-batch of ``n`` label tokens in a global batch of ``N`` contributes that
+mean times ``n / N``. Averaging the micro-batch means instead would weigh a token of a short answer
+more than one of a long layout. ``N`` is counted before the forward passes, from the labels, with
+one all-reduce per step.
+
+A non-finite loss skips the whole optimizer step on every rank: the losses are summed over ranks once
+per step (the logged loss and the check in one all-reduce), after the last forward pass and before
+the last backward, so no collective is left waiting. The caller counts skipped steps.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
+from vqkit.data.collate import IGNORE_INDEX
+from vqkit.errors import DataError, VQKitError
+from vqkit.train.accelerator import uses_deepspeed
 from vqkit.utils.runtime import move_to_device
 
 
 @dataclass
 class StepResult:
     loss: float
-    """Mean over micro-batches of each micro-batch's mean answer loss (what metrics.jsonl logs)."""
+    """The step's loss: the summed token loss of every micro-batch on every rank / ``global_tokens``
+    (what metrics.jsonl logs). Not finite when the step was skipped."""
     tokens: int
     """Label tokens in this rank's micro-batches."""
+    global_tokens: int
+    """Label tokens in the whole global batch: every micro-batch of every rank."""
     skipped: bool
     """A loss was not finite on some rank: no update was made anywhere."""
 
 
 def label_tokens(batch: dict) -> int:
+    """The label tokens of a training batch: the targets its loss averages over (``labels[:, 1:]``
+    that are not ignored; position p predicts token p + 1, so the first label never is one)."""
     labels = batch.get("labels")
-    return int((labels != -100).sum()) if labels is not None else 0
+    if labels is None:
+        raise DataError("a training micro-batch has no labels (build the Collator in train mode)")
+    return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
 def train_step(model, optimizer, micro_batches: Sequence[dict], *, accelerator=None, max_grad_norm: float = 0.0,
                autocast=None) -> StepResult:
     """Forward and backward over ``micro_batches``, then one optimizer step (see the module docstring).
 
-    ``accelerator``: the training run's ``Accelerator`` (its ``gradient_accumulation_steps`` must equal
+    ``accelerator``: the training run's ``Accelerator`` (its accumulation steps must equal
     ``len(micro_batches)``); None for a plain single-device step. ``autocast``: a context for the forward
     pass when no accelerator manages precision (default none).
     """
+    if not micro_batches:
+        raise ValueError("train_step needs at least one micro-batch")
+    counts = [label_tokens(batch) for batch in micro_batches]
     if accelerator is not None:
-        return _accelerated_step(model, optimizer, micro_batches, accelerator, max_grad_norm)
+        return _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_grad_norm)
+    global_tokens = _check_tokens(sum(counts))
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     device = next(p.device for p in model.parameters())
-    n = len(micro_batches)
-    total, tokens, bad = 0.0, 0, False
-    for batch in micro_batches:
-        batch = move_to_device(batch, device)
+    loss = torch.zeros((), device=device)
+    for batch, count in zip(micro_batches, counts):
         with autocast:
-            loss = model(batch).loss
-        if not torch.isfinite(loss.detach()):
-            bad = True
-            continue
-        (loss / n if n > 1 else loss).backward()
-        total += loss.detach().float().item() / n
-        tokens += label_tokens(batch)
-    if not bad:
+            out = model(move_to_device(batch, device))
+        share = _share_of_step_loss(out, count, global_tokens)
+        share.backward()
+        loss += share.detach().float()
+    step_loss = float(loss)
+    skipped = not math.isfinite(step_loss)
+    if not skipped:
         if max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss=total, tokens=tokens, skipped=bad)
+    return StepResult(loss=step_loss, tokens=sum(counts), global_tokens=global_tokens, skipped=skipped)
 
 
-def _accelerated_step(model, optimizer, micro_batches, accelerator, max_grad_norm) -> StepResult:
-    using_deepspeed = getattr(accelerator.state, "deepspeed_plugin", None) is not None
-    n = len(micro_batches)
-    total, tokens, bad = 0.0, 0, False
-    for batch in micro_batches:
-        batch = move_to_device(batch, accelerator.device)
+def _check_tokens(global_tokens: int) -> int:
+    if global_tokens <= 0:
+        raise DataError("no micro-batch of this step has a label token (every label is -100): the loss is undefined")
+    return global_tokens
+
+
+def _share_of_step_loss(out, count: int, global_tokens: int) -> torch.Tensor:
+    """This micro-batch's part of the step's loss: its mean token loss x ``count / global_tokens``
+    (its summed token loss / the global count). A micro-batch without label tokens has no mean (0/0):
+    it contributes a zero that is still part of the graph, so its backward reaches every parameter
+    (DDP and ZeRO expect the same parameters in every backward)."""
+    if count == 0:
+        return out.logits.float().sum() * 0.0
+    return out.loss.float() * (count / global_tokens)
+
+
+def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_grad_norm) -> StepResult:
+    """Long because the order of the collectives is the point: the token count before the first
+    forward, the loss sum after the last forward and before the last backward (under DeepSpeed that
+    backward also steps the engine), the optimizer step after it.
+
+    Each micro-batch's share is multiplied by ``accumulation steps x ranks`` before
+    ``accelerator.backward``: accelerate (DDP) and DeepSpeed's engine divide the loss by the
+    accumulation steps, and DDP and DeepSpeed average the gradients over ranks, so the gradient that
+    reaches the optimizer is exactly that of the global token-weighted loss.
+    """
+    engine = accelerator.deepspeed_engine_wrapped.engine if uses_deepspeed(accelerator) else None
+    accumulation = engine.gradient_accumulation_steps() if engine is not None else accelerator.gradient_accumulation_steps
+    if len(micro_batches) != accumulation:
+        raise VQKitError(f"train_step got {len(micro_batches)} micro-batches but the accelerator accumulates "
+                         f"{accumulation} (train.grad_accum)")
+    local_tokens = sum(counts)
+    global_tokens = _check_tokens(int(accelerator.reduce(
+        torch.tensor(local_tokens, dtype=torch.long, device=accelerator.device), reduction="sum")))
+    undo_averaging = accumulation * accelerator.num_processes
+    loss = torch.zeros((), device=accelerator.device)
+    last = len(micro_batches) - 1
+    skipped = False
+    for i, (batch, count) in enumerate(zip(micro_batches, counts)):
         with accelerator.accumulate(model):
-            loss = model(batch).loss
-            nonfinite = torch.tensor(0.0 if torch.isfinite(loss.detach()) else 1.0, device=accelerator.device)
-            if accelerator.reduce(nonfinite, reduction="sum").item() > 0:
-                # Every rank skips together, so no collective is left waiting.
-                bad = True
-                continue
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and not bad and max_grad_norm > 0 and not using_deepspeed:
-                accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-            if not bad:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        total += loss.detach().float().item() / n
-        tokens += label_tokens(batch)
-    if bad:
-        optimizer.zero_grad(set_to_none=True)
-        if using_deepspeed:
-            model.zero_grad()
-    return StepResult(loss=total, tokens=tokens, skipped=bad)
+            if accelerator.sync_gradients != (i == last):
+                raise VQKitError("accelerate's gradient accumulation is out of step with train_step's micro-batches")
+            share = _share_of_step_loss(model(move_to_device(batch, accelerator.device)), count, global_tokens)
+            loss = loss + share.detach()
+            if i == last:
+                loss = accelerator.reduce(loss, reduction="sum")
+                skipped = not bool(torch.isfinite(loss))
+                if skipped and engine is not None:
+                    # DeepSpeed steps inside this backward. With non-finite gradients on every rank the
+                    # engine drops the step itself, as for an fp16 overflow: it clears what it accumulated
+                    # and counts the step (global_steps) as a skipped one (skipped_steps).
+                    share = share * float("nan")
+            # Every rank runs every backward, skipped step or not, so DDP's and ZeRO's gradient
+            # collectives stay matched.
+            accelerator.backward(share * undo_averaging)
+            if i == last and not skipped:
+                if max_grad_norm > 0 and engine is None:
+                    accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+                optimizer.step()  # a no-op under DeepSpeed (its engine stepped in backward)
+            optimizer.zero_grad(set_to_none=True)  # acts at the last micro-batch only (accelerate)
+    if skipped and engine is not None and engine.was_step_applied():
+        raise VQKitError("DeepSpeed applied a step whose gradients are not finite (its overflow check is off: "
+                         "keep bf16.check_grad_overflow and zero_optimization.compute_grad_norm at their defaults); "
+                         "resume from the last checkpoint")
+    return StepResult(loss=float(loss), tokens=local_tokens, global_tokens=global_tokens, skipped=skipped)
