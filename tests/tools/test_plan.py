@@ -131,14 +131,21 @@ def test_logits_only_at_the_answer_positions(corpus, tokenizer_dir):  # noqa: F8
 
 def test_real_size_plan_matches_the_h200_measurement():
     """The stage-1 model at its real size (VGGT-1B + Qwen3-4B, random weights) was run on an H200 by
-    scripts/gpu_real_size.sh; the plan, built on the meta device here, must stay close to it."""
+    scripts/gpu_real_size.sh; the plan, built on the meta device here, must stay close to it.
+
+    That run's code held the frozen encoder's weights in fp32 and stepped with foreach AdamW (one
+    moment-sized temporary); the plan counts today's bf16 matmul weights and fused AdamW, so those two
+    terms are put back as they were measured, and the rest of the plan is checked as it is."""
     bench = REPO / "docs" / "benchmarks" / "h200_stage1_real_size"
     probe = json.loads((bench / "probe.json").read_text())["probe"]
     cfg = load_config(REPO / "configs" / "stage1_3d.yaml",
-                      ["model.encoder.weights=null", "model.llm.from_config=true"])
+                      ["model.encoder.weights=null", "model.llm.from_config=true",
+                       "model.llm.gradient_checkpointing=true"])
     for row in probe:
         if row["fits"] and row["batch_size"] in (1, 8, 64):
             # 15 positions with labels per batch: what answer_positions measured on that run's data.
             plan = make_plan(cfg, gpus=1, gpu_mem_gb=139.8, seq_len=row["seq_len"], batch_size=row["batch_size"],
                              answer_tokens=15)
+            plan.params["encoder"] = (4 * 909_112_320, "float32")
+            plan.step_transient = plan.grads
             assert plan.total(row["batch_size"]) / MB == pytest.approx(row["peak_mb"], rel=0.10), row

@@ -11,12 +11,16 @@ from vqkit.errors import ConfigError
 
 def main(argv: list[str] | None = None) -> int:
     from vqkit.config import load_config
-    from vqkit.tools.bench import GPU_PEAK_BF16, format_table, run_bench
+    from vqkit.tools.bench import ensure_data, run_bench, run_encoder_bench
+    from vqkit.tools.bench_report import format_encoder, format_table
+    from vqkit.tools.checkpointing import resolve_gradient_checkpointing
 
     parser = argparse.ArgumentParser(
         prog="vqkit bench",
         description="DataLoader throughput, training step breakdown with and without the feature cache, "
-                    "tokens/s, peak memory and (on a GPU) MFU for a config.",
+                    "model and hardware FLOPs per part with their utilisation of the card's bf16 peak (MFU), "
+                    "the attention kernels, the padding share, the aggregator's 8 x 518 px forward, tokens/s "
+                    "and peak memory for a config.",
         epilog="example: vqkit bench --config configs/demo.yaml --json")
     parser.add_argument("--config", required=True, help="experiment YAML")
     add_overrides_argument(parser, "override a config value (repeatable)")
@@ -28,18 +32,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     parser.add_argument("--data-batches", type=int, default=8, help="batches timed per DataLoader")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--peak-tflops", type=float, help="GPU dense bf16 peak for MFU (default: known cards)")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="dense bf16 peak for the utilisation figures (default: the GPU's, from a table)")
+    parser.add_argument("--encoder-only", action="store_true",
+                        help="only the aggregator's forward on 8 frames of 518 px (builds the encoder alone)")
+    parser.add_argument("--encoder-repeats", type=int, default=5, help="timed aggregator forwards")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.data_batches < 1:
-        raise ConfigError("--steps and --data-batches must be >= 1, --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.data_batches < 1 or args.encoder_repeats < 1:
+        raise ConfigError("--steps, --data-batches and --encoder-repeats must be >= 1, --warmup >= 0")
     cfg = load_config(args.config, args.overrides)
-    if args.peak_tflops:
-        GPU_PEAK_BF16.clear()
-        GPU_PEAK_BF16[""] = args.peak_tflops * 1e12
+    if args.data:
+        cfg, _ = ensure_data(cfg, args.data)
+    if args.encoder_only:
+        result = run_encoder_bench(cfg, args.device, repeats=args.encoder_repeats, warmup=args.warmup,
+                                   peak_tflops=args.peak_tflops)
+        result["config"] = args.config
+        print(json.dumps(result) if args.json else format_encoder(result))
+        return 0
+    decided_by = "the config"
+    if args.device != "cpu":
+        cfg, decided_by = resolve_gradient_checkpointing(cfg, gpus=1, batch_size=args.batch_size)
+    elif cfg.model.llm.gradient_checkpointing == "auto":
+        cfg.model.llm.gradient_checkpointing, decided_by = False, "auto: off without a GPU"
     result = run_bench(cfg, steps=args.steps, warmup=args.warmup, data_batches=args.data_batches,
-                       batch_size=args.batch_size, data_dir=args.data, device=args.device, cache_dir=args.cache,
-                       progress=not args.json)
+                       batch_size=args.batch_size, device=args.device, cache_dir=args.cache,
+                       progress=not args.json, peak_tflops=args.peak_tflops, encoder_repeats=args.encoder_repeats)
     result["config"] = args.config
+    result["gradient_checkpointing_decided_by"] = decided_by
     print(json.dumps(result) if args.json else format_table(result))
     return 0

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     result = plan.as_dict()
     text = format_plan(plan, args.config)
     if args.probe:
+        cfg.model.llm.gradient_checkpointing = plan.gradient_checkpointing  # the real steps run the plan's choice
         if args.device == "cuda":
             if not torch.cuda.is_available():
                 raise ConfigError("--probe on the GPU needs CUDA; use --device cpu --probe on this machine")
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             text += f"\nlargest batch that ran: {max(fits) if fits else 0}"
         else:
             bs = args.batch_size or cfg.train.batch_size_per_gpu
-            m = probe_cpu(args.config, args.overrides, bs, args.data)
+            m = probe_cpu(args.config, [*args.overrides, "model.llm.gradient_checkpointing="
+                          f"{str(plan.gradient_checkpointing).lower()}"], bs, args.data)
             pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs, answer_tokens=m["answer_tokens"])
             m["predicted_mb"] = pred.total(bs) / MB
             m["error"] = m["predicted_mb"] / m["peak_mb"] - 1

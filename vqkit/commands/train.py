@@ -35,5 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.deepspeed:
         overrides.append(f"train.deepspeed={args.deepspeed}")
     cfg = load_config(args.config, overrides)
+    if cfg.model.llm.gradient_checkpointing == "auto":  # the memory plan decides for this GPU (and says why)
+        from vqkit.tools.checkpointing import resolve_gradient_checkpointing
+
+        cfg, why = resolve_gradient_checkpointing(cfg)
+        print(f"model.llm.gradient_checkpointing: {cfg.model.llm.gradient_checkpointing} ({why})", flush=True)
     result = run(cfg, resume=args.resume, progress=not args.no_progress)
     return 130 if result.interrupted else 0

@@ -64,6 +64,11 @@ class EncoderConfig:
     seed: int = 0
     """Seed of the random init when no weights are given, so a cached-feature run and an image run
     see the same encoder."""
+    compile: bool = False
+    """Compile each transformer block of the aggregator with ``torch.compile`` (the frame, global and
+    DINOv2 blocks; the outputs equal eager's up to float rounding). Pays a compilation of a minute or
+    two at the first batch of each shape, so it helps long runs and the feature cache, not short tests;
+    on the CPU it needs a C compiler."""
 
     def __post_init__(self):
         _check(self.patch_size > 0, "model.encoder.patch_size must be positive")
@@ -140,8 +145,14 @@ class LLMConfig:
     """Weights dtype: auto = bfloat16 on GPU, float32 on CPU."""
     attn_implementation: str = "sdpa"
     """transformers attention backend (sdpa, flash_attention_2, eager)."""
-    gradient_checkpointing: bool = False
-    """Recompute LLM activations in backward to save memory."""
+    gradient_checkpointing: bool | Literal["auto"] = False
+    """Recompute LLM activations in backward to save memory (costs one more forward of the LLM's
+    layers). auto: the memory plan decides (`vqkit plan` says which): off when the configured batch fits
+    on the GPU without it, else on; `vqkit train` and `vqkit bench` resolve it before building the model."""
+    liger_kernels: bool = False
+    """Liger's Triton kernels for the LLM (RMSNorm, SwiGLU, RoPE, and the fused linear cross-entropy at
+    the answer positions, which never materialises the logits). Needs CUDA and the liger-kernel package
+    (`pip install 'vqkit[gpu]'`); set on a CPU run or without the package it is an error, not a fallback."""
 
     @property
     def architecture_from_overrides(self) -> bool:

@@ -25,7 +25,7 @@ from vqkit.models.projector import PerceiverResampler
 from vqkit.models.vggt.aggregator import Aggregator
 from vqkit.models.vqmodel import CONFIG_FILE, TOKENIZER_DIR, TRAINABLE_FILE, VQModel
 from vqkit.tokenizer import load_tokenizer
-from vqkit.utils.runtime import seeded
+from vqkit.utils.runtime import resolve_device, seeded
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +33,31 @@ logger = logging.getLogger(__name__)
 def build_encoder(enc_cfg, device: str | torch.device | None = None) -> nn.Module:
     """The frozen VGGT aggregator (``Aggregator.from_config``): official weights when
     ``encoder.weights`` is set, else a random init seeded by ``encoder.seed``. On the meta device
-    only the architecture is built and no weights are read."""
+    only the architecture is built and no weights are read.
+
+    For a GPU (``device``, or None where CUDA is available: training builds on the CPU and moves the
+    model after) its matmul weights are stored in bf16 (:meth:`Aggregator.store_matmul_weights`): it
+    runs under bf16 autocast there, which would otherwise copy every fp32 weight at every step.
+    ``encoder.compile`` compiles its blocks."""
     if device is not None and torch.device(device).type == "meta":
         with torch.device("meta"):
             encoder = Aggregator(**Aggregator.config_kwargs(enc_cfg))
         encoder.default_layers = list(enc_cfg.layers)
         return encoder.freeze()
-    return Aggregator.from_config(enc_cfg, device=device).freeze()
+    encoder = Aggregator.from_config(enc_cfg, device=device).freeze()
+    if encoder_matmul_dtype(device) == torch.bfloat16:
+        encoder.store_matmul_weights(torch.bfloat16)
+    if enc_cfg.compile:
+        encoder.compile_blocks()
+    return encoder
+
+
+def encoder_matmul_dtype(device: str | torch.device | None = None) -> torch.dtype:
+    """The dtype the frozen encoder's matmul weights are stored in for ``device`` (None = where training
+    will run): bf16 on a GPU that has it, else fp32."""
+    target = resolve_device(device)
+    bf16 = target.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if bf16 else torch.float32
 
 
 def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None = None) -> VQModel:
@@ -83,6 +101,10 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
             geometry.to(device)
     with seeded(seed + 3):
         llm = apply_lora(llm, mcfg.lora)
+    if mcfg.llm.gradient_checkpointing == "auto" and not is_meta:
+        logger.warning("model.llm.gradient_checkpointing is 'auto' but no memory plan resolved it (vqkit train "
+                       "and vqkit bench do; vqkit.tools.checkpointing.resolve_gradient_checkpointing(cfg) "
+                       "in a notebook): checkpointing on, the memory-safe choice")
     if mcfg.llm.gradient_checkpointing and not is_meta:
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         llm.enable_input_require_grads()
@@ -136,4 +158,4 @@ def load_model_config(folder: str | Path, overrides: list[str] | None = None) ->
     return config_from_dict(apply_overrides(to_dict(cfg), overrides)) if overrides else cfg
 
 
-__all__ = ["build_encoder", "build_model", "load_model", "load_model_config"]
+__all__ = ["build_encoder", "build_model", "encoder_matmul_dtype", "load_model", "load_model_config"]

@@ -110,6 +110,10 @@ def build_llm(llm_cfg, vocab_size: int | None, device: str | torch.device | None
     if vocab_size is not None and vocab_size > model.get_input_embeddings().num_embeddings:
         # pad_to_multiple_of keeps the matmul shapes friendly; the extra rows are never produced.
         model.resize_token_embeddings(vocab_size, pad_to_multiple_of=8)
+    if llm_cfg.liger_kernels and not is_meta:
+        from vqkit.models.liger import apply_liger_kernels
+
+        apply_liger_kernels(model, device)
     if device is not None and not is_meta:
         model.to(device)
     return model

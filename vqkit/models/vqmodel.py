@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vqkit.config.io import save_config
@@ -31,11 +30,11 @@ from vqkit.config.schema import Config
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.models.geometry_tokens import GeometryEncoder
 from vqkit.models.llm import is_lora_param
+from vqkit.models.liger import answer_loss
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.vggt.aggregator import feature_shape
 from vqkit.roomplan.text import first_repeated_line, trim_repeated_lines
 from vqkit.tokenizer import IM_END, vision_token_count, vision_token_ids
-from vqkit.utils.runtime import autocast
 from vqkit.version import __version__
 
 TRAINABLE_FILE = "trainable.safetensors"
@@ -238,8 +237,12 @@ class VQModel(nn.Module):
         view_mask = view_mask.to(torch.bool)
         if not bool(view_mask.any()):
             raise DataError("encode_views: every sample has zero views (view_mask is all False)")
-        # The frozen encoder runs in bf16 on a GPU whatever the trainable part uses (it needs no grads).
-        with autocast(images.device, "bf16"):
+        # The frozen encoder runs in bf16 on a GPU whatever the trainable part uses (it needs no grads),
+        # its matmul weights stored in bf16 there (build_encoder); on the CPU in fp32, unless its weights
+        # were stored in bf16 for a GPU. Inference mode: no autograd bookkeeping at all; the masked copy
+        # below is made outside it, so the projector's backward may save it.
+        low = images.is_cuda or self.encoder.matmul_dtype == torch.bfloat16
+        with torch.inference_mode(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=low):
             feats = self.encoder.encode(images, layers=self.config.model.encoder.layers,
                                         view_mask=view_mask)  # [B, S, P, C_in]
         return feats.masked_fill(~view_mask[:, :, None, None], 0.0)
@@ -345,7 +348,9 @@ class VQModel(nn.Module):
 
         With ``labels``: ``loss`` is the mean cross-entropy over label tokens, and ``logits`` [B, K, V]
         covers only the K positions whose next token is labelled in some sample (the LM head over
-        every vision and prompt position would cost more than the rest of a small model's step).
+        every vision and prompt position would cost more than the rest of a small model's step;
+        :func:`vqkit.models.liger.answer_loss`). With ``liger_kernels`` the loss is fused and
+        ``logits`` is None.
         Without labels: ``logits`` [B, L, V] for every position.
         """
         batch = self._to_device(batch)
@@ -353,14 +358,8 @@ class VQModel(nn.Module):
         labels = batch.get("labels")
         if labels is None:
             return self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"], use_cache=False)
-        targets = labels[:, 1:]
-        keep = (targets != -100).any(dim=0).nonzero().flatten()  # position p predicts token p + 1
-        out = self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"], use_cache=False,
-                       logits_to_keep=keep)
-        logits = out.logits
-        out.loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1),
-                                   ignore_index=-100)
-        return out
+        return answer_loss(self.llm, inputs_embeds, batch["attention_mask"], labels,
+                           fused=self.config.model.llm.liger_kernels)
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 16, *, stop_on_repeated_line: bool | None = None,

@@ -5,23 +5,31 @@ What it measures (each after warm-up, the median of repeated runs):
 - DataLoader throughput (samples/s) of the training split with the config's workers, reading images
   and, when a feature cache is available, reading cached features;
 - one training step (forward + backward + AdamW step) on a fixed batch, from images ("uncached")
-  and from cached features ("cached"), and the same step broken down into encoder (frozen, under
-  inference mode), projector (+ geometry tokens; forward and backward), LLM forward + backward and
-  optimizer step;
-- tokens/s through the LLM, peak memory (RSS of the process on CPU, max allocated on a GPU), the
-  model FLOPs of a step (counted by ``torch.utils.flop_counter``) and, on a GPU, model FLOPs
-  utilisation against the card's dense bf16 peak.
+  and from cached features ("cached"): wall time and the process's CPU time, and the same step broken
+  down into encoder (frozen, inference mode), projector (+ geometry tokens; forward and backward),
+  LLM forward + backward and optimizer step;
+- FLOPs per part, counted on one real step (:mod:`vqkit.tools.flops`): **model FLOPs** (what the model
+  needs, no recomputation) and **hardware FLOPs** (as run: gradient checkpointing's recomputed forward
+  and fused attention's recomputed scores included), each as utilisation of the card's dense bf16 peak
+  (MFU and the hardware utilisation); which attention kernel each part ran; the padding share of the
+  batch (padding tokens / all tokens, what packing would remove);
+- the frozen aggregator's forward for 8 frames of 518 x 518 at batch 1 (VGGT's published speed is
+  0.11 s on an H100): bf16 on a GPU; on the CPU in fp32 with the config's (small) aggregator;
+- tokens/s through the LLM, peak memory (RSS of the process on CPU, max allocated on a GPU).
 
 The cache: ``data.feature_cache`` when set, otherwise one is built for the training split in a
 temporary folder (so the cached figures never depend on a stale cache). Missing data (the demo
 reads ``data/synth``) is generated with :func:`vqkit.synth.benchmark.generate` into a temporary folder,
-or taken from ``--data DIR``. The step is the trainer's own (:func:`vqkit.train.step.train_step`).
+or taken from ``--data DIR``. The step is the trainer's own (:func:`vqkit.train.step.train_step`); a
+``gradient_checkpointing: auto`` is resolved by ``vqkit bench`` with the memory plan before this runs.
 
-Timings on a shared machine are noisy: the table prints the spread (min-max) next to the median.
+Timings on a shared machine are noisy: the table prints the spread (min-max) next to the median, and
+the CPU time, which contention disturbs far less.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import glob
 import logging
@@ -37,20 +45,21 @@ import torch
 
 from vqkit.config.schema import Config
 from vqkit.data.dataset import build_dataloader, build_dataset
-from vqkit.models.builder import build_model
+from vqkit.models.builder import build_encoder, build_model
+from vqkit.models.liger import answer_loss
 from vqkit.synth.benchmark import generate, use_synthetic_data
 from vqkit.tokenizer import load_tokenizer
+from vqkit.tools.bench_report import format_table  # noqa: F401 - vqkit.tools.bench.format_table
 from vqkit.tools.cache_writer import build_feature_cache
-from vqkit.train.optim import build_optimizer
+from vqkit.tools.flops import FlopLedger, card_peak
+from vqkit.train.optim import build_optimizer, optimizer_kind
 from vqkit.train.step import train_step
 from vqkit.utils.runtime import autocast as autocast_for
 from vqkit.utils.runtime import move_to_device, set_seed
 
 log = logging.getLogger("vqkit.tools.bench")
 
-# Dense bf16 tensor-core peaks (FLOP/s) used for MFU; --peak-tflops overrides.
-GPU_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12,
-                 "L4": 121e12, "RTX 4090": 165e12, "V100": 125e12}
+PARTS = ("encoder", "projector", "llm", "optimizer")
 
 
 def peak_rss_mb() -> float:
@@ -63,14 +72,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def gpu_peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, value in GPU_PEAK_BF16.items():
-        if key in name:
-            return value
-    return None
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
 
 
 def _missing(pattern: str) -> bool:
@@ -117,73 +120,142 @@ def full_step(model, optimizer, batch: dict, autocast) -> float:
     return train_step(model, optimizer, [batch], autocast=autocast).loss
 
 
-def timed_step(model, optimizer, batch: dict, autocast, device: torch.device) -> dict[str, float]:
-    """The same step, split into encoder / projector (fwd + bwd) / LLM fwd + bwd / optimizer.
+def split_step(model, optimizer, batch: dict, autocast, phase) -> None:
+    """The same step in parts, each run under ``phase(part)`` (a timer or a FLOP ledger): encoder,
+    projector (+ geometry; its forward, and its backward after the LLM's), LLM forward + backward
+    (:func:`vqkit.models.liger.answer_loss`, as ``VQModel.forward``), optimizer.
 
     The vision tokens are cut from the graph at the LLM input (a leaf that receives the LLM's
-    gradient), so the projector's backward is timed on its own: the sum equals a full step up to
+    gradient), so the projector's backward runs on its own: the parts add up to a full step up to
     the small cost of the cut.
     """
-    t = {}
-    _sync(device)
-    t0 = time.perf_counter()
-    if batch.get("features") is None:
-        feats = model.encode_views(batch["images"], batch["view_mask"])
-    else:
-        feats = batch["features"]
-    _sync(device)
-    t1 = time.perf_counter()
-    t["encoder"] = t1 - t0
+    with phase("encoder"):
+        feats = batch["features"] if batch.get("features") is not None else \
+            model.encode_views(batch["images"], batch["view_mask"])
     input_ids = batch["input_ids"]
     is_pad = input_ids == model.image_pad_id
     samples = [i for i, n in enumerate(is_pad.sum(dim=1).tolist()) if n > 0]
-    with autocast:
+    with phase("projector"), autocast:
         tokens = model.vision_tokens(dict(batch, features=feats), samples)
-        embed = model.llm.get_input_embeddings()
-        inputs_embeds = embed(input_ids)
+        inputs_embeds = model.llm.get_input_embeddings()(input_ids)
         flat = torch.cat(tokens, dim=0).to(inputs_embeds.dtype)
+    leaf = flat.detach().requires_grad_(True)
+    with phase("llm"):
+        with autocast:
+            out = answer_loss(model.llm, inputs_embeds.masked_scatter(is_pad.unsqueeze(-1), leaf),
+                              batch["attention_mask"], batch["labels"],
+                              fused=model.config.model.llm.liger_kernels)
+        out.loss.backward()
+    with phase("projector"):
+        flat.backward(leaf.grad)
+    with phase("optimizer"):
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def timed_step(model, optimizer, batch: dict, autocast, device: torch.device) -> dict[str, float]:
+    """:func:`split_step` timed: seconds per part (``llm_fwd_bwd`` for the LLM) and their ``total``."""
+    t = dict.fromkeys(PARTS, 0.0)
+
+    @contextlib.contextmanager
+    def timer(part: str):
         _sync(device)
-        t2 = time.perf_counter()
-        leaf = flat.detach().requires_grad_(True)
-        inputs_embeds = inputs_embeds.masked_scatter(is_pad.unsqueeze(-1), leaf)
-        out = model.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"],
-                        labels=batch.get("labels"), use_cache=False)
-    out.loss.backward()
-    _sync(device)
-    t3 = time.perf_counter()
-    flat.backward(leaf.grad)
-    _sync(device)
-    t4 = time.perf_counter()
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    _sync(device)
-    t5 = time.perf_counter()
-    t["projector"] = (t2 - t1) + (t4 - t3)
-    t["llm_fwd_bwd"] = t3 - t2
-    t["optimizer"] = t5 - t4
-    t["total"] = t5 - t0
+        t0 = time.perf_counter()
+        yield
+        _sync(device)
+        t[part] += time.perf_counter() - t0
+
+    split_step(model, optimizer, batch, autocast, timer)
+    t["llm_fwd_bwd"] = t.pop("llm")
+    t["total"] = sum(t.values())
     return t
 
 
-def count_flops(model, optimizer, batch: dict, autocast) -> int:
-    """Model FLOPs of one full step (matmuls, convolutions, attention) by torch's flop counter.
-    The step runs for real and updates the weights; callers restore them if that matters."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        full_step(model, optimizer, batch, autocast)
-    return int(counter.get_total_flops())
+def count_flops(model, optimizer, batch: dict, autocast) -> dict[str, FlopLedger]:
+    """One real :func:`split_step` under a :class:`~vqkit.tools.flops.FlopLedger` per part. The step
+    updates the weights; callers restore them if that matters."""
+    ledgers = {part: FlopLedger() for part in PARTS}
+    split_step(model, optimizer, batch, autocast, lambda part: ledgers[part])
+    return ledgers
 
 
 def _median_spread(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(values), min(values), max(values)
 
 
+def measure_steps(model, optimizer, batch: dict, autocast, device: torch.device, *, steps: int, warmup: int) -> dict:
+    """Full steps (``warmup`` untimed, then ``steps`` timed: wall and process CPU time), the same split
+    into parts, and one step's FLOPs per part: ``{"step": (median, min, max), "cpu": median s, "parts":
+    {part: median s}, "ledgers": {part: FlopLedger}, "tokens", "padding_share"}``."""
+    for _ in range(warmup):
+        full_step(model, optimizer, batch, autocast)
+    times, cpu = [], []
+    for _ in range(steps):
+        _sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        full_step(model, optimizer, batch, autocast)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    parts = [timed_step(model, optimizer, batch, autocast, device) for _ in range(steps)]
+    mask = batch["attention_mask"]
+    return {"step": _median_spread(times), "cpu": statistics.median(cpu),
+            "parts": {k: statistics.median(p[k] for p in parts) for k in parts[0]},
+            "ledgers": count_flops(model, optimizer, batch, autocast), "tokens": int(mask.sum()),
+            "padding_share": 1.0 - float(mask.sum()) / mask.numel()}
+
+
+def time_encoder(encoder, layers: list[int], device: torch.device, *, frames: int = 8, size: int = 518,
+                 repeats: int = 5, warmup: int = 2) -> dict[str, Any]:
+    """The frozen aggregator's forward for ``frames`` views of ``size`` x ``size`` at batch 1, every view
+    real (so no attention mask), as ``VQModel.encode_views`` runs it: inference mode, bf16 autocast on
+    a GPU. Median seconds, spread, the FLOPs of one forward and the attention kernel it ran."""
+    images = torch.rand(1, frames, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
+    low = device.type == "cuda" or encoder.matmul_dtype == torch.bfloat16
+
+    def forward():
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+            return encoder.encode(images, layers=layers)
+
+    for _ in range(warmup):
+        forward()
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        forward()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    ledger = FlopLedger()
+    with ledger:
+        forward()
+    median, lo, hi = _median_spread(times)
+    compiled = any(getattr(m, "_compiled_call_impl", None) is not None for m in encoder.modules())
+    setup = (f"{'bf16 (matmul weights stored in bf16, autocast)' if low else 'fp32'} on {device_name(device)}, "
+             f"batch 1, aggregator {encoder.embed_dim} wide x {encoder.depth} layers"
+             f"{', compiled' if compiled else ''}")
+    return {"s": median, "spread": [lo, hi], "s_per_frame": median / frames, "frames": frames, "size": size,
+            "setup": setup, "flops": ledger.hardware, "attention": ledger.attention}
+
+
+def run_encoder_bench(cfg: Config, device: str | None = None, *, repeats: int = 5, warmup: int = 2,
+                      peak_tflops: float | None = None) -> dict[str, Any]:
+    """Only the aggregator's 8 x 518 forward (``vqkit bench --encoder-only``): builds the encoder alone."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    encoder = build_encoder(cfg.model.encoder, device=dev)
+    enc = time_encoder(encoder, list(cfg.model.encoder.layers), dev, repeats=repeats, warmup=warmup)
+    peak, source = card_peak(device_name(dev), peak_tflops) if dev.type == "cuda" or peak_tflops else (None, "")
+    return {"config": None, "device": device_name(dev), "peak_flops": peak, "peak_source": source,
+            "encoder_s_per_8_frames_518": enc["s"], "encoder_8x518": enc,
+            "encoder_utilisation_8x518": enc["flops"] / enc["s"] / peak if peak else None}
+
+
 def run_bench(cfg: Config, *, steps: int = 5, warmup: int = 2, data_batches: int = 8,
               batch_size: int | None = None, data_dir: str | None = None, device: str | None = None,
-              cache_dir: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """Measure a config (module docstring); returns the figures as a dict (what ``--json`` prints)."""
+              cache_dir: str | None = None, progress: bool = True, peak_tflops: float | None = None,
+              encoder_repeats: int = 5) -> dict[str, Any]:
+    """Measure a config (module docstring); returns the figures as a dict (what ``--json`` prints).
+    ``peak_tflops``: the dense bf16 peak for utilisation (default: the card's, from a table; none on the CPU)."""
     cfg, generated = ensure_data(cfg, data_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bs = batch_size or cfg.train.batch_size_per_gpu
@@ -195,120 +267,114 @@ def run_bench(cfg: Config, *, steps: int = 5, warmup: int = 2, data_batches: int
         say("bench: building the model")
         model = build_model(cfg, tokenizer=tokenizer, device=dev)
         model.train()
-        optimizer = build_optimizer(model, cfg.train)
+        optimizer = build_optimizer(model, cfg.train, device=dev)
         autocast = autocast_for(dev, cfg.train.mixed_precision)
-
-        # Data: images, then the cache.
-        image_cfg = copy.deepcopy(cfg)
-        image_cfg.data.feature_cache = None
-        dataset = build_dataset(image_cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
-        if len(dataset) < bs:
-            bs = len(dataset)
-            log.warning("the training set has only %d samples: batch size lowered to %d", bs, bs)
-        say(f"bench: DataLoader from images ({cfg.data.num_workers} workers, batch {bs})")
-        loader = build_dataloader(image_cfg, "train", tokenizer, batch_size=bs, shuffle=True, drop_last=True)
-        data_images = time_loader(loader, data_batches)
-        image_batch = move_to_device(next(iter(loader)), dev)
-
-        cache_used = cfg.data.feature_cache or cache_dir
-        cache_t = None
-        if not cache_used:
-            say("bench: building a feature cache of the training split")
-            t0 = time.perf_counter()
-            cache_used = str(build_feature_cache(cfg, Path(tmp.name) / "features", ("train",), progress=False))
-            cache_t = time.perf_counter() - t0
-        elif cache_dir and not Path(cache_dir, "index.json").is_file():
-            build_feature_cache(cfg, cache_dir, ("train",), progress=False)
-        cached_cfg = copy.deepcopy(cfg)
-        cached_cfg.data.feature_cache = str(cache_used)
-        say("bench: DataLoader from cached features")
-        cached_loader = build_dataloader(cached_cfg, "train", tokenizer, batch_size=bs, shuffle=True, drop_last=True)
-        data_cached = time_loader(cached_loader, data_batches)
-        cached_batch = move_to_device(next(iter(cached_loader)), dev)
+        data, batches, bs = _data(cfg, tokenizer, bs, data_batches, dev, cache_dir, Path(tmp.name), say)
 
         # Steps: warm up, then the median of `steps` full steps and of `steps` split steps.
         state = {k: v.detach().clone() for k, v in model.trainable_state_dict().items()}
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         results = {}
-        for name, batch in (("uncached", image_batch), ("cached", cached_batch)):
+        for name in ("uncached", "cached"):
             say(f"bench: {name} training steps")
-            results[name] = measure_steps(model, optimizer, batch, autocast, dev, steps=steps, warmup=warmup)
+            results[name] = measure_steps(model, optimizer, batches[name], autocast, dev, steps=steps, warmup=warmup)
         model.load_trainable(state)
         peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
-        out = _figures(results, bs, dev, data_images, data_cached)
-        out.update(num_workers=cfg.data.num_workers, peak_mem_mb=peak_mem, peak_rss_mb=peak_rss_mb(),
-                   cache_build_s=cache_t, generated_data=generated)
+        say("bench: the aggregator on 8 frames of 518 px")
+        encoder = time_encoder(model.encoder, list(cfg.model.encoder.layers), dev, repeats=encoder_repeats)
+        peak, source = card_peak(device_name(dev), peak_tflops) if dev.type == "cuda" or peak_tflops else \
+            (None, "no peak on the CPU (--peak-tflops sets one)")
+        out = _figures(results, bs, dev, data, peak)
+        out.update(peak_flops=peak, peak_source=source, num_workers=cfg.data.num_workers, peak_mem_mb=peak_mem,
+                   peak_rss_mb=peak_rss_mb(), generated_data=generated,
+                   encoder_s_per_8_frames_518=encoder["s"], encoder_8x518=encoder,
+                   gradient_checkpointing=bool(cfg.model.llm.gradient_checkpointing),
+                   liger_kernels=cfg.model.llm.liger_kernels, optimizer=f"AdamW ({optimizer_kind(optimizer)})",
+                   encoder_matmul_dtype=str(model.encoder.matmul_dtype).replace("torch.", ""),
+                   encoder_compiled=cfg.model.encoder.compile)
         return out
     finally:
         tmp.cleanup()
 
 
-def measure_steps(model, optimizer, batch: dict, autocast, device: torch.device, *, steps: int, warmup: int) -> dict:
-    """Full steps (``warmup`` untimed, then ``steps`` timed), the same split into parts, and one step's
-    FLOPs: ``{"step": (median, min, max), "parts": {part: median s}, "flops", "tokens"}``."""
-    for _ in range(warmup):
-        full_step(model, optimizer, batch, autocast)
-    times = []
-    for _ in range(steps):
-        _sync(device)
+def _data(cfg: Config, tokenizer, bs: int, data_batches: int, dev: torch.device, cache_dir: str | None,
+          tmp: Path, say) -> tuple[dict, dict, int]:
+    """DataLoader figures from images and from the cache (built when needed), one batch of each on
+    ``dev``, and the batch size (lowered to the training set's size)."""
+    image_cfg = copy.deepcopy(cfg)
+    image_cfg.data.feature_cache = None
+    dataset = build_dataset(image_cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
+    if len(dataset) < bs:
+        bs = len(dataset)
+        log.warning("the training set has only %d samples: batch size lowered to %d", bs, bs)
+    say(f"bench: DataLoader from images ({cfg.data.num_workers} workers, batch {bs})")
+    loader = build_dataloader(image_cfg, "train", tokenizer, batch_size=bs, shuffle=True, drop_last=True)
+    data = {"images": time_loader(loader, data_batches)}
+    batches = {"uncached": move_to_device(next(iter(loader)), dev)}
+
+    cache_used = cfg.data.feature_cache or cache_dir
+    data["cache_build_s"] = None
+    if not cache_used:
+        say("bench: building a feature cache of the training split")
         t0 = time.perf_counter()
-        full_step(model, optimizer, batch, autocast)
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    parts = [timed_step(model, optimizer, batch, autocast, device) for _ in range(steps)]
-    return {"step": _median_spread(times), "parts": {k: statistics.median(p[k] for p in parts) for k in parts[0]},
-            "flops": count_flops(model, optimizer, batch, autocast), "tokens": int(batch["attention_mask"].sum())}
+        cache_used = str(build_feature_cache(cfg, tmp / "features", ("train",), progress=False))
+        data["cache_build_s"] = time.perf_counter() - t0
+    elif cache_dir and not Path(cache_dir, "index.json").is_file():
+        build_feature_cache(cfg, cache_dir, ("train",), progress=False)
+    cached_cfg = copy.deepcopy(cfg)
+    cached_cfg.data.feature_cache = str(cache_used)
+    say("bench: DataLoader from cached features")
+    cached_loader = build_dataloader(cached_cfg, "train", tokenizer, batch_size=bs, shuffle=True, drop_last=True)
+    data["cached"] = time_loader(cached_loader, data_batches)
+    batches["cached"] = move_to_device(next(iter(cached_loader)), dev)
+    return data, batches, bs
 
 
-def _figures(results: dict, bs: int, dev: torch.device, data_images: dict, data_cached: dict) -> dict[str, Any]:
+def _flops(result: dict, step_s: float, peak: float | None) -> dict[str, Any]:
+    """Per part {model, hardware} FLOPs and utilisation (of the part's own time), the step's totals and MFU."""
+    ledgers, parts_s = result["ledgers"], result["parts"]
+    by_part = {}
+    for part, ledger in ledgers.items():
+        if part == "optimizer":
+            continue
+        seconds = parts_s["llm_fwd_bwd" if part == "llm" else part]
+        by_part[part] = {"model": ledger.model, "hardware": ledger.hardware, "seconds": seconds,
+                         "model_utilisation": ledger.model / seconds / peak if peak and seconds > 0 else None,
+                         "hardware_utilisation": ledger.hardware / seconds / peak if peak and seconds > 0 else None}
+    model = sum(p["model"] for p in by_part.values())
+    hardware = sum(p["hardware"] for p in by_part.values())
+    return {"by_part": by_part, "model": model, "hardware": hardware,
+            "mfu_model": model / step_s / peak if peak else None,
+            "mfu_hardware": hardware / step_s / peak if peak else None,
+            "attention": {part: ledger.attention for part, ledger in ledgers.items() if ledger.attention}}
+
+
+def _figures(results: dict, bs: int, dev: torch.device, data: dict, peak: float | None) -> dict[str, Any]:
     """What ``--json`` prints, from the measured steps and loaders."""
-    peak_flops = gpu_peak_flops(dev)
     unc, cac = results["uncached"], results["cached"]
     step_s, step_c = unc["step"][0], cac["step"][0]
+    fu, fc = _flops(unc, step_s, peak), _flops(cac, step_c, peak)
     train_sps = bs / step_c
     return {
-        "config": None, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else
-        f"cpu ({torch.get_num_threads()} threads)",
-        "batch_size": bs,
-        "data_samples_per_s": data_images["samples_per_s"],
-        "data_samples_per_s_cached": data_cached["samples_per_s"],
+        "config": None, "device": device_name(dev), "batch_size": bs,
+        "data_samples_per_s": data["images"]["samples_per_s"],
+        "data_samples_per_s_cached": data["cached"]["samples_per_s"], "cache_build_s": data["cache_build_s"],
         "step_s": step_s, "step_s_cached": step_c,
         "step_s_spread": list(unc["step"][1:]), "step_s_cached_spread": list(cac["step"][1:]),
+        "step_cpu_s": unc["cpu"], "step_cpu_s_cached": cac["cpu"],
         "cache_speedup": step_s / step_c,
         "train_samples_per_s": train_sps, "train_samples_per_s_uncached": bs / step_s,
-        "data_to_step_ratio": data_cached["samples_per_s"] / train_sps,
-        "data_to_step_ratio_uncached": data_images["samples_per_s"] / (bs / step_s),
+        "data_to_step_ratio": data["cached"]["samples_per_s"] / train_sps,
+        "data_to_step_ratio_uncached": data["images"]["samples_per_s"] / (bs / step_s),
         "breakdown_s": unc["parts"], "breakdown_s_cached": cac["parts"],
         "tokens_per_s": cac["tokens"] / step_c, "tokens_per_s_uncached": unc["tokens"] / step_s,
-        "flops_per_step": unc["flops"], "flops_per_step_cached": cac["flops"],
-        "achieved_tflops": unc["flops"] / step_s / 1e12, "achieved_tflops_cached": cac["flops"] / step_c / 1e12,
-        "mfu": (unc["flops"] / step_s / peak_flops) if peak_flops else None,
-        "mfu_cached": (cac["flops"] / step_c / peak_flops) if peak_flops else None,
+        "padding_share": unc["padding_share"], "padding_share_cached": cac["padding_share"],
+        "model_flops_per_step": fu["model"], "model_flops_per_step_cached": fc["model"],
+        "hardware_flops_per_step": fu["hardware"], "hardware_flops_per_step_cached": fc["hardware"],
+        "flops_by_part": fu["by_part"], "flops_by_part_cached": fc["by_part"],
+        "achieved_tflops": fu["model"] / step_s / 1e12, "achieved_tflops_cached": fc["model"] / step_c / 1e12,
+        "mfu_model": fu["mfu_model"], "mfu_model_cached": fc["mfu_model"],
+        "mfu_hardware": fu["mfu_hardware"], "mfu_hardware_cached": fc["mfu_hardware"],
+        "attention_kernels": fu["attention"], "attention_kernels_cached": fc["attention"],
     }
-
-
-def format_table(r: dict[str, Any]) -> str:
-    """The figures as an aligned text table."""
-    ms = lambda s: f"{1000 * s:9.1f} ms"  # noqa: E731
-    b, c = r["breakdown_s"], r["breakdown_s_cached"]
-    lines = [f"vqkit bench on {r['device']}, batch {r['batch_size']}, {r['num_workers']} DataLoader workers",
-             "",
-             f"{'':28}{'from images':>16}{'cached features':>18}",
-             f"{'DataLoader samples/s':28}{r['data_samples_per_s']:16.1f}{r['data_samples_per_s_cached']:18.1f}",
-             f"{'training step':28}{ms(r['step_s']):>16}{ms(r['step_s_cached']):>18}",
-             f"{'  (min-max)':28}{'-'.join(f'{1000 * x:.0f}' for x in r['step_s_spread']) + ' ms':>16}"
-             f"{'-'.join(f'{1000 * x:.0f}' for x in r['step_s_cached_spread']) + ' ms':>18}"]
-    for key, label in (("encoder", "  encoder (frozen)"), ("projector", "  projector fwd+bwd"),
-                       ("llm_fwd_bwd", "  LLM fwd+bwd"), ("optimizer", "  optimizer"), ("total", "  sum of parts")):
-        lines.append(f"{label:28}{ms(b[key]):>16}{ms(c[key]):>18}")
-    lines += [f"{'train samples/s':28}{r['train_samples_per_s_uncached']:16.1f}{r['train_samples_per_s']:18.1f}",
-              f"{'data / step throughput':28}{r['data_to_step_ratio_uncached']:15.1f}x{r['data_to_step_ratio']:17.1f}x",
-              f"{'LLM tokens/s':28}{r['tokens_per_s_uncached']:16.0f}{r['tokens_per_s']:18.0f}",
-              f"{'model GFLOP per step':28}{r['flops_per_step'] / 1e9:16.1f}{r['flops_per_step_cached'] / 1e9:18.1f}",
-              f"{'achieved TFLOP/s':28}{r['achieved_tflops']:16.3f}{r['achieved_tflops_cached']:18.3f}"]
-    if r["mfu"] is not None:
-        lines.append(f"{'MFU (bf16 dense peak)':28}{100 * r['mfu']:15.1f}%{100 * r['mfu_cached']:17.1f}%")
-    lines += ["", f"cached step is {r['cache_speedup']:.2f}x faster; peak memory {r['peak_mem_mb']:.0f} MB "
-                  f"({'max allocated on the GPU' if r['mfu'] is not None or 'cpu' not in r['device'] else 'peak RSS'})"]
-    return "\n".join(lines)

@@ -16,7 +16,13 @@ and its saved tensors are counted there (:mod:`vqkit.tools.memory_accounting`). 
   transient working set (cached features skip it);
 - the peak of a step is the larger of two moments: the start of the backward pass (activations,
   autocast's weight copies, and not yet the gradients of the projector, whose backward comes last)
-  and the optimizer step (every gradient, plus foreach AdamW's one moment-sized temporary on a GPU).
+  and the optimizer step (every gradient; on a GPU torch's fused AdamW updates in place, with no
+  moment-sized temporary, while DeepSpeed keeps its own optimizer);
+- gradient checkpointing as configured, or for ``llm.gradient_checkpointing: auto`` the plan decides:
+  off when the configured batch fits without it (the step then runs one forward of the LLM's layers
+  less), else on (:func:`vqkit.tools.checkpointing.resolve_gradient_checkpointing`, which ``vqkit train`` and
+  ``vqkit bench`` call);
+- the frozen encoder on a GPU holds its matmul weights in bf16 (``models.builder.build_encoder``).
 
 The largest ``batch_size_per_gpu`` that fits ``--gpu-mem`` (minus a reserve for the CUDA context and
 allocator fragmentation) is reported with ``grad_accum = ceil(global_batch / (bs * N))``, the global
@@ -97,7 +103,7 @@ class MemoryPlan:
     """Gradients not yet allocated at the activation peak (the start of the LLM's backward): the
     projector's and geometry encoder's, whose backward runs after the LLM's (GPU without DeepSpeed)."""
     step_transient: int = 0
-    """The optimizer step's temporaries: torch's foreach AdamW on a GPU makes one moment-sized buffer."""
+    """The optimizer step's temporaries (the CPU's AdamW: one parameter's; the GPU's fused AdamW: none)."""
     answer_tokens: int = 0
     """Positions per sample that get logits (the answer span of a batch)."""
     batch_size: int = 1
@@ -105,6 +111,14 @@ class MemoryPlan:
     global_batch: int = 1
     capacity: int = 0
     trainable: int = 0
+    gradient_checkpointing: bool = False
+    """Whether the LLM recomputes its layers in the backward pass (the config's choice, or the plan's for auto)."""
+    checkpointing_decided_by: str = "the config"
+    """Why: "the config", or the plan's reason for an auto setting."""
+    per_sample_without_checkpointing: int = 0
+    """``per_sample`` if the LLM kept every activation."""
+    per_sample_with_checkpointing: int = 0
+    """``per_sample`` if the LLM recomputed its layers."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -133,6 +147,9 @@ class MemoryPlan:
                 "batch_size_per_gpu": self.batch_size, "grad_accum": self.grad_accum,
                 "global_batch": self.global_batch, "capacity_mb": self.capacity / MB,
                 "predicted_mb": self.total(self.batch_size) / MB, "trainable_params": self.trainable,
+                "gradient_checkpointing": self.gradient_checkpointing,
+                "gradient_checkpointing_decided_by": self.checkpointing_decided_by,
+                "activations_mb_per_sample_without_checkpointing": self.per_sample_without_checkpointing / MB,
                 "notes": self.notes}
 
 
@@ -193,12 +210,15 @@ def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.
     deepspeed_bf16 = zero > 0 and on_gpu
     tokenizer = _load_tokenizer_if_local(cfg)
     model = build_model(cfg, tokenizer=tokenizer, device="meta")
+    if on_gpu and not deepspeed_bf16:
+        model.encoder.store_matmul_weights(torch.bfloat16)  # as build_encoder does for a GPU
     baseline = framework_baseline() if not on_gpu else 0
     T = int(seq_len or cfg.data.max_length)
     plan = MemoryPlan(device=device, gpus=gpus, zero=zero, seq_len=T, baseline=baseline)
 
     _count_static(plan, model, cfg, gpus, zero, on_gpu, deepspeed_bf16)
     _count_activations(plan, model, cfg, tokenizer, llm_dtype, on_gpu, deepspeed_bf16, batch_size, answer_tokens)
+    _decide_checkpointing(plan, cfg, gpu_mem_gb, on_gpu, batch_size)
     _fit_batch(plan, cfg, gpus, gpu_mem_gb, on_gpu, batch_size)
     return plan
 
@@ -215,7 +235,7 @@ def _count_static(plan: MemoryPlan, model, cfg: Config, gpus: int, zero: int, on
             continue
         by_dtype: dict[torch.dtype, int] = {}
         for p in module.parameters():
-            dt = torch.bfloat16 if deepspeed_bf16 else (p.dtype if name == "llm" else torch.float32)
+            dt = torch.bfloat16 if deepspeed_bf16 else (p.dtype if name in ("llm", "encoder") else torch.float32)
             if name == "llm" and p.requires_grad and not cfg.model.lora.full_finetune and not deepspeed_bf16:
                 dt = torch.float32  # peft keeps adapters in fp32 (autocast_adapter_dtype)
             by_dtype[dt] = by_dtype.get(dt, 0) + p.numel() * _bytes(dt)
@@ -236,8 +256,9 @@ def _count_static(plan: MemoryPlan, model, cfg: Config, gpus: int, zero: int, on
         plan.grads = trainable_bytes
         plan.optimizer = 2 * trainable_bytes
         if on_gpu:
-            # foreach AdamW (torch's default on a GPU) takes sqrt of every second moment at once.
-            plan.step_transient = trainable_bytes
+            # build_optimizer's fused AdamW updates every parameter in place (foreach AdamW, torch's
+            # default, would take the sqrt of every second moment at once: one moment-sized temporary).
+            plan.step_transient = 0
             plan.pending_grads = sum(p.numel() * 4 for part in (model.projector, model.geometry) if part is not None
                                      for p in part.parameters() if p.requires_grad)
         else:
@@ -272,10 +293,10 @@ def _count_activations(plan: MemoryPlan, model, cfg: Config, tokenizer, llm_dtyp
     plan.answer_tokens = min(T, answer_tokens or T)
     act = count_activations(model, cfg, T, cfg.data.num_views, feature_hw, act_dtype, autocast_dtype,
                             plan.answer_tokens)
-    llm_act = act.llm_layers + act.llm_other
-    if cfg.model.llm.gradient_checkpointing:
-        llm_act = act.llm_other + act.num_layers * act.layer_input + act.llm_layers // act.num_layers
-        plan.notes.append("gradient checkpointing: per layer only its input is kept, one layer recomputed")
+    # Without checkpointing the LLM keeps every activation; with it, each layer's input and one
+    # layer's activations while that layer is recomputed.
+    llm_act = {False: act.llm_layers + act.llm_other,
+               True: act.llm_other + act.num_layers * act.layer_input + act.llm_layers // act.num_layers}
     transient = 2 * act.largest  # gradient of the largest saved tensor (logits / log-softmax) + its copy
     V = cfg.data.num_views
     batch_in = V * 3 * feature_hw[0] * feature_hw[1] * 4  # float32 images
@@ -288,15 +309,40 @@ def _count_activations(plan: MemoryPlan, model, cfg: Config, tokenizer, llm_dtyp
         # Frozen encoder, no grad: a few [V, P, C] buffers live at once (tokens, q/k/v, MLP 4C).
         enc_bytes = 2 if on_gpu else 4
         encoder_ws = V * fs.num_tokens * cfg.model.encoder.embed_dim * enc_bytes * 12
-    trainable_act = act.vision + llm_act + transient
-    if on_gpu:
-        # The encoder's buffers go back to the caching allocator before the trainable forward starts,
-        # which reuses them: the peak is the larger of the two.
-        plan.per_sample = batch_in + max(encoder_ws, trainable_act)
-    else:
-        # glibc keeps what the encoder and the forward free resident (CPU_ALLOCATOR_OVERHEAD).
-        plan.per_sample = batch_in + encoder_ws + int(CPU_ALLOCATOR_OVERHEAD * trainable_act)
+    per_sample = {}
+    for checkpointing, llm in llm_act.items():
+        trainable_act = act.vision + llm + transient
+        if on_gpu:
+            # The encoder's buffers go back to the caching allocator before the trainable forward starts,
+            # which reuses them: the peak is the larger of the two.
+            per_sample[checkpointing] = batch_in + max(encoder_ws, trainable_act)
+        else:
+            # glibc keeps what the encoder and the forward free resident (CPU_ALLOCATOR_OVERHEAD).
+            per_sample[checkpointing] = batch_in + encoder_ws + int(CPU_ALLOCATOR_OVERHEAD * trainable_act)
+    plan.per_sample_without_checkpointing = per_sample[False]
+    plan.per_sample = per_sample[bool(cfg.model.llm.gradient_checkpointing)]  # "auto": _decide_checkpointing
+    plan.per_sample_with_checkpointing = per_sample[True]
     plan.fixed_transient = act.weight_casts
+
+
+def _decide_checkpointing(plan: MemoryPlan, cfg: Config, gpu_mem_gb: float, on_gpu: bool,
+                          batch_size: int | None) -> None:
+    """``llm.gradient_checkpointing`` as configured, or for ``auto``: off when the batch (``batch_size``,
+    default the configured one) fits in ``gpu_mem_gb`` without it, else on."""
+    setting = cfg.model.llm.gradient_checkpointing
+    if setting == "auto":
+        bs = batch_size or cfg.train.batch_size_per_gpu
+        capacity = int((gpu_mem_gb - (GPU_RESERVE_GB if on_gpu else 0.0)) * GB)
+        without = max(plan.at_activation_peak + bs * plan.per_sample_without_checkpointing,
+                      plan.static + plan.step_transient)
+        setting = without > capacity
+        plan.checkpointing_decided_by = (
+            f"auto: the plan, batch {bs} {'needs' if setting else 'fits in'} {without / GB:.1f} GB without it "
+            f"({'more than' if setting else 'of'} {capacity / GB:.1f} GB)")
+    plan.gradient_checkpointing = bool(setting)
+    plan.per_sample = plan.per_sample_with_checkpointing if setting else plan.per_sample_without_checkpointing
+    if setting:
+        plan.notes.append("gradient checkpointing: per layer only its input is kept, one layer recomputed")
 
 
 def _fit_batch(plan: MemoryPlan, cfg: Config, gpus: int, gpu_mem_gb: float, on_gpu: bool,
@@ -351,6 +397,8 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
         lines.append(f"largest batch_size_per_gpu that fits: {plan.batch_size} -> grad_accum {plan.grad_accum} "
                      f"for the global batch {plan.global_batch} "
                      f"(--set train.batch_size_per_gpu={plan.batch_size} --set train.grad_accum={plan.grad_accum})")
+    lines.append(f"gradient checkpointing: {'on' if plan.gradient_checkpointing else 'off'} "
+                 f"({plan.checkpointing_decided_by})")
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)
 
@@ -373,7 +421,7 @@ def step_setup(cfg: Config, device: str) -> dict[str, Any]:
     model = build_model(cfg, tokenizer=tokenizer, device=dev)
     model.train()
     return {"device": dev, "dataset": dataset, "collator": Collator(tokenizer, cfg.model, cfg.data, mode="train"),
-            "model": model, "optimizer": build_optimizer(model, cfg.train),
+            "model": model, "optimizer": build_optimizer(model, cfg.train, device=dev),
             "autocast": autocast(dev, cfg.train.mixed_precision)}
 
 

@@ -204,6 +204,30 @@ class Aggregator(nn.Module):
         self.requires_grad_(False)
         return self.eval()
 
+    def store_matmul_weights(self, dtype: torch.dtype) -> "Aggregator":
+        """Store the weights of every Linear and convolution in ``dtype`` (bf16 for a GPU); norms,
+        LayerScale, tokens and the position table stay fp32. Run it under autocast to ``dtype``: autocast
+        rounds a matmul's fp32 weights to that dtype at every call anyway, so the outputs are exactly
+        those of fp32 weights, without the per-step weight copies and at half the memory. Returns self."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                module.to(dtype)
+        return self
+
+    @property
+    def matmul_dtype(self) -> torch.dtype:
+        """The dtype the Linear weights are stored in (see :meth:`store_matmul_weights`)."""
+        return next(m.weight.dtype for m in self.modules() if isinstance(m, nn.Linear))
+
+    def compile_blocks(self, **kwargs) -> "Aggregator":
+        """``torch.compile`` every transformer block (frame, global and the DINOv2 patch embed's) in place:
+        blocks of one kind share their compiled code, and the Python loop over layers stays eager.
+        ``kwargs`` go to ``torch.compile``. Returns self."""
+        for module in self.modules():
+            if isinstance(module, Block):
+                module.compile(**kwargs)
+        return self
+
     # ----------------------------------------------------------------------------------------
     # Shapes
     # ----------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config.schema import EncoderConfig
 
 # EncoderConfig fields that do not change the features: `frozen` (always true), `weights` (replaced
-# by a fingerprint of the file, so moving the file does not invalidate a cache).
-NOT_IN_FINGERPRINT = {"frozen", "weights"}
+# by a fingerprint of the file, so moving the file does not invalidate a cache), `compile` (the same
+# operations, compiled).
+NOT_IN_FINGERPRINT = {"frozen", "weights", "compile"}
 
 
 
