@@ -100,7 +100,7 @@ def _share_of_step_loss(out, count: int, global_tokens: int) -> torch.Tensor:
     it contributes a zero that is still part of the graph, so its backward reaches every parameter
     (DDP and ZeRO expect the same parameters in every backward)."""
     if count == 0:
-        return out.logits.float().sum() * 0.0
+        return torch.nan_to_num(out.loss.float()) * 0.0
     return out.loss.float() * (count / global_tokens)
 
 
