@@ -62,15 +62,27 @@ class VisionTokens:
         return [self.start_id, *([self.pad_id] * n), self.end_id]
 
 
-def vision_token_count(model: "ModelConfig", num_views: int, has_geometry: bool) -> int:
+def vision_token_count(model: "ModelConfig", num_views: int, has_geometry: bool,
+                       image_hw: tuple[int, int] | None = None) -> int:
     """Vision tokens the model writes into one sample's placeholders.
 
     The collator emits exactly this many ``<|image_pad|>`` tokens and the model checks it: the
-    projector's latents, plus one geometry token per view when geometry is enabled and the record
-    has it.
+    projector's tokens, plus one geometry token per view when geometry is enabled and the record
+    has it. A Perceiver writes ``num_latents`` tokens whatever the views; a patch merger one token
+    per merged cell of every view, which depends on the patch grid, hence on ``image_hw``, the
+    (padded) image size of the sample's batch: the collator knows it once it has stacked the views,
+    the model reads it from the batch.
     """
     geometry = num_views if (model.geometry.enabled and has_geometry) else 0
-    return model.projector.num_latents + geometry
+    proj = model.projector
+    if proj.type == "perceiver":
+        return proj.num_latents + geometry
+    if image_hw is None:
+        raise ConfigError("model.projector.type 'patch_merger' writes one token per merged patch cell: "
+                          "vision_token_count needs the image size (image_hw)")
+    patch, m = model.encoder.patch_size, proj.merge_size
+    rows, cols = int(image_hw[0]) // patch, int(image_hw[1]) // patch
+    return num_views * (-(-rows // m)) * (-(-cols // m)) + geometry
 
 
 def vision_block_text(n: int) -> str:

@@ -83,16 +83,25 @@ class EncoderConfig:
 
 @dataclass
 class ProjectorConfig:
-    """Perceiver resampler from aggregator tokens to a fixed number of LLM tokens."""
+    """The connector from aggregator tokens to LLM tokens: a Perceiver resampler (a fixed number of
+    latents per sample) or a VG-LLM-style patch merger (every view's patch tokens, neighbours merged)."""
 
+    type: Literal["perceiver", "patch_merger"] = "perceiver"
+    """'perceiver': num_latents learned queries summarise all views (vqkit.models.projector);
+    'patch_merger': each view's merge_size x merge_size patch neighbours become one LLM token
+    (vqkit.models.patch_merger), so the LLM's attention picks regions per question; the token count
+    grows with views and image size (views x ceil(rows/merge_size) x ceil(cols/merge_size))."""
     num_latents: int = 128
-    """Learned latent queries = vision tokens per sample handed to the LLM."""
+    """Perceiver: learned latent queries = vision tokens per sample handed to the LLM."""
     num_layers: int = 6
     """Perceiver layers (cross-attention + MLP each)."""
     num_heads: int = 8
     """Attention heads in the Perceiver."""
+    merge_size: int = 2
+    """Patch merger: side of the square of neighbouring patches merged into one token (VG-LLM: 2)."""
     dim: int | None = None
-    """Internal width; None = the LLM hidden size."""
+    """Perceiver: internal width (None = the LLM hidden size). Patch merger: the MLP's hidden width
+    (None = the merged width, merge_size**2 x the aggregator's channels, as Qwen2.5-VL's merger)."""
     max_views: int = 32
     """Size of the learned view embedding table (views beyond this are an error)."""
     ff_mult: int = 4
@@ -107,6 +116,7 @@ class ProjectorConfig:
         _check(self.num_latents >= 1, "model.projector.num_latents must be >= 1")
         _check(self.max_grid >= 1, "model.projector.max_grid must be >= 1")
         _check(self.num_layers >= 1, "model.projector.num_layers must be >= 1")
+        _check(self.merge_size >= 1, "model.projector.merge_size must be >= 1")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 The prompt is built from pieces that are tokenized separately and concatenated, so the label span
 is exactly the answer's tokens plus the end token, and the vision block is exactly
 ``<|vision_start|>`` + N x ``<|image_pad|>`` + ``<|vision_end|>`` with
-N = ``vision_token_count(model_cfg, num_views, has_geometry)``:
+N = ``vision_token_count(model_cfg, num_views, has_geometry, image_hw)`` (the batch's padded image
+size matters only for a patch-merger projector, whose token count follows the patch grid):
 
 - ``data.prompt_template: chat``: the tokenizer's chat template renders an optional system message
   and the user turn ``[situation + " "] + question + "\\n" + vision block`` with the generation
@@ -132,15 +133,17 @@ class Collator:
         return pieces
 
     def encode_sample(self, question: str, situation: str | None, answer: str | None, num_views: int,
-                      has_geometry: bool) -> dict[str, Any]:
-        """Token ids of one sample. Returns ``input_ids``, ``labels`` (None in generate mode),
-        ``num_vision`` (placeholders), ``truncated`` and ``overlong`` flags."""
+                      has_geometry: bool, image_hw: tuple[int, int] | None = None) -> dict[str, Any]:
+        """Token ids of one sample. ``image_hw``: the batch's (padded) image size, which sizes the
+        vision block of a patch-merger projector (``vision_token_count``). Returns ``input_ids``,
+        ``labels`` (None in generate mode), ``num_vision`` (placeholders), ``truncated`` and
+        ``overlong`` flags."""
         pieces = self._layout()
         has_sit_slot = any(kind == "situation" for kind, _ in pieces)
         text = question
         if situation and not has_sit_slot:
             text = f"{situation} {question}"
-        n_vis = 0 if self.blind else vision_token_count(self.model_cfg, num_views, has_geometry)
+        n_vis = 0 if self.blind else vision_token_count(self.model_cfg, num_views, has_geometry, image_hw)
         # Truncatable segments, in the order they give up tokens (situation first, from its start).
         segs: dict[str, list[int]] = {"text": self._encode(text)}
         if has_sit_slot:
@@ -181,8 +184,9 @@ class Collator:
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         batch = self._views(samples)
+        image_hw = batch["geometry"]["image_hw"]  # what the model's encoder and projector will see
         enc = [self.encode_sample(s["question"], s.get("situation"), s.get("answer"), s["R"].shape[0],
-                                  bool(s["has_geometry"])) for s in samples]
+                                  bool(s["has_geometry"]), image_hw) for s in samples]
         batch.update(self._tokens(enc))
         num_overlong = sum(e["overlong"] for e in enc)
         if num_overlong and not self._warned_overlong:

@@ -1,8 +1,9 @@
 """The one builder: a :class:`~vqkit.models.vqmodel.VQModel` from the typed config, and a saved model
 folder back into one.
 
-:func:`build_model` constructs the parts (frozen VGGT aggregator, Perceiver resampler, geometry encoder,
-LLM with LoRA), each under its own seed, and hands them to :class:`VQModel`, which owns the freeze.
+:func:`build_model` constructs the parts (frozen VGGT aggregator, projector: Perceiver resampler or
+patch merger, geometry encoder, LLM with LoRA), each under its own seed, and hands them to
+:class:`VQModel`, which owns the freeze.
 :func:`load_model` rebuilds the frozen parts from a saved folder's config and loads its trained weights.
 """
 
@@ -21,6 +22,7 @@ from vqkit.config.schema import Config
 from vqkit.errors import CheckpointError, ConfigError
 from vqkit.models.geometry_tokens import GeometryEncoder
 from vqkit.models.llm import apply_lora, build_llm, resolve_dtype
+from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.vggt.aggregator import Aggregator
 from vqkit.models.vqmodel import CONFIG_FILE, TOKENIZER_DIR, TRAINABLE_FILE, VQModel
@@ -88,9 +90,10 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
         llm = build_llm(mcfg.llm, vocab_size, device)
     hidden = llm.get_input_embeddings().embedding_dim
     in_dim = 2 * mcfg.encoder.embed_dim * len(mcfg.encoder.layers)
+    projector_class = PatchMerger if mcfg.projector.type == "patch_merger" else PerceiverResampler
     with seeded(seed), meta_ctx:
-        projector = PerceiverResampler.from_config(mcfg.projector, in_dim, hidden,
-                                                   num_special_tokens=encoder.patch_start_idx)
+        projector = projector_class.from_config(mcfg.projector, in_dim, hidden,
+                                                num_special_tokens=encoder.patch_start_idx)
     geometry = None
     if mcfg.geometry.enabled:
         with seeded(seed + 1), meta_ctx:

@@ -89,6 +89,9 @@ class PerceiverResampler(nn.Module):
         max_grid: size of the row and column tables.
     """
 
+    per_view_tokens = False
+    """The output is [B, num_latents, D] whatever the views (the patch merger's is per view)."""
+
     def __init__(self, in_dim: int, out_dim: int, *, dim: int | None = None, num_latents: int = 128,
                  num_layers: int = 6, num_heads: int = 8, max_views: int = 32, ff_mult: int = 4,
                  pos_embed: bool = False, num_special_tokens: int = 5, max_grid: int = 64):

@@ -1,11 +1,13 @@
-"""VQModel, the vision-question model: frozen VGGT aggregator -> Perceiver resampler -> [geometry
-tokens] -> Qwen3 (+ LoRA). The name is the kit's: a Vision-Question model (``vqkit`` = its kit).
+"""VQModel, the vision-question model: frozen VGGT aggregator -> projector (Perceiver resampler or
+patch merger) -> [geometry tokens] -> Qwen3 (+ LoRA). The name is the kit's: a Vision-Question model
+(``vqkit`` = its kit).
 
 The model is assembled by one builder from the typed config (torchtune ``DeepFusionModel`` /
 open_flamingo ``factory`` style): :func:`vqkit.models.builder.build_model` constructs the parts,
 :class:`VQModel` receives them and fuses them. Vision tokens replace the ``<|image_pad|>`` placeholders in the LLM's
-``inputs_embeds``; for each sample they are ``[projector latents..., one geometry token per valid
-view (records with geometry)...]``, exactly ``vqkit.tokenizer.vision_token_count`` of them.
+``inputs_embeds``; for each sample they are ``[projector tokens..., one geometry token per valid
+view (records with geometry)...]``, exactly ``vqkit.tokenizer.vision_token_count`` of them (the
+projector tokens: the Perceiver's latents, or the patch merger's cells of each real view in order).
 
 The freeze is explicit: everything is frozen, then the projector, the geometry encoder and the LoRA
 adapters (or the whole LLM with ``lora.full_finetune``) are unfrozen, and :meth:`VQModel.assert_frozen`
@@ -31,6 +33,7 @@ from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.models.geometry_tokens import GeometryEncoder
 from vqkit.models.llm import is_lora_param
 from vqkit.models.liger import answer_loss
+from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.vggt.aggregator import feature_shape
 from vqkit.roomplan.text import first_repeated_line, trim_repeated_lines
@@ -88,14 +91,16 @@ class VQModel(nn.Module):
 
     Args:
         encoder: the VGGT ``Aggregator`` (frozen; run under no_grad in eval mode).
-        projector: :class:`PerceiverResampler`, [B, S, P, C_in] -> [B, num_latents, D_llm].
+        projector: :class:`PerceiverResampler`, [B, S, P, C_in] -> [B, num_latents, D_llm], or
+            :class:`~vqkit.models.patch_merger.PatchMerger` (``per_view_tokens``), -> [B, S, T, D_llm].
         geometry: :class:`GeometryEncoder` or None (``model.geometry.enabled: false``).
         llm: a transformers causal LM, possibly wrapped by peft.
         tokenizer: the tokenizer from ``vqkit.tokenizer.load_tokenizer`` (None on the meta device).
         config: the whole :class:`vqkit.config.Config` (saved with the model).
     """
 
-    def __init__(self, encoder: nn.Module, projector: PerceiverResampler, geometry: GeometryEncoder | None,
+    def __init__(self, encoder: nn.Module, projector: PerceiverResampler | PatchMerger,
+                 geometry: GeometryEncoder | None,
                  llm: nn.Module, tokenizer, config: Config):
         super().__init__()
         self.encoder = encoder
@@ -247,24 +252,31 @@ class VQModel(nn.Module):
                                         view_mask=view_mask)  # [B, S, P, C_in]
         return feats.masked_fill(~view_mask[:, :, None, None], 0.0)
 
-    def patch_grid(self, batch: dict) -> tuple[int, int]:
-        """(rows, cols) of the aggregator's patch grid for this batch's (padded) image size."""
+    @staticmethod
+    def image_hw(batch: dict) -> tuple[int, int]:
+        """The batch's (padded) image size: of its images, or recorded beside cached features."""
         if batch.get("images") is not None:
             h, w = batch["images"].shape[-2:]
         else:
             h, w = batch["geometry"]["image_hw"]
-        return feature_shape(self.config.model.encoder, int(h), int(w)).grid
+        return int(h), int(w)
+
+    def patch_grid(self, batch: dict) -> tuple[int, int]:
+        """(rows, cols) of the aggregator's patch grid for this batch's (padded) image size."""
+        return feature_shape(self.config.model.encoder, *self.image_hw(batch)).grid
 
     def vision_tokens(self, batch: dict, samples: list[int]) -> list[torch.Tensor]:
-        """Vision tokens [N_i, D_llm] of the given samples: projector latents, then one geometry token
-        per valid view when the record has geometry (and geometry is enabled)."""
+        """Vision tokens [N_i, D_llm] of the given samples: the projector's tokens (Perceiver latents,
+        or the patch merger's tokens of each real view), then one geometry token per valid view when
+        the record has geometry (and geometry is enabled)."""
         view_mask = batch["view_mask"][samples].to(torch.bool)
         if batch.get("features") is not None:
             feats = batch["features"][samples]
         else:
             feats = self.encode_views(batch["images"][samples], view_mask)
-        proj_param = self.projector.latents
-        latents = self.projector(feats.to(dtype=proj_param.dtype), view_mask, self.patch_grid(batch))  # [b, L, D]
+        proj_dtype = next(self.projector.parameters()).dtype
+        # Perceiver: [b, L, D]; patch merger: [b, S, T, D], every view slot (padding ones dropped below)
+        projected = self.projector(feats.to(dtype=proj_dtype), view_mask, self.patch_grid(batch))
         geo_tokens = None
         geom_mask = batch.get("geom_mask")
         # The geometry encoder runs whenever it exists, even if no sample of this batch has geometry:
@@ -275,10 +287,11 @@ class VQModel(nn.Module):
             geometry = {k: (v[samples] if torch.is_tensor(v) else v) for k, v in batch["geometry"].items()}
             geo_tokens = self.geometry(geometry, view_mask)  # [b, S, D]
             if not bool(geom_mask[samples].any()):
-                latents = latents + 0.0 * geo_tokens.sum()  # in the graph, without changing any value
+                projected = projected + 0.0 * geo_tokens.sum()  # in the graph, without changing any value
         tokens = []
+        per_view = self.projector.per_view_tokens
         for j, i in enumerate(samples):
-            parts = [latents[j]]
+            parts = [projected[j][view_mask[j]].flatten(0, 1) if per_view else projected[j]]
             if use_geo and bool(geom_mask[i]):
                 parts.append(geo_tokens[j][view_mask[j]])
             tokens.append(torch.cat(parts, dim=0))
@@ -312,17 +325,19 @@ class VQModel(nn.Module):
         meta = batch.get("meta") or [{}] * len(n_placeholders)
         view_mask = batch["view_mask"].to(torch.bool)
         geom_mask = batch.get("geom_mask")
+        image_hw = self.image_hw(batch)
         for i in samples:
             views = int(view_mask[i].sum())
             has_geo = bool(geom_mask[i]) if geom_mask is not None else False
-            expected = vision_token_count(self.config.model, views, has_geo)
+            expected = vision_token_count(self.config.model, views, has_geo, image_hw)
             if views == 0 or expected != n_placeholders[i]:
                 sid = meta[i].get("id", i) if isinstance(meta[i], dict) else i
-                latents = self.config.model.projector.num_latents
+                geo = views if (has_geo and self.config.model.geometry.enabled) else 0
                 raise DataError(
                     f"sample {sid}: the prompt has {n_placeholders[i]} <|image_pad|> placeholders but the "
-                    f"model writes {expected} vision tokens ({latents} latents + {expected - latents} "
-                    f"geometry tokens for {views} views); build the Collator from the same model config")
+                    f"model writes {expected} vision tokens ({expected - geo} from the "
+                    f"{self.config.model.projector.type} + {geo} geometry tokens for {views} views of "
+                    f"{image_hw[0]}x{image_hw[1]} px); build the Collator from the same model config")
         tokens = self.vision_tokens(batch, samples)
         flat = torch.cat(tokens, dim=0).to(inputs_embeds.dtype)
         # masked_scatter fills the placeholder positions in row-major order: sample by sample, in

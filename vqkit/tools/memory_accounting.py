@@ -204,7 +204,7 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
     computes logits only where a label is."""
     act = ActivationCount()
     shape = feature_shape(cfg.model.encoder, *feature_hw)
-    projector_dtype = model.projector.latents.dtype
+    projector_dtype = next(model.projector.parameters()).dtype
     feats = torch.empty(1, num_views, shape.num_tokens, shape.channels, device="meta", dtype=projector_dtype)
     view_mask = torch.ones(1, num_views, dtype=torch.bool, device="meta")
     counter = SavedTensors(model)

@@ -158,14 +158,14 @@ def parameter_table(model) -> HTMLTable:
 
 
 def token_budget(batch: dict, model_cfg, tokenizer) -> HTMLTable:
-    """Where each sample's tokens go in a collated train-mode batch: projector latents, geometry
-    tokens, the two vision markers, prompt text, answer (label tokens incl. the end token), padding.
+    """Where each sample's tokens go in a collated train-mode batch: projector tokens (Perceiver
+    latents or patch-merger cells), geometry tokens, the two vision markers, prompt text, answer
+    (label tokens incl. the end token), padding.
 
     Counts come from the batch itself (``<|image_pad|>`` placeholders, ``labels``, ``attention_mask``),
     so the table shows what the model will actually see.
     """
     ids = vision_token_ids(tokenizer)
-    latents = model_cfg.projector.num_latents
     rows = []
     for b, meta in enumerate(batch["meta"]):
         input_ids = batch["input_ids"][b]
@@ -174,10 +174,12 @@ def token_budget(batch: dict, model_cfg, tokenizer) -> HTMLTable:
         markers = int(((input_ids == ids.start_id) | (input_ids == ids.end_id)).sum())
         answer = int((batch["labels"][b] != -100).sum()) if batch.get("labels") is not None else 0
         used = int(mask.sum())
-        vision = min(placeholders, latents)
-        rows.append([meta.get("id"), int(batch["view_mask"][b].sum()), vision, placeholders - vision, markers,
+        views = int(batch["view_mask"][b].sum())
+        has_geometry = model_cfg.geometry.enabled and bool(batch["geom_mask"][b]) if "geom_mask" in batch else False
+        geometry = views if (has_geometry and placeholders) else 0
+        rows.append([meta.get("id"), views, placeholders - geometry, geometry, markers,
                      used - placeholders - markers - answer, answer, int((~mask).sum()), used])
-    return HTMLTable(["id", "views", "vision (latents)", "geometry", "markers", "prompt text", "answer",
+    return HTMLTable(["id", "views", "vision (projector)", "geometry", "markers", "prompt text", "answer",
                       "padding", "total"], rows)
 
 
