@@ -178,7 +178,7 @@ def test_stage2_synth_train_eval_reports_layout_metrics(synth_dir, tmp_path, cap
     metrics = json.loads((out / "metrics.json").read_text())
     rp = metrics["roomplan"]
     n_val = len(val.read_text().splitlines())
-    assert rp["n"] == n_val and 0.0 <= rp["parse_rate"] <= 1.0
+    assert rp["n"] == n_val and 0.0 <= rp["parse_rate"] <= 100.0
     for kind in ("walls", "doors", "windows", "objects"):
         for key in ("f1@0.25", "f1@0.5", "precision@0.25", "recall@0.25", "n_pred", "n_gold"):
             assert key in rp[kind], (kind, key)

@@ -19,8 +19,7 @@ from vqkit.errors import DataError
 from vqkit.eval.metrics import LANGUAGE_METRICS
 from vqkit.eval.generate import evaluate, shard_indices
 from vqkit.eval.loss import evaluate_loss_and_em
-from vqkit.eval.results import (compute_metrics, default_out_dir, format_table, read_predictions, rescore,
-                                write_results)
+from vqkit.eval.results import compute_metrics, format_table, read_predictions, rescore, write_results
 from vqkit.models.builder import load_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,12 +42,6 @@ def test_shard_indices_cover_everything_once():
             shards = [shard_indices(n, r, world) for r in range(world)]
             assert sorted(i for s in shards for i in s) == list(range(n))
             assert max(len(s) for s in shards) - min(len(s) for s in shards) <= 1
-
-
-def test_default_out_dir():
-    assert default_out_dir("runs/x/final", False) == Path("runs/x/eval")
-    assert default_out_dir("runs/x/final", True) == Path("runs/x/eval_blind")
-    assert default_out_dir("models/m", False) == Path("models/m/eval")
 
 
 def test_cli_eval_writes_predictions_and_metrics(tiny_model_dir, eval_records, tmp_path, capsys):
@@ -123,15 +116,44 @@ def test_blind_drops_vision_and_geometry(model, eval_records, monkeypatch, tmp_p
     assert sum(calls) == 5  # every example got vision tokens without --blind
 
 
-def test_cli_blind_default_out_dir(tiny_model_dir, eval_records, tmp_path):
+def test_cli_views_removed_is_not_the_blind_baseline_and_nothing_is_replaced(tiny_model_dir, eval_records,
+                                                                               tmp_path, capsys):
+    """`--blind` on a model trained with views writes RUN/eval_views_removed (was RUN/eval_blind, where the
+    demo keeps its blind-trained baseline), records what made it, and an evaluation is never replaced
+    without --overwrite (was: silently)."""
     run = tmp_path / "run"
     shutil.copytree(tiny_model_dir, run / "final")
-    rc = vqkit_main(["eval", "--model", str(run / "final"), "--data", str(eval_records), "--blind",
-                     "--limit", "2", "--no-language-metrics"])
-    assert rc == 0
-    rows = _jsonl(run / "eval_blind" / "predictions.jsonl")
+    (run / "final" / "trainer_state.json").write_text('{"step": 12}')
+    args = ["eval", "--model", str(run / "final"), "--data", str(eval_records), "--limit", "2",
+            "--no-language-metrics"]
+    assert vqkit_main(args + ["--blind"]) == 0
+    rows = _jsonl(run / "eval_views_removed" / "predictions.jsonl")
     assert [r["id"] for r in rows] == IDS[:2] and rows[0]["blind"] is True
-    assert json.loads((run / "eval_blind" / "metrics.json").read_text())["info"]["blind"] is True
+    info = json.loads((run / "eval_views_removed" / "metrics.json").read_text())["info"]
+    assert info["blind"] is True and info["views_removed"] is True and info["trained_blind"] is False
+    assert info["model"] == str(run / "final") and info["step"] == 12 and info["data"] == [str(eval_records)]
+    assert not (run / "eval").exists() and not (run / "eval_blind").exists()
+
+    before = (run / "eval_views_removed" / "predictions.jsonl").read_bytes()
+    capsys.readouterr()
+    assert vqkit_main(args + ["--blind", "--limit", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"vqkit eval: error: {run / 'eval_views_removed'} already holds an evaluation "
+                   f"(predictions.jsonl); choose another --out, or add --overwrite to replace it")
+    assert (run / "eval_views_removed" / "predictions.jsonl").read_bytes() == before
+    assert vqkit_main(args + ["--blind", "--limit", "1", "--overwrite"]) == 0
+    assert len(_jsonl(run / "eval_views_removed" / "predictions.jsonl")) == 1
+
+    # a model trained blind is evaluated as trained (blind) into its own eval/, with or without --blind
+    blind_run = tmp_path / "blind"
+    shutil.copytree(tiny_model_dir, blind_run / "final")
+    config = blind_run / "final" / "config.yaml"
+    config.write_text(config.read_text().replace("blind: false", "blind: true"))
+    assert vqkit_main(["eval", "--model", str(blind_run / "final"), "--data", str(eval_records), "--limit", "1",
+                       "--blind", "--no-language-metrics"]) == 0
+    info = json.loads((blind_run / "eval" / "metrics.json").read_text())["info"]
+    assert info["blind"] is True and info["trained_blind"] is True and info["views_removed"] is False
+    assert info["step"] is None  # a model folder without trainer_state.json: unknown, not guessed
 
 
 def test_rescore_without_a_model(tmp_path, capsys):
@@ -183,8 +205,9 @@ def test_roomplan_rows_are_scored_as_layouts():
     metrics = compute_metrics(rows, language=False)
     assert metrics["n"] == 2 and metrics["overall"]["n"] == 1 and metrics["overall"]["em"] == 100.0
     rp = metrics["roomplan"]
-    assert rp["n"] == 1 and rp["parse_rate"] == 1.0
-    assert rp["walls"]["f1@0.5"] == pytest.approx(1.0) and rp["objects"]["f1@0.5"] == pytest.approx(1.0)
+    assert rp["n"] == 1 and rp["parse_rate"] == 100.0
+    assert rp["walls"]["f1@0.5"] == pytest.approx(100.0) and rp["objects"]["f1@0.5"] == pytest.approx(100.0)
+    assert rp["doors"]["f1@0.5"] is None  # no door on either side: no score
     assert "roomplan (1 rooms" in format_table(metrics)
 
 
@@ -292,7 +315,7 @@ def test_roomplan_records_end_to_end(model, eval_records, tmp_path):
     assert [r["id"] for r in rows] == ["room-0", "sqa3d-0"]
     assert rows[0]["answers"] == [] and rows[0]["roomplan"] == gold.to_capturedroom()
     assert metrics["overall"]["n"] == 1 and metrics["roomplan"]["n"] == 1
-    assert 0.0 <= metrics["roomplan"]["parse_rate"] <= 1.0
+    assert 0.0 <= metrics["roomplan"]["parse_rate"] <= 100.0
     # re-scoring the written file gives the same layout scores without the model
     write_results(tmp_path / "out", rows, metrics)
     assert rescore(tmp_path / "out" / "predictions.jsonl", language=False)["roomplan"] == metrics["roomplan"]

@@ -442,13 +442,13 @@ def test_score_identical_rooms():
     res = score_layouts(gold, gold)
     for kind in ("walls", "doors", "windows", "objects"):
         for t in ("0.25", "0.5"):
-            assert res[kind][f"f1@{t}"] == 1.0, (kind, t)
-    assert res["parse_rate"] == 1.0 and res["count_accuracy"] == 1.0 and res["count_mae"] == 0.0
-    assert all(v["f1@0.5"] == 1.0 for v in res["objects_by_category"].values())
+            assert res[kind][f"f1@{t}"] == 100.0, (kind, t)
+    assert res["parse_rate"] == 100.0 and res["count_accuracy"] == 100.0 and res["count_mae"] == 0.0
+    assert all(v["f1@0.5"] == 100.0 for v in res["objects_by_category"].values())
     # the text of the gold rooms scores the same (quantisation keeps IoU far above 0.5)
     texts = score_layouts([g.to_text() for g in gold], gold)
-    assert texts["parse_rate"] == 1.0
-    assert texts["walls"]["f1@0.5"] == 1.0 and texts["objects"]["f1@0.5"] == 1.0
+    assert texts["parse_rate"] == 100.0
+    assert texts["walls"]["f1@0.5"] == 100.0 and texts["objects"]["f1@0.5"] == 100.0
     json.dumps(res)
 
 
@@ -470,25 +470,26 @@ def test_score_shifted_missing_extra():
     gold = [_box_room()]
     # table and door shifted by 0.5: cube IoU = 0.5/1.5 = 1/3, door (1 m) IoU = 0.5/1.5 -> pass 0.25, fail 0.5
     res = score_layouts([_box_room(shift=0.5)], gold)
-    assert res["objects"]["f1@0.25"] == 1.0
-    assert res["objects"]["precision@0.5"] == 0.5 and res["objects"]["recall@0.5"] == 0.5
+    assert res["objects"]["f1@0.25"] == 100.0
+    assert res["objects"]["precision@0.5"] == 50.0 and res["objects"]["recall@0.5"] == 50.0
+    assert res["objects"]["matched@0.5"] == 1 and res["objects"]["matched@0.25"] == 2
     assert res["objects_by_category"]["table"]["f1@0.5"] == 0.0
-    assert res["objects_by_category"]["chair"]["f1@0.5"] == 1.0
-    assert res["doors"]["f1@0.25"] == 1.0 and res["doors"]["f1@0.5"] == 0.0
-    assert res["walls"]["f1@0.5"] == 1.0
+    assert res["objects_by_category"]["chair"]["f1@0.5"] == 100.0
+    assert res["doors"]["f1@0.25"] == 100.0 and res["doors"]["f1@0.5"] == 0.0
+    assert res["walls"]["f1@0.5"] == 100.0
     # shifted by 0.8: IoU 0.2/1.8 fails both
     res = score_layouts([_box_room(shift=0.8)], gold)
     assert res["objects_by_category"]["table"]["f1@0.25"] == 0.0
 
     res = score_layouts([_box_room(missing=True)], gold)  # 3 of 4 walls, 1 of 2 objects
-    assert res["walls"]["precision@0.5"] == 1.0 and res["walls"]["recall@0.5"] == 0.75
-    assert res["objects"]["precision@0.5"] == 1.0 and res["objects"]["recall@0.5"] == 0.5
-    assert res["walls"]["f1@0.5"] == pytest.approx(2 * 0.75 / 1.75)
+    assert res["walls"]["precision@0.5"] == 100.0 and res["walls"]["recall@0.5"] == 75.0
+    assert res["objects"]["precision@0.5"] == 100.0 and res["objects"]["recall@0.5"] == 50.0
+    assert res["walls"]["f1@0.5"] == pytest.approx(100 * 2 * 0.75 / 1.75)
     assert res["count_accuracy"] == 0.0 and res["count_mae"] == 1.0
 
     res = score_layouts([_box_room(extra=True)], gold)  # 5 walls for 4, 3 objects for 2
-    assert res["walls"]["precision@0.5"] == 0.8 and res["walls"]["recall@0.5"] == 1.0
-    assert res["objects"]["precision@0.5"] == pytest.approx(2 / 3) and res["objects"]["recall@0.5"] == 1.0
+    assert res["walls"]["precision@0.5"] == 80.0 and res["walls"]["recall@0.5"] == 100.0
+    assert res["objects"]["precision@0.5"] == pytest.approx(200 / 3) and res["objects"]["recall@0.5"] == 100.0
     assert res["objects_by_category"]["chair"]["n_pred"] == 2
 
     # a chair predicted where the table is does not count for the table
@@ -504,12 +505,28 @@ def test_score_parse_failures_and_empty():
     res = score_layouts([None, good_text + "\nwall 9 x=1"], gold)
     assert res["parse_rate"] == 0.0 and res["n_problems"] == 1 and res["n_pred_rooms"] == 2
     # the first counts as empty: half the walls are found, all predicted walls are right
-    assert res["walls"]["recall@0.5"] == 0.5 and res["walls"]["precision@0.5"] == 1.0
-    assert res["count_accuracy"] == 0.5
+    assert res["walls"]["recall@0.5"] == 50.0 and res["walls"]["precision@0.5"] == 100.0
+    assert res["count_accuracy"] == 50.0
     res = score_layouts([Room()], [Room()])
-    assert res["walls"]["f1@0.5"] == 1.0 and res["objects_by_category"] == {}
+    assert res["walls"]["f1@0.5"] is None and res["objects_by_category"] == {}
     with pytest.raises(ValueError, match="2 predictions for 1 gold"):
         score_layouts([None, None], [Room()])
+
+
+def test_kinds_absent_from_both_sides_have_no_score():
+    """0 predicted and 0 gold openings: no score (was F1 100 beside a parse rate of 0%); one unit (percent)."""
+    gold = [_box_room()]  # walls, a door, objects; no windows or openings
+    res = score_layouts(["not a layout"], gold)
+    assert res["parse_rate"] == 0.0
+    for kind in ("windows", "openings"):
+        assert res[kind]["n_pred"] == res[kind]["n_gold"] == 0
+        assert all(res[kind][f"{m}@{t}"] is None for m in ("precision", "recall", "f1") for t in ("0.25", "0.5"))
+        assert res[kind]["matched@0.5"] == 0
+    # an empty prediction of a non-empty kind still scores 0, and a perfect one 100
+    assert res["walls"]["f1@0.5"] == 0.0 and res["walls"]["recall@0.5"] == 0.0
+    assert score_layouts(gold, gold)["walls"]["f1@0.5"] == 100.0
+    # no rooms: nothing to rate
+    assert score_layouts([], [])["parse_rate"] is None
 
 
 def test_plot_layout_topdown(tmp_path):

@@ -50,8 +50,17 @@ def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
     written = json.loads((tmp_path / "run" / "demo_summary.json").read_text())
     for key in ("em_full", "em_blind", "loss_views", "loss_shuffled_views", "minutes"):
         assert key in written and written[key] == summary[key]
-    assert (tmp_path / "run" / "eval" / "predictions.jsonl").is_file()
-    assert (tmp_path / "run" / "eval_blind" / "predictions.jsonl").is_file()
+    # the full model's evaluation and the blind-trained baseline's, each beside its own model, with
+    # what made them in metrics.json (no eval_blind folder that `vqkit eval --blind` could replace)
+    run = tmp_path / "run"
+    full = json.loads((run / "eval" / "metrics.json").read_text())["info"]
+    blind = json.loads((run / "blind" / "eval" / "metrics.json").read_text())["info"]
+    assert (run / "eval" / "predictions.jsonl").is_file() and (run / "blind" / "eval" / "predictions.jsonl").is_file()
+    assert not (run / "eval_blind").exists()
+    assert full["model"] == str(run / "final") and full["step"] == 4 and full["trained_blind"] is False
+    assert blind["model"] == str(run / "blind" / "final") and blind["trained_blind"] is True
+    assert blind["views_removed"] is False and full["views_removed"] is False
+    assert full["data"] == blind["data"] == [str((tmp_path / "synth" / "val.jsonl").resolve())]
     assert (tmp_path / "run" / "final" / "trainable.safetensors").is_file()
 
 

@@ -55,3 +55,23 @@ def test_the_jsonl_reader_names_the_bad_line_or_skips_it_in_a_growing_log(tmp_pa
 def test_json_sha256_ignores_key_order_and_sees_any_change():
     assert json_sha256({"a": 1, "b": [1, 2]}) == json_sha256({"b": [1, 2], "a": 1})
     assert json_sha256({"a": 1}) != json_sha256({"a": 1.5})
+
+
+def test_json_errors_read_once_at_column(tmp_path):
+    """json's "Invalid control character at" used to give "... at at column 16"."""
+    from vqkit.data.schema import load_records
+    from vqkit.utils.files import json_error_text, read_json
+
+    try:
+        json.loads('{"question": "a\x01b"}')
+    except json.JSONDecodeError as e:
+        assert json_error_text(e) == "Invalid control character at column 16"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "a\x01b"}\n')
+    for read in (read_jsonl, load_records, read_json):
+        with pytest.raises(DataError) as e:
+            read(bad)
+        assert str(e.value) == f"{bad}:1: not valid JSON (Invalid control character at column 16)"
+        assert "at at" not in str(e.value)
+    with pytest.raises(DataError, match="missing.json: file not found"):
+        read_json(tmp_path / "missing.json")

@@ -1,5 +1,9 @@
 """``vqkit eval``: predictions and metrics of a saved model on a record file (or re-scoring a predictions
-file); runs unchanged under ``torchrun -m vqkit eval`` (each rank evaluates its share)."""
+file); runs unchanged under ``torchrun -m vqkit eval`` (each rank evaluates its share).
+
+A folder that already holds an evaluation is refused unless ``--overwrite`` (results are never replaced
+silently); ``--blind`` on a model trained with views writes ``RUN/eval_views_removed`` (see
+:mod:`vqkit.eval.results`)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,16 @@ from pathlib import Path
 
 from vqkit.commands.common import add_overrides_argument
 from vqkit.errors import CheckpointError, ConfigError
-from vqkit.eval.results import METRICS_FILE, default_out_dir, format_table, rescore, write_metrics, write_results
+from vqkit.eval.results import (
+    METRICS_FILE,
+    check_out_dir,
+    default_out_dir,
+    evaluation_info,
+    format_table,
+    rescore,
+    write_metrics,
+    write_results,
+)
 from vqkit.utils import distributed
 from vqkit.utils.runtime import resolve_device
 
@@ -17,10 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqkit eval",
         description="Generate answers with a saved model, write predictions.jsonl + metrics.json and "
-                    "print a table. Runs under torchrun unchanged (each rank evaluates its share).",
+                    "print a table. Runs under torchrun unchanged (each rank evaluates its share). "
+                    "metrics.json records the model folder, its training step, the data files, whether "
+                    "the model was trained blind and whether its views were removed. An output folder "
+                    "that already holds an evaluation is refused unless --overwrite.",
         epilog="examples:\n"
-               "  vqkit eval --model runs/demo/final --data data/synth/val.jsonl\n"
-               "  vqkit eval --model runs/demo/final --data data/synth/val.jsonl --blind\n"
+               "  vqkit eval --model runs/demo/final --data data/synth/val.jsonl            # -> runs/demo/eval\n"
+               "  vqkit eval --model runs/demo/final --data data/synth/val.jsonl --blind    "
+               "# -> runs/demo/eval_views_removed\n"
+               "  vqkit eval --model runs/demo/blind/final --data data/synth/val.jsonl      "
+               "# the blind-trained baseline -> runs/demo/blind/eval\n"
                "  vqkit eval --predictions runs/demo/eval/predictions.jsonl   # re-score, no model\n"
                "  torchrun --nproc_per_node 8 -m vqkit eval --model RUN/final --data val.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -30,9 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="records to evaluate (JSON/JSONL file or glob; repeatable); default: the "
                              "model config's data.val")
     parser.add_argument("--predictions", metavar="FILE", help="re-score an existing predictions.jsonl (no model)")
-    parser.add_argument("--out", help="output folder (default: RUN/eval, or RUN/eval_blind with --blind, "
-                                      "next to the model folder; with --predictions: that file's folder)")
-    parser.add_argument("--blind", action="store_true", help="text-only baseline: no vision or geometry tokens")
+    parser.add_argument("--out", help="output folder (default: RUN/eval next to the model folder, or "
+                                      "RUN/eval_views_removed with --blind on a model trained with views; with "
+                                      "--predictions: that file's folder, whose metrics.json is re-scored in place)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results in an output folder that already holds an evaluation "
+                             "(without it such a folder is refused)")
+    parser.add_argument("--blind", action="store_true",
+                        help="remove the views: no vision or geometry tokens. On a model trained with views "
+                             "this is a views-removed evaluation (RUN/eval_views_removed), not the blind-trained "
+                             "baseline; a model trained blind (data.blind) is always evaluated blind")
     parser.add_argument("--batch-size", type=int, help="generation batch per process (default eval.batch_size)")
     parser.add_argument("--max-new-tokens", type=int,
                         help="generation budget (default eval.max_new_tokens; eval.roomplan_max_new_tokens "
@@ -56,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.predictions:
         if args.model or args.data:
             raise ConfigError("--predictions re-scores a file: do not combine it with --model/--data")
-        metrics = rescore(args.predictions, language=language)
         out = Path(args.out) if args.out else Path(args.predictions).parent
+        if out.resolve() != Path(args.predictions).resolve().parent:
+            check_out_dir(out, args.overwrite)  # beside its predictions, metrics.json is re-scored in place
+        metrics = rescore(args.predictions, language=language)
         write_metrics(out / METRICS_FILE, metrics)
         print(format_table(metrics))
         print(f"metrics written to {out / METRICS_FILE}")
@@ -71,17 +99,19 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = Path(args.model)
     if not model_dir.is_dir():
         raise CheckpointError(f"model folder not found: {model_dir}")
+    cfg = load_model_config(model_dir, args.overrides)
+    info = evaluation_info(model_dir, cfg, args.data, args.blind)
+    out = check_out_dir(Path(args.out) if args.out else default_out_dir(model_dir, info["views_removed"]),
+                        args.overwrite)  # before the model loads: a refusal costs nothing
     created = distributed.init_from_env()
     try:
         rank, world = distributed.rank_and_world()
-        cfg = load_model_config(model_dir, args.overrides)
         model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights)
         predictions, metrics = evaluate(model, cfg, args.data, blind=args.blind, batch_size=args.batch_size,
                                         max_new_tokens=args.max_new_tokens, limit=args.limit,
                                         language=language)
         if rank == 0:
-            metrics["info"].update(model=str(model_dir), data=args.data or [s.path for s in cfg.data.val])
-            out = Path(args.out) if args.out else default_out_dir(model_dir, args.blind)
+            metrics["info"].update(info)
             write_results(out, predictions, metrics)
             print(format_table(metrics))
             print(f"{len(predictions)} predictions and metrics written to {out}"

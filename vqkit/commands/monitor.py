@@ -23,6 +23,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.watch and sys.stdout.isatty():
             print("\033[2J\033[H", end="")
         print(text, flush=True)
-        if not args.watch or status["finished"]:
+        if not args.watch or status["finished"] or status["failed"]:
             return 0
         time.sleep(args.interval)

@@ -37,6 +37,7 @@ import numpy as np
 
 from vqkit.cameras import are_rotations
 from vqkit.errors import DataError
+from vqkit.utils.files import json_error_text
 
 log = logging.getLogger("vqkit.data")
 
@@ -193,7 +194,7 @@ def iter_json_objects(path: Path) -> Iterator[tuple[int, Any]]:
         try:
             yield lineno, json.loads(raw)
         except json.JSONDecodeError as e:
-            yield lineno, DataError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})")
+            yield lineno, DataError(f"{path}:{lineno}: not valid JSON ({json_error_text(e)})")
 
 
 def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, Any]]:
@@ -216,7 +217,7 @@ def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         try:
             obj, i = decoder.raw_decode(text, i)
         except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+            raise DataError(f"{path}:{e.lineno}: not valid JSON ({json_error_text(e)})") from None
         yield line, obj
         while i < n and text[i] in ws:
             i += 1

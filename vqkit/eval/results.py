@@ -4,8 +4,20 @@
 answers, scene_id, images, blind, and situation / the gold layout when present); ``metrics.json`` holds
 ``overall`` (:func:`vqkit.eval.metrics.score` over every question-answering row), ``by_task``,
 ``by_qtype`` ({qtype: n, em, em_refined}), ``roomplan`` (Stage 2 layout scores, see
-:func:`vqkit.roomplan.metrics.score_layouts`) and ``info``. Rows re-score without the model
-(:func:`rescore`).
+:func:`vqkit.roomplan.metrics.score_layouts`) and ``info``: how the predictions were made, including
+what :func:`evaluation_info` records (the model folder, its training step, the data files, whether
+the model was trained blind and whether its views were removed). Rows re-score without the model
+(:func:`rescore`). Every rate is a percentage.
+
+Two different experiments both lack vision tokens, and their folders keep them apart:
+
+- a model *trained* blind (``data.blind: true``, the demo's ``RUN/blind/`` baseline) is evaluated as it
+  was trained, into its own ``eval/`` folder;
+- a model trained with views and evaluated with them *removed* (``vqkit eval --blind``) writes
+  ``RUN/eval_views_removed/`` (:data:`VIEWS_REMOVED_DIR`), never ``RUN/eval/``.
+
+Nothing here replaces an earlier evaluation silently: :func:`check_out_dir` refuses a folder that
+already holds one unless told to overwrite.
 """
 
 from __future__ import annotations
@@ -14,14 +26,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vqkit.errors import DataError
+from vqkit.errors import ConfigError, DataError
 from vqkit.eval.metrics import score, sqa3d_qtype
 from vqkit.roomplan import Room, score_layouts
-from vqkit.utils.files import iter_jsonl, write_json_atomic, write_jsonl_atomic
+from vqkit.utils.files import iter_jsonl, read_json, write_json_atomic, write_jsonl_atomic
 
 PREDICTIONS_FILE = "predictions.jsonl"
 METRICS_FILE = "metrics.json"
 ROOMPLAN_TASK = "roomplan"
+#: Where a model is evaluated as it was trained (with its views, or blind when it was trained blind).
+EVAL_DIR = "eval"
+#: Where a model trained with views is evaluated with its views removed (``vqkit eval --blind``).
+VIEWS_REMOVED_DIR = "eval_views_removed"
+#: The ``info`` keys that say which model and data made the predictions (kept when re-scoring).
+PROVENANCE_KEYS = ("model", "step", "data", "trained_blind", "views_removed")
+#: The trainer state a model folder or checkpoint carries (its ``step``), written by the training recipe.
+TRAINER_STATE_FILE = "trainer_state.json"
 
 
 def qtype_of(meta: dict) -> str:
@@ -149,10 +169,17 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
 
 
 def rescore(predictions_path: str | os.PathLike, *, language: bool = True) -> dict:
-    """Metrics of an existing predictions.jsonl (no model, no images)."""
+    """Metrics of an existing predictions.jsonl (no model, no images). The provenance
+    (:data:`PROVENANCE_KEYS`) of the ``metrics.json`` beside it, when there is one, carries over."""
     rows = read_predictions(predictions_path)
     metrics = compute_metrics(rows, language=language)
-    metrics["info"] = {"rescored_from": str(predictions_path), "examples": len(rows),
+    previous = Path(predictions_path).parent / METRICS_FILE
+    try:
+        old_info = (read_json(previous).get("info") or {}) if previous.is_file() else {}
+    except DataError:
+        old_info = {}  # an unreadable metrics.json is what re-scoring replaces
+    metrics["info"] = {**{k: old_info[k] for k in PROVENANCE_KEYS if k in old_info},
+                       "rescored_from": str(predictions_path), "examples": len(rows),
                        "blind": bool(rows[0].get("blind", False))}
     return metrics
 
@@ -174,8 +201,29 @@ def _cell(value) -> str:
     return f"{value:.1f}"
 
 
+def _roomplan_lines(rp: dict) -> list[str]:
+    """Stage 2 rows of the table: parse rate and F1 per kind, in percent; a kind with no element on
+    either side shows "-" (it has no score and counts in no average)."""
+    parse = rp.get("parse_rate")
+    rate = f"{_cell(parse)}%" if parse is not None else "-"
+    lines = [f"roomplan ({rp.get('n', '?')} rooms, parse rate {rate}; F1 in percent)"]
+    absent = []
+    for kind in ("walls", "doors", "windows", "openings", "objects"):
+        block = rp.get(kind)
+        if not isinstance(block, dict):
+            continue
+        f1 = {k: v for k, v in block.items() if k.startswith("f1@")}
+        if all(v is None for v in f1.values()):
+            absent.append(kind)
+        lines.append(f"  {kind:<10}" + "  ".join(f"{k} {_cell(v):>5}" for k, v in f1.items()))
+    if absent:
+        lines.append(f"  (-: no {', '.join(absent)} predicted or in gold; left out of any average)")
+    return lines
+
+
 def format_table(metrics: dict) -> str:
-    """The metrics as a readable table: overall, per task, per question type (and Stage 2 F1)."""
+    """The metrics as a readable table: overall, per task, per question type (and Stage 2 F1), all
+    rates in percent."""
     show = [c for c in _COLUMNS if c[0] in ("n", "em", "em_refined")
             or metrics["overall"].get(c[0]) is not None]
     rows: list[tuple[str, dict]] = [("overall", metrics["overall"])]
@@ -188,12 +236,7 @@ def format_table(metrics: dict) -> str:
         lines.append(f"{name:<{width}}" + "".join(f"{_cell(m.get(key)):>9}" for key, _ in show))
     rp = metrics.get("roomplan")
     if rp:
-        lines.append("")
-        lines.append(f"roomplan ({rp.get('n', '?')} rooms, parse rate {100 * rp.get('parse_rate', 0):.1f}%)")
-        for kind in ("walls", "doors", "windows", "openings", "objects"):
-            if isinstance(rp.get(kind), dict):
-                f1 = {k: v for k, v in rp[kind].items() if k.startswith("f1@")}
-                lines.append(f"  {kind:<10}" + "  ".join(f"{k} {100 * v:.1f}" for k, v in f1.items()))
+        lines += [""] + _roomplan_lines(rp)
     info = metrics.get("info") or {}
     if info.get("skipped"):
         lines.append(f"skipped {len(info['skipped'])} record(s) whose files could not be decoded")
@@ -201,9 +244,61 @@ def format_table(metrics: dict) -> str:
 
 
 
-def default_out_dir(model_dir: str | os.PathLike, blind: bool) -> Path:
-    """RUN/eval (or RUN/eval_blind) for RUN/final; MODEL/eval otherwise."""
+def default_out_dir(model_dir: str | os.PathLike, views_removed: bool) -> Path:
+    """Where ``vqkit eval`` writes by default: RUN/eval for RUN/final (MODEL/eval for another model
+    folder), or RUN/eval_views_removed when a model trained with views is evaluated without them."""
     model_dir = Path(model_dir)
-    name = "eval_blind" if blind else "eval"
+    name = VIEWS_REMOVED_DIR if views_removed else EVAL_DIR
     return model_dir.parent / name if model_dir.name == "final" else model_dir / name
 
+
+def holds_evaluation(out_dir: str | os.PathLike) -> str | None:
+    """The name of the result file that makes ``out_dir`` hold an evaluation, or None."""
+    for name in (PREDICTIONS_FILE, METRICS_FILE):
+        if (Path(out_dir) / name).exists():
+            return name
+    return None
+
+
+def check_out_dir(out_dir: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse to write results into a folder that holds an earlier evaluation unless ``overwrite``
+    (``vqkit eval --overwrite``): results are never replaced silently."""
+    out = Path(out_dir)
+    found = holds_evaluation(out)
+    if found and not overwrite:
+        raise ConfigError(f"{out} already holds an evaluation ({found}); choose another --out, or add "
+                          f"--overwrite to replace it")
+    return out
+
+
+def trained_step(model_dir: str | os.PathLike) -> int | None:
+    """The training step a model folder was saved at (its ``trainer_state.json``), or None if unknown."""
+    path = Path(model_dir) / TRAINER_STATE_FILE
+    if not path.is_file():
+        return None
+    try:
+        step = read_json(path).get("step")
+    except DataError:
+        return None
+    return step if isinstance(step, int) else None
+
+
+def evaluation_info(model_dir: str | os.PathLike | None, cfg, data: Any, blind: bool) -> dict:
+    """What ``metrics.json``'s ``info`` records about where its predictions came from.
+
+    ``model`` (the folder), ``step`` (its training step, None if unknown), ``data`` (the record files
+    evaluated: ``data`` as given, or the config's ``data.val``), ``trained_blind`` (the model was trained
+    without views, ``data.blind``) and ``views_removed`` (a model trained with views evaluated without
+    them: not the same experiment as a blind-trained baseline).
+    """
+    if data is None:
+        files = [s.path for s in cfg.data.val]
+    else:
+        items = data if isinstance(data, (list, tuple)) else [data]
+        files = [str(x) if isinstance(x, (str, os.PathLike)) else str(getattr(x, "path", type(x).__name__))
+                 for x in items]
+    trained_blind = bool(cfg.data.blind)
+    return {"model": None if model_dir is None else str(model_dir),
+            "step": None if model_dir is None else trained_step(model_dir),
+            "data": [str(Path(f).resolve()) if "*" not in str(f) else str(f) for f in files],
+            "trained_blind": trained_blind, "views_removed": bool(blind) and not trained_blind}

@@ -23,7 +23,7 @@ import numpy as np
 
 from vqkit import cameras as G
 from vqkit.errors import DataError
-from vqkit.utils.files import write_atomic, write_json_atomic
+from vqkit.utils.files import json_error_text, write_atomic, write_json_atomic
 
 MANIFEST = "scene.json"
 # Bumped when the content of a scene folder changes meaning, so stale folders are rebuilt.
@@ -44,7 +44,7 @@ def load_json(path: Path, what: str) -> Any:
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from None
+        raise DataError(f"{path}: line {e.lineno}: not valid JSON ({json_error_text(e)})") from None
 
 
 def read_matrix(path: Path, rows: int = 4) -> np.ndarray:

@@ -1,6 +1,10 @@
 """Layout metrics as in SpatialLM: Hungarian matching of predicted to gold elements, precision, recall
 and F1 at IoU 0.25 and 0.5; walls, doors and windows as thin boxes seen from above (2D IoU), objects by
 the 3D IoU of their upright boxes, per category too. :func:`score_layouts` scores a list of rooms.
+
+Rates are percentages (0-100), as the question-answering metrics (:func:`vqkit.eval.metrics.score`).
+A kind or category with no element on either side has no score (None): nothing was there to find and
+nothing was predicted, which is neither a success nor a failure, so it counts in no average.
 """
 
 from __future__ import annotations
@@ -121,10 +125,13 @@ def match_count(iou: np.ndarray, threshold: float) -> int:
     return int(np.sum(w[rows, cols] > 0))
 
 
-def _prf(tp: int, n_pred: int, n_gold: int) -> tuple[float, float, float]:
-    # Nothing predicted and nothing to find is perfect; otherwise an empty side scores 0.
-    precision = tp / n_pred if n_pred else (1.0 if n_gold == 0 else 0.0)
-    recall = tp / n_gold if n_gold else (1.0 if n_pred == 0 else 0.0)
+def _prf(tp: int, n_pred: int, n_gold: int) -> tuple[float | None, float | None, float | None]:
+    """Precision, recall and F1 in percent; None for all three when both sides are empty (a 100 there
+    would reward an empty prediction of an empty category, e.g. beside a parse rate of 0)."""
+    if n_pred == 0 and n_gold == 0:
+        return None, None, None
+    precision = 100.0 * tp / n_pred if n_pred else 0.0
+    recall = 100.0 * tp / n_gold if n_gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     return precision, recall, f1
 
@@ -136,22 +143,25 @@ def score_layouts(predicted: Sequence[Room | str | None], gold: Sequence[Room],
     ``predicted`` items may be a :class:`Room`, the generated text (parsed with
     :meth:`Room.from_text`, keeping what could be read) or ``None`` (no output: an empty room).
 
-    Returns a JSON-ready dict:
+    Returns a JSON-ready dict; every rate is a percentage (0-100):
 
-    - ``parse_rate``: fraction of predictions that are a Room or text that parsed with no problem
+    - ``parse_rate``: share of predictions that are a Room or text that parsed with no problem
       (failed ones are still scored with what could be read, ``None`` as an empty room);
       ``n_pred_rooms``, ``n_gold_rooms``, ``n_problems`` (problems over all texts).
     - ``walls``, ``doors``, ``windows``, ``openings``, ``objects``: ``precision@t``, ``recall@t``,
-      ``f1@t`` for each threshold t, plus ``n_pred`` / ``n_gold``, micro-averaged over all rooms.
+      ``f1@t`` and ``matched@t`` (true positives) for each threshold t, plus ``n_pred`` / ``n_gold``,
+      micro-averaged over all rooms (a room without doors adds nothing to the doors' counts).
       Matching is Hungarian within each room. Walls, doors, windows and openings are compared by 2D
       IoU of their top-down footprints as ``thickness``-thick boxes (heights do not count; this is
       strict across the wall: with 0.1 m, a wall 3 cm off keeps IoU 0.54, 5 cm off drops to 0.33); objects
       by 3D IoU of yaw-rotated boxes, and only within the same category.
     - ``objects_by_category``: the same scores per category present in gold or predictions.
-    - ``count_accuracy``: fraction of rooms whose predicted object count per category equals gold's
-      for every category; ``count_mae``: mean over rooms of the summed absolute count errors.
+    - ``count_accuracy``: share of rooms whose predicted object count per category equals gold's
+      for every category; ``count_mae``: mean over rooms of the summed absolute count errors (a count).
 
-    Precision with no predictions is 0 (1 if gold is empty too); recall likewise.
+    Precision with no predictions is 0 and recall with no gold elements is 0; a kind with neither
+    (0 predicted, 0 gold, e.g. openings in rooms that have none) gets None for precision, recall and
+    F1, and is left out of any average over kinds. No rooms at all: the rates are None.
     """
     if len(predicted) != len(gold):
         raise ValueError(f"score_layouts: {len(predicted)} predictions for {len(gold)} gold rooms")
@@ -178,12 +188,13 @@ def score_layouts(predicted: Sequence[Room | str | None], gold: Sequence[Room],
         for t in thresholds:
             p, r, f = _prf(tp[g][t], n_pred[g], n_gold[g])
             out[f"precision@{t:g}"], out[f"recall@{t:g}"], out[f"f1@{t:g}"] = p, r, f
+            out[f"matched@{t:g}"] = tp[g][t]
         out["n_pred"], out["n_gold"] = n_pred[g], n_gold[g]
         return out
 
     n = len(gold)
     result: dict[str, Any] = {
-        "parse_rate": clean / n if n else 0.0,
+        "parse_rate": 100.0 * clean / n if n else None,
         "n_pred_rooms": len(predicted),
         "n_gold_rooms": n,
         "n_problems": n_problems,
@@ -191,8 +202,8 @@ def score_layouts(predicted: Sequence[Room | str | None], gold: Sequence[Room],
     for kind in kinds:
         result[kind] = block((kind, None))
     result["objects_by_category"] = {c: block(("objects", c)) for c in categories}
-    result["count_accuracy"] = count_ok / n if n else 0.0
-    result["count_mae"] = count_err / n if n else 0.0
+    result["count_accuracy"] = 100.0 * count_ok / n if n else None
+    result["count_mae"] = count_err / n if n else None
     return result
 
 

@@ -4,8 +4,9 @@
 2. encode every view set once with the frozen aggregator (``vqkit cache-features``),
 3. train the demo config (tiny aggregator, Perceiver, tiny Qwen3 + the synthetic tokenizer),
 4. train the blind baseline: the same recipe with text-only prompts,
-5. evaluate both on the validation split (EM and refined EM per qtype) and measure the answer loss
-   with the right views and with views shuffled across samples,
+5. evaluate both on the validation split (EM and refined EM per qtype), each into its own run's
+   ``eval/`` folder (``RUN/eval``, ``RUN/blind/eval``), and measure the answer loss with the right
+   views and with views shuffled across samples,
 6. print the table and write ``RUN/demo_summary.json``.
 
 Whether vision matters is measured two ways: EM of the full model vs the blind one, and how much the
@@ -23,7 +24,7 @@ from vqkit.config.io import load_config
 from vqkit.errors import CheckpointError
 from vqkit.eval.generate import evaluate
 from vqkit.eval.loss import answer_losses
-from vqkit.eval.results import write_results
+from vqkit.eval.results import default_out_dir, evaluation_info, write_results
 from vqkit.models.builder import load_model
 from vqkit.synth.benchmark import ensure_synth, use_synthetic_data
 from vqkit.tools.cache_writer import build_feature_cache
@@ -91,12 +92,17 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     model = load_model(result.final_dir)
     # BLEU/METEOR need a JVM start (~30 s); the demo reports EM, `vqkit eval --predictions` adds the rest.
     predictions, metrics = evaluate(model, cfg, val, progress=progress, language=False)
-    write_results(run_path / "eval", predictions, metrics)
+    metrics["info"].update(evaluation_info(result.final_dir, cfg, val, blind=False))
+    eval_dir = write_results(default_out_dir(result.final_dir, views_removed=False), predictions, metrics)
     losses = answer_losses(model, cfg, val)
+    # The baseline is a model *trained* blind, evaluated as trained into its own run's eval/ folder
+    # (RUN/blind/eval); RUN/eval_views_removed is `vqkit eval --blind` of the full model, another experiment.
     blind_model = load_model(blind_result.final_dir)
     blind_predictions, blind_metrics = evaluate(blind_model, blind_cfg, val, blind=True, progress=progress,
                                                    language=False)
-    write_results(run_path / "eval_blind", blind_predictions, blind_metrics)
+    blind_metrics["info"].update(evaluation_info(blind_result.final_dir, blind_cfg, val, blind=True))
+    blind_eval_dir = write_results(default_out_dir(blind_result.final_dir, views_removed=False),
+                                   blind_predictions, blind_metrics)
     timings["eval_s"] = time.time() - t
 
     minutes = (time.time() - started) / 60
@@ -108,6 +114,7 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
         "by_qtype": {q: {"full": metrics["by_qtype"][q], "blind": blind_metrics["by_qtype"].get(q)}
                      for q in metrics.get("by_qtype", {})},
         "n_val": metrics["overall"]["n"], "synth": synth, "config": config,
+        "eval_dir": str(eval_dir), "blind_eval_dir": str(blind_eval_dir),
     }
     (run_path / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print()
@@ -130,7 +137,8 @@ def _print_next_steps(summary: dict, run_path: Path, final_dir: Path, data_dir: 
     print(f"\nfull model EM {summary['em_full']:.1f} vs blind {summary['em_blind']:.1f} "
           f"({summary['em_full'] - summary['em_blind']:+.1f} points); {summary['minutes']:.1f} minutes end to end\n")
     print(f"run:          {run_path}  (model: {final_dir}, summary: {run_path / 'demo_summary.json'})")
-    print(f"predictions:  {run_path / 'eval' / 'predictions.jsonl'}  (blind: {run_path / 'eval_blind' / 'predictions.jsonl'})")
+    print(f"predictions:  {Path(summary['eval_dir']) / 'predictions.jsonl'}  "
+          f"(blind-trained baseline: {Path(summary['blind_eval_dir']) / 'predictions.jsonl'})")
     print(f"TensorBoard:  .venv/bin/tensorboard --logdir {run_path}")
     print("next:")
     print("  notebooks:  .venv/bin/jupyter lab notebooks/   (01 data + 3D poses, 02 model, 03 debug run, 04 answer viewer)")

@@ -1,7 +1,8 @@
 """``vqkit monitor RUN [--watch]``: where a run stands, from its files alone.
 
-Reads RUN/config.yaml, RUN/metrics.jsonl and RUN/checkpoints/, so it works on a login node while
-the job runs elsewhere, and on finished or crashed runs.
+Reads RUN/config.yaml, RUN/metrics.jsonl, RUN/checkpoints/ and RUN/failed.json, so it works on a
+login node while the job runs elsewhere, and on finished or failed runs (a failure is shown with its
+error line and the step it reached).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import yaml
 from vqkit.errors import VQKitError
 from vqkit.train.checkpoint import latest_checkpoint
 from vqkit.train.logging import read_metrics
+from vqkit.train.run_dir import read_failure
 
 
 def run_status(run_dir: str | Path) -> dict:
-    """Progress summary: step, max_steps, last loss, speed, ETA, newest checkpoint, finished."""
+    """Progress summary: step, max_steps, last loss, speed, ETA, newest checkpoint, finished, and
+    ``failed`` (RUN/failed.json: error, step, time) when the last attempt failed."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise VQKitError(f"{run_dir}: not a vqkit run directory (no config.yaml)")
@@ -41,6 +44,7 @@ def run_status(run_dir: str | Path) -> dict:
         "last_eval": {k: v for k, v in evals[-1].items()} if evals else None,
         "checkpoint": str(latest) if latest else None,
         "finished": (run_dir / "final").is_dir(),
+        "failed": read_failure(run_dir),
         "seconds_since_update": (time.time() - updated) if updated else None,
     }
 
@@ -50,7 +54,8 @@ def format_status(status: dict) -> str:
     filled = int(bar_width * min(1.0, status["progress"]))
     lines = [f"run       {status['run']}",
              f"progress  [{'#' * filled}{'.' * (bar_width - filled)}] step {status['step']}/{status['max_steps']}"
-             f" ({100 * status['progress']:.1f}%){'  finished' if status['finished'] else ''}"]
+             f" ({100 * status['progress']:.1f}%){'  finished' if status['finished'] else ''}"
+             f"{'  FAILED' if status.get('failed') and not status['finished'] else ''}"]
     if status["loss"] is not None:
         lines.append(f"loss      {status['loss']:.4f}   lr {status['lr']:.2e}   {status['samples_per_s']:.1f} samples/s")
     if status["eta_s"] is not None and not status["finished"]:
@@ -59,6 +64,20 @@ def format_status(status: dict) -> str:
         lines.append("eval      " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                              for k, v in status["last_eval"].items()))
     lines.append(f"checkpoint {status['checkpoint'] or '(none yet)'}")
-    if status["seconds_since_update"] is not None and not status["finished"]:
+    failed = status.get("failed")
+    if failed:
+        ago = f", {time.time() - failed['time']:.0f} s ago" if isinstance(failed.get("time"), (int, float)) else ""
+        lines.append(f"FAILED    at step {failed.get('step', '?')}{ago}: {failed.get('error')}")
+        lines.append(f"          {_retry_hint(status)}")
+    if status["seconds_since_update"] is not None and not status["finished"] and not failed:
         lines.append(f"last log  {status['seconds_since_update']:.0f} s ago")
     return "\n".join(lines)
+
+
+def _retry_hint(status: dict) -> str:
+    """What to run after fixing the cause of a failure."""
+    if status["checkpoint"]:
+        return "fix the cause, then continue with --resume auto"
+    if not status["step"]:
+        return "fix the cause, then run the same command again (no step was trained: the folder is reused)"
+    return "no checkpoint to resume: --set train.overwrite=true starts over, or choose another --output-dir"

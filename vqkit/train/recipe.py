@@ -14,25 +14,31 @@ Reliability:
 - a non-finite loss skips its optimizer step with a warning (the decision is taken on all ranks
   together), and ``train.max_nonfinite_steps`` in a row abort the run;
 - Ctrl-C (SIGINT) or SIGTERM (Slurm's pre-emption) saves a checkpoint before exiting;
-- an existing run directory is never overwritten silently.
+- an existing run directory is never overwritten silently; a folder left by an attempt that failed
+  before its first step is reused, and a failure is recorded in ``RUN/failed.json`` (``vqkit monitor``);
+- a resumed run trains with the config its checkpoint was saved with: each checkpoint stores it, and
+  any change outside :data:`vqkit.train.run_dir.RESUMABLE_KEYS` (``max_steps``, log / save / eval
+  intervals, eval settings, data workers) is refused, so ``RUN/config.yaml`` always says what trains.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vqkit.config.io import save_config
+from vqkit.config.io import load_config, save_config, to_dict
 from vqkit.config.schema import Config
 from vqkit.errors import VQKitError
 from vqkit.train import checkpoint as ckpt
 from vqkit.train.accelerator import describe, gather_trainable, make_accelerator
 from vqkit.train.logging import RunLogger, format_duration
 from vqkit.train.optim import build_optimizer, cosine_schedule
-from vqkit.train.run_dir import StopRequest, prepare_run_dir
+from vqkit.train.run_dir import StopRequest, prepare_run_dir, record_failure, resume_config_changes
 from vqkit.train.step import train_step
+from vqkit.utils.files import write_json_atomic
 from vqkit.utils.runtime import set_seed
 
 
@@ -101,6 +107,9 @@ class Recipe:
         self.last_loss: float | None = None
         self.nonfinite_in_a_row = 0
         self.interrupted = False
+        self.run_dir: Path | None = None  # set once the run directory is this run's
+        self.rank = 0
+        self.config_changes: dict = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -114,9 +123,15 @@ class Recipe:
         cfg = self.cfg
         self.accelerator = accelerator = make_accelerator(cfg)
         self.is_main = accelerator.is_main_process
-        self.run_dir = prepare_run_dir(cfg.train.output_dir, resume=self.resume, overwrite=cfg.train.overwrite,
-                                       is_main=self.is_main)
+        self.rank = accelerator.process_index
+        self.resumed_from = ckpt.resolve_resume(self.resume, cfg.train.output_dir)
+        if self.resumed_from is not None:  # before anything is written: a refused change leaves the run as it was
+            self.config_changes = resume_config_changes(self._checkpoint_config(self.resumed_from), to_dict(cfg),
+                                                        self.resumed_from)
+        run_dir = prepare_run_dir(cfg.train.output_dir, resuming=self.resumed_from is not None,
+                                  overwrite=cfg.train.overwrite, is_main=self.is_main)
         accelerator.wait_for_everyone()
+        self.run_dir = run_dir
         if self.is_main:
             save_config(cfg, self.run_dir / "config.yaml")
 
@@ -132,7 +147,6 @@ class Recipe:
         self.core = accelerator.unwrap_model(self.model)
 
         epoch, batch_in_epoch = 0, 0
-        self.resumed_from = ckpt.resolve_resume(self.resume, self.run_dir)
         if self.resumed_from is not None:
             state = ckpt.load_checkpoint(self.resumed_from, accelerator=accelerator, model=self.model,
                                          optimizer=self.optimizer, scheduler=self.scheduler,
@@ -147,7 +161,26 @@ class Recipe:
         self.logger.print(self.core.parameter_table())
         if self.resumed_from is not None:
             self.logger.print(f"resumed from {self.resumed_from} at step {self.step}")
+        if self.config_changes:
+            self.logger.print("config changed on resume: " + ", ".join(
+                f"{k} {v[0]!r} -> {v[1]!r}" for k, v in self.config_changes.items()))
+            self.logger.log({"step": self.step, "resumed_from": str(self.resumed_from),
+                             "config_changes": self.config_changes})
         self.stream = BatchStream(cfg, self.tokenizer, accelerator, epoch, batch_in_epoch)
+
+    def _checkpoint_config(self, checkpoint: Path) -> dict:
+        """The config a checkpoint was trained with: stored in its trainer state, or (checkpoints
+        written before it was) RUN/config.yaml."""
+        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        if isinstance(state.get("config"), dict):
+            return state["config"]
+        saved = Path(self.cfg.train.output_dir) / "config.yaml"
+        return to_dict(load_config(saved)) if saved.is_file() else to_dict(self.cfg)
+
+    def record_failure(self, error: BaseException) -> None:
+        """RUN/failed.json for an error that ends the run (only once the run directory is this run's)."""
+        if self.run_dir is not None:
+            record_failure(self.run_dir, error, self.step, rank=self.rank)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -159,7 +192,7 @@ class Recipe:
     def trainer_state(self) -> dict:
         return {"step": self.step, "epoch": self.stream.epoch, "batch_in_epoch": self.stream.batch_in_epoch,
                 "nonfinite_in_a_row": self.nonfinite_in_a_row, "world_size": self.accelerator.num_processes,
-                "samples_seen": self.step * self.samples_per_step}
+                "samples_seen": self.step * self.samples_per_step, "config": to_dict(self.cfg)}
 
     def save_checkpoint(self) -> Path:
         """A complete checkpoint of the current step (every rank must call this)."""
@@ -261,6 +294,9 @@ class Recipe:
             trainable = gather_trainable(self.accelerator, self.core)
             if self.is_main:
                 self.core.save_pretrained(final_dir, state_dict=trainable)
+                # the step it was saved at, for the metrics.json of its evaluations
+                state = {k: v for k, v in self.trainer_state().items() if k != "config"}
+                write_json_atomic(final_dir / "trainer_state.json", state)
                 self.logger.print(f"model saved to {final_dir} (load with vqkit.load_model or vqkit eval --model)")
         self.accelerator.wait_for_everyone()
         self.logger.close()
@@ -295,6 +331,10 @@ def run(cfg: Config, *, resume: str | None = None, progress: bool | None = None)
     run when there is none) or a checkpoint folder.
     """
     recipe = Recipe(cfg, resume=resume, progress=progress)
-    recipe.setup()
-    recipe.train()
-    return recipe.cleanup()
+    try:
+        recipe.setup()
+        recipe.train()
+        return recipe.cleanup()
+    except Exception as e:
+        recipe.record_failure(e)
+        raise

@@ -1,43 +1,126 @@
-"""The run directory: created for a new run, refused when it holds another run, and the signals that
-ask a run to stop (Ctrl-C, Slurm's SIGTERM) turned into a checkpoint-then-exit.
+"""The run directory: created for a new run, refused when it holds another run, the record of a run
+that failed, the check that a resumed run keeps its checkpoint's config, and the signals that ask a run
+to stop (Ctrl-C, Slurm's SIGTERM) turned into a checkpoint-then-exit.
 
 Layout: ``RUN/config.yaml`` (resolved config), ``RUN/metrics.jsonl`` and ``RUN/tb/`` (logs),
-``RUN/checkpoints/step_NNNNNN/`` (complete, resumable), ``RUN/final/`` (the model folder), ``RUN/eval*/``.
+``RUN/checkpoints/step_NNNNNN/`` (complete, resumable), ``RUN/final/`` (the model folder), ``RUN/eval*/``,
+``RUN/failed.json`` (the error of the last attempt, when it failed).
+
+A folder *holds a run* when it has a complete checkpoint, a final model or logged training steps; an
+attempt that failed before its first logged step leaves none of these, so a retry with the same
+``--output-dir`` reuses the folder (its config.yaml, logs and failed.json are replaced).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
-from vqkit.errors import VQKitError
+from vqkit.errors import ConfigError, VQKitError
+from vqkit.train.checkpoint import list_checkpoints
+from vqkit.train.logging import read_metrics
+from vqkit.utils.files import write_json_atomic
 
-# What makes a folder "hold a run": any of these.
-RUN_MARKERS = ("config.yaml", "metrics.jsonl", "checkpoints", "final")
 # What starting over removes (the folder may hold other things of the user's).
-RUN_OUTPUTS = ("metrics.jsonl", "tb", "checkpoints", "final", "eval")
+RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "tb", "checkpoints", "final", "eval", "eval_views_removed",
+               "failed.json")
+FAILED_FILE = "failed.json"
+
+#: Config keys a resumed run may change (dotted; a key ending in "." covers its whole section). They
+#: decide how long the run goes, what it logs, saves and evaluates, how data is read, and how a step is
+#: computed (checkpointing, compiled or fused kernels: the memory and speed, not the model or the data). ``train.max_steps`` moves the end of the cosine schedule: from the resumed step on,
+#: the learning rate follows the schedule of the new length. Every other change (learning rates,
+#: batch, data, model, seed, ...) is refused, since the checkpoint's optimizer and schedule state
+#: would silently keep the old values.
+RESUMABLE_KEYS = (
+    "train.max_steps", "train.log_every_steps", "train.save_every_steps", "train.keep_checkpoints",
+    "train.eval_every_steps", "train.eval_samples", "train.max_nonfinite_steps", "train.output_dir",
+    "train.overwrite", "eval.", "data.val", "data.num_workers", "data.persistent_workers", "data.feature_cache",
+    "model.llm.gradient_checkpointing", "model.llm.liger_kernels", "model.encoder.compile",
+)
 
 
-def prepare_run_dir(run_dir: str | Path, *, resume: str | None, overwrite: bool, is_main: bool) -> Path:
+def _logged_steps(run_dir: Path) -> int:
+    """The last training step RUN/metrics.jsonl logged (0 when none)."""
+    steps = [r.get("step", 0) for r in read_metrics(run_dir) if "loss" in r]
+    return max(steps, default=0)
+
+
+def read_failure(run_dir: str | Path) -> dict | None:
+    """RUN/failed.json (``error``, ``step``, ``time``, ``rank``) when the run's last attempt failed."""
+    path = Path(run_dir) / FAILED_FILE
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return {"error": f"{path} is unreadable"}
+
+
+def record_failure(run_dir: str | Path, error: BaseException, step: int, rank: int = 0) -> Path:
+    """Write RUN/failed.json: the error in one line, the step reached, when; what ``vqkit monitor`` shows."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    line = text if isinstance(error, VQKitError) else f"{type(error).__name__}: {text}".rstrip(": ")
+    return write_json_atomic(Path(run_dir) / FAILED_FILE,
+                             {"error": line, "step": step, "time": time.time(), "rank": rank})
+
+
+def prepare_run_dir(run_dir: str | Path, *, resuming: bool, overwrite: bool, is_main: bool) -> Path:
     """Create the run directory; refuse to write into another run unless resuming it or told to
-    start over (``train.overwrite``)."""
+    start over (``train.overwrite``). A folder left by an attempt that never logged a step (it failed
+    during setup) holds no run: a new attempt reuses it."""
     run_dir = Path(run_dir)
     if is_main:
-        existing = run_dir.is_dir() and any((run_dir / name).exists() for name in RUN_MARKERS)
-        if existing and resume is None and not overwrite:
-            raise VQKitError(f"run directory {run_dir} already holds a run; continue it with --resume auto, "
-                             f"choose another --output-dir, or --set train.overwrite=true to start over")
-        if existing and resume is None and overwrite:
-            for name in RUN_OUTPUTS:
+        if not resuming and run_dir.is_dir():
+            trained = bool(list_checkpoints(run_dir)) or (run_dir / "final").exists() or _logged_steps(run_dir) > 0
+            if trained and not overwrite:
+                failure = read_failure(run_dir)
+                why = (f" (its last attempt failed at step {failure.get('step')}: {failure.get('error')})"
+                       if failure else "")
+                raise VQKitError(f"run directory {run_dir} already holds a run{why}; continue it with --resume auto, "
+                                 f"choose another --output-dir, or --set train.overwrite=true to start over")
+            for name in RUN_OUTPUTS:  # an attempt that never trained, or train.overwrite
                 target = run_dir / name
                 if target.is_dir():
                     shutil.rmtree(target)
                 elif target.exists():
                     target.unlink()
+        (run_dir / FAILED_FILE).unlink(missing_ok=True)  # a new attempt: the last one's failure is history
         run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _may_change(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) or key.startswith(k + ".")
+               for k in RESUMABLE_KEYS)
+
+
+def resume_config_changes(saved: dict, current: dict, checkpoint: str | Path) -> dict[str, list]:
+    """Compare the config a checkpoint was trained with (``saved``, as nested dicts) with the one a
+    resumed run is given; returns the allowed changes ``{key: [old, new]}`` (:data:`RESUMABLE_KEYS`).
+    Any other difference raises one ConfigError naming the keys and both values."""
+    old, new = _flatten(json.loads(json.dumps(saved))), _flatten(json.loads(json.dumps(current)))
+    changed = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    refused = {k: v for k, v in changed.items() if not _may_change(k)}
+    if refused:
+        shown = "; ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in refused.items())
+        raise ConfigError(f"cannot resume from {checkpoint} with a different config: {shown}. A checkpoint keeps "
+                          f"its optimizer and schedule, so these cannot change on resume: drop the overrides, or "
+                          f"start a new run (another --output-dir). Keys that may change on resume: "
+                          f"{', '.join(k.rstrip('.') + ('.*' if k.endswith('.') else '') for k in RESUMABLE_KEYS)}")
+    return {k: v for k, v in changed.items() if _may_change(k)}
 
 
 class StopRequest:

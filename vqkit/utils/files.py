@@ -67,6 +67,25 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict], compact: b
     return len(lines)
 
 
+def json_error_text(error: json.JSONDecodeError) -> str:
+    """A JSON parse error as "<what> at column N" (json's own messages for some errors already end in
+    "at", as in "Invalid control character at", which would otherwise read "at at column")."""
+    return f"{error.msg.removesuffix(' at')} at column {error.colno}"
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file's content; a missing or malformed file raises :class:`DataError` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({json_error_text(e)})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+
+
 def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each JSON object of a JSON-lines file (blank lines ignored).
 
@@ -84,7 +103,7 @@ def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[t
             except json.JSONDecodeError as e:
                 if skip_bad:
                     continue
-                raise DataError(f"{path}:{line_no}: not valid JSON ({e.msg})") from None
+                raise DataError(f"{path}:{line_no}: not valid JSON ({json_error_text(e)})") from None
             if not isinstance(row, dict):
                 if skip_bad:
                     continue

@@ -105,7 +105,7 @@ def metrics_table(runs: dict[str, dict | str | os.PathLike]) -> HTMLTable:
         if rp:
             f1 = {k: rp[k].get("f1@0.5") for k in ("walls", "doors", "windows", "objects") if isinstance(rp.get(k), dict)}
             rows.append([f"{name} roomplan F1@0.5"] + [None] * (len(columns) - 2) + [rp.get("n")])
-            rows[-1][1] = ", ".join(f"{k} {100 * v:.0f}" for k, v in f1.items())
+            rows[-1][1] = ", ".join(f"{k} {v:.0f}" if v is not None else f"{k} -" for k, v in f1.items())
     return HTMLTable(columns, rows)
 
 
