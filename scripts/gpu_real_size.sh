@@ -1,62 +1,163 @@
 #!/usr/bin/env bash
 # The stage-1 architecture at its real size with random weights (VGGT-1B aggregator + Qwen3-4B from its
-# known config, LoRA, gradient checkpointing, bf16) on one GPU, on synthetic rooms at the real input size
-# (8 views, 448 px). Three figures, each a JSON file in OUT_DIR:
-#   plan.json        `vqkit plan` at the configured batch (the prediction, nothing allocated)
-#   bench.json       `vqkit bench`: s/step, samples/s, peak memory and MFU, uncached vs cached features
-#   probe.json       `vqkit plan --probe`: real steps at batch 1, 2, 4, ... beside the plan, until out of memory
+# known config, LoRA, bf16) on one GPU, on synthetic rooms at the real input size (8 views, 448 px): the
+# performance check of the "performance at real size" issue, before and after, as JSON files in OUT_DIR:
 #
-#   scripts/gpu_real_size.sh [OUT_DIR]          (DATA, BATCH, MAX_BATCH, STEPS override the defaults)
+#   env.json           the card, driver, torch/transformers/peft/liger versions, the stages run
+#   plan.json          `vqkit plan` at BATCH (memory, and the plan's gradient-checkpointing decision)
+#   bench.json         `vqkit bench` at BATCH with this code: s/step from images and cached features, model
+#                      and hardware FLOPs per part and their utilisation (mfu_model*, mfu_hardware*), attention
+#                      kernels, padding share, peak memory, the aggregator's 8 x 518 forward
+#   encoder.json       `vqkit bench --encoder-only`: the aggregator on 8 frames of 518 px, {"eager", "compiled"}
+#   before_bench.json  `vqkit bench` at BATCH with the code before the change (.before/, see `prepare`)
+#   probe.json         `vqkit plan --probe` up to MAX_BATCH (only with PROBE=1)
+#   summary.json       scripts/gpu_real_size_summary.py: the acceptance figures (MFU >= 35% cached / 30% from
+#                      images, aggregator 8 x 518 <= 0.11 s, plan within 10% of the measured peak), written
+#                      again after every stage, so a run cut short still reports what it measured
 #
-# No weights are downloaded: the aggregator is randomly initialised (model.encoder.weights=null) and the
-# LLM is built from Qwen/Qwen3-4B-Instruct-2507's architecture (model.llm.from_config=true), so speed and
-# memory are the real model's and the answers are noise. Extra arguments after OUT_DIR are passed to every
-# command as config overrides (`--set key=value`).
+#   scripts/gpu_real_size.sh prepare             on the CPU machine, once: the data, .before/ and .whl/ below
+#   scripts/gpu_real_size.sh [OUT_DIR] [k=v ...] on the GPU machine (k=v: config overrides for every command)
+#   DRY_RUN=1 scripts/gpu_real_size.sh OUT_DIR   the same stages end to end on this CPU at a tiny size
+#
+# Environment: CONFIG (configs/stage1_3d.yaml), DATA (data/synth448), BATCH (16), STEPS (3), STAGES (default
+# "plan after encoder before"; add "probe" or set PROBE=1), MAX_BATCH (64), LIGER (1 = model.llm.liger_kernels
+# when liger-kernel is importable), PYTHON (python3).
+#
+# No weights are downloaded: the aggregator is randomly initialised (model.encoder.weights=null) and the LLM is
+# built from Qwen/Qwen3-4B-Instruct-2507's architecture (model.llm.from_config=true), so speed and memory are the
+# real model's and the answers are noise. The GPU machine reaches no network: `prepare` makes what it needs here
+# (synthetic rooms need open3d; the "before" code; Liger's wheel), to be carried along:
+#   run(command="bash scripts/gpu_real_size.sh", carry=["data/synth448", ".before", ".whl"], timeout_s=600)
 set -euo pipefail
-OUT_DIR=${1:-runs/gpu_real_size}
-shift || true
-CONFIG=${CONFIG:-configs/stage1_3d.yaml}
-DATA=${DATA:-data/synth448}
-BATCH=${BATCH:-16}
-MAX_BATCH=${MAX_BATCH:-64}
-STEPS=${STEPS:-3}
 PY=${PYTHON:-python3}
-mkdir -p "$OUT_DIR"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO"
 
-overrides=(--set model.encoder.weights=null --set model.llm.from_config=true)
-for extra in "$@"; do overrides+=(--set "$extra"); done
+prepare_before() {  # the package and configs as they were before the change, for the "before" bench
+    local ref=${BEFORE_REF:-$(git log --format=%H --grep='^Performance at real size (issue 21)' | tail -1)^}
+    rm -rf .before && mkdir -p .before
+    git archive "$ref" vqkit configs | tar -x -C .before
+    git rev-parse "$ref" > .before/COMMIT
+    grep -qx '/.before/' .git/info/exclude 2>/dev/null || echo '/.before/' >> .git/info/exclude
+    echo "== .before: vqkit and configs at $(cat .before/COMMIT)"
+}
 
-if [ ! -f "$DATA/train.jsonl" ]; then
-    echo "== synthetic rooms at the real input size into $DATA"
-    $PY -m vqkit synth --out "$DATA" --scenes 24 --views 8 --image-size 448 --workers "$(nproc)" --quiet
+if [ "${1:-}" = "prepare" ]; then
+    mkdir -p .git/info
+    DATA=${DATA:-data/synth448}
+    if [ ! -f "$DATA/train.jsonl" ]; then
+        echo "== synthetic rooms at the real input size into $DATA (8 rooms: ~25 MB to carry)"
+        $PY -m vqkit synth --out "$DATA" --scenes 8 --views 8 --image-size 448 --workers "$(nproc)" --quiet
+    fi
+    prepare_before
+    grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
+    $PY -m pip download -q --no-deps -d .whl "liger-kernel==${LIGER_VERSION:-0.8.5}"
+    echo "== ready: run(command=\"bash scripts/gpu_real_size.sh\", carry=[\"$DATA\", \".before\", \".whl\"], timeout_s=600)"
+    du -sh "$DATA" .before .whl
+    exit 0
 fi
-GPU_MEM=${GPU_MEM:-$($PY -c 'import torch; print(round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))')}
 
-echo "== plan at batch $BATCH on one GPU of ${GPU_MEM} GB"
-$PY -m vqkit plan --config "$CONFIG" --data "$DATA" --gpus 1 --gpu-mem "$GPU_MEM" --batch-size "$BATCH" \
-    "${overrides[@]}" --json > "$OUT_DIR/plan.json"
-$PY -m vqkit plan --config "$CONFIG" --data "$DATA" --gpus 1 --gpu-mem "$GPU_MEM" --batch-size "$BATCH" "${overrides[@]}"
+OUT_DIR=${1:-${OUT:-runs/gpu_real_size}}
+shift || true
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+exec > >(tee -a "$OUT_DIR/log.txt") 2>&1
 
-echo "== bench at batch $BATCH"
-$PY -m vqkit bench --config "$CONFIG" --data "$DATA" --batch-size "$BATCH" --steps "$STEPS" --warmup 1 \
-    --data-batches 4 "${overrides[@]}" --json > "$OUT_DIR/bench.json"
-$PY - "$OUT_DIR/bench.json" <<'EOF'
-import json, sys
-from vqkit.tools.bench import format_table
-print(format_table(json.load(open(sys.argv[1]))))
+if [ -n "${DRY_RUN:-}" ]; then
+    # The same stages at a tiny size on the CPU: the demo's model on a handful of synthetic rooms.
+    CONFIG=${CONFIG:-configs/demo.yaml}
+    DATA=${DATA:-$OUT_DIR/tmp_synth}
+    BATCH=${BATCH:-4}
+    STEPS=${STEPS:-1}
+    DEVICE=(--device cpu)
+    [ -f "$DATA/train.jsonl" ] || $PY -m vqkit synth --out "$DATA" --scenes 6 --views 4 --image-size 112 --quiet
+    [ -d .before/vqkit ] || prepare_before
+    overrides=(--set data.num_workers=0)
+    GPU_MEM=8
+else
+    CONFIG=${CONFIG:-configs/stage1_3d.yaml}
+    DATA=${DATA:-data/synth448}
+    BATCH=${BATCH:-16}
+    STEPS=${STEPS:-3}
+    DEVICE=()
+    overrides=(--set model.encoder.weights=null --set model.llm.from_config=true)
+    if [ -d .whl ] && ls .whl/*.whl > /dev/null 2>&1; then
+        $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+        export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+    fi
+    GPU_MEM=${GPU_MEM:-$($PY -c 'import torch; print(round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1))')}
+fi
+for extra in "$@"; do overrides+=(--set "$extra"); done
+STAGES=${STAGES:-plan after encoder before}
+[ -n "${PROBE:-}" ] && STAGES="$STAGES probe"
+if [ "${LIGER:-1}" = 1 ] && [ -z "${DRY_RUN:-}" ] && $PY -c 'import liger_kernel' 2> /dev/null; then
+    after_overrides=("${overrides[@]}" --set model.llm.liger_kernels=true)
+else
+    after_overrides=("${overrides[@]}")
+fi
+[ -f "$DATA/train.jsonl" ] || { echo "no $DATA/train.jsonl: run 'scripts/gpu_real_size.sh prepare' on the CPU machine"; exit 2; }
+DATA=$(realpath "$DATA")
+
+summary() {
+    $PY scripts/gpu_real_size_summary.py "$OUT_DIR" --config "$CONFIG" --data "$DATA" \
+        $(for ((i = 1; i < ${#after_overrides[@]}; i += 2)); do echo "--set ${after_overrides[i]}"; done) \
+        > /dev/null || echo "(summary failed)"
+}
+
+$PY - "$OUT_DIR/env.json" "$STAGES" <<'EOF'
+import json, subprocess, sys, torch, transformers, peft
+try:
+    import liger_kernel, importlib.metadata as md; liger = md.version("liger-kernel")
+except ImportError:
+    liger = None
+smi = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                     capture_output=True, text=True).stdout.strip() if torch.cuda.is_available() else None
+env = {"gpu": smi, "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__,
+       "liger_kernel": liger, "stages": sys.argv[2].split()}
+json.dump(env, open(sys.argv[1], "w"), indent=1)
+print(env)
 EOF
 
-echo "== probe: real steps up to batch $MAX_BATCH"
-$PY -m vqkit plan --config "$CONFIG" --gpus 1 --gpu-mem "$GPU_MEM" --probe --data "$DATA" --max-batch "$MAX_BATCH" \
-    "${overrides[@]}" --json > "$OUT_DIR/probe.json"
-$PY - "$OUT_DIR/probe.json" <<'EOF'
-import json, sys
-for r in json.load(open(sys.argv[1]))["probe"]:
-    if r["fits"]:
-        print(f"batch {r['batch_size']:3d}: peak {r['peak_mb']:8.0f} MB, plan {r['predicted_mb']:8.0f} MB "
-              f"({100 * (r['predicted_mb'] / r['peak_mb'] - 1):+.0f}%), sequence {r['seq_len']}, "
-              f"{r['step_s']:.2f} s/step, {r['samples_per_s']:.1f} samples/s")
-    else:
-        print(f"batch {r['batch_size']:3d}: out of memory")
-EOF
+bench_args=(--data "$DATA" --batch-size "$BATCH" --steps "$STEPS" --warmup 1 --data-batches 4 "${DEVICE[@]}" --json)
+for stage in $STAGES; do
+    case $stage in
+    plan)
+        echo "== plan at batch $BATCH on one GPU of ${GPU_MEM} GB"
+        $PY -m vqkit plan --config "$CONFIG" --data "$DATA" --gpus 1 --gpu-mem "$GPU_MEM" --batch-size "$BATCH" \
+            "${after_overrides[@]}" --json > "$OUT_DIR/plan.json"
+        $PY -m vqkit plan --config "$CONFIG" --data "$DATA" --gpus 1 --gpu-mem "$GPU_MEM" --batch-size "$BATCH" \
+            "${after_overrides[@]}" | tail -4 ;;
+    after)
+        echo "== bench at batch $BATCH (this code)"
+        $PY -m vqkit bench --config "$CONFIG" "${bench_args[@]}" "${after_overrides[@]}" > "$OUT_DIR/bench.json"
+        $PY -c 'import json, sys; from vqkit.tools.bench import format_table; print(format_table(json.load(open(sys.argv[1]))))' \
+            "$OUT_DIR/bench.json" ;;
+    encoder)
+        for compiled in false true; do
+            name=$([ $compiled = true ] && echo compiled || echo eager)
+            echo "== the aggregator on 8 frames of 518 px ($name)"
+            $PY -m vqkit bench --config "$CONFIG" --encoder-only --encoder-repeats 10 --warmup 3 "${DEVICE[@]}" \
+                "${overrides[@]}" --set model.encoder.compile=$compiled --json > "$OUT_DIR/encoder_$name.json"
+            $PY -c 'import json, sys; from vqkit.tools.bench_report import format_encoder; print(format_encoder(json.load(open(sys.argv[1]))))' \
+                "$OUT_DIR/encoder_$name.json"
+        done
+        # one file for both (what comes back from the GPU machine is at most 8 files)
+        $PY -c 'import json, sys; d = sys.argv[1]; json.dump({n: json.load(open(f"{d}/encoder_{n}.json")) for n in ("eager", "compiled")}, open(f"{d}/encoder.json", "w"), indent=1)' "$OUT_DIR"
+        rm "$OUT_DIR/encoder_eager.json" "$OUT_DIR/encoder_compiled.json" ;;
+    before)
+        if [ ! -d .before/vqkit ]; then echo "== no .before/ (scripts/gpu_real_size.sh prepare): no before figures"; continue; fi
+        echo "== bench at batch $BATCH (the code before the change: $(cat .before/COMMIT 2>/dev/null))"
+        (cd .before && PYTHONPATH="$REPO/.before${PYTHONPATH:+:$PYTHONPATH}" $PY -m vqkit bench --config "$CONFIG" \
+            "${bench_args[@]}" "${overrides[@]}") > "$OUT_DIR/before_bench.json" ;;
+    probe)
+        echo "== probe: real steps up to batch ${MAX_BATCH:-64}"
+        $PY -m vqkit plan --config "$CONFIG" --gpus 1 --gpu-mem "$GPU_MEM" --probe --data "$DATA" --batch-size "$BATCH" \
+            --max-batch "${MAX_BATCH:-64}" "${DEVICE[@]}" "${after_overrides[@]}" --json > "$OUT_DIR/probe.json" ;;
+    *) echo "unknown stage $stage (plan after encoder before probe)"; exit 2 ;;
+    esac
+    summary
+done
+echo "== summary ($OUT_DIR/summary.json)"
+$PY scripts/gpu_real_size_summary.py "$OUT_DIR" --config "$CONFIG" --data "$DATA" \
+    $(for ((i = 1; i < ${#after_overrides[@]}; i += 2)); do echo "--set ${after_overrides[i]}"; done)

@@ -167,3 +167,23 @@ def test_checkpointing_adds_hardware_flops_not_model_flops(tiny_step):
     expected = hand_count(cfg, batch, 1)
     assert recomputed <= expected["llm"] // 3  # at most one forward of the layers (checkpointing stops early)
     assert counts[True]["projector"] == counts[False]["projector"]
+
+
+@pytest.mark.slow
+def test_gpu_real_size_script_runs_end_to_end_on_the_cpu(tmp_path):
+    """scripts/gpu_real_size.sh with DRY_RUN=1: the GPU check's stages at a tiny size on this CPU, so the
+    next session with a GPU can trust it (the "before" and "probe" stages take minutes more; not here)."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    env = {**os.environ, "DRY_RUN": "1", "STAGES": "plan after", "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_real_size.sh"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["files"] == ["bench.json", "env.json", "plan.json"]
+    assert summary["after"]["model_flops_per_step"] > 0 and summary["memory"]["predicted_mb"] > 0
+    assert "aggregator 8 x 518 <= 0.11 s" in summary["acceptance"]

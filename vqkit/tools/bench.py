@@ -186,7 +186,8 @@ def _median_spread(values: list[float]) -> tuple[float, float, float]:
 def measure_steps(model, optimizer, batch: dict, autocast, device: torch.device, *, steps: int, warmup: int) -> dict:
     """Full steps (``warmup`` untimed, then ``steps`` timed: wall and process CPU time), the same split
     into parts, and one step's FLOPs per part: ``{"step": (median, min, max), "cpu": median s, "parts":
-    {part: median s}, "ledgers": {part: FlopLedger}, "tokens", "padding_share"}``."""
+    {part: median s}, "ledgers": {part: FlopLedger}, "tokens", "padding_share", "seq_len", "answer_positions"}``
+    (the padded length, and the positions that get logits: what ``vqkit plan`` needs to plan this batch)."""
     for _ in range(warmup):
         full_step(model, optimizer, batch, autocast)
     times, cpu = [], []
@@ -202,7 +203,8 @@ def measure_steps(model, optimizer, batch: dict, autocast, device: torch.device,
     return {"step": _median_spread(times), "cpu": statistics.median(cpu),
             "parts": {k: statistics.median(p[k] for p in parts) for k in parts[0]},
             "ledgers": count_flops(model, optimizer, batch, autocast), "tokens": int(mask.sum()),
-            "padding_share": 1.0 - float(mask.sum()) / mask.numel()}
+            "padding_share": 1.0 - float(mask.sum()) / mask.numel(), "seq_len": int(mask.shape[1]),
+            "answer_positions": int((batch["labels"][:, 1:] != -100).any(dim=0).sum())}
 
 
 def time_encoder(encoder, layers: list[int], device: torch.device, *, frames: int = 8, size: int = 518,
@@ -370,6 +372,7 @@ def _figures(results: dict, bs: int, dev: torch.device, data: dict, peak: float 
         "breakdown_s": unc["parts"], "breakdown_s_cached": cac["parts"],
         "tokens_per_s": cac["tokens"] / step_c, "tokens_per_s_uncached": unc["tokens"] / step_s,
         "padding_share": unc["padding_share"], "padding_share_cached": cac["padding_share"],
+        "seq_len": unc["seq_len"], "answer_positions": unc["answer_positions"],
         "model_flops_per_step": fu["model"], "model_flops_per_step_cached": fc["model"],
         "hardware_flops_per_step": fu["hardware"], "hardware_flops_per_step_cached": fc["hardware"],
         "flops_by_part": fu["by_part"], "flops_by_part_cached": fc["by_part"],
