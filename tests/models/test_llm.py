@@ -98,3 +98,21 @@ def test_qwen3_4b_on_the_meta_device():
     lora = sum(p.numel() for n, p in wrapped.named_parameters() if is_lora_param(n))
     # r=16 on q, k, v, o: (in + out) * r each
     assert lora == 36 * 16 * ((2560 + 4096) + 2 * (2560 + 1024) + (4096 + 2560))
+
+
+def test_a_known_architecture_is_planned_without_the_hub(monkeypatch):
+    """`vqkit plan` used to ask the hub for a known id's config unless HF_HUB_OFFLINE was set (24 s of
+    retries without network); a known id is now read from KNOWN_LLM_CONFIGS without any hub call."""
+    import socket
+
+    import transformers
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"contacted the hub: {args}")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", no_hub)
+    monkeypatch.setattr(socket, "create_connection", no_hub)
+    model = build_llm(LLMConfig(name_or_path="Qwen/Qwen3-4B-Instruct-2507"), vocab_size=None, device="meta")
+    assert model.config.num_hidden_layers == 36

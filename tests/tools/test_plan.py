@@ -49,8 +49,15 @@ def test_zero_partitioning_on_gpus(corpus, tokenizer_dir):  # noqa: F811
     assert z2.params["encoder"][1] == "bfloat16"  # DeepSpeed bf16 casts the whole module
     assert z3.params["llm"][0] == math.ceil(z2.params["llm"][0] / 4)
     assert z0.global_batch == 4 * 4 * 4
+    # Room for 3 samples, but 3 does not divide the 16 samples per GPU per step: 2 x 8 x 4 GPUs = 64 (was
+    # 3 x 6 x 4 = 72 for the global batch 64).
     tight = make_plan(cfg, gpus=4, zero=0, gpu_mem_gb=(z0.static + 3 * z0.per_sample) / 2**30 + 2.0)
-    assert tight.batch_size == 3 and tight.grad_accum == math.ceil(64 / (3 * 4))
+    assert tight.largest_batch == 3 and tight.batch_size == 2 and tight.grad_accum == 8
+    assert tight.batch_size * tight.grad_accum * 4 == tight.global_batch == 64
+    assert any("batch 3 fits but does not divide the 16 samples per GPU" in n for n in tight.notes)
+    forced = make_plan(cfg, gpus=4, zero=0, gpu_mem_gb=1, batch_size=3)  # --batch-size 3: said, not hidden
+    assert forced.batch_size == 3 and forced.grad_accum == 6
+    assert "batch 3 x grad_accum 6 x 4 GPU(s) = 72, not the config's global batch 64" in " ".join(forced.notes)
 
 
 @pytest.mark.slow
@@ -67,9 +74,9 @@ def test_full_size_plan_on_gpus_with_zero():
     assert z3.params["llm"][0] == pytest.approx(z2.params["llm"][0] / 8, rel=1e-6)
     assert z3.batch_size >= z2.batch_size >= 1
     for p in (one, z2, z3):
-        assert p.grad_accum == math.ceil(p.global_batch / (p.batch_size * 8))
-        assert p.total(p.batch_size) <= p.capacity
-        assert p.total(p.batch_size + 1) > p.capacity or p.batch_size == p.global_batch
+        assert p.batch_size * p.grad_accum * 8 == p.global_batch  # exactly the global batch it names
+        assert p.total(p.batch_size) <= p.capacity and p.batch_size <= p.largest_batch
+        assert p.total(p.largest_batch + 1) > p.capacity
     cfg.model.llm.gradient_checkpointing = True
     assert make_plan(cfg, gpus=8, zero=2).per_sample < z2.per_sample
 
@@ -149,3 +156,17 @@ def test_real_size_plan_matches_the_h200_measurement():
             plan.params["encoder"] = (4 * 909_112_320, "float32")
             plan.step_transient = plan.grads
             assert plan.total(row["batch_size"]) / MB == pytest.approx(row["peak_mb"], rel=0.10), row
+
+
+@pytest.mark.slow  # builds the real-size model on the meta device in a fresh process (~10 s CPU)
+def test_plan_arithmetic_names_the_global_batch_it_gives():
+    """The README's 8-GPU plan of stage1_3d.yaml: batch x grad_accum x GPUs is the global batch it names
+    (was 26 x 8 x 8 = 1664 for 1536), and no hub call is needed for the known LLM (offline by default)."""
+    out = subprocess.run([sys.executable, "-m", "vqkit", "plan", "--config", "configs/stage1_3d.yaml", "--gpus", "8",
+                          "--zero", "2", "--json"], cwd=REPO, capture_output=True, text=True,
+                         env={k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_OFFLINE"}, timeout=600)
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout.strip().splitlines()[-1])
+    assert plan["global_batch"] == 1536
+    assert plan["batch_size_per_gpu"] * plan["grad_accum"] * 8 == 1536
+    assert plan["batch_size_per_gpu"] <= plan["largest_batch_size_per_gpu"]

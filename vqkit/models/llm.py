@@ -7,13 +7,16 @@ Everything here is driven by :class:`vqkit.config.LLMConfig` / :class:`vqkit.con
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from vqkit.errors import ConfigError
 
-# Configs of LLMs the kit plans for, used only where the real config cannot be read (the meta-device
-# memory plan on a machine without the weights). Values from the published config.json.
+# Configs of LLMs the kit plans for, used instead of the hub where no weights are loaded (the meta-device
+# memory plan, random-weight benchmarks), so `vqkit plan` needs no network. Values from the published
+# config.json.
 KNOWN_LLM_CONFIGS: dict[str, dict] = {
     "Qwen/Qwen3-4B-Instruct-2507": dict(
         model_type="qwen3", hidden_size=2560, num_hidden_layers=36, num_attention_heads=32,
@@ -44,9 +47,10 @@ def llm_config(llm_cfg, vocab_size: int | None = None, allow_known: bool = False
 
     ``from_config`` with ``model_type`` in the overrides: ``AutoConfig.for_model(**config_overrides)``,
     no hub access; vocab_size defaults to ``vocab_size`` (the tokenizer's length). Otherwise the config
-    of ``name_or_path`` with the overrides applied; a hub id listed in :data:`KNOWN_LLM_CONFIGS` that
-    cannot be read (offline) falls back to its known values with ``allow_known`` or ``from_config``
-    (random weights of the real architecture: how the real size is benchmarked without a download).
+    of ``name_or_path`` with the overrides applied. With ``allow_known`` or ``from_config`` (no weights
+    are loaded: the meta-device plan, random weights of the real architecture), a hub id listed in
+    :data:`KNOWN_LLM_CONFIGS` that is not a local folder takes its known values without contacting the hub
+    (offline by default: no retries when there is no network).
     """
     from transformers import AutoConfig
 
@@ -59,16 +63,17 @@ def llm_config(llm_cfg, vocab_size: int | None = None, allow_known: bool = False
             return AutoConfig.for_model(**overrides)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model.llm.config_overrides: {e}") from e
-    try:
-        config = AutoConfig.from_pretrained(llm_cfg.name_or_path)
-    except (OSError, ValueError) as e:
-        if not (allow_known and llm_cfg.name_or_path in KNOWN_LLM_CONFIGS):
+    name = llm_cfg.name_or_path
+    if allow_known and name in KNOWN_LLM_CONFIGS and not Path(name).expanduser().exists():
+        config = AutoConfig.for_model(**KNOWN_LLM_CONFIGS[name])
+    else:
+        try:
+            config = AutoConfig.from_pretrained(name)
+        except (OSError, ValueError) as e:
             hint = ("; with from_config, model.llm.config_overrides.model_type builds from the overrides alone"
                     if llm_cfg.from_config else "")
             raise ConfigError(f"model.llm.name_or_path: cannot read the config of "
-                              f"{llm_cfg.name_or_path!r} ({str(e).splitlines()[0]}){hint}") from e
-        known = dict(KNOWN_LLM_CONFIGS[llm_cfg.name_or_path])
-        config = AutoConfig.for_model(**known)
+                              f"{name!r} ({str(e).splitlines()[0]}){hint}") from e
     for key, value in overrides.items():
         if key != "model_type":
             setattr(config, key, value)

@@ -24,9 +24,10 @@ and its saved tensors are counted there (:mod:`vqkit.tools.memory_accounting`). 
   ``vqkit bench`` call);
 - the frozen encoder on a GPU holds its matmul weights in bf16 (``models.builder.build_encoder``).
 
-The largest ``batch_size_per_gpu`` that fits ``--gpu-mem`` (minus a reserve for the CUDA context and
-allocator fragmentation) is reported with ``grad_accum = ceil(global_batch / (bs * N))``, the global
-batch being the config's ``batch_size_per_gpu * grad_accum * N``.
+The suggested ``batch_size_per_gpu`` is the largest batch that fits ``--gpu-mem`` (minus a reserve for the
+CUDA context and allocator fragmentation) and divides the global batch per GPU, with ``grad_accum`` =
+that share / batch, so batch x grad_accum x N is exactly the config's global batch
+(``batch_size_per_gpu * grad_accum * N``); the largest batch that fits is reported beside it.
 
 ``--device cpu`` plans a CPU run (fp32, one process) and adds what a training process holds besides
 tensors, so the prediction is comparable with the peak RSS of a real step: the framework baseline
@@ -109,6 +110,8 @@ class MemoryPlan:
     batch_size: int = 1
     grad_accum: int = 1
     global_batch: int = 1
+    largest_batch: int = 0
+    """The largest batch per GPU that fits (``batch_size`` may be smaller: it divides the global batch)."""
     capacity: int = 0
     trainable: int = 0
     gradient_checkpointing: bool = False
@@ -145,7 +148,7 @@ class MemoryPlan:
                 "activations_mb_per_sample": self.per_sample / MB, "fixed_transient_mb": self.fixed_transient / MB,
                 "pending_grads_mb": self.pending_grads / MB, "step_transient_mb": self.step_transient / MB,
                 "batch_size_per_gpu": self.batch_size, "grad_accum": self.grad_accum,
-                "global_batch": self.global_batch, "capacity_mb": self.capacity / MB,
+                "global_batch": self.global_batch, "largest_batch_size_per_gpu": self.largest_batch, "capacity_mb": self.capacity / MB,
                 "predicted_mb": self.total(self.batch_size) / MB, "trainable_params": self.trainable,
                 "gradient_checkpointing": self.gradient_checkpointing,
                 "gradient_checkpointing_decided_by": self.checkpointing_decided_by,
@@ -347,25 +350,37 @@ def _decide_checkpointing(plan: MemoryPlan, cfg: Config, gpu_mem_gb: float, on_g
 
 def _fit_batch(plan: MemoryPlan, cfg: Config, gpus: int, gpu_mem_gb: float, on_gpu: bool,
                batch_size: int | None) -> None:
-    """The largest batch per GPU that fits, and the accumulation that keeps the config's global batch."""
-    bs_cfg = cfg.train.batch_size_per_gpu
-    global_batch = bs_cfg * cfg.train.grad_accum * gpus
+    """The batch per GPU and the accumulation for the config's global batch: batch x grad_accum x GPUs
+    equals it exactly, so the batch is the largest that fits *and* divides the samples each GPU takes
+    per step (an explicit ``batch_size`` that does not divide them gets a note with the global batch
+    it gives instead)."""
+    per_gpu = cfg.train.batch_size_per_gpu * cfg.train.grad_accum  # samples per GPU per optimizer step
+    global_batch = per_gpu * gpus
     plan.global_batch = global_batch
     plan.capacity = int((gpu_mem_gb - (GPU_RESERVE_GB if on_gpu else 0.0)) * GB)
     free = plan.capacity - plan.at_activation_peak
-    max_bs = max(0, free // max(plan.per_sample, 1))
+    max_bs = int(max(0, free // max(plan.per_sample, 1)))
     if plan.static + plan.step_transient > plan.capacity:
         max_bs = 0
+    plan.largest_batch = max_bs
     if batch_size is not None:
         plan.batch_size = batch_size
     else:
-        plan.batch_size = int(min(max_bs, global_batch if global_batch else max_bs)) if max_bs else 0
+        fits = min(max_bs, per_gpu)
+        plan.batch_size = max((d for d in range(1, fits + 1) if per_gpu % d == 0), default=0)
+        if 0 < plan.batch_size < fits:
+            plan.notes.append(f"batch {fits} fits but does not divide the {per_gpu} samples per GPU per step; "
+                              f"{plan.batch_size} does (keeping the global batch {global_batch})")
     if plan.batch_size == 0:
         plan.notes.append(f"does not fit: the static part alone needs {plan.static / GB:.1f} GB; try --zero 3, "
                           f"more GPUs or gradient checkpointing")
         plan.grad_accum = 0
-    else:
-        plan.grad_accum = max(1, math.ceil(global_batch / (plan.batch_size * gpus)))
+        return
+    plan.grad_accum = max(1, math.ceil(per_gpu / plan.batch_size))
+    made = plan.batch_size * plan.grad_accum * gpus
+    if made != global_batch:
+        plan.notes.append(f"batch {plan.batch_size} x grad_accum {plan.grad_accum} x {gpus} GPU(s) = {made}, not the "
+                          f"config's global batch {global_batch} ({plan.batch_size} does not divide {per_gpu})")
 
 
 def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
@@ -394,8 +409,9 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
                      f"{gb(plan.pending_grads).strip()} of gradients exist)")
     lines.append("")
     if plan.batch_size:
-        lines.append(f"largest batch_size_per_gpu that fits: {plan.batch_size} -> grad_accum {plan.grad_accum} "
-                     f"for the global batch {plan.global_batch} "
+        lines.append(f"batch_size_per_gpu {plan.batch_size} x grad_accum {plan.grad_accum} x {plan.gpus} GPU(s) = "
+                     f"global batch {plan.batch_size * plan.grad_accum * plan.gpus} (largest batch that fits: "
+                     f"{plan.largest_batch}) "
                      f"(--set train.batch_size_per_gpu={plan.batch_size} --set train.grad_accum={plan.grad_accum})")
     lines.append(f"gradient checkpointing: {'on' if plan.gradient_checkpointing else 'off'} "
                  f"({plan.checkpointing_decided_by})")
