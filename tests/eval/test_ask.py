@@ -211,3 +211,80 @@ def test_ask_roomplan_bad_arguments_are_one_line(tiny_model_dir, eval_records, c
         assert vqkit_main([*base, *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------------------ what is checked first, what is said
+
+
+def _never_load(monkeypatch):
+    """Make loading the model fail loudly: the checks below must happen before it."""
+    import vqkit.models.builder as builder
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    monkeypatch.setattr(builder, "load_model", refuse)
+
+
+def test_bad_input_fails_before_the_model_loads_in_plain_words(tiny_model_dir, eval_records, tmp_path,
+                                                               monkeypatch, capsys):
+    """A truncated photo used to fail after ~6 s of model loading as "<command line>:0: record 'ask':
+    ..."; now it fails first, naming the file."""
+    _, images = _record(eval_records, 1)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(Path(images[0]).read_bytes()[:200])
+    _never_load(monkeypatch)
+    base = ["ask", "--model", str(tiny_model_dir)]
+    for args, expected in (
+        ([*base, "--images", images[0], str(truncated), "--question", "What?"],
+         f"vqkit ask: error: {truncated}: cannot decode the image ("),
+        ([*base, "--images", images[0], "--question", "  "], "vqkit ask: error: --question must not be empty"),
+        ([*base, "--images", str(tmp_path / "gone.png"), "--question", "What?"],
+         f"vqkit ask: error: {tmp_path / 'gone.png'}: image not found"),
+    ):
+        assert vqkit_main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(expected) and len(err.splitlines()) == 1, err
+        assert "<command line>" not in err
+
+
+def test_photos_left_out_and_missing_geometry_are_said(tiny_model_dir, model, eval_records, tmp_path, capsys):
+    """More photos than data.num_views, and no cameras: both used to be silent."""
+    from vqkit.eval.ask import prepare_ask
+
+    _, images = _record(eval_records, 1)
+    paths = []
+    for i in range(4):  # four photos for a model that takes two
+        paths.append(str(tmp_path / f"p{i}.png"))
+        Image.open(images[i % 2]).save(paths[-1])
+    prepared = prepare_ask(model.config, paths, "What is this?")
+    assert prepared.used == [paths[0], paths[3]]  # evenly spaced, as eval picks them
+    assert prepared.notes[0] == ("using 2 of 4 photos (the model takes data.num_views = 2, chosen evenly): "
+                                 "p0.png, p3.png; left out: p1.png, p2.png")
+    assert prepared.notes[1].startswith("no camera geometry: no --cameras and no cameras.json beside the photos")
+    assert prepare_ask(model.config, paths[:2], "What?", cameras=False).notes == []  # --no-geometry: intended
+    assert vqkit_main(["ask", "--model", str(tiny_model_dir), "--images", *paths, "--question", "What?",
+                       "--max-new-tokens", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "vqkit ask: note: using 2 of 4 photos" in err and "vqkit ask: note: no camera geometry" in err
+    # a cameras.json beside them that misses a photo is named, not silently ignored
+    (tmp_path / "cameras.json").write_text(json.dumps([{"image": "p0.png"}]))
+    notes = prepare_ask(model.config, paths[:2], "What?").notes
+    assert notes == [f"no camera geometry: {tmp_path / 'cameras.json'} does not list p1.png"]
+
+
+def test_roomplan_on_a_stage1_model_says_so(tiny_model_dir, eval_records, tmp_path, monkeypatch, capsys):
+    """It used to print an empty room; a model trained on question records is refused by name."""
+    import shutil
+
+    stage1 = tmp_path / "stage1"
+    shutil.copytree(tiny_model_dir, stage1)
+    config = stage1 / "config.yaml"
+    config.write_text(config.read_text().replace("  train: []", f"  train:\n  - path: {eval_records}"))
+    _, images = _record(eval_records, 1)
+    _never_load(monkeypatch)
+    assert vqkit_main(["ask", "--model", str(stage1), "--images", *images, "--roomplan"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"vqkit ask: error: {stage1} is not a Stage 2 model: it was trained on question answering "
+                   f"(data.train {eval_records} has no 'roomplan' layouts); --roomplan needs a model trained on "
+                   f"layouts, e.g. with configs/stage2_demo.yaml")

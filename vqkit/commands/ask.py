@@ -1,5 +1,8 @@
 """``vqkit ask``: answer a question about a set of photos with a saved model (or, with ``--roomplan``,
-write the room's layout as CapturedRoom JSON). See :mod:`vqkit.eval.ask`."""
+write the room's layout as CapturedRoom JSON). See :mod:`vqkit.eval.ask`.
+
+The arguments, photos and cameras are checked before the model loads; what is left out (photos beyond
+``data.num_views``, camera geometry that was not found) is said on stderr as ``vqkit ask: note: ...``."""
 
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
     parser.add_argument("--images", nargs="+", required=True, metavar="IMAGE",
-                        help="photos of the scene (more than data.num_views are subsampled evenly)")
+                        help="photos of the scene (more than data.num_views are subsampled evenly; "
+                             "a note names the ones used)")
     parser.add_argument("--question", help="the question (required unless --roomplan)")
     parser.add_argument("--roomplan", action="store_true",
                         help="Stage 2: generate the room's layout and write it as CapturedRoom JSON "
@@ -46,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vqkit.eval.ask import ask, ask_roomplan
+    from vqkit.eval.ask import answer_prepared, check_roomplan_model, layout_prepared, prepare_ask
     from vqkit.models.builder import load_model, load_model_config
+    from vqkit.roomplan import ROOMPLAN_QUESTION
 
     args = build_parser().parse_args(argv)
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
@@ -61,14 +66,19 @@ def main(argv: list[str] | None = None) -> int:
     cameras = False if args.no_geometry else args.cameras
     model_dir = Path(args.model)
     cfg = load_model_config(model_dir, args.overrides)
+    # Everything about the input before the model loads (seconds): a mistake costs nothing.
+    if args.roomplan:
+        check_roomplan_model(cfg, str(model_dir))
+    question = (args.question or ROOMPLAN_QUESTION) if args.roomplan else args.question
+    prepared = prepare_ask(cfg, args.images, question, situation=args.situation, blind=args.blind, cameras=cameras)
+    for note in prepared.notes:
+        print(f"vqkit ask: note: {note}", file=sys.stderr)
     model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights)
     if not args.roomplan:
-        answer = ask(model, args.images, args.question, situation=args.situation,
-                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg, cameras=cameras)
-        print(answer)
+        print(answer_prepared(model, prepared, max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg))
         return 0
-    room, problems, _ = ask_roomplan(model, args.images, question=args.question,
-                                     max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg, cameras=cameras)
+    room, problems, _ = layout_prepared(model, prepared, max_new_tokens=args.max_new_tokens, blind=args.blind,
+                                        cfg=cfg)
     text = json.dumps(room.to_capturedroom(), indent=2) + "\n"
     if args.out:
         out = Path(args.out)

@@ -4,6 +4,12 @@ The photos go through exactly the dataset's preprocessing (``vqkit.data.dataset.
 VGGT resize/crop, ``data.num_views`` chosen evenly when more are given) and the prompt through the
 collator, so the model sees what it saw in training.
 
+Everything about the input is checked before the model is loaded (:func:`prepare_ask`: the question,
+that every photo exists and the ones used decode, the cameras, and that ``--roomplan`` goes to a
+Stage 2 model), and what is left out is said, not silent (:attr:`AskInput.notes`: which photos were
+kept when there are more than ``data.num_views``, and when the answer is made without camera
+geometry although the model has a geometry encoder).
+
 Camera geometry (one geometry token per view): a model trained on records with ``geom_token`` (the
 demo's, every synthetic record) answers best with it. ``--cameras FILE`` gives it as a list of
 ``{"image": name, "R", "t", "K", "depth_hist"}`` (the ``cameras.json`` that ``vqkit synth`` writes
@@ -26,39 +32,74 @@ CapturedRoom JSON, y-up) to ``--out`` or stdout; lines that did not parse are li
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any
+
+import numpy as np
 
 from vqkit.data.collate import Collator
 from vqkit.data.dataset import RecordDataset
-from vqkit.data.schema import Record, cameras_beside, geometry_from_cameras, read_cameras
+from vqkit.data.images import load_image
+from vqkit.data.schema import Record, expand_paths, geometry_from_cameras, iter_json_objects, read_cameras
+from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
 from vqkit.eval.generate import generation_kwargs
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room
 
+log = logging.getLogger("vqkit.ask")
 
-def _geometry_of(cameras: str | Path | bool | None, paths: list[str], depth_bins: int):
-    """The photos' Geometry from ``cameras`` (see :func:`build_batch`), or None."""
+
+@dataclass
+class AskInput:
+    """One question about a set of photos, checked and preprocessed: ``sample`` is the dataset item
+    (images, geometry, prompt text), ``used`` the photos the model sees, ``notes`` what was left out."""
+
+    sample: dict[str, Any]
+    used: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def _names(paths: Sequence[str]) -> str:
+    return ", ".join(Path(p).name for p in paths)
+
+
+def _geometry_of(cameras: str | Path | bool | None, paths: list[str], depth_bins: int, notes: list[str]):
+    """The photos' Geometry from ``cameras`` (see :func:`prepare_ask`), or None (said in ``notes``
+    when a cameras.json beside the photos is missing or does not list them all)."""
     if cameras is False:
         return None
-    if cameras is None:
-        found = cameras_beside(paths)
-        if found is None:
-            return None
-        source, by_name = found
-    else:
-        source, by_name = Path(cameras), read_cameras(cameras)
-    return geometry_from_cameras(by_name, paths, depth_bins, source)
+    if cameras is not None:
+        return geometry_from_cameras(read_cameras(cameras), paths, depth_bins, Path(cameras))
+    beside = Path(paths[0]).parent / "cameras.json"
+    if not beside.is_file():
+        notes.append("no camera geometry: no --cameras and no cameras.json beside the photos, so the answer "
+                     "uses no geometry tokens (a model trained on posed views answers best with them; "
+                     "--no-geometry says this is intended)")
+        return None
+    try:
+        by_name = read_cameras(beside)
+    except DataError as e:
+        notes.append(f"no camera geometry: {e}")
+        return None
+    missing = [Path(p).name for p in paths if Path(p).name not in by_name]
+    if missing:
+        notes.append(f"no camera geometry: {beside} does not list {', '.join(missing)}")
+        return None
+    return geometry_from_cameras(by_name, paths, depth_bins, beside)
 
 
-def build_batch(model, images: Sequence[str], question: str, *, situation: str | None = None,
-                blind: bool = False, cfg=None, cameras: str | Path | bool | None = None) -> dict:
-    """A generate-mode batch of one record made of ``images`` and ``question``.
+def prepare_ask(cfg, images: Sequence[str], question: str, *, situation: str | None = None,
+                blind: bool = False, cameras: str | Path | bool | None = None) -> AskInput:
+    """Check and preprocess a question about ``images`` without the model (so bad input fails before
+    the model loads). ``cameras``: a cameras file (see the module docstring), None to use a
+    ``cameras.json`` beside the photos when it lists them all, False for no geometry.
 
-    ``cameras``: a cameras file (see the module docstring), None to use a ``cameras.json`` next to the
-    photos when it lists them all, False for no geometry.
+    Raises ConfigError / DataError in one line naming the argument or file; returns the
+    :class:`AskInput` with its notes (photos left out, geometry missing).
     """
-    cfg = cfg if cfg is not None else model.config
     if not question or not question.strip():
         raise ConfigError("--question must not be empty")
     if not images:
@@ -69,25 +110,104 @@ def build_batch(model, images: Sequence[str], question: str, *, situation: str |
         if not path.is_file():
             raise DataError(f"{p}: image not found")
         paths.append(str(path.resolve()))
-    geometry = _geometry_of(cameras, paths, cfg.model.geometry.depth_bins)
-    record = Record(images=paths, question=question.strip(), answer="", situation=situation, id="ask",
-                    task="ask", source="<command line>", line=0, geometry=geometry)
+    notes: list[str] = []
+    # The views evaluation would pick (evenly spaced when there are more than data.num_views).
+    kept = choose_views(len(paths), cfg.data.num_views, cfg.data.view_sampling, 0.0, False, np.random.default_rng(0))
+    used = [paths[i] for i in kept]
+    if len(used) < len(paths):
+        dropped = [p for i, p in enumerate(paths) if i not in set(kept)]
+        notes.append(f"using {len(used)} of {len(paths)} photos (the model takes data.num_views = "
+                     f"{cfg.data.num_views}, chosen evenly): {_names(used)}; left out: {_names(dropped)}")
+    geometry = None
+    if blind:
+        pass  # asked for: no vision or geometry tokens, nothing to report
+    elif cfg.model.geometry.enabled:
+        geometry = _geometry_of(cameras, paths, cfg.model.geometry.depth_bins, notes)
+    elif cameras:
+        notes.append("the model has no geometry encoder (model.geometry.enabled: false): --cameras is not used")
+    for path in used:  # decode now: a broken photo is an error before the model loads, naming the file
+        load_image(path, cfg.data.image_size, cfg.data.resize_mode)
+    record = Record(images=used, question=question.strip(), answer="", situation=situation, id="ask",
+                    task="ask", source="vqkit ask", line=0,
+                    geometry=None if geometry is None else geometry.select(kept))
     dataset = RecordDataset([record], cfg.data, train=False, seed=cfg.train.seed,
                             depth_bins=cfg.model.geometry.depth_bins, max_depth=cfg.model.geometry.max_depth,
                             name="ask")
-    collator = Collator(model.tokenizer, cfg.model, cfg.data, mode="generate", blind=blind)
-    return collator([dataset[0]])
+    return AskInput(sample=dataset[0], used=used, notes=notes)
+
+
+def trained_for_layouts(cfg) -> bool | None:
+    """Whether the model was trained on Stage 2 layout records: the first record of each
+    ``data.train`` source has a ``roomplan`` target (True if any does); None when none can be read here."""
+    found = []
+    for source in cfg.data.train:
+        try:
+            files = expand_paths(source.path)
+            first = next((obj for _, obj in iter_json_objects(files[0]) if isinstance(obj, dict)), None)
+        except (DataError, OSError, IndexError):
+            continue
+        if first is not None:
+            found.append(first.get("roomplan") is not None)
+    return any(found) if found else None
+
+
+def check_roomplan_model(cfg, model_name: str = "this model") -> None:
+    """Refuse ``--roomplan`` for a model whose training data has no layouts (a Stage 1 model), instead
+    of printing the empty room it would generate."""
+    if trained_for_layouts(cfg) is False:
+        sources = ", ".join(s.path for s in cfg.data.train)
+        raise ConfigError(f"{model_name} is not a Stage 2 model: it was trained on question answering "
+                          f"(data.train {sources} has no 'roomplan' layouts); --roomplan needs a model trained "
+                          f"on layouts, e.g. with configs/stage2_demo.yaml")
+
+
+def collate_ask(model, prepared: AskInput, *, blind: bool = False, cfg=None) -> dict:
+    """The generate-mode batch of a prepared question."""
+    cfg = cfg if cfg is not None else model.config
+    return Collator(model.tokenizer, cfg.model, cfg.data, mode="generate", blind=blind)([prepared.sample])
+
+
+def build_batch(model, images: Sequence[str], question: str, *, situation: str | None = None,
+                blind: bool = False, cfg=None, cameras: str | Path | bool | None = None) -> dict:
+    """A generate-mode batch of one record made of ``images`` and ``question`` (see :func:`prepare_ask`)."""
+    cfg = cfg if cfg is not None else model.config
+    prepared = prepare_ask(cfg, images, question, situation=situation, blind=blind, cameras=cameras)
+    return collate_ask(model, prepared, blind=blind, cfg=cfg)
+
+
+def answer_prepared(model, prepared: AskInput, *, max_new_tokens: int | None = None, blind: bool = False,
+                    cfg=None) -> str:
+    """The model's answer to a prepared question (greedy unless ``cfg.eval`` samples)."""
+    cfg = cfg if cfg is not None else model.config
+    budget = max_new_tokens or cfg.eval.max_new_tokens
+    return model.generate(collate_ask(model, prepared, blind=blind, cfg=cfg), max_new_tokens=budget,
+                          **generation_kwargs(cfg))[0]
+
+
+def layout_prepared(model, prepared: AskInput, *, max_new_tokens: int | None = None, blind: bool = False,
+                    cfg=None):
+    """A Stage 2 model's layout of a prepared set of photos: ``(room, problems, text)`` (see
+    :func:`ask_roomplan`)."""
+    cfg = cfg if cfg is not None else model.config
+    budget = max_new_tokens or cfg.eval.roomplan_max_new_tokens
+    text = model.generate(collate_ask(model, prepared, blind=blind, cfg=cfg), max_new_tokens=budget,
+                          stop_on_repeated_line=True, **generation_kwargs(cfg))[0]
+    room, problems = Room.from_text(text)
+    if not text:
+        problems = ["the model generated no text"]
+    return room, problems, text
 
 
 def ask(model, images: Sequence[str], question: str, *, situation: str | None = None,
         max_new_tokens: int | None = None, blind: bool = False, cfg=None,
         cameras: str | Path | bool | None = None) -> str:
     """The model's answer to ``question`` about ``images`` (greedy unless ``cfg.eval`` samples);
-    ``cameras`` as in :func:`build_batch`."""
+    ``cameras`` as in :func:`prepare_ask`, whose notes are logged as warnings."""
     cfg = cfg if cfg is not None else model.config
-    batch = build_batch(model, images, question, situation=situation, blind=blind, cfg=cfg, cameras=cameras)
-    budget = max_new_tokens or cfg.eval.max_new_tokens
-    return model.generate(batch, max_new_tokens=budget, **generation_kwargs(cfg))[0]
+    prepared = prepare_ask(cfg, images, question, situation=situation, blind=blind, cameras=cameras)
+    for note in prepared.notes:
+        log.warning("%s", note)
+    return answer_prepared(model, prepared, max_new_tokens=max_new_tokens, blind=blind, cfg=cfg)
 
 
 def ask_roomplan(model, images: Sequence[str], *, question: str | None = None,
@@ -99,13 +219,12 @@ def ask_roomplan(model, images: Sequence[str], *, question: str | None = None,
     at the end token, the budget or a repeated element line, whose repeat is trimmed), ``room`` the
     :class:`vqkit.roomplan.Room` read from it by ``Room.from_text`` (what parsed) and ``problems``
     its parse problems (empty when every line parsed). ``question`` defaults to
-    ``vqkit.roomplan.ROOMPLAN_QUESTION``, the prompt of the Stage 2 training records.
+    ``vqkit.roomplan.ROOMPLAN_QUESTION``, the prompt of the Stage 2 training records. A model trained
+    without layouts (:func:`check_roomplan_model`) is refused.
     """
     cfg = cfg if cfg is not None else model.config
-    batch = build_batch(model, images, question or ROOMPLAN_QUESTION, blind=blind, cfg=cfg, cameras=cameras)
-    budget = max_new_tokens or cfg.eval.roomplan_max_new_tokens
-    text = model.generate(batch, max_new_tokens=budget, stop_on_repeated_line=True, **generation_kwargs(cfg))[0]
-    room, problems = Room.from_text(text)
-    if not text:
-        problems = ["the model generated no text"]
-    return room, problems, text
+    check_roomplan_model(cfg)
+    prepared = prepare_ask(cfg, images, question or ROOMPLAN_QUESTION, blind=blind, cameras=cameras)
+    for note in prepared.notes:
+        log.warning("%s", note)
+    return layout_prepared(model, prepared, max_new_tokens=max_new_tokens, blind=blind, cfg=cfg)
