@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from vqkit.errors import CheckpointError
 from vqkit.models.vggt.aggregator import Aggregator
-from vqkit.models.vggt.weights import WEIGHT_FILES
+from vqkit.models.vggt.weights import is_hub_id, resolve_checkpoint
 from vqkit.utils.files import json_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,16 +31,19 @@ _FINGERPRINTS: dict[str, str] = {}
 def weights_fingerprint(enc_cfg: "EncoderConfig") -> str:
     """A fingerprint of the encoder weights.
 
-    A weights file: sha256 over its size, mtime and first MiB (cheap for a 5 GB checkpoint). A hub
-    id that is not a local path: the id itself. Random init: sha256 of the seeded state dict (the
-    init depends on the torch version, so the seed alone is not enough). Memoised per process.
+    A weights file (or a folder holding one): sha256 over its size, mtime and first MiB (cheap for a
+    5 GB checkpoint). A hub id (:func:`vqkit.models.vggt.weights.is_hub_id`) that is not a local path:
+    the id itself. A path-like value that is not there (``/ckpts/model.pt``, ``model.safetensors``) is a
+    CheckpointError, never recorded as a hub id. Random init: sha256 of the seeded state dict (the init
+    depends on the torch version, so the seed alone is not enough). Memoised per process.
     """
     if enc_cfg.weights:
-        path = Path(enc_cfg.weights).expanduser()
-        if path.is_dir():
-            path = next((path / n for n in WEIGHT_FILES if (path / n).is_file()), path)
-        if not path.is_file():
+        if is_hub_id(enc_cfg.weights) and not Path(enc_cfg.weights).expanduser().exists():
             return f"hub:{enc_cfg.weights}"
+        try:
+            path = resolve_checkpoint(enc_cfg.weights)
+        except CheckpointError as e:
+            raise CheckpointError(f"model.encoder.weights: {e}") from None
         st = path.stat()
         memo = f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
         if memo not in _FINGERPRINTS:

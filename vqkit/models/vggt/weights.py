@@ -23,8 +23,22 @@ WEIGHT_FILES = ("model.safetensors", "model.pt")
 
 
 
+# File name endings that make a weights value a local path, never a hub id.
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+def is_hub_id(source: str | os.PathLike) -> bool:
+    """Whether a weights value reads as a hub id (``org/name``: one slash, not starting with ``/``, ``.``
+    or ``~``, no weights-file ending) rather than a local path. A local path that does not exist is
+    never taken for a hub id (a missing ``/ckpts/model.pt`` is an error, not a download)."""
+    text = str(source)
+    return (text.count("/") == 1 and not text.startswith((".", "/", "~")) and not text.endswith("/")
+            and "\\" not in text and not text.lower().endswith(WEIGHT_SUFFIXES))
+
+
 def resolve_checkpoint(source: str | os.PathLike) -> Path:
-    """A checkpoint file from a file path, a folder (model.safetensors, then model.pt) or a hub id."""
+    """A checkpoint file from a file path, a folder (model.safetensors, then model.pt) or a hub id
+    (:func:`is_hub_id`); a path that is not there is a CheckpointError naming it."""
     path = Path(source).expanduser()
     if path.is_file():
         return path
@@ -33,11 +47,10 @@ def resolve_checkpoint(source: str | os.PathLike) -> Path:
             if (path / name).is_file():
                 return path / name
         raise CheckpointError(f"{path}: no {' or '.join(WEIGHT_FILES)} in this folder")
-    text = str(source)
-    looks_like_hub_id = text.count("/") == 1 and not text.startswith((".", "/", "~")) and path.suffix == ""
-    if not looks_like_hub_id:
-        raise CheckpointError(f"{source}: checkpoint file not found")
-    return _download(text)
+    if not is_hub_id(source):
+        raise CheckpointError(f"{source}: checkpoint file not found (a local path; a hub id reads like "
+                              f"facebook/VGGT-1B)")
+    return _download(str(source))
 
 
 def _download(repo_id: str) -> Path:
