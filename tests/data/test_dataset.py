@@ -194,7 +194,9 @@ def test_corrupt_image_raises_or_is_replaced(tiny_records):
     bad = tiny_records.root / tiny_records.records[1]["images"][0]
     bad.write_bytes(bad.read_bytes()[:60])  # a truncated PNG: exists, so it passes the build checks
     ds = build_dataset(_cfg(tiny_records.path, num_views=3), "train", seed=0)
-    with pytest.raises(DataError, match=r"records.jsonl:2: record 's0-q1': .*r0_1_0.png"):
+    # the record's field is named (it used to name only the file)
+    with pytest.raises(DataError, match=r"records.jsonl:2: record 's0-q1': field 'images\[0\]': .*r0_1_0.png: "
+                                        r"cannot decode the image"):
         ds[1]
     ds = build_dataset(_cfg(tiny_records.path, num_views=3, on_error="skip"), "train", seed=0)
     s = ds[(0, 1, False)]

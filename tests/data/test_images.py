@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from vqkit.cameras import intrinsics, metres_to_depth_png, project
-from vqkit.data.images import load_depth, load_image, plan_resize
+from vqkit.data.images import load_depth, load_image, load_views, plan_resize
 from vqkit.errors import DataError
 
 
@@ -95,6 +95,9 @@ def test_undecodable_files_raise_data_error_naming_them(tmp_path):
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="truncated.png"):
         load_image(str(truncated), 28)
+    # a record's view names its field: the third image of the record
+    with pytest.raises(DataError, match=r"^field 'images\[2\]': .*truncated.png: cannot decode the image"):
+        load_views([str(good), str(truncated)], 28, fields=["images[0]", "images[2]"])
     text = tmp_path / "text.png"
     text.write_text("not an image")
     with pytest.raises(DataError, match="text.png"):

@@ -153,7 +153,8 @@ class RecordDataset(Dataset):
             plans = [plan_resize(w, h, cfg.image_size, cfg.resize_mode) for w, h in sizes]
             Ks_shift = np.array([[(hw[1] - p.out[0]) // 2, (hw[0] - p.out[1]) // 2] for p in plans])
         else:
-            images, plans, Ks_shift = load_views([rec.images[v] for v in views], cfg.image_size, cfg.resize_mode)
+            images, plans, Ks_shift = load_views([rec.images[v] for v in views], cfg.image_size, cfg.resize_mode,
+                                                 fields=[f"images[{v}]" for v in views])
         V = len(views)
         sample: dict[str, Any] = {
             **({"features": features, "image_hw": hw} if features is not None else {"images": torch.stack(images)}),
@@ -172,7 +173,7 @@ class RecordDataset(Dataset):
             if geo.depth_hist is not None:
                 sample["depth_hist"] = torch.from_numpy(geo.depth_hist.astype(np.float32))
         if cfg.load_depth and rec.depths is not None:
-            depths = [load_depth(rec.depths[v], p) for v, p in zip(views, plans)]
+            depths = [load_depth(rec.depths[v], p, field=f"depths[{v}]") for v, p in zip(views, plans)]
             depths = pad_to_common(depths, fill=0.0, shifts=Ks_shift)[0]
             sample["depths"] = torch.stack(depths)
             if geometry is not None and geometry.depth_hist is None:

@@ -133,11 +133,26 @@ def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Te
     return tensor, plan
 
 
-def load_depth(path: str, plan: ResizePlan) -> torch.Tensor:
+def _in_field(field: str | None, load, *args):
+    """``load(*args)``, with a DataError prefixed by the record field it came from (``images[2]``)."""
+    try:
+        return load(*args)
+    except DataError as e:
+        if field is None:
+            raise
+        raise DataError(f"field '{field}': {e}") from None
+
+
+def load_depth(path: str, plan: ResizePlan, field: str | None = None) -> torch.Tensor:
     """Load a 16-bit PNG depth map (millimetres, 0 = invalid) as float32 metres [H, W], resampled
     (nearest) to the geometry of the image ``plan`` so depth pixel (i, j) lies under image pixel (i, j).
     The depth map may have another resolution than the image (ScanNet: 640x480 vs 1296x968): both
-    cover the same field of view, so it is resized to ``plan.resized`` directly."""
+    cover the same field of view, so it is resized to ``plan.resized`` directly. ``field``: the
+    record field it comes from (``depths[2]``), named in errors."""
+    return _in_field(field, _load_depth, path, plan)
+
+
+def _load_depth(path: str, plan: ResizePlan) -> torch.Tensor:
     img = _open(path, "depth map")
     try:
         if img.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
@@ -178,14 +193,16 @@ def pad_to_common(arrays: list[torch.Tensor], fill: float = 1.0,
     return out, shift
 
 
-def load_views(paths: list[str], image_size: int, mode: str = "crop") -> tuple[list[torch.Tensor], list[ResizePlan], np.ndarray]:
+def load_views(paths: list[str], image_size: int, mode: str = "crop",
+               fields: list[str] | None = None) -> tuple[list[torch.Tensor], list[ResizePlan], np.ndarray]:
     """A record's views as the model sees them: each loaded with :func:`load_image`, then padded to
     their common size (views of one record may differ in size, since crop mode keeps the aspect
     ratio), as the collator pads across records. Returns (images [3, H, W] each, resize plans, each
-    view's (dx, dy) padding shift [V, 2], which moves its principal point)."""
+    view's (dx, dy) padding shift [V, 2], which moves its principal point). ``fields``: the record
+    field of each path (``images[2]``), named in the error of a file that cannot be read."""
     images, plans = [], []
-    for path in paths:
-        image, plan = load_image(path, image_size, mode)
+    for k, path in enumerate(paths):
+        image, plan = _in_field(fields[k] if fields else None, load_image, path, image_size, mode)
         images.append(image)
         plans.append(plan)
     images, shifts = pad_to_common(images)
