@@ -36,6 +36,9 @@ export TORCH_NCCL_ASYNC_ERROR_HANDLING="${TORCH_NCCL_ASYNC_ERROR_HANDLING:-1}"
 export NCCL_TIMEOUT="${NCCL_TIMEOUT:-1800}"
 export VQKIT_DIST_TIMEOUT_MIN="${VQKIT_DIST_TIMEOUT_MIN:-30}"
 export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
+# On SIGTERM (Slurm preemption, the time limit) each worker finishes its step and saves a checkpoint;
+# torchrun would SIGKILL it after 30 s. Let Slurm's KillWait be the only limit.
+export TORCH_ELASTIC_SHUTDOWN_TIMEOUT="${TORCH_ELASTIC_SHUTDOWN_TIMEOUT:-600}"
 extra=()
 if [[ "$safe" == 1 ]]; then
   # Conservative preset for flaky fabrics: no InfiniBand / P2P, blocking waits, ZeRO-2, small batch.
