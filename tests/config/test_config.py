@@ -89,3 +89,38 @@ def test_saved_yaml_is_plain_and_complete(tmp_path):
     data = yaml.safe_load((tmp_path / "c.yaml").read_text())
     assert set(data) == {"model", "data", "train", "eval"}
     assert data["train"]["save_every_steps"] == 500
+
+
+def test_errors_name_where_the_bad_value_is(tmp_path):
+    """A bad --set value used to be blamed on the YAML file, and a YAML syntax error gave no line."""
+    good = tmp_path / "good.yaml"
+    good.write_text("train:\n  max_steps: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(good, ["train.max_steps=4", "train.lr=fast"])
+    assert str(e.value) == "--set train.lr=fast: train.lr: expected a number, got 'fast'"
+    with pytest.raises(ConfigError, match=r"^--set train.lrr=1: unknown config key 'train.lrr'; did you mean 'lr'"):
+        load_config(good, ["train.lrr=1"])
+    # a cross-field check fails with the override that broke it, and passes when a later one fixes it
+    with pytest.raises(ConfigError, match=r"^--set model.encoder.num_heads=3: model.encoder.embed_dim"):
+        load_config(good, ["model.encoder.num_heads=3"])
+    assert load_config(good, ["model.encoder.num_heads=3", "model.encoder.embed_dim=96"]).model.encoder.embed_dim == 96
+    # the file is blamed for its own bad value, overrides or not
+    bad_value = tmp_path / "bad_value.yaml"
+    bad_value.write_text("train:\n  lr: fast\n")
+    with pytest.raises(ConfigError, match=rf"^{bad_value}: train.lr: expected a number"):
+        load_config(bad_value, ["train.max_steps=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  encoder:\n    img_size: [1\ntrain: {\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(bad)
+    assert str(e.value) == (f"{bad}:4:6: not valid YAML (expected ',' or ']', but got ':' while parsing a flow "
+                            f"sequence that starts at line 3)")
+
+
+def test_a_plain_path_is_a_list_of_one_source():
+    """`--set data.train=X` used to need the undocumented `[{path: X}]`."""
+    cfg = load_config(None, ["data.train=data/x.jsonl", "data.val=[a.jsonl, {path: b.jsonl, weight: 2}]"])
+    assert [(s.path, s.weight) for s in cfg.data.train] == [("data/x.jsonl", 1.0)]
+    assert [(s.path, s.weight) for s in cfg.data.val] == [("a.jsonl", 1.0), ("b.jsonl", 2.0)]
+    with pytest.raises(ConfigError, match="data.train: expected a list"):
+        load_config(None, ["data.train=3"])

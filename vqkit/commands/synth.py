@@ -11,28 +11,35 @@ from vqkit.errors import ConfigError
 def main(argv: list[str] | None = None) -> int:
     from vqkit.synth.benchmark import generate
 
-    p = argparse.ArgumentParser(prog="vqkit synth", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--scenes", type=int, default=100, help="number of rooms")
-    p.add_argument("--views", type=int, default=4, help="views per room")
-    p.add_argument("--image-size", type=int, default=112, help="stored square image size in pixels")
-    p.add_argument("--seed", type=int, default=0, help="seed: same seed, same bytes")
+    # Defaults are written into each help text: ArgumentDefaultsHelpFormatter printed "(default: None)"
+    # for the required --out and for --workers, whose default is computed.
+    p = argparse.ArgumentParser(prog="vqkit synth", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="output folder (required)")
+    p.add_argument("--scenes", type=int, default=100, help="number of rooms (default: %(default)s)")
+    p.add_argument("--views", type=int, default=4, help="views per room (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=112,
+                   help="stored square image size in pixels (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed: same seed, same bytes (default: %(default)s)")
     p.add_argument("--render-scale", type=int, default=2,
-                   help="render RGB at image-size x this and box-filter down (antialiasing); 1 = off")
-    p.add_argument("--questions-per-scene", type=int, default=8, help="questions per room (qtypes cycle)")
-    p.add_argument("--workers", type=int, default=None, help="processes; default min(2, cpu count)")
-    p.add_argument("--l-shape-prob", type=float, default=0.3, help="probability of an L-shaped room")
-    p.add_argument("--image-format", choices=["png", "jpg"], default="png", help="RGB file format")
-    p.add_argument("--splits", default="0.8,0.1,0.1", help="train,val,test fractions of the scenes")
-    p.add_argument("--vocab-size", type=int, default=1024, help="size of the small tokenizer")
+                   help="render RGB at image-size x this and box-filter down (antialiasing); 1 = off "
+                        "(default: %(default)s)")
+    p.add_argument("--questions-per-scene", type=int, default=8,
+                   help="questions per room, qtypes cycle (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPU count))")
+    p.add_argument("--l-shape-prob", type=float, default=0.3,
+                   help="probability of an L-shaped room (default: %(default)s)")
+    p.add_argument("--image-format", choices=["png", "jpg"], default="png",
+                   help="RGB file format (default: %(default)s)")
+    p.add_argument("--splits", default="0.8,0.1,0.1",
+                   help="train,val,test fractions of the scenes (default: %(default)s)")
+    p.add_argument("--vocab-size", type=int, default=1024, help="size of the small tokenizer (default: %(default)s)")
     p.add_argument("--no-tokenizer", action="store_true", help="skip training DIR/tokenizer")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     try:
         fractions = tuple(float(x) for x in a.splits.split(","))
     except ValueError:
-        raise ConfigError(f"vqkit synth: --splits must be three numbers like 0.8,0.1,0.1, got {a.splits!r}")
+        raise ConfigError(f"--splits must be three numbers like 0.8,0.1,0.1, got {a.splits!r}") from None
     stats = generate(a.out, scenes=a.scenes, views=a.views, image_size=a.image_size, seed=a.seed,
                      workers=a.workers, render_scale=a.render_scale, questions_per_scene=a.questions_per_scene,
                      l_shape_prob=a.l_shape_prob, image_format=a.image_format, split_fractions=fractions,

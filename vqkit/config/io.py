@@ -3,11 +3,16 @@
 ``load_config(path, overrides)`` -> :class:`~vqkit.config.schema.Config`; ``save_config(cfg, path)``
 writes the resolved config (every default filled in), and loading that file again gives an equal
 config. Unknown keys are an error that names the key and the nearest valid one, so a typo never
-silently falls back to a default.
+silently falls back to a default. An error names where the bad value came from: the YAML file (with
+its line for a syntax error) or the ``--set`` override.
+
+A list of data sources also takes a plain path, so ``--set data.train=data/x.jsonl`` means
+``[{path: data/x.jsonl}]`` (several: ``--set 'data.train=[a.jsonl, b.jsonl]'``).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -17,7 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
-from vqkit.config.schema import Config
+from vqkit.config.schema import Config, SourceConfig
 from vqkit.errors import ConfigError
 from vqkit.utils.files import write_text_atomic
 
@@ -38,6 +43,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if tp is SourceConfig and isinstance(value, str):
+        value = {"path": value}  # a source given by its path alone
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -61,6 +68,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
     if origin is list:
+        if args and args[0] is SourceConfig and isinstance(value, str):
+            value = [value]  # one source: data.train=data/x.jsonl
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
@@ -167,7 +176,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Load a YAML experiment over the defaults and apply ``a.b=c`` overrides.
 
     Errors (missing file, bad YAML, unknown key, wrong type, failed check) raise ConfigError with a
-    one-line message naming the file and key.
+    one-line message naming where the bad value is: the file (``FILE:LINE:COLUMN`` for bad YAML) and
+    key, or the ``--set`` override that made the config invalid.
     """
     data: dict = {}
     if path is not None:
@@ -177,14 +187,35 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from e
+            raise ConfigError(_yaml_error(path, e)) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: the top level must be a mapping (model:, data:, train:, eval:)")
-    data = apply_overrides(data, overrides)
     try:
-        return config_from_dict(data)
+        return config_from_dict(apply_overrides(copy.deepcopy(data), overrides))
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+        error = e
+    # Blame the file when it is bad on its own, else the first override after which the config is bad.
+    for k in range(len(overrides or []) + 1):
+        try:
+            config_from_dict(apply_overrides(copy.deepcopy(data), (overrides or [])[:k]))
+        except ConfigError as e:
+            if k == 0:
+                raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+            raise ConfigError(f"--set {overrides[k - 1]}: {e}") from None
+    raise error
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    """A YAML syntax error as ``FILE:LINE:COLUMN: not valid YAML (problem, context)`` in one line."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    context, context_mark = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context and context_mark is not None:
+        problem += f" {context} that starts at line {context_mark.line + 1}"
+    elif context:
+        problem += f" {context}"
+    return f"{where}: not valid YAML ({problem})"
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
