@@ -87,7 +87,7 @@ def test_vision_token_count():
 def test_saved_yaml_is_plain_and_complete(tmp_path):
     save_config(Config(), tmp_path / "c.yaml")
     data = yaml.safe_load((tmp_path / "c.yaml").read_text())
-    assert set(data) == {"model", "data", "train", "eval"}
+    assert set(data) == {"model", "data", "train", "eval", "encoder_pretrain"}
     assert data["train"]["save_every_steps"] == 500
 
 

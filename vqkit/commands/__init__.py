@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("vqkit.commands.plan", "memory plan and batch size for a config on N GPUs"),
     "monitor": ("vqkit.commands.monitor", "progress of a run from its logs"),
     "demo": ("vqkit.commands.demo", "synthetic data -> train -> eval vs blind baseline, end to end on CPU"),
+    "pretrain-encoder": ("vqkit.commands.pretrain_encoder", "train VGGT's aggregator with camera and depth heads"),
+    "eval-geometry": ("vqkit.commands.eval_geometry", "pose and depth errors of a VGGT's heads vs untrained"),
 }
 
 

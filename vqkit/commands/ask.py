@@ -2,7 +2,8 @@
 write the room's layout as CapturedRoom JSON). See :mod:`vqkit.eval.ask`.
 
 The arguments, photos and cameras are checked before the model loads; what is left out (photos beyond
-``data.num_views``, camera geometry that was not found) is said on stderr as ``vqkit ask: note: ...``."""
+``data.num_views``, camera geometry that was not found) or predicted (camera geometry from VGGT's heads,
+``model.geometry.source`` auto or heads) is said on stderr as ``vqkit ask: note: ...``."""
 
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     geometry.add_argument("--cameras", metavar="FILE",
                           help="camera poses of the photos: a JSON list of {image, R, t, K, depth_hist} "
                                "(default: cameras.json next to the photos when it lists them all)")
-    geometry.add_argument("--no-geometry", action="store_true", help="no camera geometry, even if a cameras.json is found")
+    geometry.add_argument("--no-geometry", action="store_true",
+                          help="no camera geometry, even if a cameras.json is found (nor predicted by VGGT's heads)")
     add_overrides_argument(parser, "config override on top of the model's config, e.g. eval.do_sample=true")
     parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -66,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     cameras = False if args.no_geometry else args.cameras
     model_dir = Path(args.model)
     cfg = load_model_config(model_dir, args.overrides)
+    if args.encoder_weights:
+        cfg.model.encoder.weights = args.encoder_weights  # what prepare_ask checks for geometry heads
     # Everything about the input before the model loads (seconds): a mistake costs nothing.
     if args.roomplan:
         check_roomplan_model(cfg, str(model_dir))
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare_ask(cfg, args.images, question, situation=args.situation, blind=args.blind, cameras=cameras)
     for note in prepared.notes:
         print(f"vqkit ask: note: {note}", file=sys.stderr)
-    model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights)
+    model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights,
+                       geometry_source=prepared.geometry_source)
     if not args.roomplan:
         print(answer_prepared(model, prepared, max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg))
         return 0

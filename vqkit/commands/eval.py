@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     created = distributed.init_from_env()
     try:
         rank, world = distributed.rank_and_world()
-        model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights)
+        model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights,
+                           geometry_source=cfg.model.geometry.source)  # --set model.geometry.source=heads
         predictions, metrics = evaluate(model, cfg, args.data, blind=args.blind, batch_size=args.batch_size,
                                         max_new_tokens=args.max_new_tokens, limit=args.limit,
                                         language=language)

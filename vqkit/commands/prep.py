@@ -1,4 +1,5 @@
-"""``vqkit prep scanqa|sqa3d|arkit``: convert the official datasets to vqkit records.
+"""``vqkit prep scanqa|sqa3d|arkit``: convert the official datasets to vqkit records; ``vqkit prep geometry``:
+fill the camera geometry of records without it (:func:`vqkit.prep.geometry.fill_geometry`).
 
 Each converter is a library function (:func:`vqkit.prep.scanqa.convert`, :func:`vqkit.prep.sqa3d.convert`,
 :func:`vqkit.prep.arkit.convert`); this command parses its options and prints its summary. See
@@ -17,9 +18,10 @@ CONVERTERS = {
     "scanqa": "ScanQA questions + ScanNet frames",
     "sqa3d": "SQA3D situated questions + ScanNet frames",
     "arkit": "ARKitScenes 3DOD scans -> Stage 2 RoomPlan records",
+    "geometry": "fill geom_token of records without poses with VGGT's predicted cameras",
 }
 
-USAGE = "usage: vqkit prep {scanqa,sqa3d,arkit} [options]   (vqkit prep NAME --help for its options)"
+USAGE = "usage: vqkit prep {scanqa,sqa3d,arkit,geometry} [options]   (vqkit prep NAME --help for its options)"
 
 
 def _add_scannet_args(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +96,51 @@ def arkit(argv: list[str]) -> int:
     return 0
 
 
+def geometry(argv: list[str]) -> int:
+    from vqkit.prep.geometry import fill_geometry
+    from vqkit.utils.runtime import resolve_device
+
+    parser = argparse.ArgumentParser(
+        prog="vqkit prep geometry",
+        description="Give the records without camera geometry (geom_token missing or null) the poses, intrinsics "
+                    "and depth histograms VGGT's camera and depth heads predict from their views; every other "
+                    "field is kept. Writes OUT atomically; IN is never modified.",
+        epilog="examples:\n"
+               "  vqkit prep geometry --records data/seed/val.jsonl --model runs/demo/final "
+               "--out data/seed/val_geom.jsonl\n"
+               "  vqkit prep geometry --records val.jsonl --model runs/enc/encoder/model.safetensors --out val_pred.jsonl "
+               "--replace",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", required=True, type=Path, help="record file (JSONL or JSON array)")
+    parser.add_argument("--model", required=True,
+                        help="vqkit model folder (RUN/final: its model.encoder weights and data settings) or a whole-VGGT "
+                             "weights file / folder / hub id (RUN/encoder/model.safetensors, the official model.pt)")
+    parser.add_argument("--out", required=True, type=Path, help="output record file (not IN)")
+    parser.add_argument("--replace", action="store_true", help="predict for every record, replacing its own geometry")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    parser.add_argument("--image-size", type=int, help="image width fed to VGGT (default: the model's)")
+    parser.add_argument("--median-depth", type=float, metavar="METRES",
+                        help="scale prior for records without depth maps (default: model.geometry.median_depth_m, 2.6)")
+    parser.add_argument("--image-root", help="root of relative image paths (default: the folder of --records)")
+    parser.add_argument("--allow-outside-root", action="store_true", help="allow paths outside the root")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override the model folder's config, e.g. model.encoder.weights=FILE")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    args = parser.parse_args(argv)
+    if args.image_size is not None and (args.image_size < 14 or args.image_size % 14):
+        raise ConfigError(f"--image-size must be a positive multiple of 14, got {args.image_size}")
+    if args.median_depth is not None and args.median_depth <= 0:
+        raise ConfigError(f"--median-depth must be > 0 metres, got {args.median_depth}")
+    report = fill_geometry(args.records, args.out, args.model, replace=args.replace, overwrite=args.overwrite,
+                           overrides=args.overrides, image_size=args.image_size, median_depth_m=args.median_depth,
+                           image_root=args.image_root, allow_outside_root=args.allow_outside_root,
+                           device=resolve_device(args.device))
+    print(report.summary(args.out))
+    for note in report.notes:
+        print(f"vqkit prep geometry: note: {note}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -104,4 +151,4 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     if name not in CONVERTERS:
         raise ConfigError(f"unknown dataset '{name}'; choose from {', '.join(CONVERTERS)}")
-    return {"scanqa": scanqa, "sqa3d": sqa3d, "arkit": arkit}[name](argv[1:])
+    return {"scanqa": scanqa, "sqa3d": sqa3d, "arkit": arkit, "geometry": geometry}[name](argv[1:])

@@ -131,9 +131,24 @@ class GeometryConfig:
     """Upper edge of the depth histogram in metres."""
     hidden: int = 256
     """Hidden width of the geometry MLP."""
+    source: Literal["records", "heads", "auto"] = "records"
+    """Where a view's camera geometry comes from. 'records': the record's geom_token (or the cameras
+    file of `vqkit ask`); a record without it gets no geometry tokens. 'heads': always predicted by
+    VGGT's camera and depth heads from the views themselves (the record's poses are not used).
+    'auto': the record's when it has them, else predicted (records without poses, geometry dropout in
+    training, photos without a cameras file). Prediction runs inside the model on the aggregator's
+    tokens and needs camera_head.* and depth_head.* in model.encoder.weights (vqkit pretrain-encoder
+    writes such a file; the official VGGT-1B checkpoint has them); with data.feature_cache the heads'
+    aggregator layers must be among model.encoder.layers. Scale: docs/design.md section 8."""
+    median_depth_m: float = 2.6
+    """Predicted geometry: VGGT's depth and translations are known up to one factor per set of views;
+    it is chosen so that the median predicted depth of the views is this many metres (the synthetic
+    rooms' median is 2.6 m; set the training corpus' own, vqkit.models.vggt.median_depth_from_histograms),
+    unless the batch has metric depth maps (data.load_depth), which then fix it."""
 
     def __post_init__(self):
         _check(self.depth_bins >= 1, "model.geometry.depth_bins must be >= 1")
+        _check(self.median_depth_m > 0, "model.geometry.median_depth_m must be > 0 (metres)")
 
 
 @dataclass
@@ -374,6 +389,64 @@ class EvalConfig:
 
 
 @dataclass
+class EncoderPretrainConfig:
+    """`vqkit pretrain-encoder`: trains VGGT (the model.encoder aggregator with camera and depth heads,
+    the point head optional) on records with poses (geom_token) and depth maps (depths), with VGGT's
+    losses (vqkit.models.vggt.losses). The run itself follows train.* (output_dir, max_steps, batch,
+    warmup and cosine schedule, checkpoints, resume, DeepSpeed; train.lr = the aggregator's learning
+    rate, train.proj_lr = the heads') and data.* (train / val sources, num_views, image_size,
+    resize_mode, view_sampling). It writes RUN/encoder/model.safetensors in the official layout
+    (aggregator.*, camera_head.*, depth_head.*[, point_head.*]), which model.encoder.weights loads."""
+
+    train_aggregator: bool = True
+    """Train the aggregator with the heads; False trains the heads alone on a frozen aggregator
+    (VGGT's head-only fine-tuning)."""
+    point_head: bool = False
+    """Also train the point-map head (the official checkpoint has one; geometry does not need it)."""
+    dpt_layers: list[int] | None = None
+    """The four aggregator layers the dense heads read; None = the official (4, 11, 17, 23) at depth 24,
+    else the last layer of each quarter (vqkit.models.vggt.default_dpt_layers)."""
+    dpt_features: int = 256
+    """Channels of the dense heads' fusion blocks (official 256; a demo-size encoder uses far fewer)."""
+    dpt_out_channels: list[int] = field(default_factory=lambda: [256, 512, 1024, 1024])
+    """Channels of the dense heads' four projected token maps (official [256, 512, 1024, 1024])."""
+    camera_trunk_depth: int = 4
+    """Transformer blocks of the camera head's trunk (official 4)."""
+    camera_num_heads: int = 16
+    """Attention heads of the camera trunk (official 16; must divide 2 x model.encoder.embed_dim)."""
+    camera_weight: float = 5.0
+    """Weight of the camera loss (VGGT: 5)."""
+    camera_loss: Literal["l1", "huber"] = "l1"
+    """Distance on the pose encoding: 'l1' (VGGT's code) or 'huber' (the paper's; delta 1)."""
+    camera_gamma: float = 0.6
+    """Weight of the camera head's earlier iterations: iteration i of n counts gamma ** (n - 1 - i)."""
+    weight_trans: float = 1.0
+    """Weight of the translation part of the camera loss."""
+    weight_rot: float = 1.0
+    """Weight of the quaternion part of the camera loss."""
+    weight_focal: float = 0.5
+    """Weight of the field-of-view part of the camera loss."""
+    depth_weight: float = 1.0
+    """Weight of the depth loss (confidence-weighted + plain + gradient terms)."""
+    point_weight: float = 1.0
+    """Weight of the point loss (with point_head)."""
+    conf_alpha: float = 0.2
+    """alpha of the confidence term: gamma * |err| * conf - alpha * log(conf) (VGGT: 0.2)."""
+    gradient_loss: bool = True
+    """Add the multi-scale gradient term to the depth (and point) loss."""
+    valid_range: float = 0.98
+    """Drop the pixel terms above this quantile as outliers (VGGT: 0.98); <= 0 keeps all."""
+
+    def __post_init__(self):
+        _check(len(self.dpt_out_channels) == 4, "encoder_pretrain.dpt_out_channels needs 4 values")
+        _check(self.dpt_layers is None or len(self.dpt_layers) == 4,
+               "encoder_pretrain.dpt_layers needs 4 layer indices (or null for the default)")
+        _check(self.dpt_features >= 2 and self.dpt_features % 2 == 0, "encoder_pretrain.dpt_features must be even")
+        _check(self.camera_trunk_depth >= 1, "encoder_pretrain.camera_trunk_depth must be >= 1")
+        _check(self.valid_range < 1, "encoder_pretrain.valid_range must be < 1 (a quantile; <= 0 disables it)")
+
+
+@dataclass
 class Config:
     """A whole experiment."""
 
@@ -381,3 +454,5 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    encoder_pretrain: EncoderPretrainConfig = field(default_factory=EncoderPretrainConfig)
+    """`vqkit pretrain-encoder` only; ignored by `vqkit train`."""

@@ -59,7 +59,9 @@ class Collator:
 
     Returns a dict: ``images`` [B, S, 3, H, W], ``view_mask`` [B, S],
     ``geometry`` {R [B,S,3,3], t [B,S,3], K [B,S,3,3], depth_hist [B,S,bins], image_hw (H, W)},
-    ``geom_mask`` [B], ``input_ids`` / ``attention_mask`` / ``labels`` [B, L], ``meta`` (list),
+    ``geom_mask`` [B] (samples with geometry tokens), ``predict_geometry`` [B] (those whose geometry
+    the model predicts, :meth:`predicts_geometry`), ``pixel_boxes`` [B, S, 4] (each view's image
+    inside the padded input, x0 y0 x1 y1), ``input_ids`` / ``attention_mask`` / ``labels`` [B, L], ``meta`` (list),
     ``num_truncated``, ``num_overlong``, ``num_skipped`` (ints), optional ``depths`` [B, S, H, W]
     and ``features`` [B, S, P, C].
     """
@@ -182,11 +184,22 @@ class Collator:
 
     # ------------------------------------------------------------------ batch
 
+    def predicts_geometry(self, sample: dict[str, Any]) -> bool:
+        """Whether the model predicts this sample's geometry (``model.geometry.source``: heads always,
+        auto when the record has none; never blind or without a geometry encoder)."""
+        geo = self.model_cfg.geometry
+        if self.blind or not geo.enabled or geo.source == "records":
+            return False
+        return geo.source == "heads" or not sample["has_geometry"]
+
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         batch = self._views(samples)
         image_hw = batch["geometry"]["image_hw"]  # what the model's encoder and projector will see
+        predict = [self.predicts_geometry(s) for s in samples]
         enc = [self.encode_sample(s["question"], s.get("situation"), s.get("answer"), s["R"].shape[0],
-                                  bool(s["has_geometry"]), image_hw) for s in samples]
+                                  bool(s["has_geometry"]) or p, image_hw) for s, p in zip(samples, predict)]
+        batch["predict_geometry"] = torch.tensor(predict, dtype=torch.bool)
+        batch["geom_mask"] = batch["geom_mask"] | batch["predict_geometry"]  # samples with geometry tokens
         batch.update(self._tokens(enc))
         num_overlong = sum(e["overlong"] for e in enc)
         if num_overlong and not self._warned_overlong:
@@ -206,58 +219,7 @@ class Collator:
 
     @staticmethod
     def _views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """Images (or cached features), depths and camera geometry of the samples, padded to the
-        batch's largest view count and image size (centred on white, as VGGT pads; K follows)."""
-        B = len(samples)
-        S = max(s["images"].shape[0] if "images" in s else s["features"].shape[0] for s in samples)
-        if "images" in samples[0]:
-            H = max(s["images"].shape[-2] for s in samples)
-            W = max(s["images"].shape[-1] for s in samples)
-            images = torch.zeros(B, S, 3, H, W)
-        else:
-            H, W = samples[0].get("image_hw", (0, 0))
-            images = None
-        view_mask = torch.zeros(B, S, dtype=torch.bool)
-        bins = samples[0]["depth_hist"].shape[-1]
-        R = torch.zeros(B, S, 3, 3)
-        t = torch.zeros(B, S, 3)
-        K = torch.zeros(B, S, 3, 3)
-        hist = torch.zeros(B, S, bins)
-        geom_mask = torch.zeros(B, dtype=torch.bool)
-        depths = torch.zeros(B, S, H, W) if any("depths" in s for s in samples) else None
-        features = None
-        if "features" in samples[0]:
-            P, C = samples[0]["features"].shape[-2:]
-            features = torch.zeros(B, S, P, C, dtype=samples[0]["features"].dtype)
-        for b, s in enumerate(samples):
-            V = s["R"].shape[0]
-            view_mask[b, :V] = True
-            dy = dx = 0
-            if images is not None:
-                h, w = s["images"].shape[-2:]
-                dy, dx = (H - h) // 2, (W - w) // 2
-                if (h, w) != (H, W):
-                    images[b, :V] = 1.0
-                images[b, :V, :, dy:dy + h, dx:dx + w] = s["images"]
-                if depths is not None and "depths" in s:
-                    depths[b, :V, dy:dy + h, dx:dx + w] = s["depths"]
-            if features is not None:
-                features[b, :V] = s["features"]
-            if s["has_geometry"]:
-                geom_mask[b] = True
-                R[b, :V] = s["R"]
-                t[b, :V] = s["t"]
-                Kb = s["K"].clone()
-                Kb[:, 0, 2] += dx
-                Kb[:, 1, 2] += dy
-                K[b, :V] = Kb
-            hist[b, :V] = s["depth_hist"]
-        batch: dict[str, Any] = {"view_mask": view_mask, "geom_mask": geom_mask,
-                                 "geometry": {"R": R, "t": t, "K": K, "depth_hist": hist, "image_hw": (int(H), int(W))}}
-        for key, value in (("images", images), ("depths", depths), ("features", features)):
-            if value is not None:
-                batch[key] = value
-        return batch
+        return collate_views(samples)
 
     def _tokens(self, enc: list[dict[str, Any]]) -> dict[str, Any]:
         """input_ids, attention_mask and labels of encoded samples, padded to the longest."""
@@ -276,3 +238,64 @@ class Collator:
             if labels is not None:
                 labels[b, sl] = torch.tensor(e["labels"], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Images (or cached features), depths and camera geometry of dataset samples, padded to the
+    batch's largest view count and image size (centred on white, as VGGT pads; K follows): the
+    vision half of a :class:`Collator` batch (``vqkit pretrain-encoder`` batches are only this)."""
+    B = len(samples)
+    S = max(s["images"].shape[0] if "images" in s else s["features"].shape[0] for s in samples)
+    if "images" in samples[0]:
+        H = max(s["images"].shape[-2] for s in samples)
+        W = max(s["images"].shape[-1] for s in samples)
+        images = torch.zeros(B, S, 3, H, W)
+    else:
+        H, W = samples[0].get("image_hw", (0, 0))
+        images = None
+    view_mask = torch.zeros(B, S, dtype=torch.bool)
+    bins = samples[0]["depth_hist"].shape[-1]
+    R = torch.zeros(B, S, 3, 3)
+    t = torch.zeros(B, S, 3)
+    K = torch.zeros(B, S, 3, 3)
+    hist = torch.zeros(B, S, bins)
+    geom_mask = torch.zeros(B, dtype=torch.bool)
+    depths = torch.zeros(B, S, H, W) if any("depths" in s for s in samples) else None
+    boxes = torch.zeros(B, S, 4, dtype=torch.long) if all("pixel_box" in s for s in samples) else None
+    features = None
+    if "features" in samples[0]:
+        P, C = samples[0]["features"].shape[-2:]
+        features = torch.zeros(B, S, P, C, dtype=samples[0]["features"].dtype)
+    for b, s in enumerate(samples):
+        V = s["R"].shape[0]
+        view_mask[b, :V] = True
+        dy = dx = 0
+        if images is not None:
+            h, w = s["images"].shape[-2:]
+            dy, dx = (H - h) // 2, (W - w) // 2
+            if (h, w) != (H, W):
+                images[b, :V] = 1.0
+            images[b, :V, :, dy:dy + h, dx:dx + w] = s["images"]
+            if depths is not None and "depths" in s:
+                depths[b, :V, dy:dy + h, dx:dx + w] = s["depths"]
+        if boxes is not None:  # the view's own pixels (inside its image), moved by this batch's padding
+            h, w = s["images"].shape[-2:] if "images" in s else (H, W)
+            box = torch.minimum(s["pixel_box"][:V].clamp(min=0), torch.tensor([w, h, w, h]))
+            boxes[b, :V] = box + torch.tensor([dx, dy, dx, dy])
+        if features is not None:
+            features[b, :V] = s["features"]
+        if s["has_geometry"]:
+            geom_mask[b] = True
+            R[b, :V] = s["R"]
+            t[b, :V] = s["t"]
+            Kb = s["K"].clone()
+            Kb[:, 0, 2] += dx
+            Kb[:, 1, 2] += dy
+            K[b, :V] = Kb
+        hist[b, :V] = s["depth_hist"]
+    batch: dict[str, Any] = {"view_mask": view_mask, "geom_mask": geom_mask,
+                             "geometry": {"R": R, "t": t, "K": K, "depth_hist": hist, "image_hw": (int(H), int(W))}}
+    for key, value in (("images", images), ("depths", depths), ("features", features), ("pixel_boxes", boxes)):
+        if value is not None:
+            batch[key] = value
+    return batch

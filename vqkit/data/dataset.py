@@ -16,7 +16,8 @@
 
 A sample is a dict: ``images`` float32 [V, 3, H, W] in [0, 1]; ``K`` [V, 3, 3] (pixel K of the
 resized image, zeros without geometry); ``R`` [V, 3, 3]; ``t`` [V, 3]; ``depth_hist`` [V, B]
-(zeros where absent); ``has_geometry`` bool; optional ``depths`` [V, H, W] metres; ``question``,
+(zeros where absent); ``has_geometry`` bool; ``pixel_box`` [V, 4] (x0, y0, x1, y1 of each view's own
+pixels in the sample's padded frame); optional ``depths`` [V, H, W] metres; ``question``,
 ``situation``, ``answer`` (the target text); ``meta`` (see ``Record.meta``, plus ``views``, the
 chosen view indices, ``replaced_from`` when a corrupt item was replaced, ``is_padding``).
 """
@@ -39,6 +40,7 @@ from vqkit.data.images import load_depth, load_views, pad_to_common, plan_resize
 from vqkit.data.schema import LoadReport, Record, load_records
 from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
+from vqkit.models.vggt.geometry import view_boxes
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config.schema import Config, DataConfig, GeometryConfig
@@ -158,6 +160,7 @@ class RecordDataset(Dataset):
         V = len(views)
         sample: dict[str, Any] = {
             **({"features": features, "image_hw": hw} if features is not None else {"images": torch.stack(images)}),
+            "pixel_box": torch.from_numpy(view_boxes(plans, Ks_shift)),  # each view's own pixels (not padding)
             "R": torch.zeros(V, 3, 3), "t": torch.zeros(V, 3), "K": torch.zeros(V, 3, 3),
             "depth_hist": torch.zeros(V, self.depth_bins),
             "has_geometry": geometry is not None,
@@ -366,8 +369,8 @@ def build_dataset(data_cfg: "DataConfig", split: str, *, geometry_cfg: "Geometry
 def build_dataloader(cfg: "Config", split: str, tokenizer, *, batch_size: int, shuffle: bool,
                      blind: bool = False, generate: bool = False, rank: int = 0, world_size: int = 1,
                      epoch: int = 0, drop_last: bool | None = None, dataset: Dataset | None = None,
-                     seed: int | None = None) -> DataLoader:
-    """A DataLoader of collated batches (``vqkit.data.collate.Collator``) for ``split``.
+                     seed: int | None = None, collate_fn=None) -> DataLoader:
+    """A DataLoader of collated batches (``vqkit.data.collate.Collator``, or ``collate_fn``) for ``split``.
 
     Sharded over ``world_size`` ranks with :class:`ShardedSampler` (call
     ``loader.sampler.set_epoch(e)`` each epoch, or :func:`set_epoch`). Workers and persistent workers
@@ -384,7 +387,8 @@ def build_dataloader(cfg: "Config", split: str, tokenizer, *, batch_size: int, s
         drop_last = split == "train" and not generate and len(dataset) >= batch_size * world_size
     sampler = ShardedSampler(len(dataset), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
                              drop_last=False, epoch=epoch)
-    collator = Collator(tokenizer, cfg.model, cfg.data, mode="generate" if generate else "train", blind=blind)
+    collator = collate_fn or Collator(tokenizer, cfg.model, cfg.data, mode="generate" if generate else "train",
+                                      blind=blind)
     workers = cfg.data.num_workers
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator, num_workers=workers,

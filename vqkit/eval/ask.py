@@ -15,7 +15,11 @@ demo's, every synthetic record) answers best with it. ``--cameras FILE`` gives i
 ``{"image": name, "R", "t", "K", "depth_hist"}`` (the ``cameras.json`` that ``vqkit synth`` writes
 next to a room's views); without ``--cameras`` such a file next to the photos is used when it lists
 every photo, and ``--no-geometry`` leaves geometry out (then the prompt carries only the projector's
-vision tokens, as for photos without poses).
+vision tokens, as for photos without poses). With ``model.geometry.source: auto`` (or ``--set
+model.geometry.source=auto``) photos without cameras get the geometry VGGT's camera and depth heads
+predict from them (the heads of ``model.encoder.weights``; a note says so); with ``heads`` the
+geometry is always predicted. Photos of different sizes are padded to a common size as in training
+(the depth histograms count each photo's own pixels only).
 
     vqkit ask --model runs/demo/final --images a.jpg b.jpg c.jpg --question "How many chairs are there?"
     vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json
@@ -32,6 +36,7 @@ CapturedRoom JSON, y-up) to ``--out`` or stdout; lines that did not parse are li
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,40 +60,72 @@ log = logging.getLogger("vqkit.ask")
 @dataclass
 class AskInput:
     """One question about a set of photos, checked and preprocessed: ``sample`` is the dataset item
-    (images, geometry, prompt text), ``used`` the photos the model sees, ``notes`` what was left out."""
+    (images, geometry, prompt text), ``used`` the photos the model sees, ``notes`` what was left out,
+    ``geometry_source`` the ``model.geometry.source`` the answer is made with (``records`` when the
+    heads cannot or should not predict: no head weights, ``--no-geometry``)."""
 
     sample: dict[str, Any]
     used: list[str]
     notes: list[str] = field(default_factory=list)
+    geometry_source: str = "records"
 
 
 def _names(paths: Sequence[str]) -> str:
     return ", ".join(Path(p).name for p in paths)
 
 
-def _geometry_of(cameras: str | Path | bool | None, paths: list[str], depth_bins: int, notes: list[str]):
-    """The photos' Geometry from ``cameras`` (see :func:`prepare_ask`), or None (said in ``notes``
-    when a cameras.json beside the photos is missing or does not list them all)."""
-    if cameras is False:
-        return None
-    if cameras is not None:
-        return geometry_from_cameras(read_cameras(cameras), paths, depth_bins, Path(cameras))
+def _cameras_beside(paths: list[str], depth_bins: int) -> tuple[Any, str | None]:
+    """(Geometry from the cameras.json beside the photos, or None and why not)."""
     beside = Path(paths[0]).parent / "cameras.json"
     if not beside.is_file():
-        notes.append("no camera geometry: no --cameras and no cameras.json beside the photos, so the answer "
-                     "uses no geometry tokens (a model trained on posed views answers best with them; "
-                     "--no-geometry says this is intended)")
-        return None
+        return None, "no --cameras and no cameras.json beside the photos"
     try:
         by_name = read_cameras(beside)
     except DataError as e:
-        notes.append(f"no camera geometry: {e}")
-        return None
+        return None, str(e)
     missing = [Path(p).name for p in paths if Path(p).name not in by_name]
     if missing:
-        notes.append(f"no camera geometry: {beside} does not list {', '.join(missing)}")
-        return None
-    return geometry_from_cameras(by_name, paths, depth_bins, beside)
+        return None, f"{beside} does not list {', '.join(missing)}"
+    return geometry_from_cameras(by_name, paths, depth_bins, beside), None
+
+
+def _geometry_of(cfg, cameras: str | Path | bool | None, paths: list[str], notes: list[str]) -> tuple[Any, str]:
+    """The photos' Geometry from ``cameras`` (see :func:`prepare_ask`) or None, and the geometry source
+    the answer uses; what happens is said in ``notes`` (geometry missing, or predicted by the heads)."""
+    geo = cfg.model.geometry
+    if cameras is False:
+        return None, "records"  # --no-geometry: neither given nor predicted
+    source = geo.source
+    if source != "records":
+        from vqkit.models.vggt.predictor import geometry_heads_available
+
+        available, why = geometry_heads_available(cfg.model.encoder)
+        if not available and source == "heads":
+            raise ConfigError(f"model.geometry.source is heads but the geometry cannot be predicted: {why}")
+        if not available:
+            source = "records"
+            notes.append(f"no prediction of camera geometry (model.geometry.source auto): {why}")
+    if source == "heads":
+        if cameras is not None:
+            notes.append(f"{cameras} is not used: model.geometry.source is heads (geometry predicted from the photos)")
+        notes.append(f"camera geometry predicted by VGGT's camera and depth heads ({cfg.model.encoder.weights})")
+        return None, source
+    if cameras is not None:
+        return geometry_from_cameras(read_cameras(cameras), paths, geo.depth_bins, Path(cameras)), source
+    geometry, why = _cameras_beside(paths, geo.depth_bins)
+    if geometry is not None:
+        return geometry, source
+    if source == "auto":
+        notes.append(f"camera geometry predicted by VGGT's camera and depth heads ({cfg.model.encoder.weights}): "
+                     f"{why}; depth histograms at the scale of a {geo.median_depth_m:g} m median depth "
+                     f"(model.geometry.median_depth_m)")
+    elif why.startswith("no --cameras"):
+        notes.append(f"no camera geometry: {why}, so the answer uses no geometry tokens (a model trained on posed "
+                     f"views answers best with them; --set model.geometry.source=auto predicts them with the "
+                     f"encoder's VGGT heads; --no-geometry says this is intended)")
+    else:
+        notes.append(f"no camera geometry: {why}")
+    return None, source
 
 
 def prepare_ask(cfg, images: Sequence[str], question: str, *, situation: str | None = None,
@@ -118,11 +155,11 @@ def prepare_ask(cfg, images: Sequence[str], question: str, *, situation: str | N
         dropped = [p for i, p in enumerate(paths) if i not in set(kept)]
         notes.append(f"using {len(used)} of {len(paths)} photos (the model takes data.num_views = "
                      f"{cfg.data.num_views}, chosen evenly): {_names(used)}; left out: {_names(dropped)}")
-    geometry = None
+    geometry, source = None, "records"
     if blind:
         pass  # asked for: no vision or geometry tokens, nothing to report
     elif cfg.model.geometry.enabled:
-        geometry = _geometry_of(cameras, paths, cfg.model.geometry.depth_bins, notes)
+        geometry, source = _geometry_of(cfg, cameras, paths, notes)
     elif cameras:
         notes.append("the model has no geometry encoder (model.geometry.enabled: false): --cameras is not used")
     for path in used:  # decode now: a broken photo is an error before the model loads, naming the file
@@ -133,7 +170,7 @@ def prepare_ask(cfg, images: Sequence[str], question: str, *, situation: str | N
     dataset = RecordDataset([record], cfg.data, train=False, seed=cfg.train.seed,
                             depth_bins=cfg.model.geometry.depth_bins, max_depth=cfg.model.geometry.max_depth,
                             name="ask")
-    return AskInput(sample=dataset[0], used=used, notes=notes)
+    return AskInput(sample=dataset[0], used=used, notes=notes, geometry_source=source)
 
 
 def trained_for_layouts(cfg) -> bool | None:
@@ -162,8 +199,10 @@ def check_roomplan_model(cfg, model_name: str = "this model") -> None:
 
 
 def collate_ask(model, prepared: AskInput, *, blind: bool = False, cfg=None) -> dict:
-    """The generate-mode batch of a prepared question."""
-    cfg = cfg if cfg is not None else model.config
+    """The generate-mode batch of a prepared question (its geometry predicted in the model when
+    ``prepared.geometry_source`` says so)."""
+    cfg = copy.deepcopy(cfg if cfg is not None else model.config)
+    cfg.model.geometry.source = prepared.geometry_source
     return Collator(model.tokenizer, cfg.model, cfg.data, mode="generate", blind=blind)([prepared.sample])
 
 

@@ -25,6 +25,7 @@ from vqkit.models.llm import apply_lora, build_llm, resolve_dtype
 from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.vggt.aggregator import Aggregator
+from vqkit.models.vggt.predictor import GeometryPredictor
 from vqkit.models.vqmodel import CONFIG_FILE, TOKENIZER_DIR, TRAINABLE_FILE, VQModel
 from vqkit.tokenizer import load_tokenizer
 from vqkit.utils.runtime import resolve_device, seeded
@@ -60,6 +61,25 @@ def encoder_matmul_dtype(device: str | torch.device | None = None) -> torch.dtyp
     target = resolve_device(device)
     bf16 = target.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return torch.bfloat16 if bf16 else torch.float32
+
+
+def build_geometry_predictor(cfg: Config, device: str | torch.device | None = None) -> GeometryPredictor | None:
+    """VGGT's camera and depth heads from ``model.encoder.weights`` when ``model.geometry.source`` is
+    heads or auto (None for records). A weights file without them is an error that says what to use;
+    with ``data.feature_cache`` the heads' aggregator layers must be among ``model.encoder.layers``
+    (the cache stores only those)."""
+    mcfg = cfg.model
+    if mcfg.geometry.source == "records":
+        return None
+    predictor = GeometryPredictor.from_encoder_config(mcfg.encoder, device=device)
+    configured = {layer % mcfg.encoder.depth for layer in mcfg.encoder.layers}
+    missing = sorted(set(predictor.layers) - configured)
+    if cfg.data.feature_cache and missing:
+        raise ConfigError(f"model.geometry.source {mcfg.geometry.source} predicts geometry from aggregator layers "
+                          f"{predictor.layers}, but data.feature_cache stores only model.encoder.layers "
+                          f"{sorted(configured)} (missing {missing}); train from images, or fill geom_token "
+                          f"first with vqkit prep geometry and use source: records")
+    return predictor
 
 
 def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None = None) -> VQModel:
@@ -98,6 +118,7 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
     if mcfg.geometry.enabled:
         with seeded(seed + 1), meta_ctx:
             geometry = GeometryEncoder.from_config(mcfg.geometry, hidden)
+    predictor = build_geometry_predictor(cfg, device) if mcfg.geometry.enabled else None
     if device is not None and not is_meta:
         projector.to(device)
         if geometry is not None:
@@ -111,7 +132,7 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
     if mcfg.llm.gradient_checkpointing and not is_meta:
         llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         llm.enable_input_require_grads()
-    model = VQModel(encoder, projector, geometry, llm, tokenizer, cfg)
+    model = VQModel(encoder, projector, geometry, llm, tokenizer, cfg, geometry_predictor=predictor)
     counts = model.parameter_counts()
     logger.info("VQModel parameters (LLM dtype %s):\n%s", resolve_dtype(mcfg.llm, device),
                 model.parameter_table())
@@ -120,13 +141,15 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
 
 
 def load_model(folder: str | Path, device: str | torch.device | None = None,
-               encoder_weights: str | None = None) -> VQModel:
+               encoder_weights: str | None = None, geometry_source: str | None = None) -> VQModel:
     """Rebuild a model saved by :meth:`VQModel.save_pretrained` (also ``vqkit.load_model``).
 
     The frozen parts come from the saved config (encoder weights path or seed, the LLM's hub id or
     folder, or its config + seed), the tokenizer from ``folder/tokenizer``; the trained weights are
     then loaded strictly. ``encoder_weights`` overrides the saved encoder weights path (the run
-    may have used a path that does not exist on this machine).
+    may have used a path that does not exist on this machine); ``geometry_source`` the saved
+    ``model.geometry.source`` (e.g. "heads" to evaluate a model on predicted geometry: the VGGT heads
+    of the encoder weights are then loaded too).
     """
     from safetensors.torch import load_file
 
@@ -138,6 +161,8 @@ def load_model(folder: str | Path, device: str | torch.device | None = None,
     cfg = load_model_config(folder)
     if encoder_weights is not None:
         cfg.model.encoder.weights = str(encoder_weights)
+    if geometry_source is not None:
+        cfg.model.geometry.source = geometry_source
     tokenizer = load_tokenizer(dataclasses.replace(cfg.model.llm, tokenizer=str(folder / TOKENIZER_DIR)))
     model = build_model(cfg, tokenizer=tokenizer, device=device)
     try:
@@ -161,4 +186,5 @@ def load_model_config(folder: str | Path, overrides: list[str] | None = None) ->
     return config_from_dict(apply_overrides(to_dict(cfg), overrides)) if overrides else cfg
 
 
-__all__ = ["build_encoder", "build_model", "encoder_matmul_dtype", "load_model", "load_model_config"]
+__all__ = ["build_encoder", "build_geometry_predictor", "build_model", "encoder_matmul_dtype", "load_model",
+           "load_model_config"]

@@ -21,6 +21,7 @@ file or seed, LLM hub id/folder or config + seed) and loads the trained weights 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,10 @@ from vqkit.models.llm import is_lora_param
 from vqkit.models.liger import answer_loss
 from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
+from vqkit.models.stopping import RepeatedLineStop
 from vqkit.models.vggt.aggregator import feature_shape
-from vqkit.roomplan.text import first_repeated_line, trim_repeated_lines
+from vqkit.models.vggt.predictor import cached_layer_outputs
+from vqkit.roomplan.text import trim_repeated_lines
 from vqkit.tokenizer import IM_END, vision_token_count, vision_token_ids
 from vqkit.version import __version__
 
@@ -50,42 +53,6 @@ def _no_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim < 2 or name.endswith(".bias") or "norm" in name.lower() or name.endswith("latents")
 
 
-class RepeatedLineStop:
-    """A stopping criterion for transformers' ``generate`` (the ``StoppingCriteria`` call protocol;
-    not a subclass, so importing this module does not import transformers): a sequence is done once
-    its generated text completes a line whose element repeats an earlier line
-    (:func:`vqkit.roomplan.text.first_repeated_line`).
-
-    Greedy decoding of a structured text can loop (the same object line again and again until the
-    token budget runs out). The check runs only for sequences whose newest token holds a newline
-    (a per-token-id cache), so it costs a decode per finished line, not per token.
-
-    Args:
-        tokenizer: decodes the generated ids (special tokens skipped, as ``generate`` returns them).
-        prompt_length: columns of ``input_ids`` that are prompt (generation sees prompt + new tokens).
-
-    ``__call__(input_ids [B, L], scores) -> bool [B]`` (True = this sequence is done).
-    """
-
-    def __init__(self, tokenizer, prompt_length: int):
-        self.tokenizer = tokenizer
-        self.prompt_length = int(prompt_length)
-        self._has_newline: dict[int, bool] = {}
-
-    def __call__(self, input_ids: torch.Tensor, scores=None, **kwargs) -> torch.Tensor:
-        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
-        if input_ids.shape[1] <= self.prompt_length:
-            return done
-        for i, token in enumerate(input_ids[:, -1].tolist()):
-            newline = self._has_newline.get(token)
-            if newline is None:
-                newline = self._has_newline[token] = "\n" in self.tokenizer.decode([token], skip_special_tokens=True)
-            if newline:
-                text = self.tokenizer.decode(input_ids[i, self.prompt_length:], skip_special_tokens=True)
-                done[i] = first_repeated_line(text, complete_only=True) is not None
-        return done
-
-
 class VQModel(nn.Module):
     """The fused model. Build it with :func:`build_model` (or :func:`load_model`).
 
@@ -97,15 +64,18 @@ class VQModel(nn.Module):
         llm: a transformers causal LM, possibly wrapped by peft.
         tokenizer: the tokenizer from ``vqkit.tokenizer.load_tokenizer`` (None on the meta device).
         config: the whole :class:`vqkit.config.Config` (saved with the model).
+        geometry_predictor: VGGT's camera and depth heads (frozen; ``model.geometry.source`` heads / auto):
+            samples marked ``predict_geometry`` get the geometry they predict from this batch's aggregator pass.
     """
 
     def __init__(self, encoder: nn.Module, projector: PerceiverResampler | PatchMerger,
                  geometry: GeometryEncoder | None,
-                 llm: nn.Module, tokenizer, config: Config):
+                 llm: nn.Module, tokenizer, config: Config, geometry_predictor: nn.Module | None = None):
         super().__init__()
         self.encoder = encoder
         self.projector = projector
         self.geometry = geometry
+        self.geometry_predictor = geometry_predictor
         self.llm = llm
         self.tokenizer = tokenizer
         self.config = config
@@ -142,11 +112,12 @@ class VQModel(nn.Module):
         always; in the LLM the LoRA adapters, everything (full_finetune), or nothing."""
         wrong = []
         for prefix, module in (("encoder", self.encoder), ("projector", self.projector),
-                               ("geometry", self.geometry), ("llm", self.llm)):
+                               ("geometry", self.geometry), ("llm", self.llm),
+                               ("geometry_predictor", self.geometry_predictor)):
             if module is None:
                 continue
             for name, p in module.named_parameters():
-                if prefix == "encoder":
+                if prefix in ("encoder", "geometry_predictor"):
                     want = False
                 elif prefix == "llm":
                     want = self._llm_trains(name)
@@ -169,12 +140,14 @@ class VQModel(nn.Module):
             return sum(n for n, _ in sizes), sum(n for n, trains in sizes if trains)
 
         llm = list(self.llm.named_parameters())
+        heads = self.geometry_predictor  # VGGT's camera and depth heads (model.geometry.source heads / auto)
         return {
             "encoder": count(self.encoder.parameters()),
             "projector": count(self.projector.parameters()),
             "geometry": count(self.geometry.parameters()) if self.geometry is not None else (0, 0),
             "llm base": count(p for n, p in llm if not is_lora_param(n)),
             "lora": count(p for n, p in llm if is_lora_param(n)),
+            **({"vggt heads": count(heads.parameters())} if heads is not None else {}),
         }
 
     def parameter_table(self) -> str:
@@ -211,7 +184,7 @@ class VQModel(nn.Module):
     def train(self, mode: bool = True) -> "VQModel":
         """Train mode everywhere except the frozen aggregator, which stays in eval mode."""
         super().train(mode)
-        self.encoder.eval()
+        self.encoder.eval()  # (the geometry predictor's own train() keeps it in eval mode too)
         return self
 
     @property
@@ -235,6 +208,13 @@ class VQModel(nn.Module):
         DeepSpeed ZeRO-3 every module call gathers the module's parameters collectively, so the
         number of calls must not depend on the data a rank happens to hold.
         """
+        return self._aggregate(images, view_mask)[0]
+
+    @torch.no_grad()
+    def _aggregate(self, images: torch.Tensor, view_mask: torch.Tensor | None = None,
+                   extra_layers: Sequence[int] = ()) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """:meth:`encode_views`' features, and the aggregator's per-layer outputs of the same pass
+        (the config's layers and ``extra_layers``, e.g. the geometry heads'; None for the others)."""
         self.encoder.eval()
         b, s = images.shape[:2]
         if view_mask is None:
@@ -242,15 +222,16 @@ class VQModel(nn.Module):
         view_mask = view_mask.to(torch.bool)
         if not bool(view_mask.any()):
             raise DataError("encode_views: every sample has zero views (view_mask is all False)")
+        layers = list(self.config.model.encoder.layers)
         # The frozen encoder runs in bf16 on a GPU whatever the trainable part uses (it needs no grads),
         # its matmul weights stored in bf16 there (build_encoder); on the CPU in fp32, unless its weights
         # were stored in bf16 for a GPU. Inference mode: no autograd bookkeeping at all; the masked copy
         # below is made outside it, so the projector's backward may save it.
         low = images.is_cuda or self.encoder.matmul_dtype == torch.bfloat16
         with torch.inference_mode(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=low):
-            feats = self.encoder.encode(images, layers=self.config.model.encoder.layers,
-                                        view_mask=view_mask)  # [B, S, P, C_in]
-        return feats.masked_fill(~view_mask[:, :, None, None], 0.0)
+            outputs, _ = self.encoder(images, layers=layers + list(extra_layers), view_mask=view_mask)
+            feats = torch.cat([outputs[layer % self.encoder.depth] for layer in layers], dim=-1)  # [B, S, P, C_in]
+        return feats.masked_fill(~view_mask[:, :, None, None], 0.0), (outputs if extra_layers else [])
 
     @staticmethod
     def image_hw(batch: dict) -> tuple[int, int]:
@@ -270,10 +251,20 @@ class VQModel(nn.Module):
         or the patch merger's tokens of each real view), then one geometry token per valid view when
         the record has geometry (and geometry is enabled)."""
         view_mask = batch["view_mask"][samples].to(torch.bool)
+        predict = batch.get("predict_geometry")
+        predicting = predict is not None and self.geometry is not None and bool(predict[samples].any())
+        if predicting and self.geometry_predictor is None:
+            raise ConfigError("the batch asks for predicted geometry (model.geometry.source heads / auto) but the model "
+                              "has no VGGT heads: load it with load_model(..., geometry_source=...)")
+        outputs: list[torch.Tensor | None] = []
         if batch.get("features") is not None:
             feats = batch["features"][samples]
+            if predicting:
+                outputs = cached_layer_outputs(feats, self.config.model.encoder.layers, self.encoder.depth,
+                                               self.geometry_predictor.layers)
         else:
-            feats = self.encode_views(batch["images"][samples], view_mask)
+            extra = self.geometry_predictor.layers if predicting else ()
+            feats, outputs = self._aggregate(batch["images"][samples], view_mask, extra)
         proj_dtype = next(self.projector.parameters()).dtype
         # Perceiver: [b, L, D]; patch merger: [b, S, T, D], every view slot (padding ones dropped below)
         projected = self.projector(feats.to(dtype=proj_dtype), view_mask, self.patch_grid(batch))
@@ -285,6 +276,9 @@ class VQModel(nn.Module):
         use_geo = self.geometry is not None and geom_mask is not None and batch.get("geometry") is not None
         if use_geo:
             geometry = {k: (v[samples] if torch.is_tensor(v) else v) for k, v in batch["geometry"].items()}
+            if predicting:
+                geometry = self.geometry_predictor.fill_batch(geometry, batch, samples, outputs, self.encoder.patch_start_idx,
+                                                              self.image_hw(batch), self.config.model.geometry)
             geo_tokens = self.geometry(geometry, view_mask)  # [b, S, D]
             if not bool(geom_mask[samples].any()):
                 projected = projected + 0.0 * geo_tokens.sum()  # in the graph, without changing any value

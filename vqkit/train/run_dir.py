@@ -3,7 +3,8 @@ that failed, the check that a resumed run keeps its checkpoint's config, and the
 to stop (Ctrl-C, Slurm's SIGTERM) turned into a checkpoint-then-exit.
 
 Layout: ``RUN/config.yaml`` (resolved config), ``RUN/metrics.jsonl`` and ``RUN/tb/`` (logs),
-``RUN/checkpoints/step_NNNNNN/`` (complete, resumable), ``RUN/final/`` (the model folder), ``RUN/eval*/``,
+``RUN/checkpoints/step_NNNNNN/`` (complete, resumable), ``RUN/final/`` (the model folder; ``RUN/encoder/``
+for ``vqkit pretrain-encoder``), ``RUN/eval*/``,
 ``RUN/failed.json`` (the error of the last attempt, when it failed).
 
 A folder *holds a run* when it has a complete checkpoint, a final model or logged training steps; an
@@ -28,7 +29,7 @@ from vqkit.utils.files import write_json_atomic
 
 # What starting over removes (the folder may hold other things of the user's).
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "tb", "checkpoints", "final", "eval", "eval_views_removed",
-               "failed.json")
+               "failed.json", "encoder")
 FAILED_FILE = "failed.json"
 
 #: Config keys a resumed run may change (dotted; a key ending in "." covers its whole section). They
@@ -75,7 +76,8 @@ def prepare_run_dir(run_dir: str | Path, *, resuming: bool, overwrite: bool, is_
     run_dir = Path(run_dir)
     if is_main:
         if not resuming and run_dir.is_dir():
-            trained = bool(list_checkpoints(run_dir)) or (run_dir / "final").exists() or _logged_steps(run_dir) > 0
+            trained = (bool(list_checkpoints(run_dir)) or (run_dir / "final").exists()
+                       or (run_dir / "encoder").exists() or _logged_steps(run_dir) > 0)
             if trained and not overwrite:
                 failure = read_failure(run_dir)
                 why = (f" (its last attempt failed at step {failure.get('step')}: {failure.get('error')})"

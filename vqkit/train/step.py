@@ -7,7 +7,8 @@ backward, gradient synchronisation and accumulation are accelerate's (DDP or Dee
 
 The loss is weighted per label token, as one big batch would be: the step's loss is the sum of the
 token losses of every micro-batch on every rank divided by the number of label tokens in the whole
-global batch. ``VQModel.forward`` returns the mean over its micro-batch's label tokens (what
+global batch. (Another recipe counts other units: ``count`` and ``loss_of`` say what a micro-batch
+holds and where its mean loss is; ``vqkit pretrain-encoder`` weighs by samples.) ``VQModel.forward`` returns the mean over its micro-batch's label tokens (what
 evaluation reads); a micro-batch of ``n`` label tokens in a global batch of ``N`` contributes that
 mean times ``n / N``. Averaging the micro-batch means instead would weigh a token of a short answer
 more than one of a long layout. ``N`` is counted before the forward passes, from the labels, with
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -55,27 +56,34 @@ def label_tokens(batch: dict) -> int:
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
 
 
+def _loss_attribute(out) -> torch.Tensor:
+    return out.loss
+
+
 def train_step(model, optimizer, micro_batches: Sequence[dict], *, accelerator=None, max_grad_norm: float = 0.0,
-               autocast=None) -> StepResult:
+               autocast=None, count: Callable[[dict], int] = label_tokens,
+               loss_of: Callable[[object], torch.Tensor] = _loss_attribute) -> StepResult:
     """Forward and backward over ``micro_batches``, then one optimizer step (see the module docstring).
 
     ``accelerator``: the training run's ``Accelerator`` (its accumulation steps must equal
     ``len(micro_batches)``); None for a plain single-device step. ``autocast``: a context for the forward
-    pass when no accelerator manages precision (default none).
+    pass when no accelerator manages precision (default none). ``count(batch)``: the units the
+    micro-batch's loss is a mean over (default: its label tokens); ``loss_of(model output)``: that mean
+    (default ``output.loss``).
     """
     if not micro_batches:
         raise ValueError("train_step needs at least one micro-batch")
-    counts = [label_tokens(batch) for batch in micro_batches]
+    counts = [count(batch) for batch in micro_batches]
     if accelerator is not None:
-        return _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_grad_norm)
+        return _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_grad_norm, loss_of)
     global_tokens = _check_tokens(sum(counts))
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     device = next(p.device for p in model.parameters())
     loss = torch.zeros((), device=device)
-    for batch, count in zip(micro_batches, counts):
+    for batch, n in zip(micro_batches, counts):
         with autocast:
             out = model(move_to_device(batch, device))
-        share = _share_of_step_loss(out, count, global_tokens)
+        share = _share_of_step_loss(loss_of(out), n, global_tokens)
         share.backward()
         loss += share.detach().float()
     step_loss = float(loss)
@@ -94,17 +102,17 @@ def _check_tokens(global_tokens: int) -> int:
     return global_tokens
 
 
-def _share_of_step_loss(out, count: int, global_tokens: int) -> torch.Tensor:
+def _share_of_step_loss(loss: torch.Tensor, count: int, global_tokens: int) -> torch.Tensor:
     """This micro-batch's part of the step's loss: its mean token loss x ``count / global_tokens``
     (its summed token loss / the global count). A micro-batch without label tokens has no mean (0/0):
     it contributes a zero that is still part of the graph, so its backward reaches every parameter
     (DDP and ZeRO expect the same parameters in every backward)."""
     if count == 0:
-        return torch.nan_to_num(out.loss.float()) * 0.0
-    return out.loss.float() * (count / global_tokens)
+        return torch.nan_to_num(loss.float()) * 0.0
+    return loss.float() * (count / global_tokens)
 
 
-def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_grad_norm) -> StepResult:
+def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_grad_norm, loss_of) -> StepResult:
     """Long because the order of the collectives is the point: the token count before the first
     forward, the loss sum after the last forward and before the last backward (under DeepSpeed that
     backward also steps the engine), the optimizer step after it.
@@ -130,7 +138,8 @@ def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_
         with accelerator.accumulate(model):
             if accelerator.sync_gradients != (i == last):
                 raise VQKitError("accelerate's gradient accumulation is out of step with train_step's micro-batches")
-            share = _share_of_step_loss(model(move_to_device(batch, accelerator.device)), count, global_tokens)
+            share = _share_of_step_loss(loss_of(model(move_to_device(batch, accelerator.device))), count,
+                                        global_tokens)
             loss = loss + share.detach()
             if i == last:
                 loss = accelerator.reduce(loss, reduction="sum")

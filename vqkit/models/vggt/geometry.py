@@ -36,6 +36,7 @@ range (an unscaled VGGT depth of ~1 unit would put nearly all pixels in the firs
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,25 +88,35 @@ def _as_numpy(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def view_masks(plans: Sequence, shifts: np.ndarray | None, image_hw: tuple[int, int]) -> np.ndarray:
-    """bool [S, H, W]: the pixels of the model's input that show each view's image (not padding).
+def view_boxes(plans: Sequence, shifts: np.ndarray | None, image_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """int [S, 4]: each view's image inside the model's input as (x0, y0, x1, y1), padding excluded.
 
     ``plans``: each view's :class:`vqkit.data.images.ResizePlan` (anything with ``resized``,
     ``offset`` and ``out``); ``shifts``: each view's (dx, dy) inside the common H x W input
-    (None = all at (0, 0)).
+    (None = all at (0, 0)); ``image_hw`` (H, W), when given, is checked to hold every view.
     """
-    H, W = image_hw
     shifts = np.zeros((len(plans), 2)) if shifts is None else np.asarray(shifts)
-    masks = np.zeros((len(plans), H, W), dtype=bool)
+    boxes = np.zeros((len(plans), 4), dtype=np.int64)
     for v, plan in enumerate(plans):
         (rw, rh), (x0, y0), (ow, oh) = plan.resized, plan.offset, plan.out
         dx, dy = int(shifts[v, 0]), int(shifts[v, 1])
-        if dx < 0 or dy < 0 or dx + ow > W or dy + oh > H:
-            raise ValueError(f"view {v}: a {ow}x{oh} image at ({dx}, {dy}) does not fit the {W}x{H} input")
+        if image_hw is not None and (dx < 0 or dy < 0 or dx + ow > image_hw[1] or dy + oh > image_hw[0]):
+            raise ValueError(f"view {v}: a {ow}x{oh} image at ({dx}, {dy}) does not fit the "
+                             f"{image_hw[1]}x{image_hw[0]} input")
         # the resized image covers [-x0, -x0 + rw) of the plan's output (a crop when x0 >= 0, a pad else)
         left, right = max(0, -x0), min(ow, rw - x0)
         top, bottom = max(0, -y0), min(oh, rh - y0)
-        masks[v, dy + top:dy + bottom, dx + left:dx + right] = True
+        boxes[v] = dx + left, dy + top, dx + right, dy + bottom
+    return boxes
+
+
+def view_masks(plans: Sequence, shifts: np.ndarray | None, image_hw: tuple[int, int]) -> np.ndarray:
+    """bool [S, H, W]: the pixels of the model's input that show each view's image (not padding);
+    arguments as :func:`view_boxes`."""
+    H, W = image_hw
+    masks = np.zeros((len(plans), H, W), dtype=bool)
+    for v, (x0, y0, x1, y1) in enumerate(view_boxes(plans, shifts, image_hw)):
+        masks[v, y0:y1, x0:x1] = True
     return masks
 
 
@@ -208,3 +219,108 @@ def median_depth_from_histograms(depth_hists, max_depth: float = 10.0) -> float:
     before = np.concatenate([[0.0], np.cumsum(pooled)[:-1]])
     b = int(np.searchsorted(np.cumsum(pooled), 0.5))
     return float(width * (b + (0.5 - before[b]) / pooled[b]))
+
+
+# --------------------------------------------------------------------------------------------
+# A batch, in torch: what the geometry encoder receives when VQModel predicts geometry
+# --------------------------------------------------------------------------------------------
+
+
+def box_masks(boxes: torch.Tensor | None, view_mask: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+    """bool [B, S, H, W]: the pixels of each real view that show its image, from ``boxes`` [B, S, 4]
+    (x0, y0, x1, y1; :func:`view_boxes`) or, without boxes, the whole input."""
+    H, W = image_hw
+    B, S = view_mask.shape
+    if boxes is None:
+        return view_mask.to(torch.bool)[:, :, None, None].expand(B, S, H, W)
+    ys = torch.arange(H, device=view_mask.device)[None, None, :, None]
+    xs = torch.arange(W, device=view_mask.device)[None, None, None, :]
+    b = boxes.to(view_mask.device)[..., None, None]
+    inside = (xs >= b[:, :, 0]) & (xs < b[:, :, 2]) & (ys >= b[:, :, 1]) & (ys < b[:, :, 3])
+    return inside & view_mask.to(torch.bool)[:, :, None, None]
+
+
+def _where(ids, b: int) -> str:
+    return f"sample '{ids[b]}'" if ids is not None and b < len(ids) else f"sample {b}"
+
+
+def check_predictions(pose_enc: torch.Tensor, depth: torch.Tensor, masks: torch.Tensor, ids=None) -> None:
+    """Refuse predictions that cannot be geometry: a non-finite pose encoding, a zero quaternion or a
+    field of view outside (0, pi) at a real view, or a depth that is not finite and positive at one of
+    its pixels. DataError naming the sample (``ids``) and view."""
+    real = masks.flatten(2).any(-1)  # [B, S]
+    enc = pose_enc.detach().double()
+    fov_ok = (enc[..., 7:] > 0).all(-1) & (enc[..., 7:] < math.pi).all(-1)
+    enc_ok = torch.isfinite(enc).all(-1) & (enc[..., 3:7].norm(dim=-1) > 1e-8) & fov_ok
+    d = depth.detach()
+    depth_ok = ~((~(torch.isfinite(d) & (d > 0)) & masks).flatten(2).any(-1))
+    bad = real & ~(enc_ok & depth_ok)
+    if bool(bad.any()):
+        b, v = (int(i) for i in bad.nonzero()[0])
+        if not bool(enc_ok[b, v]):
+            what = f"camera of view {v} is not finite or degenerate (pose encoding {_short(enc[b, v])})"
+        else:
+            what = f"depth of view {v} is not finite and positive at every pixel"
+        raise DataError(f"{_where(ids, b)}: the predicted {what}, so it is not used as geometry; give the cameras "
+                        f"(a cameras file or geom_token), or go without geometry (vqkit ask --no-geometry, "
+                        f"model.geometry.source: records)")
+
+
+def _short(values: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{float(x):.3g}" for x in values) + "]"
+
+
+def batch_geometry(pose_enc: torch.Tensor, depth: torch.Tensor, view_mask: torch.Tensor, *,
+                   pixel_mask: torch.Tensor | None = None, reference_depth: torch.Tensor | None = None,
+                   median_depth_m: float | None = DEFAULT_MEDIAN_DEPTH_M, depth_bins: int = 16,
+                   max_depth: float = 10.0, ids=None) -> dict[str, torch.Tensor]:
+    """The geometry a batch's views get from VGGT's predictions, in the frame of the model's input.
+
+    Args:
+        pose_enc: [B, S, 9] the camera head's pose encoding; depth: [B, S, H, W(, 1)] the depth head's.
+        view_mask: bool [B, S] real views; pixel_mask: bool [B, S, H, W] the pixels showing each view
+            (:func:`box_masks`; None = every pixel of a real view).
+        reference_depth: [B, S, H, W] metric depth (0 = invalid) fixing the scale where a sample has
+            some; else ``median_depth_m`` (module docstring, "Scale").
+        ids: names of the samples, for errors.
+    Returns:
+        ``R`` [B, S, 3, 3] and ``t`` [B, S, 3] world-to-camera relative to view 0 (t in metres after the
+        scale), ``K`` [B, S, 3, 3] of the input (principal point at its centre), ``depth_hist``
+        [B, S, depth_bins] over each view's pixels, ``scale`` [B]. Raises DataError
+        (:func:`check_predictions`) rather than return unusable geometry.
+    """
+    if depth.ndim == 5:
+        depth = depth[..., 0]
+    H, W = depth.shape[-2:]
+    view_mask = view_mask.to(torch.bool)
+    masks = pixel_mask.to(torch.bool) & view_mask[:, :, None, None] if pixel_mask is not None \
+        else box_masks(None, view_mask, (H, W))
+    check_predictions(pose_enc, depth, masks, ids)
+    extrinsics, K = pose_encoding_to_extri_intri(pose_enc.double(), (H, W))
+    R, t = extrinsics[..., :3], extrinsics[..., 3]
+    R_rel = R @ R[:, :1].transpose(-1, -2)
+    t_rel = t - (R_rel @ t[:, :1, :, None])[..., 0]
+    depth = depth.double()
+    scales = []
+    for b in range(depth.shape[0]):
+        mine = masks[b]
+        scale = 1.0
+        if reference_depth is not None:
+            ref = reference_depth[b].double()
+            both = mine & torch.isfinite(ref) & (ref > 0)
+            if bool(both.any()):
+                scale = float(ref[both].median() / depth[b][both].median())
+                scales.append(scale)
+                continue
+        if median_depth_m is not None and bool(mine.any()):
+            scale = float(median_depth_m / depth[b][mine].median())
+        scales.append(scale)
+    scale = torch.tensor(scales, dtype=torch.float64, device=depth.device)
+    metric = depth * scale[:, None, None, None]
+    bins = ((metric / max_depth) * depth_bins).clamp(min=0).floor().long().clamp(max=depth_bins - 1)
+    counts = torch.zeros(*masks.shape[:2], depth_bins, dtype=torch.float64, device=depth.device)
+    counts.scatter_add_(-1, bins.flatten(2), masks.flatten(2).double())
+    hist = counts / counts.sum(-1, keepdim=True).clamp(min=1)
+    dtype = pose_enc.dtype if pose_enc.is_floating_point() else torch.float32
+    return {"R": R_rel.to(dtype), "t": (t_rel * scale[:, None, None]).to(dtype), "K": K.to(dtype),
+            "depth_hist": hist.to(dtype), "scale": scale.to(dtype)}

@@ -54,6 +54,25 @@ def default_dpt_layers(depth: int) -> list[int]:
     return [max(0, (depth * (i + 1)) // 4 - 1) for i in range(4)]
 
 
+def camera_head(embed_dim: int, trunk_depth: int = 4, num_heads: int = 16) -> CameraHead:
+    """VGGT's camera head for an aggregator of width ``embed_dim`` (its outputs are 2 x wider)."""
+    return CameraHead(2 * embed_dim, trunk_depth=trunk_depth, num_heads=num_heads)
+
+
+DENSE_HEADS = {"depth": (2, "exp"), "point": (4, "inv_log")}
+"""The dense heads VGGT has: output channels (prediction + confidence) and activation."""
+
+
+def dense_head(kind: str, embed_dim: int, patch_size: int = 14, features: int = 256,
+               out_channels: Sequence[int] = (256, 512, 1024, 1024), layers: Sequence[int] = OFFICIAL_DPT_LAYERS
+               ) -> DPTHead:
+    """VGGT's depth (``kind="depth"``: exp depth) or point (``"point"``: inv_log points) head."""
+    output_dim, activation = DENSE_HEADS[kind]
+    return DPTHead(2 * embed_dim, patch_size=patch_size, output_dim=output_dim, activation=activation,
+                   conf_activation="expp1", features=features, out_channels=list(out_channels),
+                   intermediate_layer_idx=list(layers))
+
+
 @dataclass
 class VGGTOutput:
     """What :class:`VGGT` predicts; a head the model does not have leaves its fields None."""
@@ -121,18 +140,12 @@ class VGGT(nn.Module):
         for layer in layers:
             if not -depth <= layer < depth:
                 raise ConfigError(f"VGGT: dpt_layers {layers} name a layer outside the {depth}-layer aggregator")
-        dim = 2 * embed_dim
-
-        def dense(output_dim: int, activation: str) -> DPTHead:
-            return DPTHead(dim, patch_size=patch_size, output_dim=output_dim, activation=activation,
-                           conf_activation="expp1", features=dpt_features, out_channels=list(dpt_out_channels),
-                           intermediate_layer_idx=layers)
-
         # registration order = the official state-dict order: camera, point, depth
-        self.camera_head = (CameraHead(dim, trunk_depth=camera_trunk_depth, num_heads=camera_num_heads)
-                            if enable_camera else None)
-        self.point_head = dense(4, "inv_log") if enable_point else None
-        self.depth_head = dense(2, "exp") if enable_depth else None
+        self.camera_head = camera_head(embed_dim, camera_trunk_depth, camera_num_heads) if enable_camera else None
+        dense = {"embed_dim": embed_dim, "patch_size": patch_size, "features": dpt_features,
+                 "out_channels": dpt_out_channels, "layers": layers}
+        self.point_head = dense_head("point", **dense) if enable_point else None
+        self.depth_head = dense_head("depth", **dense) if enable_depth else None
         self.track_head = None
 
     # ----------------------------------------------------------------------------------------

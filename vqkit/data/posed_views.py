@@ -1,0 +1,116 @@
+"""Posed view sets with depth: what VGGT's camera and depth heads learn from and are measured on
+(``vqkit pretrain-encoder``, ``vqkit eval-geometry``).
+
+A *view set* is a record's images with their camera geometry (``geom_token``) and depth maps
+(``depths``). Question corpora repeat a scene's views in every question about it, so records are
+deduplicated by their list of images: each view set counts once per epoch. Records without poses or
+without depth maps carry no supervision for the heads and are left out (counted in the report).
+
+Samples are :class:`vqkit.data.dataset.RecordDataset` samples loaded with their depth maps (images
+[V, 3, H, W], R, t, K of the resized image, depths [V, H, W] in metres); batches are
+:func:`vqkit.data.collate.collate_views` (images [B, S, 3, H, W], view_mask, geometry R / t / K,
+depths [B, S, H, W]) plus the records' ``ids``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from vqkit.data.collate import collate_views
+from vqkit.data.dataset import MixedDataset, RecordDataset
+from vqkit.data.schema import Record, load_records
+from vqkit.errors import ConfigError, DataError
+
+
+@dataclass
+class ViewSetReport:
+    """What :func:`load_view_sets` kept of the records it read."""
+
+    records: int = 0
+    kept: int = 0
+    repeated: int = 0
+    """Records whose images an earlier record already had (questions about the same views)."""
+    without_poses: int = 0
+    without_depth: int = 0
+    sources: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{self.kept} view sets with poses and depth from {self.records} records of "
+                f"{', '.join(self.sources)} ({self.repeated} repeated views, {self.without_poses} without "
+                f"poses, {self.without_depth} without depth maps)")
+
+
+def load_view_sets(paths: Sequence[str], data_cfg, *, depth_bins: int = 16, limit: int | None = None,
+                   report: ViewSetReport | None = None) -> list[Record]:
+    """The distinct view sets with poses and depth maps among the records of ``paths`` (files or
+    globs, validated like a training corpus, ``data.image_root`` etc. from ``data_cfg``), in file
+    order; the first ``limit`` only when given."""
+    report = report if report is not None else ViewSetReport()
+    seen: set[tuple[str, ...]] = set()
+    kept: list[Record] = []
+    for path in paths:
+        report.sources.append(str(path))
+        for record in load_records(path, image_root=data_cfg.image_root, allow_outside_root=data_cfg.allow_outside_root,
+                                   on_error=data_cfg.on_error, depth_bins=depth_bins):
+            report.records += 1
+            key = tuple(record.images)
+            if key in seen:
+                report.repeated += 1
+                continue
+            seen.add(key)
+            if record.geometry is None:
+                report.without_poses += 1
+            elif record.depths is None:
+                report.without_depth += 1
+            else:
+                kept.append(record)
+                if limit is not None and len(kept) >= limit:
+                    break
+        if limit is not None and len(kept) >= limit:
+            break
+    report.kept = len(kept)
+    return kept
+
+
+def build_view_set_dataset(data_cfg, sources: Sequence[Any], *, train: bool, seed: int = 0, depth_bins: int = 16,
+                           max_depth: float = 10.0, limit: int | None = None,
+                           report: ViewSetReport | None = None) -> Dataset:
+    """A dataset of posed view sets with depth from ``sources`` (``data.train`` / ``data.val`` entries
+    or paths). Views are chosen as for the model (``data.num_views``, ``view_sampling``; view dropout in
+    training); geometry dropout never applies (the poses are the targets). Several training sources are
+    mixed by their weights. Raises DataError naming the files when no record qualifies."""
+    if not sources:
+        raise ConfigError(f"data.{'train' if train else 'val'} lists no sources of records with poses and depths")
+    cfg = dataclasses.replace(data_cfg, load_depth=True, geometry_dropout=0.0, blind=False, feature_cache=None)
+    report = report if report is not None else ViewSetReport()
+    datasets, weights = [], []
+    for k, src in enumerate(sources):
+        path = getattr(src, "path", None) or str(src)
+        records = load_view_sets([path], cfg, depth_bins=depth_bins, report=report,
+                                 limit=None if limit is None else limit - sum(len(d) for d in datasets))
+        if not records:
+            continue
+        name = getattr(src, "name", None) or Path(path.split("*")[0]).stem or f"source{k}"
+        datasets.append(RecordDataset(records, cfg, train=train, seed=seed, depth_bins=depth_bins,
+                                      max_depth=max_depth, name=name, stream=k))
+        weights.append(float(getattr(src, "weight", 1.0)))
+        if limit is not None and sum(len(d) for d in datasets) >= limit:
+            break
+    if not datasets:
+        raise DataError(f"no record with both poses (geom_token) and depth maps (depths): {report.summary()}")
+    dataset = datasets[0] if len(datasets) == 1 else MixedDataset(datasets, weights if train else None, seed=seed)
+    dataset.view_set_report = report
+    return dataset
+
+
+def collate_view_sets(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Samples of a view-set dataset -> a batch (:func:`vqkit.data.collate.collate_views` + ``ids``)."""
+    batch = collate_views(samples)
+    batch["ids"] = [s["meta"]["id"] for s in samples]
+    return batch
