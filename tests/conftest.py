@@ -10,6 +10,8 @@
   views, and a val file (with :func:`helpers.tiny_config`, the model that goes with them).
 - ``synth_dir`` (session): a small synthetic set (12 rooms, 2 views of 56 px, seed 3) with its tokenizer
   (with :func:`helpers.tiny_train_config`, the tiny model that trains on it).
+- ``tiny_vggt_file`` (session): a tiny VGGT with camera and depth heads pretrained on ``synth_dir`` for
+  6 steps (``vqkit pretrain-encoder``'s RUN/encoder/model.safetensors).
 - ``in_repo``: the current directory is the repository root, as for the README's commands.
 """
 
@@ -90,6 +92,21 @@ def synth_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     generate(out, scenes=12, views=2, image_size=56, seed=3, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vggt_file(synth_dir, tmp_path_factory) -> Path:
+    """RUN/encoder/model.safetensors of a 6-step ``vqkit pretrain-encoder`` run on ``synth_dir``
+    (:func:`helpers.tiny_pretrain_config`): a whole VGGT with camera and depth heads in the official
+    layout, whose aggregator is :data:`helpers.TINY_PRETRAIN_ENCODER`."""
+    from helpers import tiny_pretrain_config
+    from vqkit.config import config_from_dict
+    from vqkit.train.encoder_pretrain import pretrain_encoder
+
+    run_dir = tmp_path_factory.mktemp("pretrain") / "run"
+    result = pretrain_encoder(config_from_dict(tiny_pretrain_config(synth_dir, run_dir, save_every_steps=0)),
+                              progress=False)
+    return result.final_dir / "model.safetensors"
 
 
 @pytest.fixture

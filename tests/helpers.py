@@ -125,3 +125,21 @@ def tiny_train_config(synth_dir: Path, run_dir: Path, **train) -> dict:
                   "lr": 1e-3, "proj_lr": 1e-3, "warmup_steps": 2, "log_every_steps": 1, "save_every_steps": 3,
                   "seed": 7, **train},
     }
+
+
+# The demo's aggregator at test size (synth_dir's 56 px views) with demo-size heads: a few CPU steps per second.
+TINY_PRETRAIN_ENCODER = {"img_size": 56, "embed_dim": 32, "depth": 1, "num_heads": 2, "patch_embed": "conv", "seed": 0}
+
+
+def tiny_pretrain_config(synth_dir: Path, run_dir: Path, **train) -> dict:
+    """A tiny ``vqkit pretrain-encoder`` run over a synthetic set (2 views of 56 px)."""
+    return {
+        "model": {"encoder": dict(TINY_PRETRAIN_ENCODER)},
+        "encoder_pretrain": {"dpt_features": 8, "dpt_out_channels": [4, 8, 16, 16], "camera_trunk_depth": 1,
+                             "camera_num_heads": 2},
+        "data": {"train": [{"path": str(synth_dir / "train.jsonl")}], "val": [{"path": str(synth_dir / "val.jsonl")}],
+                 "num_views": 2, "image_size": 56},
+        "train": {"output_dir": str(run_dir), "max_steps": 6, "batch_size_per_gpu": 4, "grad_accum": 2,
+                  "lr": 1e-3, "proj_lr": 1e-3, "warmup_steps": 2, "log_every_steps": 1, "save_every_steps": 3,
+                  "seed": 7, **train},
+    }

@@ -288,3 +288,50 @@ def test_roomplan_on_a_stage1_model_says_so(tiny_model_dir, eval_records, tmp_pa
     assert err == (f"vqkit ask: error: {stage1} is not a Stage 2 model: it was trained on question answering "
                    f"(data.train {eval_records} has no 'roomplan' layouts); --roomplan needs a model trained on "
                    f"layouts, e.g. with configs/stage2_demo.yaml")
+
+
+def test_photos_without_cameras_get_predicted_geometry(tiny_model_dir, tiny_vggt_file, tmp_path, monkeypatch,
+                                                       capsys):
+    """model.geometry.source auto: photos without a cameras file get the geometry VGGT's heads predict (said
+    on stderr), also photos of different sizes; --no-geometry predicts nothing; a weights file without heads
+    is named in one line."""
+    import dataclasses
+
+    from vqkit.models.builder import build_model, load_model_config
+    from vqkit.models.vggt.predictor import GeometryPredictor
+    from vqkit.tokenizer import load_tokenizer
+
+    calls = []
+    real_fill = GeometryPredictor.fill
+
+    def fill(self, geometry, marked, *args, **kwargs):
+        calls.append(marked.tolist())
+        return real_fill(self, geometry, marked, *args, **kwargs)
+
+    monkeypatch.setattr(GeometryPredictor, "fill", fill)
+    cfg = load_model_config(tiny_model_dir, [f"model.encoder.weights={tiny_vggt_file}", "model.geometry.source=auto"])
+    tokenizer = load_tokenizer(dataclasses.replace(cfg.model.llm, tokenizer=str(tiny_model_dir / "tokenizer")))
+    auto_dir = build_model(cfg, tokenizer=tokenizer).save_pretrained(tmp_path / "auto")
+    rng = np.random.default_rng(0)
+    photos = []
+    for name, size in (("wide.png", (80, 60)), ("tall.png", (60, 80))):  # different sizes in one question
+        Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(tmp_path / name)
+        photos.append(str(tmp_path / name))
+    ask = ["ask", "--images", *photos, "--question", "What color is the chair?"]
+    assert vqkit_main([*ask, "--model", str(auto_dir)]) == 0
+    assert "vqkit ask: note: camera geometry predicted by VGGT's camera and depth heads" in capsys.readouterr().err
+    assert calls == [[True]]
+    assert vqkit_main([*ask, "--model", str(auto_dir), "--no-geometry"]) == 0
+    assert "predicted" not in capsys.readouterr().err and len(calls) == 1
+    # a model trained on records with poses: --set model.geometry.source=auto (and heads to load) predicts too
+    assert vqkit_main([*ask, "--model", str(tiny_model_dir), "--encoder-weights", str(tiny_vggt_file),
+                       "--set", "model.geometry.source=auto"]) == 0
+    assert "camera geometry predicted" in capsys.readouterr().err and len(calls) == 2
+    # auto without head weights: no prediction, said; heads without them: one line
+    assert vqkit_main([*ask, "--model", str(tiny_model_dir), "--set", "model.geometry.source=auto"]) == 0
+    assert "no prediction of camera geometry (model.geometry.source auto): model.encoder.weights is not set" in \
+        capsys.readouterr().err and len(calls) == 2
+    assert vqkit_main([*ask, "--model", str(tiny_model_dir), "--set", "model.geometry.source=heads"]) == 2
+    err = capsys.readouterr().err
+    assert "model.geometry.source is heads but the geometry cannot be predicted" in err
+    assert len(err.strip().splitlines()) == 1

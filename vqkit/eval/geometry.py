@@ -124,13 +124,13 @@ def compare_geometry(source, data: list[str], *, rooms: int = 300, baseline: boo
     the file's training size (``image_size`` overrides), up to ``views`` per room."""
     from vqkit.config.schema import DataConfig
     from vqkit.data.posed_views import build_view_set_dataset
-    from vqkit.models.vggt.weights_file import vggt_from_file
+    from vqkit.errors import CheckpointError
+    from vqkit.models.vggt.weights_file import describe_vggt_file, vggt_from_file
 
+    parts = describe_vggt_file(source).parts
+    if "camera_head" not in parts or "depth_head" not in parts:
+        raise CheckpointError(f"{source}: has no camera and depth heads to evaluate (it holds {', '.join(parts)})")
     model, info, _ = vggt_from_file(source, device=device)
-    if not info.has("camera_head", "depth_head"):
-        from vqkit.errors import CheckpointError
-
-        raise CheckpointError(f"{source}: has no camera and depth heads to evaluate (it holds {', '.join(info.parts)})")
     size = image_size or info.image_size or 518
     data_cfg = dataclasses.replace(DataConfig(), image_size=size, resize_mode=info.resize_mode or "crop",
                                    num_views=views, view_sampling="uniform")

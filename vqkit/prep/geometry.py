@@ -153,14 +153,14 @@ def fill_geometry(records: str | Path, out: str | Path, model: str | Path, *, re
                           depth_bins=settings.depth_bins)
     raw = [obj for _, obj in iter_json_objects(src)]
     report = FillReport(records=len(raw))
-    cache: dict[tuple[str, ...], dict | DataError] = {}
+    cache: dict[tuple, dict | DataError] = {}
     rows = []
     for obj, record in tqdm(list(zip(raw, parsed)), desc="prep geometry", disable=not progress, dynamic_ncols=True):
         if record.geometry is not None and not replace:
             report.kept += 1
             rows.append(obj)
             continue
-        key = tuple(record.images)
+        key = (tuple(record.images), tuple(record.depths or ()))  # the depth maps fix the scale
         if key not in cache:
             try:
                 predicted = predict_record_geometry(vggt, record, settings, record.where)

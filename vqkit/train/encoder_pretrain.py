@@ -74,10 +74,12 @@ INITIAL_FOV = 1.1
 
 
 def start_fields_of_view(model: VGGT, fov: float = INITIAL_FOV, iterations: int = 4) -> None:
-    """Start a random camera head's field-of-view estimate at ``fov``: its last layer's bias adds
-    ``fov / iterations`` per refinement iteration. The fields of view go through a ReLU, so a random
-    head whose first estimates are negative would get no gradient there and never learn them."""
+    """Start a random camera head's field-of-view estimates at ``fov``: the two rows of its last layer
+    that give them are zeroed and their bias adds ``fov / iterations`` per refinement iteration. The
+    fields of view go through a ReLU, so a random head whose estimate is negative gets no gradient
+    there and never learns it (seen: fov_w stuck at 0 after a few steps)."""
     with torch.no_grad():
+        model.camera_head.pose_branch.fc2.weight[7:] = 0.0
         model.camera_head.pose_branch.fc2.bias[7:] = fov / iterations
 
 

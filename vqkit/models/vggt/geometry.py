@@ -316,7 +316,7 @@ def batch_geometry(pose_enc: torch.Tensor, depth: torch.Tensor, view_mask: torch
             scale = float(median_depth_m / depth[b][mine].median())
         scales.append(scale)
     scale = torch.tensor(scales, dtype=torch.float64, device=depth.device)
-    metric = depth * scale[:, None, None, None]
+    metric = torch.where(masks, depth * scale[:, None, None, None], 0.0)  # padding may hold anything
     bins = ((metric / max_depth) * depth_bins).clamp(min=0).floor().long().clamp(max=depth_bins - 1)
     counts = torch.zeros(*masks.shape[:2], depth_bins, dtype=torch.float64, device=depth.device)
     counts.scatter_add_(-1, bins.flatten(2), masks.flatten(2).double())
