@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["01_data_inspection", "02_model_assembly", "03_debug_run", "04_evaluation"]
+NOTEBOOKS = ["01_data_inspection", "02_model_assembly", "03_debug_run", "04_evaluation", "05_geometry_heads"]
 KERNEL = "vqkit"
 # Absolute paths of a machine: home folders, temp folders, this checkout, Windows drives.
 MACHINE_PATH = re.compile(r"(/home/|/Users/|/root/|/tmp/|/work/|/private/var/|[A-Z]:\\\\)")
@@ -110,8 +110,8 @@ def _kernel_installed() -> bool:
 @pytest.mark.ci
 def test_notebooks_execute_in_order(tmp_path):
     """01 generates the tiny synthetic set, 02 assembles the demo model and plans stage 1, 03 trains
-    20 steps, 04 evaluates that run (and its blind baseline) and builds the answer viewer; every
-    cell must run without error. Paths are relative to a temporary working folder."""
+    20 steps, 04 evaluates that run (and its blind baseline) and builds the answer viewer, 05 pretrains
+    the encoder's camera and depth heads for 20 steps and draws a room; every cell must run without error. Paths are relative to a temporary working folder."""
     import papermill
 
     assert _kernel_installed(), f"no Jupyter kernel '{KERNEL}': run make setup " \
@@ -119,7 +119,8 @@ def test_notebooks_execute_in_order(tmp_path):
     configs = REPO / "configs"
     extra = {"02_model_assembly": {"config_path": str(configs / "demo.yaml"),
                                    "plan_config": str(configs / "stage1_3d.yaml")},
-             "03_debug_run": {"config_path": str(configs / "demo.yaml")}}
+             "03_debug_run": {"config_path": str(configs / "demo.yaml")},
+             "05_geometry_heads": {"config_path": str(configs / "encoder_pretrain_demo.yaml")}}
     executed = {}
     for name in NOTEBOOKS:
         out = tmp_path / f"{name}.out.ipynb"
@@ -164,3 +165,8 @@ def test_notebooks_execute_in_order(tmp_path):
     rows = [json.loads(line) for line in (results / "with_views" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and len({r["scene_id"] for r in rows}) == 3
     assert "application/vnd.jupyter.widget-view+json" in mimetypes("04_evaluation")
+    # 05: a pretrained encoder in the official layout, its errors beside the untrained ones, two figures.
+    assert (tmp_path / "runs" / "nb_encoder" / "encoder" / "model.safetensors").is_file()
+    assert re.search(r"rotation error \(median, deg\)\s+[\d.]+\s+[\d.]+", text("05_geometry_heads"))
+    assert sum("image/png" in o.get("data", {}) for c in executed["05_geometry_heads"]["cells"]
+               for o in c.get("outputs", [])) >= 2

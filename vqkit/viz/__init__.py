@@ -13,11 +13,14 @@ Everything draws from the kit's own data structures, so a notebook cell is one c
   :func:`run_to_evaluate`.
 - :mod:`~vqkit.viz.layouts`: :func:`plot_layout_topdown` (gold solid, prediction dashed).
 - :mod:`~vqkit.viz.answer_viewer`: :class:`AnswerViewer`, the ipywidgets browser over ``predictions.jsonl``.
+- :mod:`~vqkit.viz.heads`: :func:`predict_room` (VGGT's camera and depth heads on one room),
+  :func:`plot_predicted_cameras` (true vs predicted frusta), :func:`plot_predicted_depth`.
 
 Heavy imports (matplotlib, plotly, open3d, ipywidgets) happen inside the functions that need them.
 """
 
 from vqkit.viz.answer_viewer import AnswerViewer, judge
+from vqkit.viz.heads import RoomPrediction, plot_predicted_cameras, plot_predicted_depth, predict_room
 from vqkit.viz.layouts import plot_layout_topdown
 from vqkit.viz.poses import open3d_geometries, pose_figure, views_grid
 from vqkit.viz.runs import metrics_table, plot_qtype_bars, plot_training_curves, run_to_evaluate
@@ -25,8 +28,9 @@ from vqkit.viz.scene import SceneView, frusta, fused_point_cloud, layout_segment
 from vqkit.viz.tables import (HTMLTable, parameter_table, qtype_stats, qtype_stats_figure, qtype_stats_table,
                               records_table, tensor_shapes, token_budget)
 
-__all__ = ["AnswerViewer", "HTMLTable", "SceneView", "frusta", "fused_point_cloud", "judge", "layout_segments",
-           "load_scene", "load_scene_dir", "metrics_table", "open3d_geometries", "parameter_table",
-           "plot_layout_topdown", "plot_qtype_bars", "plot_training_curves", "pose_figure", "qtype_stats",
+__all__ = ["AnswerViewer", "HTMLTable", "RoomPrediction", "SceneView", "frusta", "fused_point_cloud", "judge",
+           "layout_segments", "load_scene", "load_scene_dir", "metrics_table", "open3d_geometries", "parameter_table",
+           "plot_layout_topdown", "plot_predicted_cameras", "plot_predicted_depth", "plot_qtype_bars",
+           "plot_training_curves", "pose_figure", "predict_room", "qtype_stats",
            "qtype_stats_figure", "qtype_stats_table", "records_table", "run_to_evaluate", "tensor_shapes",
            "token_budget", "views_grid"]
