@@ -208,10 +208,11 @@ def measure_steps(model, optimizer, batch: dict, autocast, device: torch.device,
 
 
 def time_encoder(encoder, layers: list[int], device: torch.device, *, frames: int = 8, size: int = 518,
-                 repeats: int = 5, warmup: int = 2) -> dict[str, Any]:
+                 repeats: int = 5, warmup: int = 2, compiled: bool = False) -> dict[str, Any]:
     """The frozen aggregator's forward for ``frames`` views of ``size`` x ``size`` at batch 1, every view
     real (so no attention mask), as ``VQModel.encode_views`` runs it: inference mode, bf16 autocast on
-    a GPU. Median seconds, spread, the FLOPs of one forward and the attention kernel it ran."""
+    a GPU (``compiled``: its blocks were compiled, for the description). Median seconds, spread, the FLOPs
+    of one forward and the attention kernel it ran."""
     images = torch.rand(1, frames, 3, size, size, generator=torch.Generator().manual_seed(0)).to(device)
     low = device.type == "cuda" or encoder.matmul_dtype == torch.bfloat16
 
@@ -232,7 +233,6 @@ def time_encoder(encoder, layers: list[int], device: torch.device, *, frames: in
     with ledger:
         forward()
     median, lo, hi = _median_spread(times)
-    compiled = any(getattr(m, "_compiled_call_impl", None) is not None for m in encoder.modules())
     setup = (f"{'bf16 (matmul weights stored in bf16, autocast)' if low else 'fp32'} on {device_name(device)}, "
              f"batch 1, aggregator {encoder.embed_dim} wide x {encoder.depth} layers"
              f"{', compiled' if compiled else ''}")
@@ -245,7 +245,8 @@ def run_encoder_bench(cfg: Config, device: str | None = None, *, repeats: int = 
     """Only the aggregator's 8 x 518 forward (``vqkit bench --encoder-only``): builds the encoder alone."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     encoder = build_encoder(cfg.model.encoder, device=dev)
-    enc = time_encoder(encoder, list(cfg.model.encoder.layers), dev, repeats=repeats, warmup=warmup)
+    enc = time_encoder(encoder, list(cfg.model.encoder.layers), dev, repeats=repeats, warmup=warmup,
+                       compiled=cfg.model.encoder.compile)
     peak, source = card_peak(device_name(dev), peak_tflops) if dev.type == "cuda" or peak_tflops else (None, "")
     return {"config": None, "device": device_name(dev), "peak_flops": peak, "peak_source": source,
             "encoder_s_per_8_frames_518": enc["s"], "encoder_8x518": enc,
@@ -284,7 +285,8 @@ def run_bench(cfg: Config, *, steps: int = 5, warmup: int = 2, data_batches: int
         model.load_trainable(state)
         peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
         say("bench: the aggregator on 8 frames of 518 px")
-        encoder = time_encoder(model.encoder, list(cfg.model.encoder.layers), dev, repeats=encoder_repeats)
+        encoder = time_encoder(model.encoder, list(cfg.model.encoder.layers), dev, repeats=encoder_repeats,
+                               compiled=cfg.model.encoder.compile)
         peak, source = card_peak(device_name(dev), peak_tflops) if dev.type == "cuda" or peak_tflops else \
             (None, "no peak on the CPU (--peak-tflops sets one)")
         out = _figures(results, bs, dev, data, peak)
