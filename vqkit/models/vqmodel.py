@@ -355,7 +355,9 @@ class VQModel(nn.Module):
     def forward(self, batch: dict):
         """batch (see vqkit.data.collate.Collator) -> transformers ``CausalLMOutputWithPast``.
 
-        With ``labels``: ``loss`` is the mean cross-entropy over label tokens, and ``logits`` [B, K, V]
+        With ``labels``: ``loss`` is the mean cross-entropy over this batch's label tokens (a per-batch
+        mean, what evaluation reads; a training step weighs it per token across its micro-batches and
+        ranks, :mod:`vqkit.train.step`), and ``logits`` [B, K, V]
         covers only the K positions whose next token is labelled in some sample (the LM head over
         every vision and prompt position would cost more than the rest of a small model's step;
         :func:`vqkit.models.liger.answer_loss`). With ``liger_kernels`` the loss is fused and
