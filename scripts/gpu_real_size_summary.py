@@ -4,8 +4,10 @@
 
 Reads bench.json (this code), before_bench.json (the code before the change, if run), encoder.json
 (the aggregator's 8 x 518 forward, eager and compiled) and probe.json (real steps beside the plan, if
-run); plans the bench's batch at its measured sequence length with ``vqkit.tools.plan.make_plan``; writes
-summary.json and prints it as lines. Files that are missing (a stage not run yet) are left out.
+run), env.json (the machine, Liger's check, each stage's exit status); plans the bench's batch at its
+measured sequence length with ``vqkit.tools.plan.make_plan`` (once: a summary.json that already holds the plan
+of the same bench is reused, as the script summarises after every stage); writes summary.json and prints it
+as lines. Files that are missing (a stage not run yet) are left out.
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ def plan_at(bench: dict, config: str, overrides: list[str], data: str | None) ->
 
 def summarise(out: Path, config: str, overrides: list[str], data: str | None = None) -> dict:
     """Long because it is one flat list of the figures the issue asks for, each next to its source file."""
-    after, before = read(out, "bench.json"), read(out, "before_bench.json")
-    summary: dict = {"files": sorted(p.name for p in out.glob("*.json") if p.name != "summary.json")}
+    after, before, env = read(out, "bench.json"), read(out, "before_bench.json"), read(out, "env.json") or {}
+    previous = read(out, "summary.json") or {}
+    summary: dict = {"files": sorted(p.name for p in out.glob("*.json") if p.name != "summary.json"),
+                     "gpu": env.get("gpu"), "liger_check": env.get("liger_check"),
+                     "stages": {k[len("stage_"):]: v for k, v in env.items() if k.startswith("stage_")}}
     acceptance: dict = {}
     if after:
         peak = after["peak_flops"]
@@ -58,12 +63,17 @@ def summarise(out: Path, config: str, overrides: list[str], data: str | None = N
             "mfu_model_cached", "mfu_hardware", "mfu_hardware_cached", "model_flops_per_step",
             "hardware_flops_per_step", "model_flops_per_step_cached", "gradient_checkpointing",
             "gradient_checkpointing_decided_by", "liger_kernels", "optimizer", "encoder_matmul_dtype",
-            "padding_share", "attention_kernels", "breakdown_s", "breakdown_s_cached", "peak_mem_mb",
-            "encoder_s_per_8_frames_518")}
+            "padding_share", "attention_kernels", "attention_kernels_cached", "breakdown_s", "breakdown_s_cached",
+            "step_s_spread", "step_s_cached_spread", "step_cpu_s_cached", "flops_by_part", "flops_by_part_cached",
+            "tokens_per_s", "peak_mem_mb", "encoder_s_per_8_frames_518", "encoder_compiled")}
+        summary["after"]["encoder_8x518_setup"] = after["encoder_8x518"]["setup"]
         if peak:
             acceptance[f"mfu_model_cached >= {MFU_CACHED}"] = after["mfu_model_cached"] >= MFU_CACHED
             acceptance[f"mfu_model (from images) >= {MFU_IMAGES}"] = after["mfu_model"] >= MFU_IMAGES
-        plan = plan_at(after, config, overrides, data)
+        plan = previous.get("memory") or {}
+        if any(plan.get(k) != after[k] for k in ("batch_size", "seq_len", "answer_positions")) \
+                or plan.get("measured_peak_mb") != after["peak_mem_mb"]:
+            plan = plan_at(after, config, overrides, data)
         plan["measured_peak_mb"] = after["peak_mem_mb"]
         plan["error"] = plan["predicted_mb"] / after["peak_mem_mb"] - 1
         summary["memory"] = plan

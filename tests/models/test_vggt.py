@@ -187,6 +187,31 @@ def test_first_view_gets_its_own_camera_and_register_tokens():
     torch.testing.assert_close(moved[-1], out[-1][:, [1, 0, 2]], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kwargs", [TINY, TINY_DINO])
+def test_padding_views_are_skipped_and_real_views_come_out_as_if_alone(kwargs):
+    """Samples of 3, 2 and 1 views padded to 3 (padding filled with noise, not zeros): each sample's real
+    views equal that sample encoded alone, and only the 6 real views go through the patch embed."""
+    model = tiny(**kwargs)
+    x = images(3, 3)
+    view_mask = torch.tensor([[True, True, True], [True, True, False], [True, False, False]])
+    frames_embedded = []
+    hook = model.patch_embed.register_forward_hook(lambda m, args, out: frames_embedded.append(args[0].shape[0]))
+    with torch.no_grad():
+        padded, _ = model(x, view_mask=view_mask)
+        assert frames_embedded == [6]
+        for b, n in enumerate(view_mask.sum(dim=1).tolist()):
+            alone, _ = model(x[b:b + 1, :n])
+            for layer in range(2):
+                torch.testing.assert_close(padded[layer][b:b + 1, :n], alone[layer], rtol=1e-5, atol=1e-5)
+    hook.remove()
+    assert padded[1][1, 2, :, :64].abs().max() == 0  # a padding view's frame half: never computed
+    # Gradients reach the aggregator through the skipped-view path (encoder pretraining trains it).
+    model.requires_grad_(True)
+    outputs, _ = model(x, view_mask=view_mask)
+    outputs[-1][view_mask].sum().backward()
+    assert model.frame_blocks[0].attn.qkv.weight.grad.abs().sum() > 0
+
+
 def test_frozen_forward_runs_without_grad_and_trainable_with_grad():
     model = tiny()
     x = images(1, 2)

@@ -226,9 +226,13 @@ class VQModel(nn.Module):
         # The frozen encoder runs in bf16 on a GPU whatever the trainable part uses (it needs no grads),
         # its matmul weights stored in bf16 there (build_encoder); on the CPU in fp32, unless its weights
         # were stored in bf16 for a GPU. Inference mode: no autograd bookkeeping at all; the masked copy
-        # below is made outside it, so the projector's backward may save it.
+        # below is made outside it, so the projector's backward may save it. Not under ZeRO-3: there
+        # parameters are gathered on use, and the gathers it prefetches during this pass for the next
+        # modules (the trainable projector) would be inference tensors, which backward cannot save.
         low = images.is_cuda or self.encoder.matmul_dtype == torch.bfloat16
-        with torch.inference_mode(), torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=low):
+        zero3 = any(hasattr(p, "ds_id") for p in self.encoder.parameters())
+        frozen = torch.no_grad() if zero3 else torch.inference_mode()
+        with frozen, torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=low):
             outputs, _ = self.encoder(images, layers=layers + list(extra_layers), view_mask=view_mask)
             feats = torch.cat([outputs[layer % self.encoder.depth] for layer in layers], dim=-1)  # [B, S, P, C_in]
         return feats.masked_fill(~view_mask[:, :, None, None], 0.0), (outputs if extra_layers else [])

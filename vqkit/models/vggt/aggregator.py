@@ -268,7 +268,8 @@ class Aggregator(nn.Module):
 
         ``view_mask`` bool [B, S] (True = real view; real views first, as the collator pads): the
         global attention never attends to padding views, so a sample's real views come out as if
-        encoded alone, whatever else is in the batch. The outputs at padding views are meaningless.
+        encoded alone, whatever else is in the batch; padding views are not run through the patch embed
+        and the frame blocks at all. The outputs at padding views are meaningless.
         """
         if images.ndim != 5 or images.shape[2] != 3:
             raise ValueError(f"images must be [B, S, 3, H, W], got {tuple(images.shape)}")
@@ -283,13 +284,29 @@ class Aggregator(nn.Module):
         p = self.patch_size
         if H % p or W % p:
             raise ValueError(f"image size {H}x{W} is not a multiple of the patch size {p}")
-        images = (images - self._resnet_mean) / self._resnet_std
-        patch_tokens = self.patch_embed(images.reshape(B * S, 3, H, W))  # [B*S, h*w, C]
+        P = self.patch_start_idx + (H // p) * (W // p)
+        global_keys = real = None
+        if view_mask is not None and not bool(view_mask.all()):
+            keep = view_mask.to(device=images.device, dtype=torch.bool)
+            keep = keep | ~keep.any(dim=1, keepdim=True)  # a sample without views: no all-masked rows
+            global_keys = keep[:, :, None].expand(B, S, P).reshape(B, S * P)  # [B, S*P]
+            # Padding views skip the per-view work (the patch embed and the frame blocks: two thirds of
+            # VGGT's compute); the global blocks see them as zeros that no real token attends to.
+            real = keep.flatten().nonzero().flatten()  # [N] indices into B*S
 
-        camera = _first_and_others(self.camera_token, B, S)  # [B*S, 1, C]
-        register = _first_and_others(self.register_token, B, S)  # [B*S, R, C]
-        tokens = torch.cat([camera, register, patch_tokens], dim=1)
-        _, P, C = tokens.shape
+        def to_all(x: Tensor) -> Tensor:  # [N, P, C] of the real views -> [B*S, P, C], zeros at padding
+            return x if real is None else x.new_zeros(B * S, *x.shape[1:]).index_copy(0, real, x)
+
+        def to_real(x: Tensor) -> Tensor:  # [B*S, ...] -> the real views' [N, ...]
+            return x if real is None else x.index_select(0, real)
+
+        images = (images - self._resnet_mean) / self._resnet_std
+        patch_tokens = self.patch_embed(to_real(images.reshape(B * S, 3, H, W)))  # [N, h*w, C]
+
+        camera = to_real(_first_and_others(self.camera_token, B, S))  # [N, 1, C]
+        register = to_real(_first_and_others(self.register_token, B, S))  # [N, R, C]
+        tokens = torch.cat([camera, register, patch_tokens], dim=1)  # [N, P, C]
+        C = tokens.shape[-1]
 
         frame_rope = global_rope = None
         if self.rope is not None:
@@ -298,12 +315,6 @@ class Aggregator(nn.Module):
             # global attention sees S frames one after another, each with its own frame positions
             global_rope = tuple(t.repeat(S, 1) for t in frame_rope)
 
-        global_keys = None
-        if view_mask is not None and not bool(view_mask.all()):
-            keep = view_mask.to(device=images.device, dtype=torch.bool)
-            keep = keep | ~keep.any(dim=1, keepdim=True)  # a sample without views: no all-masked rows
-            global_keys = keep[:, :, None].expand(B, S, P).reshape(B, S * P)  # [B, S*P]
-
         outputs: list[Tensor | None] = [None] * self.depth
         for start in range(0, last + 1, self.aa_block_size):
             stage: dict[str, list[Tensor]] = {}
@@ -311,11 +322,13 @@ class Aggregator(nn.Module):
                 stage[kind] = []
                 for i in range(start, start + self.aa_block_size):
                     if kind == "frame":
-                        tokens = self.frame_blocks[i](tokens.reshape(B * S, P, C), rope=frame_rope)
+                        tokens = self.frame_blocks[i](tokens, rope=frame_rope)  # [N, P, C]
+                        out = to_all(tokens)
                     else:
-                        tokens = self.global_blocks[i](tokens.reshape(B, S * P, C), rope=global_rope,
-                                                        key_mask=global_keys)
-                    stage[kind].append(tokens.reshape(B, S, P, C))
+                        out = self.global_blocks[i](to_all(tokens).reshape(B, S * P, C), rope=global_rope,
+                                                    key_mask=global_keys).reshape(B * S, P, C)
+                        tokens = to_real(out)
+                    stage[kind].append(out.reshape(B, S, P, C))
             for j, i in enumerate(range(start, start + self.aa_block_size)):
                 if i in wanted:
                     outputs[i] = torch.cat([stage["frame"][j], stage["global"][j]], dim=-1)
