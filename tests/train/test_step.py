@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import subprocess
 import sys
@@ -120,6 +121,14 @@ def test_accumulated_gradient_equals_one_big_batch(setup):
     assert not result["step"].skipped and result["step"].global_tokens == label_tokens(whole)
     assert abs(result["step"].loss - reference_loss) <= TOLERANCE
 
+    # The per-micro-batch means stay available: each is the model's own loss on that micro-batch, and
+    # their plain average is not the step's loss.
+    with torch.no_grad():
+        own = [float(model(batch).loss) for batch in micro_batches]
+    means = result["step"].micro_batch_losses
+    assert len(means) == 3 and all(abs(a - b) <= TOLERANCE for a, b in zip(means, own))
+    assert abs(sum(means) / 3 - result["step"].loss) > 1000 * TOLERANCE
+
     # The old weighting (mean of the micro-batch means) is far from the big batch's gradient.
     def mean_of_means(m, optimizer):
         for batch in micro_batches:
@@ -153,8 +162,14 @@ def test_a_micro_batch_without_label_tokens_adds_nothing(setup):
     first_two, whole = collated(setup[0], ONE_PROCESS[:2])
     empty = dict(micro_batches[2], labels=torch.full_like(micro_batches[2]["labels"], -100))
     reference, _ = one_big_batch(model, whole)
-    update = sgd_update(copy.deepcopy(model), lambda m, o: train_step(m, o, [*first_two, empty]))
+    result = {}
+
+    def step(m, optimizer):
+        result["step"] = train_step(m, optimizer, [*first_two, empty])
+
+    update = sgd_update(copy.deepcopy(model), step)
     assert max_difference(update, reference) <= TOLERANCE
+    assert math.isnan(result["step"].micro_batch_losses[2]) and not result["step"].skipped
 
 
 def test_non_finite_loss_skips_the_whole_step(setup, monkeypatch):

@@ -8,11 +8,16 @@ backward, gradient synchronisation and accumulation are accelerate's (DDP or Dee
 The loss is weighted per label token, as one big batch would be: the step's loss is the sum of the
 token losses of every micro-batch on every rank divided by the number of label tokens in the whole
 global batch. (Another recipe counts other units: ``count`` and ``loss_of`` say what a micro-batch
-holds and where its mean loss is; ``vqkit pretrain-encoder`` weighs by samples.) ``VQModel.forward`` returns the mean over its micro-batch's label tokens (what
-evaluation reads); a micro-batch of ``n`` label tokens in a global batch of ``N`` contributes that
-mean times ``n / N``. Averaging the micro-batch means instead would weigh a token of a short answer
-more than one of a long layout. ``N`` is counted before the forward passes, from the labels, with
-one all-reduce per step.
+holds and where its mean loss is; ``vqkit pretrain-encoder`` weighs by samples.)
+
+Two losses, not to be confused:
+- the per-micro-batch mean: ``VQModel.forward(batch).loss``, the mean over that micro-batch's label
+  tokens (what evaluation reads; :attr:`StepResult.micro_batch_losses` keeps them for this rank);
+- the step's loss, :attr:`StepResult.loss` (what ``metrics.jsonl`` logs and what is differentiated): a
+  micro-batch of ``n`` label tokens in a global batch of ``N`` contributes its mean times ``n / N``.
+
+Averaging the micro-batch means instead would weigh a token of a short answer more than one of a long
+layout. ``N`` is counted before the forward passes, from the labels, with one all-reduce per step.
 
 A non-finite loss skips the whole optimizer step on every rank: the losses are summed over ranks once
 per step (the logged loss and the check in one all-reduce), after the last forward pass and before
@@ -24,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -45,6 +50,10 @@ class StepResult:
     """Label tokens in the whole global batch: every micro-batch of every rank."""
     skipped: bool
     """A loss was not finite on some rank: no update was made anywhere."""
+    micro_batch_losses: list[float] = field(default_factory=list)
+    """This rank's micro-batches' own means (``loss_of(model output)``, by default the mean over the
+    micro-batch's label tokens), unweighted, in order; NaN for a micro-batch without any. Not the
+    step's loss: their plain average weighs a token of a short answer more than one of a long one."""
 
 
 def label_tokens(batch: dict) -> int:
@@ -70,6 +79,9 @@ def train_step(model, optimizer, micro_batches: Sequence[dict], *, accelerator=N
     pass when no accelerator manages precision (default none). ``count(batch)``: the units the
     micro-batch's loss is a mean over (default: its label tokens); ``loss_of(model output)``: that mean
     (default ``output.loss``).
+
+    Returns a :class:`StepResult`: ``loss`` is the step's loss weighted per label token over the whole
+    global batch (logged, differentiated); ``micro_batch_losses`` are this rank's per-micro-batch means.
     """
     if not micro_batches:
         raise ValueError("train_step needs at least one micro-batch")
@@ -80,10 +92,13 @@ def train_step(model, optimizer, micro_batches: Sequence[dict], *, accelerator=N
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     device = next(p.device for p in model.parameters())
     loss = torch.zeros((), device=device)
+    means = []
     for batch, n in zip(micro_batches, counts):
         with autocast:
             out = model(move_to_device(batch, device))
-        share = _share_of_step_loss(loss_of(out), n, global_tokens)
+        mean = loss_of(out)
+        means.append(mean.detach().float())
+        share = _share_of_step_loss(mean, n, global_tokens)
         share.backward()
         loss += share.detach().float()
     step_loss = float(loss)
@@ -93,13 +108,20 @@ def train_step(model, optimizer, micro_batches: Sequence[dict], *, accelerator=N
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss=step_loss, tokens=sum(counts), global_tokens=global_tokens, skipped=skipped)
+    return StepResult(loss=step_loss, tokens=sum(counts), global_tokens=global_tokens, skipped=skipped,
+                      micro_batch_losses=_means(means, counts))
 
 
 def _check_tokens(global_tokens: int) -> int:
     if global_tokens <= 0:
         raise DataError("no micro-batch of this step has a label token (every label is -100): the loss is undefined")
     return global_tokens
+
+
+def _means(means: list[torch.Tensor], counts: list[int]) -> list[float]:
+    """The micro-batch means as floats (one device-to-host copy); NaN where there was nothing to average."""
+    values = torch.stack(means).cpu().tolist()
+    return [value if n > 0 else math.nan for value, n in zip(values, counts)]
 
 
 def _share_of_step_loss(loss: torch.Tensor, count: int, global_tokens: int) -> torch.Tensor:
@@ -134,12 +156,14 @@ def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_
     loss = torch.zeros((), device=accelerator.device)
     last = len(micro_batches) - 1
     skipped = False
+    means = []
     for i, (batch, count) in enumerate(zip(micro_batches, counts)):
         with accelerator.accumulate(model):
             if accelerator.sync_gradients != (i == last):
                 raise VQKitError("accelerate's gradient accumulation is out of step with train_step's micro-batches")
-            share = _share_of_step_loss(loss_of(model(move_to_device(batch, accelerator.device))), count,
-                                        global_tokens)
+            mean = loss_of(model(move_to_device(batch, accelerator.device)))
+            means.append(mean.detach().float())
+            share = _share_of_step_loss(mean, count, global_tokens)
             loss = loss + share.detach()
             if i == last:
                 loss = accelerator.reduce(loss, reduction="sum")
@@ -161,4 +185,5 @@ def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_
         raise VQKitError("DeepSpeed applied a step whose gradients are not finite (its overflow check is off: "
                          "keep bf16.check_grad_overflow and zero_optimization.compute_grad_norm at their defaults); "
                          "resume from the last checkpoint")
-    return StepResult(loss=float(loss), tokens=local_tokens, global_tokens=global_tokens, skipped=skipped)
+    return StepResult(loss=float(loss), tokens=local_tokens, global_tokens=global_tokens, skipped=skipped,
+                      micro_batch_losses=_means(means, counts))
