@@ -143,3 +143,27 @@ def test_records_without_poses_or_depth_are_named(synth_dir, tmp_path):
     data["data"]["allow_outside_root"] = True
     with pytest.raises(DataError, match=r"no record with both poses .* 0 view sets .* 3 records .* \(2 repeated views, 1 without poses"):
         pretrain_encoder(config_from_dict(data), progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("deepspeed", [None, "zero2.json"])
+def test_torchrun_two_processes(synth_dir, tmp_path, deepspeed):
+    """DDP (and DeepSpeed ZeRO-2) over 2 CPU processes: every rank steps, rank 0 writes one weights file
+    that loads in a single process."""
+    from vqkit.models.vggt.weights_file import vggt_from_file
+
+    run_dir = tmp_path / "run"
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(tiny_pretrain_config(synth_dir, run_dir, max_steps=3, save_every_steps=2,
+                                                          grad_accum=1)))
+    extra = ["--deepspeed", str(REPO / "configs" / "deepspeed" / deepspeed)] if deepspeed else []
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", "2",
+                          "--master_port", str(29600 + os.getpid() % 1000), "-m", "vqkit", "pretrain-encoder",
+                          "--config", str(config), "--no-progress", *extra],
+                         env=env, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "2 process(es)" in out.stdout + out.stderr
+    assert sorted(losses(run_dir)) == [1, 2, 3]
+    model, _, _ = vggt_from_file(run_dir / "encoder" / "model.safetensors")
+    assert model.camera_head is not None and model.depth_head is not None
