@@ -1,4 +1,4 @@
-"""The numbered notebooks: committed clean and small, and all four executed in order with papermill
+"""The numbered notebooks: committed clean and small, and all five executed in order with papermill
 on the ``vqkit`` kernel with their tiny defaults (CI runs this)."""
 
 from __future__ import annotations
