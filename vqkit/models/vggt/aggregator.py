@@ -39,6 +39,17 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def pretrained_or_seeded(cls, enc_cfg, device: torch.device | str | None = None, **kwargs) -> nn.Module:
+    """``cls.from_pretrained(enc_cfg.weights)`` when ``model.encoder.weights`` is set, else ``cls(**kwargs)``
+    drawn from ``enc_cfg.seed`` (the same weights in every process, without touching the global RNG)."""
+    if enc_cfg.weights:
+        return cls.from_pretrained(enc_cfg.weights, device=device, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(enc_cfg.seed)
+        model = cls(**kwargs)
+    return model if device is None else model.to(device)
+
+
 class Aggregator(nn.Module):
     """VGGT's alternating-attention aggregator: [B, S, 3, H, W] in [0, 1] -> per-layer [B, S, P, 2C].
 
@@ -169,15 +180,7 @@ class Aggregator(nn.Module):
         """Build from ``model.encoder``: official weights when ``weights`` is set, else a random init
         drawn from ``seed`` (the same weights in every process, without touching the global RNG).
         Frozen (no grads, eval mode) when ``frozen``."""
-        kwargs = cls.config_kwargs(enc_cfg)
-        if enc_cfg.weights:
-            model = cls.from_pretrained(enc_cfg.weights, device=device, **kwargs)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(enc_cfg.seed)
-                model = cls(**kwargs)
-            if device is not None:
-                model = model.to(device)
+        model = pretrained_or_seeded(cls, enc_cfg, device, **cls.config_kwargs(enc_cfg))
         model.default_layers = list(enc_cfg.layers)
         if enc_cfg.frozen:
             model.freeze()

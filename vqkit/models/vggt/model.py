@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from vqkit.errors import ConfigError
-from vqkit.models.vggt.aggregator import Aggregator
+from vqkit.models.vggt.aggregator import Aggregator, pretrained_or_seeded
 from vqkit.models.vggt.camera_head import CameraHead
 from vqkit.models.vggt.dpt_head import DPTHead
 from vqkit.models.vggt.weights import load_vggt_weights
@@ -174,15 +174,7 @@ class VGGT(nn.Module):
         which the aggregator's weights equal ``Aggregator.from_config``'s (the same feature cache
         serves both). The aggregator is frozen when ``frozen``; the heads are left trainable.
         ``kwargs``: the head arguments of the constructor."""
-        kwargs = {**Aggregator.config_kwargs(enc_cfg), **kwargs}
-        if enc_cfg.weights:
-            model = cls.from_pretrained(enc_cfg.weights, device=device, **kwargs)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(enc_cfg.seed)
-                model = cls(**kwargs)
-            if device is not None:
-                model = model.to(device)
+        model = pretrained_or_seeded(cls, enc_cfg, device, **{**Aggregator.config_kwargs(enc_cfg), **kwargs})
         model.aggregator.default_layers = list(enc_cfg.layers)
         if enc_cfg.frozen:
             model.aggregator.freeze()

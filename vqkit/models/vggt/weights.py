@@ -136,6 +136,24 @@ def _key_list(keys: Sequence[str], limit: int = 20) -> str:
     return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def _check_state(where: str, what: str, state: Mapping[str, Tensor], expected: Mapping[str, Tensor],
+                 unexpected: Sequence[str], *, hint: str, prefix: str = "") -> None:
+    """One CheckpointError naming the missing and unexpected keys (``prefix`` + key, as the file spells
+    them), else the first key whose shape differs; ``hint`` says which settings to check."""
+    missing = [k for k in expected if k not in state]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} key(s): {_key_list([prefix + k for k in missing])}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} key(s): {_key_list([prefix + k for k in unexpected])}")
+        raise CheckpointError(f"{where}: {what} do not match the model ({'; '.join(parts)}); {hint}")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{where}: {prefix}{key} has shape {tuple(state[key].shape)} in the checkpoint "
+                                  f"but {tuple(tensor.shape)} in the model; {hint}")
+
+
 def load_aggregator_weights(aggregator: nn.Module, source: str | os.PathLike | Mapping[str, Tensor],
                             dtype: torch.dtype | None = None) -> nn.Module:
     """Load official weights into ``aggregator`` strictly; returns it.
@@ -152,20 +170,8 @@ def load_aggregator_weights(aggregator: nn.Module, source: str | os.PathLike | M
     else:
         state = read_aggregator_state_dict(source)
     expected = aggregator.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {_key_list([_PREFIX + k for k in missing])}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {_key_list([_PREFIX + k for k in unexpected])}")
-        raise CheckpointError(f"{where}: aggregator weights do not match the model ({'; '.join(parts)}); "
-                              f"check model.encoder (embed_dim, depth, patch_embed, ...)")
-    for key, tensor in expected.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(f"{where}: {_PREFIX}{key} has shape {tuple(state[key].shape)} in the "
-                                  f"checkpoint but {tuple(tensor.shape)} in the model; check model.encoder")
+    _check_state(where, "aggregator weights", state, expected, [k for k in state if k not in expected],
+                 hint="check model.encoder (embed_dim, depth, patch_embed, ...)", prefix=_PREFIX)
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     on_meta = any(t.is_meta for t in expected.values())
@@ -269,19 +275,8 @@ def load_vggt_weights(model: nn.Module, source: str | os.PathLike | Mapping[str,
     dropped = tuple(k for k in file_keys if _part(k) in VGGT_PARTS and _part(k) not in present)
     # a key of no known part, or a key of a part the model has that the model does not hold
     unexpected = [k for k in file_keys if _part(k) not in VGGT_PARTS or (_part(k) in present and k not in expected)]
-    missing = [k for k in expected if k not in state]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} key(s): {_key_list(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} key(s): {_key_list(unexpected)}")
-        raise CheckpointError(f"{where}: VGGT weights do not match the model ({'; '.join(parts)}); check the "
-                              f"VGGT arguments (embed_dim, enable_point / enable_depth / enable_camera, head sizes)")
-    for key, tensor in expected.items():
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise CheckpointError(f"{where}: {key} has shape {tuple(state[key].shape)} in the checkpoint but "
-                                  f"{tuple(tensor.shape)} in the model; check the VGGT arguments")
+    _check_state(where, "VGGT weights", state, expected, unexpected,
+                 hint="check the VGGT arguments (embed_dim, enable_point / enable_depth / enable_camera, head sizes)")
     state = {k: _cast(v, dtype if k.startswith(_PREFIX) else torch.float32) for k, v in state.items()}
     on_meta = any(t.is_meta for t in expected.values())
     model.load_state_dict(state, strict=True, assign=on_meta)
