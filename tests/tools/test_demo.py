@@ -70,8 +70,8 @@ def test_shortened_demo_learns_from_the_views(tmp_path, monkeypatch):
     """A shortened demo (800 rooms, 700 steps; 4.5 min on 2 idle cores, so CI runs it): the views
     must matter.
 
-    The full default run (3000 rooms, 1800 steps) gives +13.7 EM overall, +75 on room_colour and a
-    1.60x answer loss with shuffled views. The shortened run measured +6.2 EM (31.9 vs 25.7), room_colour
+    The full default run (3000 rooms, 1800 steps) gives +14.3 EM overall, +81 on room_colour and a
+    1.70x answer loss with shuffled views. The shortened run measured +6.2 EM (31.9 vs 25.7), room_colour
     45.0 vs 20.0 and a 1.17x loss ratio; the thresholds leave room for noise but fail a model that
     ignores its views (ratio 1.0, full = blind).
     """
