@@ -96,7 +96,7 @@ def test_cpu_probe_within_20_percent(corpus, tokenizer_dir, tmp_path):  # noqa: 
     cfg.train.batch_size_per_gpu = 8
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(to_dict(cfg)))
-    proc = subprocess.run([sys.executable, "-m", "vqkit.tools.plan", "--config", str(path), "--device", "cpu",
+    proc = subprocess.run([sys.executable, "-m", "vqkit", "plan", "--config", str(path), "--device", "cpu",
                            "--gpu-mem", "4", "--probe", "--json"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout.strip().splitlines()[-1])
