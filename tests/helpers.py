@@ -37,6 +37,16 @@ class Corpus:
     records: list[dict]
 
 
+def logged_losses(run_dir: Path) -> dict[int, float]:
+    """Per-step loss from RUN/metrics.jsonl; a step logged twice (before a kill and after resume) keeps the last."""
+    out = {}
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if "loss" in record:
+            out[record["step"]] = record["loss"]
+    return out
+
+
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path

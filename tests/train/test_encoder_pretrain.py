@@ -15,21 +15,13 @@ import pytest
 import torch
 import yaml
 from helpers import REPO, TINY_PRETRAIN_ENCODER, tiny_pretrain_config, write_jsonl
+from helpers import logged_losses as losses
 from safetensors import safe_open
 
 from vqkit.config import EncoderConfig, config_from_dict
 from vqkit.errors import ConfigError, DataError
 from vqkit.train import checkpoint as ckpt
 from vqkit.train.encoder_pretrain import INITIAL_FOV, build_vggt, pretrain_encoder
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    out = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "loss" in record:
-            out[record["step"]] = record["loss"]
-    return out
 
 
 def cli(*args):

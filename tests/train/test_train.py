@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from helpers import REPO
+from helpers import logged_losses as losses
 from helpers import tiny_train_config as tiny_config
 
 from vqkit.config import config_from_dict, load_config
@@ -22,16 +23,6 @@ from vqkit.errors import ConfigError, VQKitError
 from vqkit.train import checkpoint as ckpt
 from vqkit.train import run
 from vqkit.train.accelerator import fill_deepspeed_config
-
-
-def losses(run_dir: Path) -> dict[int, float]:
-    """Per-step loss from metrics.jsonl; a step logged twice (before a kill and after resume) keeps the last."""
-    out = {}
-    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if "loss" in record:
-            out[record["step"]] = record["loss"]
-    return out
 
 
 def write_config(tmp_path: Path, data: dict, name="cfg.yaml") -> Path:

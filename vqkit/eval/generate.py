@@ -56,8 +56,7 @@ def zero3_active(model: torch.nn.Module, accelerator=None) -> bool:
             return True
     except ImportError:  # pragma: no cover - old transformers
         pass
-    # Partitioned parameters carry DeepSpeed's bookkeeping attributes.
-    return any(hasattr(p, "ds_id") for p in model.parameters())
+    return distributed.zero3_partitioned(model)
 
 
 def shard_indices(n: int, rank: int, world_size: int) -> list[int]:

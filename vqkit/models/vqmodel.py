@@ -41,6 +41,7 @@ from vqkit.models.vggt.aggregator import feature_shape
 from vqkit.models.vggt.predictor import cached_layer_outputs
 from vqkit.roomplan.text import trim_repeated_lines
 from vqkit.tokenizer import IM_END, vision_token_count, vision_token_ids
+from vqkit.utils.distributed import zero3_partitioned
 from vqkit.version import __version__
 
 TRAINABLE_FILE = "trainable.safetensors"
@@ -230,8 +231,7 @@ class VQModel(nn.Module):
         # parameters are gathered on use, and the gathers it prefetches during this pass for the next
         # modules (the trainable projector) would be inference tensors, which backward cannot save.
         low = images.is_cuda or self.encoder.matmul_dtype == torch.bfloat16
-        zero3 = any(hasattr(p, "ds_id") for p in self.encoder.parameters())
-        frozen = torch.no_grad() if zero3 else torch.inference_mode()
+        frozen = torch.no_grad() if zero3_partitioned(self.encoder) else torch.inference_mode()
         with frozen, torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=low):
             outputs, _ = self.encoder(images, layers=layers + list(extra_layers), view_mask=view_mask)
             feats = torch.cat([outputs[layer % self.encoder.depth] for layer in layers], dim=-1)  # [B, S, P, C_in]

@@ -75,6 +75,7 @@ class FillReport:
 def load_predictor(model: str | Path, device=None, overrides: list[str] | None = None):
     """(VGGT with camera and depth heads, its :class:`PredictorSettings`) from a vqkit model folder or
     a whole-VGGT weights source (module docstring)."""
+    from vqkit.models.vggt.predictor import missing_heads
     from vqkit.models.vggt.weights_file import (
         check_encoder_matches,
         describe_vggt_file,
@@ -99,7 +100,7 @@ def load_predictor(model: str | Path, device=None, overrides: list[str] | None =
             raise ConfigError("--set applies to a vqkit model folder's config; --model is a weights file here")
         source, settings = str(model), None
     vggt, info, _ = vggt_from_file(source, device=device)
-    missing = [p for p in ("camera_head", "depth_head") if p not in info.parts]
+    missing = missing_heads(info)
     if missing:
         raise ConfigError(f"{source}: no {' or '.join(p + '.*' for p in missing)} keys, so it cannot predict "
                           f"geometry (it holds {', '.join(info.parts)}); use vqkit pretrain-encoder's "

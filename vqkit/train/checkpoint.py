@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from vqkit.errors import CheckpointError
 
 COMPLETE = "COMPLETE"
+TRAINER_STATE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step_(\d{6,})$")
 
 
@@ -167,7 +168,7 @@ def save_checkpoint(run_dir: str | Path, step: int, *, accelerator, model, optim
             save_file({k: v.detach().cpu().contiguous() for k, v in trainable_state.items()},
                       str(tmp / "trainable.safetensors"))
         _write_json(tmp / "scheduler.json", scheduler.state_dict())
-        _write_json(tmp / "trainer_state.json", trainer_state)
+        _write_json(tmp / TRAINER_STATE, trainer_state)
     rng_tensors, rng_meta = _rng_to_files()
     save_file(rng_tensors, str(tmp / f"rng_rank{rank}.safetensors"))
     _write_json(tmp / f"rng_rank{rank}.json", rng_meta)
@@ -219,4 +220,9 @@ def load_checkpoint(path: str | Path, *, accelerator, model, optimizer, schedule
     rng_file = path / f"rng_rank{rank}.safetensors"
     if rng_file.is_file():
         _rng_from_files(load_file(str(rng_file)), json.loads((path / f"rng_rank{rank}.json").read_text()))
-    return json.loads((path / "trainer_state.json").read_text())
+    return read_trainer_state(path)
+
+
+def read_trainer_state(checkpoint: str | Path) -> dict:
+    """A checkpoint's (or a final model folder's) ``trainer_state.json``."""
+    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())

@@ -49,9 +49,8 @@ from vqkit.models.vggt.losses import (
 from vqkit.models.vggt.weights import load_aggregator_weights
 from vqkit.models.vggt.weights_file import describe_vggt_file, save_vggt_file
 from vqkit.train.loop import LogWindow, StepOutcome, TrainingLoop, TrainResult
+from vqkit.train.optim import build_optimizer
 from vqkit.train.step import train_step
-from vqkit.utils.files import write_json_atomic
-from vqkit.utils.runtime import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +175,9 @@ class VGGTObjective(nn.Module):
         for name, lr, prefix in (("aggregator", train_cfg.lr, "aggregator."), ("heads", train_cfg.proj_lr, "")):
             params = [(n, p) for n, p in self.vggt.named_parameters() if p.requires_grad
                       and (n.startswith(prefix) if prefix else not n.startswith("aggregator."))]
-            decay = [p for n, p in params if p.ndim >= 2 and "token" not in n and "norm" not in n]
-            no_decay = [p for n, p in params if not (p.ndim >= 2 and "token" not in n and "norm" not in n)]
+            decays = [p.ndim >= 2 and "token" not in n and "norm" not in n for n, p in params]
+            decay = [p for (_, p), d in zip(params, decays) if d]
+            no_decay = [p for (_, p), d in zip(params, decays) if not d]
             for label, ps, wd in ((name, decay, train_cfg.weight_decay), (f"{name}_no_decay", no_decay, 0.0)):
                 if ps:
                     groups.append({"name": label, "params": ps, "lr": lr, "weight_decay": wd})
@@ -206,8 +206,7 @@ class EncoderPretrainRecipe(TrainingLoop):
 
         cfg = self.cfg
         model = VGGTObjective(build_vggt(cfg), cfg)
-        optimizer = torch.optim.AdamW(model.param_groups(cfg.train), lr=cfg.train.lr, betas=tuple(cfg.train.betas),
-                                      fused=(resolve_device(None).type == "cuda") or None)
+        optimizer = build_optimizer(model, cfg.train)
         self.dataset = build_view_set_dataset(cfg.data, cfg.data.train, train=True, seed=cfg.train.seed,
                                               depth_bins=cfg.model.geometry.depth_bins,
                                               max_depth=cfg.model.geometry.max_depth)
@@ -276,8 +275,7 @@ class EncoderPretrainRecipe(TrainingLoop):
                            image_size=cfg.data.image_size, resize_mode=cfg.data.resize_mode,
                            extra={"step": self.step})
             save_config(cfg, folder / "config.yaml")
-            write_json_atomic(folder / "trainer_state.json",
-                              {k: v for k, v in self.trainer_state().items() if k != "config"})
+            self.write_final_state(folder)
             self.logger.print(f"encoder weights saved to {folder / WEIGHTS_FILE} (use them with "
                               f"--set model.encoder.weights={folder / WEIGHTS_FILE})")
         return folder

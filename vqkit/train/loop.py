@@ -30,7 +30,6 @@ Reliability, the same for both:
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from vqkit.train.run_dir import (
     record_failure,
     resume_config_changes,
 )
+from vqkit.utils.files import write_json_atomic
 from vqkit.utils.runtime import set_seed
 
 
@@ -241,7 +241,7 @@ class TrainingLoop:
     def _checkpoint_config(self, checkpoint: Path) -> dict:
         """The config a checkpoint was trained with: stored in its trainer state, or (checkpoints
         written before it was) RUN/config.yaml; keys added to vqkit since then take their defaults."""
-        state = json.loads((checkpoint / "trainer_state.json").read_text())
+        state = ckpt.read_trainer_state(checkpoint)
         if isinstance(state.get("config"), dict):
             return normalised_config(state["config"])
         saved = Path(self.cfg.train.output_dir) / "config.yaml"
@@ -263,6 +263,12 @@ class TrainingLoop:
         return {"step": self.step, "epoch": self.stream.epoch, "batch_in_epoch": self.stream.batch_in_epoch,
                 "nonfinite_in_a_row": self.nonfinite_in_a_row, "world_size": self.accelerator.num_processes,
                 "samples_seen": self.step * self.samples_per_step, "config": to_dict(self.cfg)}
+
+    def write_final_state(self, folder: Path) -> None:
+        """``folder/trainer_state.json``: the finished run's step and data position (its config is the
+        folder's config.yaml)."""
+        state = {k: v for k, v in self.trainer_state().items() if k != "config"}
+        write_json_atomic(folder / ckpt.TRAINER_STATE, state)
 
     def save_checkpoint(self) -> Path:
         """A complete checkpoint of the current step (every rank must call this)."""

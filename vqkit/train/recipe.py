@@ -20,7 +20,6 @@ from vqkit.train.accelerator import gather_trainable
 from vqkit.train.loop import LogWindow, StepOutcome, TrainingLoop, TrainResult
 from vqkit.train.optim import build_optimizer
 from vqkit.train.step import train_step
-from vqkit.utils.files import write_json_atomic
 
 __all__ = ["Recipe", "TrainResult", "run"]
 
@@ -76,9 +75,7 @@ class Recipe(TrainingLoop):
         trainable = gather_trainable(self.accelerator, self.core)
         if self.is_main:
             self.core.save_pretrained(final_dir, state_dict=trainable)
-            # the step it was saved at, for the metrics.json of its evaluations
-            state = {k: v for k, v in self.trainer_state().items() if k != "config"}
-            write_json_atomic(final_dir / "trainer_state.json", state)
+            self.write_final_state(final_dir)  # the step it was saved at, for its evaluations' metrics.json
             self.logger.print(f"model saved to {final_dir} (load with vqkit.load_model or vqkit eval --model)")
         return final_dir
 

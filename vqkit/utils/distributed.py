@@ -12,6 +12,12 @@ import os
 import torch
 
 
+def zero3_partitioned(module) -> bool:
+    """Whether DeepSpeed ZeRO-3 has partitioned ``module``'s parameters (they carry its ``ds_id``
+    bookkeeping): every call then gathers them collectively, so every rank must make the same calls."""
+    return any(hasattr(p, "ds_id") for p in module.parameters())
+
+
 def backend() -> str:
     """nccl on a CUDA machine, gloo otherwise."""
     return "nccl" if torch.cuda.is_available() else "gloo"

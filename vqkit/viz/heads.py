@@ -86,12 +86,12 @@ def predict_room(weights: str | os.PathLike, source: Any, index: int = 0, *, dev
                           scale_source=pred.scale_source, rotation_error_deg=errors, title=scene.title)
 
 
-def _frustum(K, R, t, image, depth: float) -> np.ndarray:
+def _image_size(image) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header."""
     from PIL import Image
 
     with Image.open(image) as img:
-        w, h = img.size
-    return geo.frustum_corners(K, R, t, w, h, depth)
+        return img.size
 
 
 def plot_predicted_cameras(prediction: RoomPrediction, *, frustum_depth: float = 0.5):
@@ -104,10 +104,11 @@ def plot_predicted_cameras(prediction: RoomPrediction, *, frustum_depth: float =
     ax2d = fig.add_subplot(1, 2, 2)
     for v, image in enumerate(prediction.images):
         colour = VIEW_COLOURS[v % len(VIEW_COLOURS)]
+        w, h = _image_size(image)  # the true and the predicted frustum span the same stored image
         for K, R, t, style, label in ((prediction.K_true[v], prediction.R_true[v], prediction.t_true[v], "-", "true"),
                                       (prediction.K_pred[v], prediction.R_pred[v], prediction.t_pred[v], "--",
                                        f"predicted ({prediction.rotation_error_deg[v]:.0f} deg off)")):
-            c = _frustum(K, R, t, image, frustum_depth)
+            c = geo.frustum_corners(K, R, t, w, h, frustum_depth)
             line = polyline(c, FRUSTUM_EDGES)
             ax3d.plot(line[:, 0], line[:, 1], line[:, 2], style, color=colour, lw=1.5)
             ring = c[[0, 1, 2, 0, 3, 4, 0]]

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from vqkit.errors import CheckpointError, ConfigError
+from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.models.vggt.geometry import batch_geometry, box_masks
 from vqkit.models.vggt.model import camera_head, default_dpt_layers, dense_head
 from vqkit.models.vggt.weights import read_vggt_state_dict
+from vqkit.utils.distributed import zero3_partitioned
 from vqkit.models.vggt.weights_file import (
     VGGTFileInfo,
     check_encoder_matches,
@@ -38,6 +39,11 @@ HEAD_PARTS = ("camera_head", "depth_head")
 """The parts of a VGGT file geometry needs."""
 
 
+def missing_heads(info: VGGTFileInfo) -> list[str]:
+    """The parts of :data:`HEAD_PARTS` a VGGT file (its :func:`describe_vggt_file`) does not hold."""
+    return [p for p in HEAD_PARTS if p not in info.parts]
+
+
 def geometry_heads_available(enc_cfg) -> tuple[bool, str]:
     """Whether ``model.encoder.weights`` holds a camera and a depth head, and if not, why (one line)."""
     if not enc_cfg.weights:
@@ -46,7 +52,7 @@ def geometry_heads_available(enc_cfg) -> tuple[bool, str]:
         info = describe_vggt_file(enc_cfg.weights)
     except CheckpointError as e:
         return False, str(e)
-    missing = [p for p in HEAD_PARTS if p not in info.parts]
+    missing = missing_heads(info)
     if missing:
         return False, f"{enc_cfg.weights} has no {' or '.join(p + '.*' for p in missing)} keys"
     return True, ""
@@ -94,7 +100,7 @@ class GeometryPredictor(nn.Module):
                               "RUN/encoder/model.safetensors of vqkit pretrain-encoder); or use source: records")
         info = describe_vggt_file(enc_cfg.weights)
         check_encoder_matches(info, enc_cfg)
-        missing = [p for p in HEAD_PARTS if p not in info.parts]
+        missing = missing_heads(info)
         if missing:
             raise CheckpointError(f"{enc_cfg.weights}: no {' or '.join(p + '.*' for p in missing)} keys, so it cannot "
                                   f"predict geometry (model.geometry.source heads / auto); it holds "
@@ -155,8 +161,7 @@ class GeometryPredictor(nn.Module):
         Only the marked samples go through the heads, except under DeepSpeed ZeRO-3, where every rank must
         call the heads the same number of times whatever its data: then all samples do."""
         marked = marked.to(device=view_mask.device, dtype=torch.bool)
-        zero3 = any(hasattr(p, "ds_id") for p in self.parameters())
-        rows = torch.arange(len(marked), device=marked.device) if zero3 else marked.nonzero()[:, 0]
+        rows = torch.arange(len(marked), device=marked.device) if zero3_partitioned(self) else marked.nonzero()[:, 0]
         picked = rows.tolist()
         predicted = self([None if t is None else t[rows] for t in tokens], view_mask[rows], patch_start_idx, image_hw,
                          geometry_cfg=geometry_cfg, pixel_boxes=None if pixel_boxes is None else pixel_boxes[rows],
@@ -169,7 +174,6 @@ class GeometryPredictor(nn.Module):
             value[rows[use]] = predicted[key][use].to(device=value.device, dtype=value.dtype)
             merged[key] = value
         return merged
-
 
     def fill_batch(self, geometry: dict, batch: dict, samples: list[int], tokens: Sequence[Tensor | None],
                    patch_start_idx: int, image_hw: tuple[int, int], geometry_cfg=None) -> dict:
@@ -189,8 +193,6 @@ def cached_layer_outputs(feats: Tensor, configured: Sequence[int], depth: int,
     """Per-layer aggregator outputs from cached features ``feats`` [B, S, P, C] (the ``configured``
     layers, ``model.encoder.layers``, concatenated on channels): the ``wanted`` layers must be among
     them, since the feature cache stores only those (else a DataError saying what to do)."""
-    from vqkit.errors import DataError
-
     resolved = [layer % depth for layer in configured]
     missing = sorted(set(wanted) - set(resolved))
     if missing:
