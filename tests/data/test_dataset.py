@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -229,3 +231,28 @@ def test_views_of_different_sizes_are_padded_and_k_shifted(tmp_path):
     # Landscape view: 56x28 -> 28x14, centred at y offset 7: cy = 14/2 * ... + 7.
     K0 = np.array(corpus.records[0]["geom_token"]["K"][0])
     assert s["K"][0, 1, 2].item() == pytest.approx(K0[1, 2] * 14 / 28 + 7, abs=1e-4)
+
+
+def test_semantic_maps_load_with_the_views_and_collate_padded_unlabelled(tmp_path):
+    from PIL import Image
+
+    from vqkit.data.collate import collate_views
+
+    corpus = make_corpus(tmp_path / "d", n=2, views=3, size=(56, 42))
+    records = []
+    for k, rec in enumerate(corpus.records):
+        maps = []
+        for v in range(3):
+            name = f"sem_{k}_{v}.png"
+            Image.fromarray(np.full((42, 56), 10 * k + v, np.uint8)).save(corpus.root / name)
+            maps.append(name)
+        records.append({**rec, "semantics": maps} if k == 0 else rec)  # the second record has none
+    corpus.path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    ds = build_dataset(_cfg(corpus.path, num_views=2, load_semantics=True), "val", seed=0)
+    s = ds[0]
+    assert s["semantics"].shape == (2, 28, 28) and s["semantics"].dtype == torch.int64
+    assert [int(m.unique()) for m in s["semantics"]] == [0, 2]  # the chosen views' maps, in their order
+    assert "semantics" not in ds[1]
+    batch = collate_views([ds[1], ds[0]])
+    assert batch["semantics"].shape == (2, 2, 28, 28) and torch.all(batch["semantics"][0] == 255)
+    assert "semantics" not in build_dataset(_cfg(corpus.path, num_views=2), "val", seed=0)[0]

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from vqkit.cameras import intrinsics, metres_to_depth_png, project
-from vqkit.data.images import load_depth, load_image, load_views, plan_resize
+from vqkit.data.images import load_depth, load_image, load_semantics, load_views, plan_resize
 from vqkit.errors import DataError
 
 
@@ -124,3 +124,18 @@ def test_depth_follows_the_image_geometry(tmp_path):
     Image.new("RGB", (10, 10)).save(tmp_path / "rgb_depth.png")
     with pytest.raises(DataError, match="16-bit"):
         load_depth(str(tmp_path / "rgb_depth.png"), plan)
+
+
+def test_semantic_maps_follow_the_image_geometry_and_pad_unlabelled(tmp_path):
+    classes = np.zeros((40, 60), np.uint8)
+    classes[:, 30:] = 7
+    Image.fromarray(classes).save(tmp_path / "s.png")
+    Image.new("RGB", (120, 80)).save(tmp_path / "i.png")
+    _, plan = load_image(str(tmp_path / "i.png"), 56, "pad")
+    s = load_semantics(str(tmp_path / "s.png"), plan)
+    assert s.shape == (56, 56) and s.dtype == torch.int64
+    assert torch.all(s[:7] == 255) and torch.all(s[-7:] == 255)  # the padding is unlabelled
+    assert set(torch.unique(s[7:49]).tolist()) == {0, 7}  # nearest: never a blend of two classes
+    Image.new("RGB", (10, 10)).save(tmp_path / "rgb.png")
+    with pytest.raises(DataError, match=r"semantics\[1\].*rgb.png: a semantic map must be an 8-bit"):
+        load_semantics(str(tmp_path / "rgb.png"), plan, field="semantics[1]")

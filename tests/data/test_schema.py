@@ -87,6 +87,9 @@ def _corrupt_corpus(corpus):
         ("hist bins", _one(corpus, geom_token={**geo, "depth_hist": [[0.5, 0.5]] * 3}),
          r"field 'geom_token.depth_hist': expected shape 3x16, got 3x2"),
         ("depths count", _one(corpus, depths=good["depths"][:1]), r"field 'depths'"),
+        ("semantics count", _one(corpus, semantics=good["depths"][:2]),
+         r"field 'semantics': expected a list of 3 paths"),
+        ("escaping semantics", _one(corpus, semantics=["../../s.png"] * 3), r"field 'semantics\[0\]': .* outside"),
         ("not object", [1, 2], r"expected a JSON object"),
         # A sibling folder whose name starts with the root's is still outside it.
         ("sibling path", _one(corpus, images=[f"../{corpus.root.name}_sibling/a.png"] * 3),

@@ -206,7 +206,7 @@ def test_deterministic_for_a_seed_and_worker_count(tmp_path, dataset):
     kw = dict(scenes=6, views=3, image_size=SIZE, questions_per_scene=10, tokenizer=False, progress=False)
     synth.generate(tmp_path / "a", seed=3, workers=2, **kw)
     for name in ["train.jsonl", "val.jsonl", "test.jsonl", "roomplan_train.jsonl",
-                 "scenes/scene00002/layout.json", "scenes/scene00002/depth_01.png"]:
+                 "scenes/scene00002/layout.json", "scenes/scene00002/depth_01.png", "scenes/scene00002/semantic_01.png"]:
         assert (tmp_path / "a" / name).read_bytes() == (out / name).read_bytes(), name
     synth.generate(tmp_path / "b", seed=4, scenes=2, views=2, image_size=32, tokenizer=False, progress=False)
     la = json.loads((out / "scenes/scene00000/layout.json").read_text())
@@ -233,3 +233,37 @@ def test_bad_arguments_are_config_errors(tmp_path):
         synth.generate(tmp_path, scenes=1, image_format="gif")
     with pytest.raises(ConfigError):
         synth_command(["--out", str(tmp_path), "--splits", "a,b"])
+
+
+def test_semantic_maps_label_every_pixel_with_the_layouts_classes(dataset):
+    """semantic_XX.png holds, per pixel, the class of the surface the ray hit: objects with the
+    pixel counts their layout entry records, walls / floor / ceiling / doors / windows, and 255 only
+    where no surface was hit; every record names its maps."""
+    from vqkit.synth.catalogue import CATEGORIES, SEMANTIC_CLASSES
+
+    out, stats = dataset
+    assert stats["semantic_classes"] == {"names": SEMANTIC_CLASSES, "unlabelled": 255}
+    first_object = SEMANTIC_CLASSES.index(next(iter(CATEGORIES)))
+    seen = set()
+    for layout, cameras in _scenes(out):
+        for v, cam in enumerate(cameras):
+            img = Image.open(out / cam["semantics"])
+            assert img.mode == "L" and img.size == (SIZE, SIZE)
+            classes = np.asarray(img)
+            depth = geo.depth_png_to_metres(np.asarray(Image.open(out / cam["depth"])))
+            np.testing.assert_array_equal(classes == 255, depth == 0)  # unlabelled = nothing hit
+            seen |= set(np.unique(classes).tolist())
+            for category in CATEGORIES:
+                expected = sum(o["pixels"][v] for o in layout["objects"] if o["category"] == category)
+                assert int((classes == first_object + list(CATEGORIES).index(category)).sum()) == expected
+            if layout["doors"]:
+                assert int((classes == SEMANTIC_CLASSES.index("door")).sum()) == \
+                    sum(d["pixels"][v] for d in layout["doors"])
+    assert {SEMANTIC_CLASSES.index("floor"), SEMANTIC_CLASSES.index("wall")} <= seen
+    assert len(seen - {255}) > 5 and max(seen - {255}) < len(SEMANTIC_CLASSES)
+    rec = json.loads((out / "train.jsonl").read_text().splitlines()[0])
+    assert rec["semantics"] == [c["semantics"] for c in _scenes_cameras(out, rec["scene_id"])]
+
+
+def _scenes_cameras(out: Path, scene_id: str) -> list[dict]:
+    return json.loads((out / "scenes" / scene_id / "cameras.json").read_text())

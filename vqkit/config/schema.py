@@ -278,6 +278,9 @@ class DataConfig:
     """Optional system message for chat templates."""
     load_depth: bool = False
     """Load depth maps (16-bit PNG, mm) with the images (geometry tokens use depth_hist instead)."""
+    load_semantics: bool = False
+    """Load the records' semantic maps (8-bit PNG class indices) with the images (`vqkit pretrain-encoder`'s
+    semantic objective sets it)."""
     num_workers: int = 0
     """DataLoader worker processes."""
     persistent_workers: bool = False
@@ -414,6 +417,24 @@ class EncoderPretrainConfig:
     """Transformer blocks of the camera head's trunk (official 4)."""
     camera_num_heads: int = 16
     """Attention heads of the camera trunk (official 16; must divide 2 x model.encoder.embed_dim)."""
+    geometry_heads: bool = True
+    """Train the camera and depth heads with VGGT's losses (records need poses and depth maps). False:
+    the semantic / colour objective alone (records need semantic maps for it); the weights file then
+    holds the aggregator only."""
+    semantic_weight: float = 0.0
+    """Weight of the per-patch semantic objective (0 = off; vqkit.models.vggt.semantic_head): each patch
+    sub-cell's class distribution in the records' semantic maps, as DINOv2's pretraining teaches the real
+    VGGT's encoder what is where. Its head is dropped from the weights file."""
+    semantic_classes: int = 0
+    """Classes of the semantic maps (pixel values 0 .. n-1; 255 = unlabelled). The synthetic rooms: 15
+    (stats.json's semantic_classes)."""
+    semantic_cells: int = 2
+    """Sub-cells per patch side for the semantic and colour targets (must divide the patch size)."""
+    semantic_layer: int = -1
+    """The aggregator layer the semantic / colour head reads."""
+    colour_weight: float = 0.0
+    """Weight of the per-sub-cell mean colour regression (MSE on [0, 1] RGB; no labels needed), which
+    keeps the appearance in the tokens that the questions read."""
     camera_weight: float = 5.0
     """Weight of the camera loss (VGGT: 5)."""
     camera_loss: Literal["l1", "huber"] = "l1"
@@ -444,6 +465,13 @@ class EncoderPretrainConfig:
         _check(self.dpt_features >= 2 and self.dpt_features % 2 == 0, "encoder_pretrain.dpt_features must be even")
         _check(self.camera_trunk_depth >= 1, "encoder_pretrain.camera_trunk_depth must be >= 1")
         _check(self.valid_range < 1, "encoder_pretrain.valid_range must be < 1 (a quantile; <= 0 disables it)")
+        _check(self.semantic_weight >= 0 and self.colour_weight >= 0,
+               "encoder_pretrain.semantic_weight and colour_weight must be >= 0")
+        _check(self.geometry_heads or self.semantic_weight > 0 or self.colour_weight > 0,
+               "encoder_pretrain: nothing to train (geometry_heads is false and semantic_weight and colour_weight are 0)")
+        _check(self.semantic_weight == 0 or 2 <= self.semantic_classes <= 255,
+               "encoder_pretrain.semantic_classes must be in 2..255 with semantic_weight > 0")
+        _check(self.semantic_cells >= 1, "encoder_pretrain.semantic_cells must be >= 1")
 
 
 @dataclass

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
+from vqkit.data.images import UNLABELLED
 from vqkit.errors import ConfigError
 from vqkit.tokenizer import answer_end_token_id, vision_token_count, vision_token_ids
 
@@ -62,8 +63,8 @@ class Collator:
     ``geom_mask`` [B] (samples with geometry tokens), ``predict_geometry`` [B] (those whose geometry
     the model predicts, :meth:`predicts_geometry`), ``pixel_boxes`` [B, S, 4] (each view's image
     inside the padded input, x0 y0 x1 y1), ``input_ids`` / ``attention_mask`` / ``labels`` [B, L], ``meta`` (list),
-    ``num_truncated``, ``num_overlong``, ``num_skipped`` (ints), optional ``depths`` [B, S, H, W]
-    and ``features`` [B, S, P, C].
+    ``num_truncated``, ``num_overlong``, ``num_skipped`` (ints), optional ``depths`` [B, S, H, W] and
+    ``semantics`` [B, S, H, W] (class indices, UNLABELLED outside the images) and ``features`` [B, S, P, C].
     """
 
     def __init__(self, tokenizer, model_cfg: "ModelConfig", data_cfg: "DataConfig", mode: str = "train",
@@ -261,6 +262,7 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     hist = torch.zeros(B, S, bins)
     geom_mask = torch.zeros(B, dtype=torch.bool)
     depths = torch.zeros(B, S, H, W) if any("depths" in s for s in samples) else None
+    semantics = torch.full((B, S, H, W), UNLABELLED, dtype=torch.long) if any("semantics" in s for s in samples) else None
     boxes = torch.zeros(B, S, 4, dtype=torch.long) if all("pixel_box" in s for s in samples) else None
     features = None
     if "features" in samples[0]:
@@ -278,6 +280,8 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             images[b, :V, :, dy:dy + h, dx:dx + w] = s["images"]
             if depths is not None and "depths" in s:
                 depths[b, :V, dy:dy + h, dx:dx + w] = s["depths"]
+            if semantics is not None and "semantics" in s:
+                semantics[b, :V, dy:dy + h, dx:dx + w] = s["semantics"]
         if boxes is not None:  # the view's own pixels (inside its image), moved by this batch's padding
             h, w = s["images"].shape[-2:] if "images" in s else (H, W)
             box = torch.minimum(s["pixel_box"][:V].clamp(min=0), torch.tensor([w, h, w, h]))
@@ -295,7 +299,8 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         hist[b, :V] = s["depth_hist"]
     batch: dict[str, Any] = {"view_mask": view_mask, "geom_mask": geom_mask,
                              "geometry": {"R": R, "t": t, "K": K, "depth_hist": hist, "image_hw": (int(H), int(W))}}
-    for key, value in (("images", images), ("depths", depths), ("features", features), ("pixel_boxes", boxes)):
+    for key, value in (("images", images), ("depths", depths), ("semantics", semantics), ("features", features),
+                       ("pixel_boxes", boxes)):
         if value is not None:
             batch[key] = value
     return batch

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from vqkit.cameras import depth_histogram
 from vqkit.data.collate import Collator
 from vqkit.data.feature_cache import attach_feature_cache
-from vqkit.data.images import load_depth, load_views, pad_to_common, plan_resize
+from vqkit.data.images import UNLABELLED, load_depth, load_semantics, load_views, pad_to_common, plan_resize
 from vqkit.data.schema import LoadReport, Record, load_records
 from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
@@ -182,6 +182,9 @@ class RecordDataset(Dataset):
             if geometry is not None and geometry.depth_hist is None:
                 sample["depth_hist"] = torch.from_numpy(np.stack(
                     [depth_histogram(d.numpy(), self.depth_bins, self.max_depth) for d in depths]))
+        if cfg.load_semantics and rec.semantics is not None:
+            maps = [load_semantics(rec.semantics[v], p, field=f"semantics[{v}]") for v, p in zip(views, plans)]
+            sample["semantics"] = torch.stack(pad_to_common(maps, fill=UNLABELLED, shifts=Ks_shift)[0])
         meta = rec.meta()
         meta["views"] = views
         meta["source_name"] = self.name

@@ -12,7 +12,8 @@ RGBA images are composited on white first (as VGGT does). ``K`` follows: a resiz
 new_w / old_w and row 1 by new_h / old_h; a crop at (x0, y0) moves the principal point; a pad is a
 crop at a negative offset (``vqkit.cameras``). Depth maps (16-bit PNG, millimetres, 0 =
 invalid) get the same geometry with nearest-neighbour resampling (depths are never blended) and
-zeros (= invalid) in the padding.
+zeros (= invalid) in the padding; semantic maps (8-bit PNG, class index) likewise, with
+:data:`UNLABELLED` in the padding.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from PIL import Image
 
 from vqkit.cameras import crop_intrinsics, depth_png_to_metres, resize_intrinsics
 from vqkit.errors import DataError
+from vqkit.models.vggt.semantic_head import UNLABELLED
 
 PATCH = 14
 
@@ -168,6 +170,28 @@ def _load_depth(path: str, plan: ResizePlan) -> torch.Tensor:
         raise DataError(f"{path}: cannot decode the depth map ({e})") from None
     depth = torch.from_numpy(depth_png_to_metres(depth_mm))
     return _window(depth, plan, 0.0).contiguous()
+
+
+def load_semantics(path: str, plan: ResizePlan, field: str | None = None) -> torch.Tensor:
+    """Load an 8-bit PNG semantic map (class index per pixel, :data:`UNLABELLED` = none) as int64
+    [H, W], resampled (nearest, as :func:`load_depth`) to the geometry of the image ``plan``."""
+    return _in_field(field, _load_semantics, path, plan)
+
+
+def _load_semantics(path: str, plan: ResizePlan) -> torch.Tensor:
+    img = _open(path, "semantic map")
+    try:
+        if img.mode not in ("L", "P"):
+            raise DataError(f"{path}: a semantic map must be an 8-bit single-channel PNG of class indices, "
+                            f"got mode {img.mode}")
+        if img.size != plan.resized:
+            img = img.resize(plan.resized, Image.Resampling.NEAREST)
+        classes = np.array(img, dtype=np.int64)
+    except DataError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: cannot decode the semantic map ({e})") from None
+    return _window(torch.from_numpy(classes), plan, UNLABELLED).contiguous()
 
 
 def pad_to_common(arrays: list[torch.Tensor], fill: float = 1.0,

@@ -2,9 +2,11 @@
 (``vqkit pretrain-encoder``, ``vqkit eval-geometry``).
 
 A *view set* is a record's images with their camera geometry (``geom_token``) and depth maps
-(``depths``). Question corpora repeat a scene's views in every question about it, so records are
-deduplicated by their list of images: each view set counts once per epoch. Records without poses or
-without depth maps carry no supervision for the heads and are left out (counted in the report).
+(``depths``), and their semantic maps (``semantics``) for the semantic objective. Question corpora
+repeat a scene's views in every question about it, so records are deduplicated by their list of
+images: each view set counts once per epoch. Records without what the objective needs (poses and
+depth maps for the geometry heads, semantic maps for the semantic head) carry no supervision and are
+left out (counted in the report).
 
 Samples are :class:`vqkit.data.dataset.RecordDataset` samples loaded with their depth maps (images
 [V, 3, H, W], R, t, K of the resized image, depths [V, H, W] in metres); batches are
@@ -38,20 +40,24 @@ class ViewSetReport:
     """Records whose images an earlier record already had (questions about the same views)."""
     without_poses: int = 0
     without_depth: int = 0
+    without_semantics: int = 0
+    wanted: str = "poses and depth"
     sources: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.kept} view sets with poses and depth from {self.records} records of "
+        return (f"{self.kept} view sets with {self.wanted} from {self.records} records of "
                 f"{', '.join(self.sources)} ({self.repeated} repeated views, {self.without_poses} without "
-                f"poses, {self.without_depth} without depth maps)")
+                f"poses, {self.without_depth} without depth maps, {self.without_semantics} without semantic maps)")
 
 
 def load_view_sets(paths: Sequence[str], data_cfg, *, depth_bins: int = 16, limit: int | None = None,
-                   report: ViewSetReport | None = None) -> list[Record]:
-    """The distinct view sets with poses and depth maps among the records of ``paths`` (files or
-    globs, validated like a training corpus, ``data.image_root`` etc. from ``data_cfg``), in file
-    order; the first ``limit`` only when given."""
+                   report: ViewSetReport | None = None, geometry: bool = True,
+                   semantics: bool = False) -> list[Record]:
+    """The distinct view sets among the records of ``paths`` (files or globs, validated like a
+    training corpus, ``data.image_root`` etc. from ``data_cfg``) that have poses and depth maps
+    (``geometry``) and semantic maps (``semantics``), in file order; the first ``limit`` only when given."""
     report = report if report is not None else ViewSetReport()
+    report.wanted = " and ".join(w for w, on in (("poses and depth", geometry), ("semantic maps", semantics)) if on)
     seen: set[tuple[str, ...]] = set()
     kept: list[Record] = []
     for path in paths:
@@ -64,10 +70,12 @@ def load_view_sets(paths: Sequence[str], data_cfg, *, depth_bins: int = 16, limi
                 report.repeated += 1
                 continue
             seen.add(key)
-            if record.geometry is None:
+            if geometry and record.geometry is None:
                 report.without_poses += 1
-            elif record.depths is None:
+            elif geometry and record.depths is None:
                 report.without_depth += 1
+            elif semantics and record.semantics is None:
+                report.without_semantics += 1
             else:
                 kept.append(record)
                 if limit is not None and len(kept) >= limit:
@@ -80,19 +88,23 @@ def load_view_sets(paths: Sequence[str], data_cfg, *, depth_bins: int = 16, limi
 
 def build_view_set_dataset(data_cfg, sources: Sequence[Any], *, train: bool, seed: int = 0, depth_bins: int = 16,
                            max_depth: float = 10.0, limit: int | None = None,
-                           report: ViewSetReport | None = None) -> Dataset:
-    """A dataset of posed view sets with depth from ``sources`` (``data.train`` / ``data.val`` entries
-    or paths). Views are chosen as for the model (``data.num_views``, ``view_sampling``; view dropout in
-    training); geometry dropout never applies (the poses are the targets). Several training sources are
-    mixed by their weights. Raises DataError naming the files when no record qualifies."""
+                           report: ViewSetReport | None = None, geometry: bool = True,
+                           semantics: bool = False) -> Dataset:
+    """A dataset of the view sets from ``sources`` (``data.train`` / ``data.val`` entries or paths)
+    with poses and depth (``geometry``) and semantic maps (``semantics``), loaded with them. Views are
+    chosen as for the model (``data.num_views``, ``view_sampling``; view dropout in training);
+    geometry dropout never applies (the poses are the targets). Several training sources are mixed by
+    their weights. Raises DataError naming the files when no record qualifies."""
     if not sources:
-        raise ConfigError(f"data.{'train' if train else 'val'} lists no sources of records with poses and depths")
-    cfg = dataclasses.replace(data_cfg, load_depth=True, geometry_dropout=0.0, blind=False, feature_cache=None)
+        raise ConfigError(f"data.{'train' if train else 'val'} lists no sources of view sets")
+    cfg = dataclasses.replace(data_cfg, load_depth=geometry, load_semantics=semantics, geometry_dropout=0.0,
+                              blind=False, feature_cache=None)
     report = report if report is not None else ViewSetReport()
     datasets, weights = [], []
     for k, src in enumerate(sources):
         path = getattr(src, "path", None) or str(src)
-        records = load_view_sets([path], cfg, depth_bins=depth_bins, report=report,
+        records = load_view_sets([path], cfg, depth_bins=depth_bins, report=report, geometry=geometry,
+                                 semantics=semantics,
                                  limit=None if limit is None else limit - sum(len(d) for d in datasets))
         if not records:
             continue
@@ -103,7 +115,9 @@ def build_view_set_dataset(data_cfg, sources: Sequence[Any], *, train: bool, see
         if limit is not None and sum(len(d) for d in datasets) >= limit:
             break
     if not datasets:
-        raise DataError(f"no record with both poses (geom_token) and depth maps (depths): {report.summary()}")
+        needs = [n for n, on in (("poses (geom_token) and depth maps (depths)", geometry),
+                                 ("semantic maps (semantics)", semantics)) if on]
+        raise DataError(f"no record with {' and '.join(needs)}: {report.summary()}")
     dataset = datasets[0] if len(datasets) == 1 else MixedDataset(datasets, weights if train else None, seed=seed)
     dataset.view_set_report = report
     return dataset

@@ -7,6 +7,7 @@ A record (docs/design.md, section 2) is one JSON object::
      "answer": "nightstand",                           # Stage 1 (or "roomplan": {...} for Stage 2)
      "id": ..., "scene_id": ..., "task": "scanqa", "qtype": ..., "answers": [...], "situation": ...,
      "depths": ["scene0000/00010.png", ...],           # 16-bit PNG, millimetres, 0 = invalid
+     "semantics": ["scene0000/00010_sem.png", ...],    # 8-bit PNG, class index, 255 = unlabelled
      "geom_token": null | {"R": Vx3x3, "t": Vx3, "K": Vx3x3, "depth_hist": VxB}}
 
 ``R, t`` are world-to-camera in OpenCV axes (``x_cam = R @ x_world + t``), ``K`` is the pixel
@@ -42,7 +43,7 @@ from vqkit.utils.files import json_error_text
 log = logging.getLogger("vqkit.data")
 
 KNOWN_FIELDS = ("images", "question", "answer", "roomplan", "id", "scene_id", "task", "qtype",
-                "answers", "situation", "depths", "geom_token")
+                "answers", "situation", "depths", "semantics", "geom_token")
 
 
 @dataclass
@@ -82,6 +83,8 @@ class Record:
     answers: list[str] = field(default_factory=list)
     situation: str | None = None
     depths: list[str] | None = None
+    semantics: list[str] | None = None
+    """Per-view semantic maps (`vqkit pretrain-encoder`'s semantic objective); None when absent."""
     geometry: Geometry | None = None
     source: str = ""
     line: int = 0
@@ -407,11 +410,7 @@ def validate_record(obj: Any, ctx: _Ctx) -> Record:
         raise ctx.error("answers", "expected a list of strings")
     answers = [str(a) for a in answers]
 
-    depths = obj.get("depths")
-    if depths is not None:
-        if not isinstance(depths, list) or len(depths) != len(images):
-            raise ctx.error("depths", f"expected a list of {len(images)} paths (one per image)")
-        depths = [ctx.resolve(p, f"depths[{i}]") for i, p in enumerate(depths)]
+    depths, semantics = (_per_view_paths(obj, name, len(images), ctx) for name in ("depths", "semantics"))
 
     geometry = _geometry(obj.get("geom_token"), len(images), ctx)
     rid = _text(obj, "id", ctx, required=False)
@@ -422,9 +421,19 @@ def validate_record(obj: Any, ctx: _Ctx) -> Record:
         task=_text(obj, "task", ctx, required=False),
         qtype=_text(obj, "qtype", ctx, required=False),
         answers=answers, situation=_text(obj, "situation", ctx, required=False),
-        depths=depths, geometry=geometry, source=ctx.source, line=ctx.line,
+        depths=depths, semantics=semantics, geometry=geometry, source=ctx.source, line=ctx.line,
         extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS}, target=target,
     )
+
+
+def _per_view_paths(obj: dict, name: str, views: int, ctx) -> list[str] | None:
+    """An optional field of one path per image (``depths``, ``semantics``), resolved like the images."""
+    paths = obj.get(name)
+    if paths is None:
+        return None
+    if not isinstance(paths, list) or len(paths) != views:
+        raise ctx.error(name, f"expected a list of {views} paths (one per image)")
+    return [ctx.resolve(p, f"{name}[{i}]") for i, p in enumerate(paths)]
 
 
 def load_records(pattern: str, *, image_root: str | None = None, allow_outside_root: bool = False,

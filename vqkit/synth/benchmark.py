@@ -12,7 +12,9 @@ Output (docs/design.md, "The synthetic benchmark")::
 
     DIR/{train,val,test}.jsonl            questions (task "synth"), one record per question
     DIR/roomplan_{train,val,test}.jsonl   one record per scene (task "roomplan")
-    DIR/scenes/<scene_id>/rgb_XX.png, depth_XX.png (uint16 mm), layout.json, cameras.json
+    DIR/scenes/<scene_id>/rgb_XX.png, depth_XX.png (uint16 mm), semantic_XX.png (uint8 class index into
+                                          stats.json's semantic_classes, 255 = nothing), layout.json,
+                                          cameras.json
     DIR/stats.json                        counts per qtype, blind majority-answer EM, timings
     DIR/tokenizer/                        small tokenizer trained on the train split's text
 
@@ -35,7 +37,8 @@ from PIL import Image
 from vqkit import cameras as geo
 from vqkit.errors import ConfigError
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room
-from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, WALL_PALETTE
+from vqkit.models.vggt.semantic_head import UNLABELLED
+from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, SEMANTIC_CLASSES, WALL_PALETTE
 from vqkit.synth.questions import scene_questions
 from vqkit.synth.scene import make_scene, room_from_layout
 from vqkit.tokenizer import train_tokenizer
@@ -44,7 +47,7 @@ from vqkit.utils.open3d import import_open3d
 
 # Bumped whenever the same arguments would generate different rooms or questions, so a folder made
 # by an older generator is never silently reused (vqkit demo regenerates it).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: per-pixel semantic maps (records' "semantics")
 
 SPLITS = ("train", "val", "test")
 
@@ -61,15 +64,17 @@ def _write_scene(job: tuple) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     nbytes = 0
     for v, cam in enumerate(cameras):
-        rgb_name, depth_name = f"rgb_{v:02d}.{image_format}", f"depth_{v:02d}.png"
+        rgb_name, depth_name, semantic_name = f"rgb_{v:02d}.{image_format}", f"depth_{v:02d}.png", f"semantic_{v:02d}.png"
         img = Image.fromarray(sc["rgb"][v])
         if image_format == "jpg":
             img.save(folder / rgb_name, quality=95)
         else:
             img.save(folder / rgb_name, compress_level=6)
         Image.fromarray(geo.metres_to_depth_png(sc["depth"][v])).save(folder / depth_name)
+        Image.fromarray(sc["semantics"][v]).save(folder / semantic_name)
         cam["image"] = f"scenes/{sid}/{rgb_name}"
         cam["depth"] = f"scenes/{sid}/{depth_name}"
+        cam["semantics"] = f"scenes/{sid}/{semantic_name}"
     (folder / "layout.json").write_text(json.dumps(layout, indent=1))
     (folder / "cameras.json").write_text(json.dumps(cameras, indent=1))
     nbytes = sum(f.stat().st_size for f in folder.iterdir())
@@ -101,7 +106,8 @@ def question_records(scene: dict) -> list[dict]:
     """Stage 1 records (docs/design.md, "Records") of one scene."""
     cams = scene["cameras"]
     base = {"scene_id": scene["scene_id"], "task": "synth", "images": [c["image"] for c in cams],
-            "depths": [c["depth"] for c in cams], "geom_token": _geom_token(cams)}
+            "depths": [c["depth"] for c in cams], "semantics": [c["semantics"] for c in cams],
+            "geom_token": _geom_token(cams)}
     out = []
     for k, q in enumerate(scene["questions"]):
         rec = {"id": f"{scene['scene_id']}_q{k:02d}", **base, "qtype": q["qtype"], "question": q["question"],
@@ -117,7 +123,7 @@ def roomplan_record(scene: dict) -> dict:
     cams = scene["cameras"]
     return {"id": f"{scene['scene_id']}_roomplan", "scene_id": scene["scene_id"], "task": "roomplan",
             "images": [c["image"] for c in cams], "depths": [c["depth"] for c in cams],
-            "geom_token": _geom_token(cams), "question": ROOMPLAN_QUESTION,
+            "semantics": [c["semantics"] for c in cams], "geom_token": _geom_token(cams), "question": ROOMPLAN_QUESTION,
             "roomplan": room_from_layout(scene["layout"]).to_capturedroom()}
 
 
@@ -241,7 +247,7 @@ def tokenizer_texts(train: list[dict], roomplan_train: list[dict]) -> list[str]:
 
 
 _STATS_ORDER = ("generator_version", "args", "scenes", "questions", "questions_per_qtype", "answers_per_qtype",
-                "blind", "blind_evaluated_on", "objects_per_scene", "bytes_per_scene", "timings")
+                "blind", "blind_evaluated_on", "semantic_classes", "objects_per_scene", "bytes_per_scene", "timings")
 
 
 def _ordered_stats(stats: dict) -> dict:
@@ -263,6 +269,7 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
         "answers_per_qtype": {qt: dict(c.most_common()) for qt, c in sorted(answers.items())},
         "blind": blind_baselines(records["train"], heldout),
         "blind_evaluated_on": "val+test" if records["val"] + records["test"] else "train",
+        "semantic_classes": {"names": SEMANTIC_CLASSES, "unlabelled": UNLABELLED},
         "objects_per_scene": round(float(np.mean([len(r["layout"]["objects"]) for r in results])), 3),
         "bytes_per_scene": int(np.mean([r["bytes"] for r in results])),
     }

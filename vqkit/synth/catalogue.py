@@ -58,6 +58,9 @@ CATEGORIES: dict[str, tuple[str, str]] = {
     "refrigerator": ("fridge", "fridges"),
     "bathtub": ("bathtub", "bathtubs"),
 }
+# Classes of the per-pixel semantic maps `vqkit synth` writes (semantic_XX.png: the index into this list,
+# UNLABELLED where a ray hit nothing): the room's surfaces, then the object categories in order.
+SEMANTIC_CLASSES: list[str] = ["floor", "wall", "ceiling", "door", "window", *CATEGORIES]
 MAX_COUNT = {"chair": 4}  # others: 1..3 instances, so counts are balanced across categories
 AGAINST_WALL = {"bed", "sofa", "storage", "television", "toilet", "sink", "refrigerator", "bathtub"}
 # Size ranges (w, d, h) in metres.

@@ -12,10 +12,11 @@ from collections import defaultdict
 import numpy as np
 
 from vqkit import cameras as geo
+from vqkit.models.vggt.semantic_head import UNLABELLED
 from vqkit.roomplan import Opening, Room, RoomObject, Wall
-from vqkit.synth.catalogue import (CEILING_RGB, DOOR_RGB, FLOOR_PALETTE, FRAME_RGB, GREY, PALETTE, WALL_PALETTE,
-                                   WINDOW_RGB)
-from vqkit.synth.render import CEILING, DOOR_BASE, FLOOR, WALL, WINDOW_BASE, SceneMesh, render
+from vqkit.synth.catalogue import (CATEGORIES, CEILING_RGB, DOOR_RGB, FLOOR_PALETTE, FRAME_RGB, GREY, PALETTE,
+                                   SEMANTIC_CLASSES, WALL_PALETTE, WINDOW_RGB)
+from vqkit.synth.render import CEILING, DOOR_BASE, FLOOR, MISS, WALL, WINDOW_BASE, SceneMesh, render
 from vqkit.synth.rooms import (rects_overlap, sample_cameras, sample_objects, sample_openings, sample_room,
                                wall_frame)
 
@@ -102,7 +103,8 @@ def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, ren
 
     Returns a dict with ``layout`` (JSON-ready ground truth, objects carry ``pixels`` per view and
     ``visible_views``), ``cameras`` (R, t, K, depth_hist per view), ``rgb`` uint8 [V, S, S, 3],
-    ``depth`` float32 [V, S, S] metres, ``labels`` int32 [V, S, S].
+    ``depth`` float32 [V, S, S] metres, ``labels`` int32 [V, S, S] (:mod:`vqkit.synth.render`'s surface
+    labels), ``semantics`` uint8 [V, S, S] (:func:`semantic_map`).
     """
     rng = scene_rng(seed, index)
     room = sample_room(rng, l_shape_prob)
@@ -115,6 +117,7 @@ def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, ren
     mesh = build_mesh(room, doors, windows, objects, WALL_PALETTE[wall_colour], FLOOR_PALETTE[floor_colour])
     rgb, depth, labels = render(mesh, K, Rs, ts, image_size, render_scale, light_dir=light, nthreads=nthreads)
 
+    semantics = semantic_map(labels, objects)
     S = image_size
     min_px = max(8, int(0.003 * S * S))  # "well visible": enough pixels to recognise shape and colour
     counts = [np.bincount(labels[v].ravel()[labels[v].ravel() >= 0], minlength=WINDOW_BASE + 10)
@@ -148,8 +151,22 @@ def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, ren
                        "wall_colour": wall_colour, "floor_colour": floor_colour},
               "walls": room["walls"], "doors": doors, "windows": windows, "objects": clean,
               "light_dir": _r(light, 4), "min_visible_pixels": min_px}
-    return {"layout": layout, "cameras": cameras, "rgb": rgb, "depth": depth, "labels": labels,
+    return {"layout": layout, "cameras": cameras, "rgb": rgb, "depth": depth, "labels": labels, "semantics": semantics,
             "K": K, "R": Rs, "t": ts}
+
+
+def semantic_map(labels: np.ndarray, objects: list[dict]) -> np.ndarray:
+    """Per-pixel semantic classes uint8 (an index into :data:`SEMANTIC_CLASSES`, :data:`UNLABELLED` where
+    nothing was hit) from the renderer's surface labels; ``objects`` are the rendered objects, in the
+    order their labels index."""
+    table = np.full(WINDOW_BASE + 1001, UNLABELLED, dtype=np.uint8)  # surface label -> class; [-1]: MISS
+    table[FLOOR], table[WALL], table[CEILING] = (SEMANTIC_CLASSES.index(k) for k in ("floor", "wall", "ceiling"))
+    table[DOOR_BASE:WINDOW_BASE] = SEMANTIC_CLASSES.index("door")
+    table[WINDOW_BASE:-1] = SEMANTIC_CLASSES.index("window")
+    first_object = SEMANTIC_CLASSES.index(next(iter(CATEGORIES)))
+    table[:len(objects)] = [first_object + list(CATEGORIES).index(o["category"]) for o in objects]
+    assert MISS == -1  # indexes the table's last entry
+    return table[labels]
 
 
 def room_from_layout(layout: dict):

@@ -15,13 +15,17 @@ DeepSpeed): only the model, the data and the step differ.
 - **Model** (:class:`VGGTObjective`): VGGT built from ``model.encoder`` (random from
   ``model.encoder.seed``, or ``model.encoder.weights``) and the head sizes of ``encoder_pretrain``;
   its forward normalises each sample's scene as VGGT does and returns the losses
-  (:mod:`vqkit.models.vggt.losses`): ``camera_weight * camera + depth_weight * depth [+ point]``.
+  (:mod:`vqkit.models.vggt.losses`): ``camera_weight * camera + depth_weight * depth [+ point]``,
+  plus, with ``semantic_weight`` / ``colour_weight``, the per-patch semantic and colour objective of
+  :mod:`vqkit.models.vggt.semantic_head` (``geometry_heads: false`` trains that alone, on records with
+  semantic maps, e.g. the synthetic rooms').
 - **Step**: :func:`vqkit.train.step.train_step` with samples as the unit (every sample weighs the same,
   across micro-batches and ranks); AdamW with the aggregator at ``train.lr`` and the heads at
   ``train.proj_lr``, warmup and cosine as ``vqkit train``.
 - **Held-out**: every ``train.eval_every_steps``, :func:`vqkit.eval.geometry.evaluate_geometry` on the
   first ``train.eval_samples`` view sets of ``data.val`` (rotation and translation-direction errors of
-  the relative poses, depth AbsRel).
+  the relative poses, depth AbsRel); with the semantic head, its sub-cell accuracy and mean class recall
+  (:func:`evaluate_semantic_head`).
 - **Output**: ``RUN/encoder/model.safetensors`` (:func:`vqkit.models.vggt.weights_file.save_vggt_file`),
   with ``config.yaml`` and ``trainer_state.json`` beside it.
 """
@@ -39,6 +43,7 @@ from torch import Tensor, nn
 from vqkit.config.io import save_config
 from vqkit.config.schema import Config
 from vqkit.models.vggt import VGGT
+from vqkit.errors import ConfigError
 from vqkit.models.vggt.losses import (
     camera_loss,
     depth_loss,
@@ -46,6 +51,7 @@ from vqkit.models.vggt.losses import (
     normalize_scene,
     point_loss,
 )
+from vqkit.models.vggt.semantic_head import PatchSemanticHead, patch_targets, semantic_losses, semantic_scores
 from vqkit.models.vggt.weights import load_aggregator_weights
 from vqkit.models.vggt.weights_file import describe_vggt_file, save_vggt_file
 from vqkit.train.loop import LogWindow, StepOutcome, TrainingLoop, TrainResult
@@ -60,9 +66,11 @@ WEIGHTS_FILE = "model.safetensors"
 
 
 def head_sizes(cfg: Config) -> dict:
-    """The :class:`VGGT` head arguments ``encoder_pretrain`` asks for (camera and depth heads always)."""
+    """The :class:`VGGT` head arguments ``encoder_pretrain`` asks for (camera and depth heads with
+    ``geometry_heads``)."""
     p = cfg.encoder_pretrain
-    return {"enable_camera": True, "enable_depth": True, "enable_point": p.point_head,
+    return {"enable_camera": p.geometry_heads, "enable_depth": p.geometry_heads,
+            "enable_point": p.point_head and p.geometry_heads,
             "dpt_layers": p.dpt_layers, "dpt_features": p.dpt_features,
             "dpt_out_channels": list(p.dpt_out_channels), "camera_trunk_depth": p.camera_trunk_depth,
             "camera_num_heads": p.camera_num_heads}
@@ -88,10 +96,12 @@ def build_vggt(cfg: Config) -> VGGT:
     from random (:func:`start_fields_of_view`)."""
     enc = dataclasses.replace(cfg.model.encoder, frozen=False)
     sizes = head_sizes(cfg)
+    heads = {"camera_head": sizes["enable_camera"], "depth_head": sizes["enable_depth"],
+             "point_head": sizes["enable_point"]}
     if enc.weights:
         info = describe_vggt_file(enc.weights)
-        wanted = ["camera_head", "depth_head"] + (["point_head"] if sizes["enable_point"] else [])
-        if info.has("aggregator", *wanted) and not (info.has("point_head") and not sizes["enable_point"]):
+        wanted = [h for h, on in heads.items() if on]
+        if info.has("aggregator", *wanted) and not any(info.has(h) for h, on in heads.items() if not on):
             return VGGT.from_config(enc, **sizes)
         log.info("%s: starting the aggregator from it and the heads from random (it holds %s)",
                  enc.weights, ", ".join(info.parts))
@@ -99,7 +109,8 @@ def build_vggt(cfg: Config) -> VGGT:
         load_aggregator_weights(model.aggregator, enc.weights)
     else:
         model = VGGT.from_config(enc, **sizes)
-    start_fields_of_view(model)
+    if model.camera_head is not None:
+        start_fields_of_view(model)
     return model
 
 
@@ -107,15 +118,28 @@ class VGGTObjective(nn.Module):
     """VGGT and its training losses: ``forward(batch)`` -> ``{"loss": total, "loss_camera": ..., ...}``.
 
     ``batch``: :func:`vqkit.data.posed_views.collate_view_sets` (images, view_mask, geometry R / t / K
-    of the input images, depths in metres). Only samples with poses and at least one valid depth pixel
-    are supervised. ``train_aggregator=False`` freezes the aggregator (the heads train alone).
+    of the input images, depths in metres, semantic maps). The geometry heads supervise only samples
+    with poses and at least one valid depth pixel. ``train_aggregator=False`` freezes the aggregator
+    (the heads train alone). With ``semantic_weight`` or ``colour_weight``, ``semantic_head`` is a
+    :class:`PatchSemanticHead` on aggregator layer ``semantic_layer``.
     """
 
     def __init__(self, vggt: VGGT, cfg: Config):
         super().__init__()
+        p = cfg.encoder_pretrain
         self.vggt = vggt
-        self.settings = cfg.encoder_pretrain
-        self.train_aggregator = cfg.encoder_pretrain.train_aggregator
+        self.settings = p
+        self.train_aggregator = p.train_aggregator
+        self.semantic_head = None
+        if p.semantic_weight > 0 or p.colour_weight > 0:
+            patch = vggt.aggregator.patch_size
+            if patch % p.semantic_cells:
+                raise ConfigError(f"encoder_pretrain.semantic_cells ({p.semantic_cells}) must divide the patch "
+                                  f"size ({patch})")
+            self.semantic_layer = vggt.aggregator.resolve_layers([p.semantic_layer])[0]
+            self.semantic_head = PatchSemanticHead(vggt.aggregator.feature_dim([p.semantic_layer]),
+                                                   p.semantic_classes if p.semantic_weight > 0 else 0,
+                                                   p.semantic_cells)
         vggt.requires_grad_(True)
         if not self.train_aggregator:
             vggt.aggregator.freeze()
@@ -127,12 +151,40 @@ class VGGTObjective(nn.Module):
         return self
 
     def forward(self, batch: dict) -> dict[str, Tensor]:
+        images, view_mask = batch["images"], batch["view_mask"].to(torch.bool)
+        layers = [self.semantic_layer] if self.semantic_head is not None else None
+        out = self.vggt(images, view_mask=view_mask, layers=layers)
+        losses: dict[str, Tensor] = {}
+        total = images.new_zeros(())
+        if self.vggt.camera_head is not None:
+            losses = self.geometry_losses(out, batch)
+            total = total + losses.pop("loss")
+        if self.semantic_head is not None:
+            p = self.settings
+            logits, colour, targets = self.semantic_predictions(out, batch)
+            losses.update(semantic_losses(logits, colour, targets, view_mask))
+            total = total + p.colour_weight * losses["loss_colour"]
+            if "loss_semantic" in losses:
+                total = total + p.semantic_weight * losses["loss_semantic"]
+        return {"loss": total, **losses}
+
+    def semantic_predictions(self, out, batch: dict):
+        """The semantic head on ``out``'s tokens: (class logits or None, colour, :class:`PatchTargets`)."""
+        p = self.settings
+        tokens = out.tokens[self.semantic_layer][:, :, out.patch_start_idx:]
+        logits, colour = self.semantic_head(tokens)
+        targets = patch_targets(batch["images"], batch.get("semantics") if logits is not None else None,
+                                patch_size=self.vggt.aggregator.patch_size, cells=p.semantic_cells,
+                                num_classes=p.semantic_classes)
+        return logits, colour, targets
+
+    def geometry_losses(self, out, batch: dict) -> dict[str, Tensor]:
+        """VGGT's camera and depth (and point) losses of ``out`` against the batch's poses and depths."""
         p = self.settings
         images, view_mask = batch["images"], batch["view_mask"].to(torch.bool)
         geometry = batch["geometry"]
         extrinsics = torch.cat([geometry["R"], geometry["t"][..., None]], dim=-1)
         scene = normalize_scene(extrinsics, geometry["K"], batch["depths"], view_mask)
-        out = self.vggt(images, view_mask=view_mask)
         frames = view_mask & batch["geom_mask"].to(torch.bool)[:, None] & scene.sample_valid[:, None]
         gt_enc = gt_pose_encoding(scene, geometry["K"], tuple(images.shape[-2:]))
         losses = camera_loss(out.pose_enc_list, gt_enc, frames, loss_type=p.camera_loss, gamma=p.camera_gamma,
@@ -151,15 +203,20 @@ class VGGTObjective(nn.Module):
 
     # ------------------------------------------------------------------ what the loop needs
 
+    def _trainable(self) -> dict[str, nn.Parameter]:
+        """The parameters that train, under their official names (``aggregator.*``, ``camera_head.*``)
+        and ``semantic_head.*``."""
+        return {n.removeprefix("vggt."): p for n, p in self.named_parameters() if p.requires_grad}
+
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        """The parameters that train, under their official names (``aggregator.*``, ``camera_head.*``)."""
-        return {n: p.detach().to("cpu").contiguous() for n, p in self.vggt.named_parameters() if p.requires_grad}
+        """The parameters that train (:meth:`_trainable`), on the CPU."""
+        return {n: p.detach().to("cpu").contiguous() for n, p in self._trainable().items()}
 
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
         """Copy a checkpoint's trainable weights in, strictly."""
         from vqkit.errors import CheckpointError
 
-        params = {n: p for n, p in self.vggt.named_parameters() if p.requires_grad}
+        params = self._trainable()
         missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
         if missing or unexpected:
             raise CheckpointError(f"checkpoint trainable.safetensors does not match the VGGT being trained "
@@ -172,9 +229,10 @@ class VGGTObjective(nn.Module):
         """AdamW groups: the aggregator at ``train.lr``, the heads at ``train.proj_lr``; biases, norms
         and the camera / register tokens without weight decay."""
         groups = []
+        trainable = self._trainable().items()
         for name, lr, prefix in (("aggregator", train_cfg.lr, "aggregator."), ("heads", train_cfg.proj_lr, "")):
-            params = [(n, p) for n, p in self.vggt.named_parameters() if p.requires_grad
-                      and (n.startswith(prefix) if prefix else not n.startswith("aggregator."))]
+            params = [(n, p) for n, p in trainable
+                      if (n.startswith(prefix) if prefix else not n.startswith("aggregator."))]
             decays = [p.ndim >= 2 and "token" not in n and "norm" not in n for n, p in params]
             decay = [p for (_, p), d in zip(params, decays) if d]
             no_decay = [p for (_, p), d in zip(params, decays) if not d]
@@ -186,8 +244,8 @@ class VGGTObjective(nn.Module):
     def parameter_table(self) -> str:
         """Parameters per part (total, trainable)."""
         lines = [f"{'part':<12} {'total':>12} {'trainable':>12}"]
-        for name in ("aggregator", "camera_head", "depth_head", "point_head"):
-            module = getattr(self.vggt, name, None)
+        for name in ("aggregator", "camera_head", "depth_head", "point_head", "semantic_head"):
+            module = getattr(self.vggt, name, None) if name != "semantic_head" else self.semantic_head
             if module is None:
                 continue
             total = sum(p.numel() for p in module.parameters())
@@ -209,7 +267,7 @@ class EncoderPretrainRecipe(TrainingLoop):
         optimizer = build_optimizer(model, cfg.train)
         self.dataset = build_view_set_dataset(cfg.data, cfg.data.train, train=True, seed=cfg.train.seed,
                                               depth_bins=cfg.model.geometry.depth_bins,
-                                              max_depth=cfg.model.geometry.max_depth)
+                                              max_depth=cfg.model.geometry.max_depth, **view_set_needs(cfg))
         self.loader_cfg = copy.deepcopy(cfg)
         self.loader_cfg.data.feature_cache = None  # the aggregator trains: images, never cached features
         log.info("pretrain-encoder data: %s", self.dataset.view_set_report.summary())
@@ -245,7 +303,8 @@ class EncoderPretrainRecipe(TrainingLoop):
     def log_fields(self, window: LogWindow, elapsed: float) -> tuple[dict, str]:
         parts = window.mean_parts()
         text = "".join(f" | {label} {parts[key]:.4f}" for label, key in
-                       (("camera", "loss_camera"), ("depth", "loss_reg_depth")) if key in parts)
+                       (("camera", "loss_camera"), ("depth", "loss_reg_depth"), ("semantic", "loss_semantic"),
+                        ("colour", "loss_colour")) if key in parts)
         return parts, text
 
     def periodic_eval(self) -> dict[str, float] | None:
@@ -258,9 +317,13 @@ class EncoderPretrainRecipe(TrainingLoop):
         if getattr(self, "val_dataset", None) is None:
             self.val_dataset = build_view_set_dataset(cfg.data, cfg.data.val, train=False, seed=cfg.train.seed,
                                                       depth_bins=cfg.model.geometry.depth_bins,
-                                                      limit=cfg.train.eval_samples)
+                                                      limit=cfg.train.eval_samples, **view_set_needs(cfg))
         self.model.eval()
-        metrics = evaluate_geometry(self.core.vggt, self.val_dataset, batch_size=cfg.train.batch_size_per_gpu)
+        metrics = {}
+        if self.core.vggt.camera_head is not None:
+            metrics.update(evaluate_geometry(self.core.vggt, self.val_dataset, batch_size=cfg.train.batch_size_per_gpu))
+        if self.core.semantic_head is not None and self.core.semantic_head.classes is not None:
+            metrics.update(evaluate_semantic_head(self.core, self.val_dataset, batch_size=cfg.train.batch_size_per_gpu))
         return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
     def save_final(self) -> Path:
@@ -269,7 +332,9 @@ class EncoderPretrainRecipe(TrainingLoop):
         state = self.accelerator.get_state_dict(self.model)  # gathers ZeRO-3 partitions (collective)
         if self.is_main:
             vggt = copy.deepcopy(self.core.vggt).to("cpu")
-            vggt.load_state_dict({k.removeprefix("vggt."): v for k, v in state.items()}, strict=True)
+            # the semantic head is a pretraining device: the file keeps VGGT's own parts
+            vggt.load_state_dict({k.removeprefix("vggt."): v for k, v in state.items() if k.startswith("vggt.")},
+                                 strict=True)
             cfg = self.cfg
             save_vggt_file(vggt, folder / WEIGHTS_FILE, cfg.model.encoder, head_sizes=head_sizes(cfg),
                            image_size=cfg.data.image_size, resize_mode=cfg.data.resize_mode,
@@ -279,6 +344,39 @@ class EncoderPretrainRecipe(TrainingLoop):
             self.logger.print(f"encoder weights saved to {folder / WEIGHTS_FILE} (use them with "
                               f"--set model.encoder.weights={folder / WEIGHTS_FILE})")
         return folder
+
+
+def view_set_needs(cfg: Config) -> dict[str, bool]:
+    """What a view set needs for ``encoder_pretrain``'s objectives (:func:`build_view_set_dataset`'s
+    ``geometry`` and ``semantics``); the colour objective needs the images only."""
+    p = cfg.encoder_pretrain
+    return {"geometry": p.geometry_heads, "semantics": p.semantic_weight > 0}
+
+
+@torch.no_grad()
+def evaluate_semantic_head(objective: VGGTObjective, dataset, *, batch_size: int = 8) -> dict[str, float]:
+    """The semantic head's held-out scores on a view-set dataset with semantic maps, each patch sub-cell
+    taken as its majority class: ``semantic_cell_accuracy`` and ``semantic_mean_recall`` (the mean over
+    the classes present of the share of their cells found; small objects count as much as walls), in %."""
+    from torch.utils.data import DataLoader
+
+    from vqkit.data.posed_views import collate_view_sets
+
+    device = next(objective.parameters()).device
+    was_training = objective.training
+    objective.eval()
+    sums: dict[str, Tensor] = {}
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_view_sets):
+        batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        out = objective.vggt(batch["images"], view_mask=batch["view_mask"], layers=[objective.semantic_layer])
+        logits, _, targets = objective.semantic_predictions(out, batch)
+        for key, value in semantic_scores(logits, targets, batch["view_mask"]).items():
+            sums[key] = sums[key] + value.cpu() if key in sums else value.cpu()
+    objective.train(was_training)
+    present = sums["class_cells"] > 0
+    recall = (sums["class_correct"][present] / sums["class_cells"][present]).mean()
+    return {"semantic_cell_accuracy": float(100 * sums["correct"] / sums["cells"].clamp(min=1)),
+            "semantic_mean_recall": float(100 * recall)}
 
 
 def _samples(batch: dict) -> int:
@@ -295,5 +393,5 @@ def pretrain_encoder(cfg: Config, *, resume: str | None = None, progress: bool |
     return EncoderPretrainRecipe(cfg, resume=resume, progress=progress).run()
 
 
-__all__ = ["ENCODER_DIR", "WEIGHTS_FILE", "EncoderPretrainRecipe", "VGGTObjective", "build_vggt", "head_sizes",
-           "pretrain_encoder"]
+__all__ = ["ENCODER_DIR", "WEIGHTS_FILE", "EncoderPretrainRecipe", "VGGTObjective", "build_vggt",
+           "evaluate_semantic_head", "head_sizes", "pretrain_encoder", "view_set_needs"]
