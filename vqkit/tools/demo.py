@@ -1,6 +1,10 @@
 """``vqkit demo``: the kit's main job end to end on the embedded synthetic benchmark, on a CPU.
 
 1. generate the synthetic posed rooms (``vqkit synth``; reused when already there),
+   then, with ``encoder_pretrain`` (a ``vqkit pretrain-encoder`` config such as
+   configs/encoder_semantic_demo.yaml), pretrain the demo-size aggregator on the rooms' semantic maps
+   into ``RUN_encoder`` (beside the run folder), as DINOv2 pretrains the real VGGT's encoder; the demo
+   model's frozen aggregator then loads those weights,
 2. encode every view set once with the frozen aggregator (``vqkit cache-features``),
 3. train the demo config (tiny aggregator, Perceiver, tiny Qwen3 + the synthetic tokenizer),
 4. train the blind baseline: the same recipe with text-only prompts,
@@ -29,8 +33,11 @@ from vqkit.models.builder import load_model
 from vqkit.synth.benchmark import ensure_synth, use_synthetic_data
 from vqkit.tools.cache_writer import build_feature_cache
 from vqkit.train import run
+from vqkit.train.encoder_pretrain import WEIGHTS_FILE, pretrain_encoder
 
 DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0}
+DEMO_ENCODER_PRETRAIN: str | None = None
+"""The pretraining `vqkit demo` runs first by default (``--encoder-pretrain``)."""
 
 
 def format_table(full: dict, blind: dict, losses: dict) -> str:
@@ -49,8 +56,12 @@ def format_table(full: dict, blind: dict, losses: dict) -> str:
 
 
 def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", run_dir: str = "runs/demo",
-             overrides: list[str] | None = None, synth: dict | None = None, progress: bool = True) -> dict:
-    """Run the whole demo; returns the summary written to ``RUN/demo_summary.json``."""
+             overrides: list[str] | None = None, synth: dict | None = None, progress: bool = True,
+             encoder_pretrain: str | None = None, encoder_overrides: list[str] | None = None) -> dict:
+    """Run the whole demo; returns the summary written to ``RUN/demo_summary.json``.
+
+    ``encoder_pretrain``: a ``vqkit pretrain-encoder`` config to pretrain the aggregator with first
+    (``encoder_overrides`` apply to it); None uses the config's own encoder (random or its weights)."""
     started = time.time()
     synth = {**DEFAULT_SYNTH, **(synth or {})}
     data_dir, run_path = Path(data_dir), Path(run_dir)
@@ -61,6 +72,11 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     timings["synth_s"] = time.time() - t
 
     cfg = load_config(config, overrides)
+    if encoder_pretrain:
+        t = time.time()
+        cfg.model.encoder.weights = str(_pretrain_encoder(encoder_pretrain, encoder_overrides, data_dir, run_path,
+                                                          progress))
+        timings["encoder_pretrain_s"] = time.time() - t
     use_synthetic_data(cfg, data_dir)
     cfg.train.output_dir = str(run_path)
     cfg.train.overwrite = True  # the demo's run folder is the demo's own; say so when replacing it
@@ -113,7 +129,8 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
         "minutes": minutes, "timings_s": timings, "train_steps": result.steps,
         "by_qtype": {q: {"full": metrics["by_qtype"][q], "blind": blind_metrics["by_qtype"].get(q)}
                      for q in metrics.get("by_qtype", {})},
-        "n_val": metrics["overall"]["n"], "synth": synth, "config": config,
+        "n_val": metrics["overall"]["n"], "synth": synth, "config": config, "encoder_pretrain": encoder_pretrain,
+        "encoder_weights": cfg.model.encoder.weights,
         "eval_dir": str(eval_dir), "blind_eval_dir": str(blind_eval_dir),
     }
     (run_path / "demo_summary.json").write_text(json.dumps(summary, indent=1))
@@ -121,6 +138,22 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     print(format_table(metrics, blind_metrics, losses))
     _print_next_steps(summary, run_path, result.final_dir, data_dir)
     return summary
+
+
+def _pretrain_encoder(config: str, overrides: list[str] | None, data_dir: Path, run_path: Path,
+                      progress: bool) -> Path:
+    """Pretrain the aggregator with ``config`` on the synthetic rooms into ``RUN_encoder`` (replacing the
+    previous demo's); returns the weights file."""
+    cfg = load_config(config, overrides)
+    use_synthetic_data(cfg, data_dir, tokenizer=False)
+    out = run_path.parent / f"{run_path.name}_encoder"
+    cfg.train.output_dir, cfg.train.overwrite = str(out), True
+    if out.exists():
+        print(f"demo: replacing the previous demo's encoder pretraining in {out}", flush=True)
+    result = pretrain_encoder(cfg, progress=progress)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return result.final_dir / WEIGHTS_FILE
 
 
 def _feature_cache(cfg, cache_dir: Path, progress: bool) -> Path:
