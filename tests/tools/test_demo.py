@@ -37,11 +37,11 @@ def test_table_lists_every_qtype():
     assert "colour" in text and "counting" in text and "2.00x" in text
 
 
-def _tiny_demo(tmp_path, steps, scenes, extra=()):
+def _tiny_demo(tmp_path, steps, scenes, extra=(), **kwargs):
     return run_demo("configs/demo.yaml", str(tmp_path / "synth"), str(tmp_path / "run"),
                     overrides=[f"train.max_steps={steps}", "train.log_every_steps=50", "train.save_every_steps=0",
                                "train.warmup_steps=20", *extra],
-                    synth={"scenes": scenes, "views": 4, "image_size": 112, "seed": 0}, progress=False)
+                    synth={"scenes": scenes, "views": 4, "image_size": 112, "seed": 0}, progress=False, **kwargs)
 
 
 def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
@@ -62,6 +62,25 @@ def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
     assert blind["views_removed"] is False and full["views_removed"] is False
     assert full["data"] == blind["data"] == [str((tmp_path / "synth" / "val.jsonl").resolve())]
     assert (tmp_path / "run" / "final" / "trainable.safetensors").is_file()
+
+
+def test_demo_pretrains_its_aggregator_first_when_asked(tmp_path, monkeypatch):
+    """--encoder-pretrain: the semantic pretraining runs into RUN_encoder, and the demo model (and its
+    feature cache) use the weights it wrote."""
+    import yaml
+
+    monkeypatch.chdir(REPO)
+    summary = _tiny_demo(tmp_path, steps=2, scenes=12, encoder_pretrain="configs/encoder_semantic_demo.yaml",
+                         encoder_overrides=["train.max_steps=2", "train.batch_size_per_gpu=2",
+                                            "train.save_every_steps=0", "train.log_every_steps=1"])
+    weights = tmp_path / "run_encoder" / "encoder" / "model.safetensors"
+    assert weights.is_file() and summary["encoder_weights"] == str(weights)
+    assert summary["encoder_pretrain"] == "configs/encoder_semantic_demo.yaml"
+    assert summary["timings_s"]["encoder_pretrain_s"] > 0
+    trained = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert trained["model"]["encoder"]["weights"] == str(weights)
+    pretrain = yaml.safe_load((tmp_path / "run_encoder" / "config.yaml").read_text())
+    assert pretrain["data"]["train"][0]["path"] == str(tmp_path / "synth" / "train.jsonl")
 
 
 @pytest.mark.slow

@@ -74,8 +74,8 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     cfg = load_config(config, overrides)
     if encoder_pretrain:
         t = time.time()
-        cfg.model.encoder.weights = str(_pretrain_encoder(encoder_pretrain, encoder_overrides, data_dir, run_path,
-                                                          progress))
+        cfg.model.encoder.weights = str(_pretrain_encoder(encoder_pretrain, encoder_overrides, cfg.model.encoder,
+                                                          data_dir, run_path, progress))
         timings["encoder_pretrain_s"] = time.time() - t
     use_synthetic_data(cfg, data_dir)
     cfg.train.output_dir = str(run_path)
@@ -140,11 +140,13 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     return summary
 
 
-def _pretrain_encoder(config: str, overrides: list[str] | None, data_dir: Path, run_path: Path,
+def _pretrain_encoder(config: str, overrides: list[str] | None, encoder, data_dir: Path, run_path: Path,
                       progress: bool) -> Path:
-    """Pretrain the aggregator with ``config`` on the synthetic rooms into ``RUN_encoder`` (replacing the
+    """Pretrain the demo's aggregator (``encoder``: the demo config's ``model.encoder``, whatever the
+    pretraining config names) with ``config`` on the synthetic rooms into ``RUN_encoder`` (replacing the
     previous demo's); returns the weights file."""
     cfg = load_config(config, overrides)
+    cfg.model.encoder = copy.deepcopy(encoder)
     use_synthetic_data(cfg, data_dir, tokenizer=False)
     out = run_path.parent / f"{run_path.name}_encoder"
     cfg.train.output_dir, cfg.train.overwrite = str(out), True
