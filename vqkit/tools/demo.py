@@ -93,15 +93,9 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     if result.interrupted:  # Ctrl-C / SIGTERM: the run saved a checkpoint; stop the demo here
         raise KeyboardInterrupt
 
-    blind_cfg = copy.deepcopy(cfg)
-    blind_cfg.data.blind = True
-    blind_cfg.train.output_dir = str(run_path / "blind")
-    blind_cfg.train.save_every_steps = 0
     t = time.time()
-    blind_result = run(blind_cfg, progress=progress)
+    blind_cfg, blind_result = _train_blind(cfg, run_path, progress)
     timings["train_blind_s"] = time.time() - t
-    if blind_result.interrupted:
-        raise KeyboardInterrupt
 
     t = time.time()
     val = str(data_dir / "val.jsonl")
@@ -138,6 +132,18 @@ def run_demo(config: str = "configs/demo.yaml", data_dir: str = "data/synth", ru
     print(format_table(metrics, blind_metrics, losses))
     _print_next_steps(summary, run_path, result.final_dir, data_dir)
     return summary
+
+
+def _train_blind(cfg, run_path: Path, progress: bool):
+    """The blind baseline: the demo's recipe with text-only prompts, into RUN/blind; (its config, result)."""
+    blind_cfg = copy.deepcopy(cfg)
+    blind_cfg.data.blind = True
+    blind_cfg.train.output_dir = str(run_path / "blind")
+    blind_cfg.train.save_every_steps = 0
+    result = run(blind_cfg, progress=progress)
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return blind_cfg, result
 
 
 def _pretrain_encoder(config: str, overrides: list[str] | None, encoder, data_dir: Path, run_path: Path,
