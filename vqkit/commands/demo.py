@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from vqkit.commands.common import add_overrides_argument
-from vqkit.tools.demo import DEFAULT_SYNTH, DEMO_ENCODER_PRETRAIN, run_demo
+from vqkit.tools.demo import DEFAULT_SYNTH, run_demo
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,9 +14,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="vqkit demo",
         description="Synthetic rooms -> train the demo model and a blind baseline -> evaluate both, on CPU.")
     parser.add_argument("--config", default="configs/demo.yaml", help="demo experiment YAML")
-    parser.add_argument("--encoder-pretrain", default=DEMO_ENCODER_PRETRAIN, metavar="CONFIG",
-                        help="vqkit pretrain-encoder config the demo pretrains its aggregator with first "
-                             f"(default: {DEMO_ENCODER_PRETRAIN}); 'none': the demo config's own encoder")
+    parser.add_argument("--encoder-pretrain", default=None, metavar="CONFIG",
+                        help="a vqkit pretrain-encoder config: pretrain the demo config's aggregator with it first "
+                             "(make demo-objects: configs/encoder_semantic_demo.yaml); default: the config's "
+                             "own encoder")
     parser.add_argument("--data-dir", default="data/synth", help="where the synthetic rooms are (generated when missing)")
     parser.add_argument("--run-dir", default="runs/demo", help="run folder (replaced if it holds an earlier demo)")
     parser.add_argument("--scenes", type=int, default=DEFAULT_SYNTH["scenes"], help="synthetic rooms to generate")
@@ -29,5 +30,5 @@ def main(argv: list[str] | None = None) -> int:
     run_demo(args.config, args.data_dir, args.run_dir, args.overrides,
              synth={"scenes": args.scenes, "views": args.views, "image_size": args.image_size, "seed": args.seed},
              progress=not args.no_progress,
-             encoder_pretrain=None if args.encoder_pretrain in (None, "", "none") else args.encoder_pretrain)
+             encoder_pretrain=args.encoder_pretrain)
     return 0

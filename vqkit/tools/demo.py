@@ -36,8 +36,6 @@ from vqkit.train import run
 from vqkit.train.encoder_pretrain import WEIGHTS_FILE, pretrain_encoder
 
 DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0}
-DEMO_ENCODER_PRETRAIN: str | None = None
-"""The pretraining `vqkit demo` runs first by default (``--encoder-pretrain``)."""
 
 
 def format_table(full: dict, blind: dict, losses: dict) -> str:
