@@ -25,10 +25,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=DEFAULT_SYNTH["image_size"], help="image size (px)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SYNTH["seed"], help="seed of the synthetic rooms")
     add_overrides_argument(parser, "override a config value, e.g. --set train.max_steps=200 (repeatable)")
+    parser.add_argument("--encoder-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a value of the --encoder-pretrain config, e.g. --encoder-set "
+                             "train.max_steps=400 (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="log lines only, no progress bars")
     args = parser.parse_args(argv)
     run_demo(args.config, args.data_dir, args.run_dir, args.overrides,
              synth={"scenes": args.scenes, "views": args.views, "image_size": args.image_size, "seed": args.seed},
              progress=not args.no_progress,
-             encoder_pretrain=args.encoder_pretrain)
+             encoder_pretrain=args.encoder_pretrain, encoder_overrides=args.encoder_set)
     return 0
