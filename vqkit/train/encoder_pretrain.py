@@ -42,8 +42,8 @@ from torch import Tensor, nn
 
 from vqkit.config.io import save_config
 from vqkit.config.schema import Config
-from vqkit.models.vggt import VGGT
 from vqkit.errors import ConfigError
+from vqkit.models.vggt import VGGT
 from vqkit.models.vggt.losses import (
     camera_loss,
     depth_loss,
