@@ -14,7 +14,7 @@ import numpy as np
 from vqkit import cameras as geo
 from vqkit.models.vggt.semantic_head import UNLABELLED
 from vqkit.roomplan import Opening, Room, RoomObject, Wall
-from vqkit.synth.catalogue import (CATEGORIES, CEILING_RGB, DOOR_RGB, FLOOR_PALETTE, FRAME_RGB, GREY, PALETTE,
+from vqkit.synth.catalogue import (CEILING_RGB, DOOR_RGB, FLOOR_PALETTE, FRAME_RGB, GREY, PALETTE,
                                    SEMANTIC_CLASSES, WALL_PALETTE, WINDOW_RGB)
 from vqkit.synth.render import CEILING, DOOR_BASE, FLOOR, MISS, WALL, WINDOW_BASE, SceneMesh, render
 from vqkit.synth.rooms import (rects_overlap, sample_cameras, sample_objects, sample_openings, sample_room,
@@ -163,8 +163,7 @@ def semantic_map(labels: np.ndarray, objects: list[dict]) -> np.ndarray:
     table[FLOOR], table[WALL], table[CEILING] = (SEMANTIC_CLASSES.index(k) for k in ("floor", "wall", "ceiling"))
     table[DOOR_BASE:WINDOW_BASE] = SEMANTIC_CLASSES.index("door")
     table[WINDOW_BASE:-1] = SEMANTIC_CLASSES.index("window")
-    first_object = SEMANTIC_CLASSES.index(next(iter(CATEGORIES)))
-    table[:len(objects)] = [first_object + list(CATEGORIES).index(o["category"]) for o in objects]
+    table[:len(objects)] = [SEMANTIC_CLASSES.index(o["category"]) for o in objects]
     assert MISS == -1  # indexes the table's last entry
     return table[labels]
 

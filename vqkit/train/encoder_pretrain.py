@@ -57,6 +57,7 @@ from vqkit.models.vggt.weights_file import describe_vggt_file, save_vggt_file
 from vqkit.train.loop import LogWindow, StepOutcome, TrainingLoop, TrainResult
 from vqkit.train.optim import build_optimizer
 from vqkit.train.step import train_step
+from vqkit.utils.runtime import move_to_device
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +368,7 @@ def evaluate_semantic_head(objective: VGGTObjective, dataset, *, batch_size: int
     objective.eval()
     sums: dict[str, Tensor] = {}
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_view_sets):
-        batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        batch = move_to_device(batch, device)
         out = objective.vggt(batch["images"], view_mask=batch["view_mask"], layers=[objective.semantic_layer])
         logits, _, targets = objective.semantic_predictions(out, batch)
         for key, value in semantic_scores(logits, targets, batch["view_mask"]).items():

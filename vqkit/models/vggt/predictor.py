@@ -28,12 +28,12 @@ from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.models.vggt.geometry import batch_geometry, box_masks
 from vqkit.models.vggt.model import camera_head, default_dpt_layers, dense_head
 from vqkit.models.vggt.weights import read_vggt_state_dict
-from vqkit.utils.distributed import zero3_partitioned
 from vqkit.models.vggt.weights_file import (
     VGGTFileInfo,
     check_encoder_matches,
     describe_vggt_file,
 )
+from vqkit.utils.distributed import zero3_partitioned
 
 HEAD_PARTS = ("camera_head", "depth_head")
 """The parts of a VGGT file geometry needs."""
