@@ -19,12 +19,11 @@ with what always answering the most frequent training answer scores (``*_chance`
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vqkit.models.patch_merger import merge_patches, merged_grid
 from vqkit.synth.catalogue import CATEGORIES, COLOURS
 from vqkit.utils.runtime import set_seed
 
@@ -51,8 +50,7 @@ class ObjectProbe(nn.Module):
                  merge_size: int = 2, width: int = 128, num_heads: int = 4):
         super().__init__()
         self.grid_hw, self.merge, self.special = tuple(grid_hw), merge_size, num_special_tokens
-        rows, cols = (math.ceil(g / merge_size) for g in grid_hw)
-        self.cells = (rows, cols)
+        rows, cols = merged_grid(grid_hw, merge_size)
         self.norm = nn.LayerNorm(channels)
         self.mlp = nn.Sequential(nn.Linear(channels * merge_size ** 2, 2 * width), nn.GELU(),
                                  nn.Linear(2 * width, width))
@@ -64,11 +62,8 @@ class ObjectProbe(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         b, s = features.shape[:2]
-        (r, c), (rows, cols), m = self.grid_hw, self.cells, self.merge
-        x = self.norm(features[:, :, self.special:].float()).unflatten(2, (r, c))
-        x = F.pad(x, (0, 0, 0, cols * m - c, 0, rows * m - r))  # an odd grid: zero cells, as the merger
-        x = x.unflatten(3, (cols, m)).unflatten(2, (rows, m)).permute(0, 1, 2, 4, 3, 5, 6).flatten(4)
-        x = self.mlp(x.flatten(2, 3)) + self.cell_embed + self.view_embed[:s]  # [B, S, cells, W]
+        x = merge_patches(self.norm(features[:, :, self.special:].float()), self.grid_hw, self.merge)
+        x = self.mlp(x) + self.cell_embed + self.view_embed[:s]  # [B, S, cells, W]
         x = x.flatten(1, 2)
         out, _ = self.attn(self.queries.expand(b, -1, -1), x, x, need_weights=False)
         return self.head(out)

@@ -39,6 +39,18 @@ def merged_grid(grid_hw: tuple[int, int], merge_size: int) -> tuple[int, int]:
     return math.ceil(rows / merge_size), math.ceil(cols / merge_size)
 
 
+def merge_patches(x: torch.Tensor, grid_hw: tuple[int, int], merge_size: int) -> torch.Tensor:
+    """Normalised patch tokens [B, S, rows * cols, C] (row-major) -> merged cells [B, S, cells, m*m*C]:
+    a cell's ``m x m`` patches concatenated row by row, cells in row-major order. Zero patches complete
+    an odd grid (after the normalisation, so they carry nothing)."""
+    rows, cols = (int(v) for v in grid_hw)
+    out_rows, out_cols = merged_grid(grid_hw, merge_size)
+    m = merge_size
+    x = F.pad(x.unflatten(2, (rows, cols)), (0, 0, 0, out_cols * m - cols, 0, out_rows * m - rows))
+    x = x.unflatten(3, (out_cols, m)).unflatten(2, (out_rows, m))  # [B, S, R, m, Cc, m, C]
+    return x.permute(0, 1, 2, 4, 3, 5, 6).flatten(4).flatten(2, 3)
+
+
 class PatchMerger(nn.Module):
     """Encoder tokens of S views -> ``S x cells`` tokens of the LLM's width (``per_view_tokens``).
 
@@ -108,12 +120,7 @@ class PatchMerger(nn.Module):
         if max(out_rows, out_cols) > self.max_grid:
             raise ConfigError(f"a {rows}x{cols} patch grid merged {m}x{m} has {out_rows}x{out_cols} cells, more "
                               f"than model.projector.max_grid={self.max_grid}; raise max_grid")
-        x = self.norm(tokens[:, :, self.num_special_tokens:]).unflatten(2, (rows, cols))  # [B, S, r, c, C]
-        # Zero cells complete an odd grid (after the norm: they carry nothing).
-        x = F.pad(x, (0, 0, 0, out_cols * m - cols, 0, out_rows * m - rows))
-        x = x.unflatten(3, (out_cols, m)).unflatten(2, (out_rows, m))  # [B, S, R, m, Cc, m, C]
-        x = x.permute(0, 1, 2, 4, 3, 5, 6).flatten(4)  # [B, S, R, Cc, m*m*C]: a cell's patches row by row
-        x = self.mlp(x.flatten(2, 3))  # [B, S, T, D]
+        x = self.mlp(merge_patches(self.norm(tokens[:, :, self.num_special_tokens:]), grid_hw, m))  # [B, S, T, D]
         x = x + self.view_embed[:s, None, :].to(x.dtype)
         if self.row_embed is not None:
             pos = (self.row_embed[:out_rows, None, :] + self.col_embed[None, :out_cols, :]).flatten(0, 1)
