@@ -168,3 +168,56 @@ def test_collator_pickles_for_workers(tiny_tokenizer, tiny_records):
     samples = _samples(tiny_records)
     again = pickle.loads(pickle.dumps(col))
     assert torch.equal(again(samples)["input_ids"], col(samples)["input_ids"])
+
+
+@pytest.mark.parametrize("template", ["chat", SEED_TEMPLATE])
+def test_turns_pack_questions_about_the_same_views(tokenizer, corpus, template):
+    """data.turns: record 0 and the two records that share its views become one sample of three
+    turns; every answer (and its end token) is labelled, and nothing else."""
+    cfg = DataConfig(image_size=28, num_views=3, prompt_template=template, max_length=512, turns=3)
+    ds = build_dataset(cfg, "train", sources=[str(corpus.path)])
+    assert len(ds) == 8  # still one item per record: each record leads once per epoch
+    sample = ds[0]
+    assert len(sample["turns"]) == 2
+    assert {t["question"] for t in sample["turns"]} == {ds.records[6].question, ds.records[7].question}
+    assert {t["answer"] for t in sample["turns"]} == {ds.records[6].target_text(), ds.records[7].target_text()}
+    assert ds[1].get("turns") == []  # a record with views of its own has no other turns
+    col = Collator(tokenizer, _model(latents=2), cfg)
+    batch = col([sample])
+    end = "<|im_end|>" if template == "chat" else tokenizer.eos_token
+    labels = batch["labels"][0]
+    labelled = tokenizer.decode(labels[labels != IGNORE_INDEX])
+    assert labelled == "".join(a + end for a in [sample["answer"]] + [t["answer"] for t in sample["turns"]])
+    text = tokenizer.decode(batch["input_ids"][0])
+    vt = vision_token_ids(tokenizer)
+    assert batch["input_ids"][0].tolist().count(vt.start_id) == 1  # the views once, in the first turn
+    follow = "\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>" if template == "chat" \
+        else "{q}\n\n{a}" + tokenizer.eos_token
+    assert text.endswith("".join(follow.format(q=t["question"], a=t["answer"]) for t in sample["turns"]))
+    # Turn numbers for the model's mask: 0 the shared prompt (through the views), 1 the first answer,
+    # then each follow-up's question and answer.
+    turn_of = batch["turn_of"][0].tolist()
+    n_prompt = turn_of.count(0)
+    assert turn_of == sorted(turn_of) and set(turn_of) == {0, 1, 2, 3}
+    assert all(labels[i] == IGNORE_INDEX for i in range(n_prompt))
+    assert tokenizer.decode(batch["input_ids"][0, :n_prompt]).endswith(
+        "<|vision_end|><|im_end|>\n<|im_start|>assistant\n" if template == "chat" else "<|vision_end|>\n")
+    assert "turn_of" not in col(_samples(corpus)[:2])  # single-turn batches keep the plain mask
+    # Evaluation and generation never see the other turns.
+    assert build_dataset(cfg, "val", sources=[str(corpus.path)])[0].get("turns") is None
+    gen = Collator(tokenizer, _model(latents=2), cfg, mode="generate")([sample])
+    assert gen["input_ids"][0].tolist().count(vt.start_id) == 1 and gen["labels"] is None
+    assert tokenizer.decode(gen["input_ids"][0]).count(sample["question"]) == 1
+
+
+def test_turns_that_do_not_fit_are_left_out_whole(tiny_tokenizer, corpus):
+    cfg = DataConfig(image_size=28, num_views=3, prompt_template=SEED_TEMPLATE, max_length=512, turns=3)
+    sample = build_dataset(cfg, "train", sources=[str(corpus.path)])[0]
+    full = Collator(tiny_tokenizer, _model(latents=2), cfg)([sample])
+    one = Collator(tiny_tokenizer, _model(latents=2), cfg)([dict(sample, turns=sample["turns"][:1])])
+    n_full, n_one = int(full["attention_mask"].sum()), int(one["attention_mask"].sum())
+    # A budget one token short of the three turns keeps the first two, whole.
+    short = DataConfig(image_size=28, num_views=3, prompt_template=SEED_TEMPLATE, max_length=n_full - 1, turns=3)
+    batch = Collator(tiny_tokenizer, _model(latents=2), short)([sample])
+    assert torch.equal(batch["input_ids"][0, :n_one], one["input_ids"][0, :n_one])
+    assert int(batch["attention_mask"].sum()) == n_one and batch["num_truncated"] == 0

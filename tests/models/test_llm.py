@@ -7,7 +7,8 @@ import torch
 
 from vqkit.config import LLMConfig, LoRAConfig
 from vqkit.errors import ConfigError
-from vqkit.models.llm import KNOWN_LLM_CONFIGS, apply_lora, build_llm, is_lora_param, resolve_dtype
+from vqkit.models.llm import (KNOWN_LLM_CONFIGS, apply_lora, build_llm, is_lora_param, resolve_dtype,
+                              turn_attention_mask)
 
 TINY = dict(model_type="qwen3", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128)
@@ -116,3 +117,36 @@ def test_a_known_architecture_is_planned_without_the_hub(monkeypatch):
     monkeypatch.setattr(socket, "create_connection", no_hub)
     model = build_llm(LLMConfig(name_or_path="Qwen/Qwen3-4B-Instruct-2507"), vocab_size=None, device="meta")
     assert model.config.num_hidden_layers == 36
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_turns_see_the_shared_prompt_and_themselves_only(attn):
+    """The multi-turn mask (data.turns): changing turns 1 and 2 leaves turn 3's logits exactly as they
+    were, while changing the shared prompt moves them; one turn equals the plain padding mask."""
+    from transformers import AutoModelForCausalLM, Qwen3Config
+
+    torch.manual_seed(0)
+    llm = AutoModelForCausalLM.from_config(Qwen3Config(
+        vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8), attn_implementation=attn).eval()
+    ids = torch.randint(0, 50, (2, 12))
+    attention = torch.ones(2, 12, dtype=torch.long)
+    attention[1, 9:] = 0  # right padding
+    turn_of = torch.tensor([[0] * 4 + [1] * 2 + [2] * 3 + [3] * 3, [0] * 4 + [1] * 2 + [2] * 3 + [0] * 3])
+
+    def logits(tokens, turns):
+        embeds = llm.get_input_embeddings()(tokens)
+        return llm(inputs_embeds=embeds, attention_mask=turn_attention_mask(attention, turns, embeds.dtype)).logits
+
+    base = logits(ids, turn_of)
+    other_turns = ids.clone()
+    other_turns[:, 4:9] = (other_turns[:, 4:9] + 7) % 50
+    moved = logits(other_turns, turn_of)
+    assert torch.equal(moved[0, 9:], base[0, 9:])
+    assert (moved[0, 4:9] - base[0, 4:9]).abs().max() > 1e-3
+    other_prompt = ids.clone()
+    other_prompt[0, 1] = (other_prompt[0, 1] + 7) % 50
+    assert (logits(other_prompt, turn_of)[0, 9:] - base[0, 9:]).abs().max() > 1e-3
+    plain = llm(input_ids=ids, attention_mask=attention).logits
+    one_turn = logits(ids, torch.zeros_like(turn_of))
+    assert torch.allclose(one_turn[0], plain[0], atol=1e-6) and torch.allclose(one_turn[1, :9], plain[1, :9], atol=1e-6)

@@ -45,8 +45,10 @@ def _tiny_demo(tmp_path, steps, scenes, extra=(), config="configs/demo.yaml", **
 
 
 def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
+    import yaml
+
     monkeypatch.chdir(REPO)
-    summary = _tiny_demo(tmp_path, steps=4, scenes=12)
+    summary = _tiny_demo(tmp_path, steps=4, scenes=12, extra=("data.turns=4",))
     written = json.loads((tmp_path / "run" / "demo_summary.json").read_text())
     for key in ("em_full", "em_blind", "loss_views", "loss_shuffled_views", "minutes"):
         assert key in written and written[key] == summary[key]
@@ -62,6 +64,9 @@ def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
     assert blind["views_removed"] is False and full["views_removed"] is False
     assert full["data"] == blind["data"] == [str((tmp_path / "synth" / "val.jsonl").resolve())]
     assert (tmp_path / "run" / "final" / "trainable.safetensors").is_file()
+    # The model trains with several questions per sample; the blind baseline with one (nothing to share).
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["turns"] == 4
+    assert yaml.safe_load((run / "blind" / "config.yaml").read_text())["data"]["turns"] == 1
 
 
 def test_demo_pretrains_its_aggregator_first_when_asked(tmp_path, monkeypatch):

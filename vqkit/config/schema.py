@@ -271,6 +271,10 @@ class DataConfig:
     image_size; 'pad' resizes the long side to image_size and pads to a square with white."""
     max_length: int = 512
     """Token budget per sample; truncation cuts question text, never vision tokens or the answer."""
+    turns: int = 1
+    """Training only: up to this many questions about the same views in one sample, as a multi-turn
+    conversation (the first turn as the prompt template lays it out, the others as follow-ups after
+    it): the views are read once for several answers. Turns that would pass max_length are left out."""
     prompt_template: str = "chat"
     """'chat' = the tokenizer's chat template; otherwise a format string with {question}, <image>
     and {answer} (optionally {situation}), e.g. the seed's "{question}\\n<image>\\n{answer}"."""
@@ -300,6 +304,7 @@ class DataConfig:
         _check(0.0 <= self.view_dropout < 1.0, "data.view_dropout must be in [0, 1)")
         _check(0.0 <= self.geometry_dropout <= 1.0, "data.geometry_dropout must be in [0, 1]")
         _check(self.max_length >= 16, "data.max_length must be >= 16")
+        _check(self.turns >= 1, "data.turns must be >= 1")
         if self.prompt_template != "chat":
             _check("{question}" in self.prompt_template and "<image>" in self.prompt_template
                    and "{answer}" in self.prompt_template,
@@ -484,3 +489,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     encoder_pretrain: EncoderPretrainConfig = field(default_factory=EncoderPretrainConfig)
     """`vqkit pretrain-encoder` only; ignored by `vqkit train`."""
+
+    def __post_init__(self):
+        _check(self.data.turns == 1 or self.model.llm.attn_implementation in ("sdpa", "eager"),
+               f"data.turns > 1 keeps the turns apart with a 4D attention mask, which "
+               f"model.llm.attn_implementation={self.model.llm.attn_implementation!r} does not take; use sdpa or eager")

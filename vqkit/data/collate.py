@@ -85,7 +85,7 @@ class Collator:
         if tokenizer.pad_token_id is None:
             raise ConfigError("the tokenizer has no pad token; load it with vqkit.tokenizer.load_tokenizer")
         self.pad_id = int(tokenizer.pad_token_id)
-        self._pieces_cache: dict[bool, list[tuple[str, Any]]] = {}
+        self._pieces_cache: dict[tuple[bool, bool], list[tuple[str, Any]]] = {}
         self._warned_overlong = False
 
     # ------------------------------------------------------------------ prompt layout
@@ -93,22 +93,27 @@ class Collator:
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False)) if text else []
 
-    def _layout(self) -> list[tuple[str, Any]]:
-        """The prompt as a list of (kind, value): ("ids", [..]) template tokens, ("question",),
-        ("situation",), ("vision",). Cached: only the text and vision sizes vary per sample."""
-        key = self.blind
+    def _layout(self, followup: bool = False) -> list[tuple[str, Any]]:
+        """The prompt as a list of (kind, value): ("ids", [..]) template tokens, ("text",),
+        ("situation",), ("vision",). ``followup``: a later turn of a multi-turn sample (``data.turns``),
+        laid out as the template lays out a text-only turn, without a system prompt or BOS. Cached:
+        only the text and vision sizes vary per sample."""
+        key = (self.blind or followup, followup)
         if key in self._pieces_cache:
             return self._pieces_cache[key]
+        blind = key[0]
         pieces: list[tuple[str, Any]] = []
         if self.chat:
-            content = _TEXT if self.blind else f"{_TEXT}\n{_VISION}"
+            content = _TEXT if blind else f"{_TEXT}\n{_VISION}"
             messages = [{"role": "user", "content": content}]
-            if self.data_cfg.system_prompt:
+            if self.data_cfg.system_prompt and not followup:
                 messages.insert(0, {"role": "system", "content": self.data_cfg.system_prompt})
             rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            if rendered.count(_TEXT) != 1 or rendered.count(_VISION) != (0 if self.blind else 1):
+            if rendered.count(_TEXT) != 1 or rendered.count(_VISION) != (0 if blind else 1):
                 raise ConfigError("the tokenizer's chat template does not keep the user message verbatim; "
                                   "use a prompt_template such as \"{question}\\n<image>\\n{answer}\"")
+            if followup:  # the end-of-turn token ends the previous answer; chat templates put a newline after it
+                rendered = "\n" + rendered
             for part in re.split(f"({re.escape(_TEXT)}|{re.escape(_VISION)})", rendered):
                 if part == _TEXT:
                     pieces.append(("text", None))
@@ -120,7 +125,7 @@ class Collator:
             template = self.data_cfg.prompt_template
             prompt = template[: template.rindex("{answer}")]
             bos = self.tokenizer.bos_token_id
-            if bos is not None and getattr(self.tokenizer, "add_bos_token", False):
+            if bos is not None and getattr(self.tokenizer, "add_bos_token", False) and not followup:
                 pieces.append(("ids", [int(bos)]))
             for part in _PLACEHOLDER.split(prompt):
                 if part == "{question}":
@@ -128,29 +133,53 @@ class Collator:
                 elif part == "{situation}":
                     pieces.append(("situation", None))
                 elif part == "<image>":
-                    if not self.blind:
+                    if not blind:
                         pieces.append(("vision", None))
                 elif part:
                     pieces.append(("ids", self._encode(part)))
         self._pieces_cache[key] = pieces
         return pieces
 
-    def encode_sample(self, question: str, situation: str | None, answer: str | None, num_views: int,
-                      has_geometry: bool, image_hw: tuple[int, int] | None = None) -> dict[str, Any]:
-        """Token ids of one sample. ``image_hw``: the batch's (padded) image size, which sizes the
-        vision block of a patch-merger projector (``vision_token_count``). Returns ``input_ids``,
-        ``labels`` (None in generate mode), ``num_vision`` (placeholders), ``truncated`` and
-        ``overlong`` flags."""
-        pieces = self._layout()
+    def _segments(self, pieces: list[tuple[str, Any]], question: str, situation: str | None) -> dict[str, list[int]]:
+        """The tokens of a turn's text slots, keyed as in ``pieces`` (the situation goes before the
+        question when the layout has no slot of its own for it)."""
         has_sit_slot = any(kind == "situation" for kind, _ in pieces)
-        text = question
-        if situation and not has_sit_slot:
-            text = f"{situation} {question}"
-        n_vis = 0 if self.blind else vision_token_count(self.model_cfg, num_views, has_geometry, image_hw)
-        # Truncatable segments, in the order they give up tokens (situation first, from its start).
+        text = f"{situation} {question}" if situation and not has_sit_slot else question
         segs: dict[str, list[int]] = {"text": self._encode(text)}
         if has_sit_slot:
             segs["situation"] = self._encode(situation or "")
+        return segs
+
+    def _followups(self, turns: Sequence[dict[str, Any]], room: int) -> tuple[list[int], list[int], list[int]]:
+        """Token ids, labels and turn numbers (2, 3, ...) of a multi-turn sample's later turns, as many
+        whole turns as fit in ``room`` tokens."""
+        pieces = self._layout(followup=True)
+        ids: list[int] = []
+        labels: list[int] = []
+        turn_of: list[int] = []
+        for number, turn in enumerate(turns, start=2):
+            segs = self._segments(pieces, turn["question"], turn.get("situation"))
+            prompt = [t for kind, value in pieces for t in (value if kind == "ids" else segs[kind])]
+            answer = self._encode(turn["answer"]) + [self.end_id]
+            if len(ids) + len(prompt) + len(answer) > room:
+                break
+            ids += prompt + answer
+            labels += [IGNORE_INDEX] * len(prompt) + answer
+            turn_of += [number] * (len(prompt) + len(answer))
+        return ids, labels, turn_of
+
+    def encode_sample(self, question: str, situation: str | None, answer: str | None, num_views: int,
+                      has_geometry: bool, image_hw: tuple[int, int] | None = None,
+                      turns: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+        """Token ids of one sample. ``image_hw``: the batch's (padded) image size, which sizes the
+        vision block of a patch-merger projector (``vision_token_count``). ``turns``: more
+        question / situation / answer dicts about the same views (training, ``data.turns``), appended
+        as follow-up turns while they fit in ``data.max_length``. Returns ``input_ids``, ``labels``
+        (None in generate mode), ``num_vision`` (placeholders), ``truncated`` and ``overlong`` flags."""
+        pieces = self._layout()
+        n_vis = 0 if self.blind else vision_token_count(self.model_cfg, num_views, has_geometry, image_hw)
+        # Truncatable segments, in the order they give up tokens (situation first, from its start).
+        segs = self._segments(pieces, question, situation)
         answer_ids: list[int] = []
         if self.mode == "train":
             if answer is None or not answer.strip():
@@ -177,11 +206,16 @@ class Collator:
             else:
                 ids += segs[kind]
         labels = None
+        turn_of = [0] * len(ids)  # the first turn's prompt: what every turn sees
         if self.mode == "train":
             labels = [IGNORE_INDEX] * len(ids) + answer_ids
             ids = ids + answer_ids
-        return {"input_ids": ids, "labels": labels, "num_vision": n_vis, "truncated": truncated,
-                "overlong": overlong}
+            turn_of += [1] * len(answer_ids)
+            if turns:
+                more_ids, more_labels, more_turns = self._followups(turns, self.data_cfg.max_length - len(ids))
+                ids, labels, turn_of = ids + more_ids, labels + more_labels, turn_of + more_turns
+        return {"input_ids": ids, "labels": labels, "turn_of": turn_of, "num_vision": n_vis,
+                "truncated": truncated, "overlong": overlong}
 
     # ------------------------------------------------------------------ batch
 
@@ -198,7 +232,8 @@ class Collator:
         image_hw = batch["geometry"]["image_hw"]  # what the model's encoder and projector will see
         predict = [self.predicts_geometry(s) for s in samples]
         enc = [self.encode_sample(s["question"], s.get("situation"), s.get("answer"), s["R"].shape[0],
-                                  bool(s["has_geometry"]) or p, image_hw) for s, p in zip(samples, predict)]
+                                  bool(s["has_geometry"]) or p, image_hw, s.get("turns", ()))
+               for s, p in zip(samples, predict)]
         batch["predict_geometry"] = torch.tensor(predict, dtype=torch.bool)
         batch["geom_mask"] = batch["geom_mask"] | batch["predict_geometry"]  # samples with geometry tokens
         batch.update(self._tokens(enc))
@@ -228,6 +263,8 @@ class Collator:
         L = max(len(e["input_ids"]) for e in enc)
         input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)
         attention = torch.zeros(B, L, dtype=torch.long)
+        multi_turn = any(max(e["turn_of"]) > 1 for e in enc)
+        turn_of = torch.zeros(B, L, dtype=torch.long) if multi_turn else None
         labels = torch.full((B, L), IGNORE_INDEX, dtype=torch.long) if self.mode == "train" else None
         for b, e in enumerate(enc):
             n = len(e["input_ids"])
@@ -238,7 +275,12 @@ class Collator:
             attention[b, sl] = 1
             if labels is not None:
                 labels[b, sl] = torch.tensor(e["labels"], dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+            if turn_of is not None:
+                turn_of[b, sl] = torch.tensor(e["turn_of"], dtype=torch.long)
+        out = {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        if turn_of is not None:
+            out["turn_of"] = turn_of
+        return out
 
 
 def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -90,6 +90,11 @@ class RecordDataset(Dataset):
         """Corrupt items replaced in this process (each worker counts its own; batches carry
         ``num_skipped``)."""
         self._bad: set[int] = set()
+        # Records that share their views (one room's questions), for data.turns > 1.
+        self._same_views: dict[tuple[str, ...], list[int]] = {}
+        if train and data_cfg.turns > 1:
+            for i, r in enumerate(self.records):
+                self._same_views.setdefault(tuple(r.images), []).append(i)
         self.feature_cache = None
         """A ``vqkit.data.feature_cache.FeatureCache`` (set by ``attach_feature_cache``): samples then carry cached
         encoder ``features`` [V, P, C] and ``image_hw`` instead of ``images``."""
@@ -189,6 +194,13 @@ class RecordDataset(Dataset):
         meta["views"] = views
         meta["source_name"] = self.name
         sample.update(question=rec.question, situation=rec.situation, answer=rec.target_text(), meta=meta)
+        if self._same_views:
+            # Drawn last, so the views and geometry dropout above keep their random streams.
+            others = [i for i in self._same_views[tuple(rec.images)] if self.records[i] is not rec]
+            picked = rng.permutation(len(others))[: self.cfg.turns - 1]
+            sample["turns"] = [{"question": self.records[others[k]].question,
+                                "situation": self.records[others[k]].situation,
+                                "answer": self.records[others[k]].target_text()} for k in picked]
         return sample
 
 

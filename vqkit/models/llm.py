@@ -147,3 +147,19 @@ def apply_lora(model: nn.Module, lora_cfg) -> nn.Module:
 def is_lora_param(name: str) -> bool:
     """True for the LoRA adapter weights of a peft-wrapped LLM."""
     return "lora_" in name
+
+
+def turn_attention_mask(attention_mask: torch.Tensor, turn_of: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The 4D additive mask [B, 1, L, L] of a multi-turn training batch (``data.turns``): each token sees
+    the earlier tokens of the first turn's prompt (question and views) and of its own turn, never another
+    turn's question or answer, so no answer can be copied from a neighbour: every turn reads the views
+    as a sample of its own would. ``turn_of`` [B, L]: 0 for the shared prompt, k for turn k's tokens.
+    transformers passes a 4D mask to the attention as it is (sdpa and eager; flash-attention takes none)."""
+    L = turn_of.shape[1]
+    causal = torch.ones(L, L, dtype=torch.bool, device=turn_of.device).tril()
+    same_turn = (turn_of[:, None, :] == 0) | (turn_of[:, None, :] == turn_of[:, :, None])
+    allowed = causal & same_turn & attention_mask.bool()[:, None, :]
+    # Padding rows see themselves only, so their softmax stays finite (their outputs are never read).
+    allowed |= torch.eye(L, dtype=torch.bool, device=turn_of.device)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=turn_of.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]

@@ -32,7 +32,7 @@ from vqkit.config.io import save_config
 from vqkit.config.schema import Config
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.models.geometry_tokens import GeometryEncoder
-from vqkit.models.llm import is_lora_param
+from vqkit.models.llm import is_lora_param, turn_attention_mask
 from vqkit.models.liger import answer_loss
 from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
@@ -371,10 +371,12 @@ class VQModel(nn.Module):
         batch = self._to_device(batch)
         inputs_embeds = self.embed_inputs(batch)
         labels = batch.get("labels")
+        mask = batch["attention_mask"]
+        if "turn_of" in batch:  # several questions about the same views, each turn on its own
+            mask = turn_attention_mask(mask, batch["turn_of"], inputs_embeds.dtype)
         if labels is None:
-            return self.llm(inputs_embeds=inputs_embeds, attention_mask=batch["attention_mask"], use_cache=False)
-        return answer_loss(self.llm, inputs_embeds, batch["attention_mask"], labels,
-                           fused=self.config.model.llm.liger_kernels)
+            return self.llm(inputs_embeds=inputs_embeds, attention_mask=mask, use_cache=False)
+        return answer_loss(self.llm, inputs_embeds, mask, labels, fused=self.config.model.llm.liger_kernels)
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 16, *, stop_on_repeated_line: bool | None = None,
