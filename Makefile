@@ -30,7 +30,7 @@ setup: $(BIN)/.vqkit-installed
 demo: setup
 	$(BIN)/vqkit demo
 
-# The objects demo: pretrain a 4-block aggregator on the rooms' semantic maps first (~16 minutes).
+# The objects demo: pretrain a 4-block aggregator on the rooms' semantic maps, then train on 8 questions a sample (15-16 minutes).
 demo-objects: setup
 	$(BIN)/vqkit demo --config configs/demo_objects.yaml --encoder-pretrain configs/encoder_semantic_demo.yaml \
 		--run-dir runs/demo_objects
