@@ -21,6 +21,12 @@ block at all.
 
 Training batches are right-padded with labels (-100 everywhere but the answer and its end token);
 generation batches (``mode="generate"``) hold only the prompt, left-padded, ``labels = None``.
+
+A training sample with ``turns`` (``data.turns``: other questions about the same views) gets them as
+follow-up turns after its answer, laid out as the template lays out a text-only turn, each answer
+labelled, whole turns only while they fit in ``max_length``; the batch then carries ``turn_of`` [B, L]
+(0 for the first turn's prompt, k for turn k), from which ``VQModel`` builds the mask that keeps the
+turns from seeing each other (``vqkit.models.llm.turn_attention_mask``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ A sample is a dict: ``images`` float32 [V, 3, H, W] in [0, 1]; ``K`` [V, 3, 3] (
 resized image, zeros without geometry); ``R`` [V, 3, 3]; ``t`` [V, 3]; ``depth_hist`` [V, B]
 (zeros where absent); ``has_geometry`` bool; ``pixel_box`` [V, 4] (x0, y0, x1, y1 of each view's own
 pixels in the sample's padded frame); optional ``depths`` [V, H, W] metres; ``question``,
-``situation``, ``answer`` (the target text); ``meta`` (see ``Record.meta``, plus ``views``, the
+``situation``, ``answer`` (the target text); in training with ``data.turns > 1``, ``turns``: up to
+``turns - 1`` other records with the same views, as question / situation / answer dicts in a seeded
+order; ``meta`` (see ``Record.meta``, plus ``views``, the
 chosen view indices, ``replaced_from`` when a corrupt item was replaced, ``is_padding``).
 """
 
