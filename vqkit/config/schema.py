@@ -272,9 +272,10 @@ class DataConfig:
     max_length: int = 512
     """Token budget per sample; truncation cuts question text, never vision tokens or the answer."""
     turns: int = 1
-    """Training only: up to this many questions about the same views in one sample, as a multi-turn
-    conversation (the first turn as the prompt template lays it out, the others as follow-ups after
-    it): the views are read once for several answers. Turns that would pass max_length are left out."""
+    """Training only: up to this many questions about the same views (records with the same images) in
+    one sample: the first turn as the prompt template lays it out, the others as text-only follow-ups
+    after it, each masked from the others so it sees the first turn's prompt (question and views) and
+    itself only. The views are read once for several answers. Turns that would pass max_length are left out."""
     prompt_template: str = "chat"
     """'chat' = the tokenizer's chat template; otherwise a format string with {question}, <image>
     and {answer} (optionally {situation}), e.g. the seed's "{question}\\n<image>\\n{answer}"."""

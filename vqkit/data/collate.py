@@ -156,6 +156,18 @@ class Collator:
             segs["situation"] = self._encode(situation or "")
         return segs
 
+    def _assemble(self, pieces: list[tuple[str, Any]], segs: dict[str, list[int]], n_vis: int = 0) -> list[int]:
+        """A turn's prompt tokens: the layout's pieces filled with its text slots and vision block."""
+        ids: list[int] = []
+        for kind, value in pieces:
+            if kind == "ids":
+                ids += value
+            elif kind == "vision":
+                ids += self.vision.block(n_vis)
+            else:
+                ids += segs[kind]
+        return ids
+
     def _followups(self, turns: Sequence[dict[str, Any]], room: int) -> tuple[list[int], list[int], list[int]]:
         """Token ids, labels and turn numbers (2, 3, ...) of a multi-turn sample's later turns, as many
         whole turns as fit in ``room`` tokens."""
@@ -165,7 +177,7 @@ class Collator:
         turn_of: list[int] = []
         for number, turn in enumerate(turns, start=2):
             segs = self._segments(pieces, turn["question"], turn.get("situation"))
-            prompt = [t for kind, value in pieces for t in (value if kind == "ids" else segs[kind])]
+            prompt = self._assemble(pieces, segs)
             answer = self._encode(turn["answer"]) + [self.end_id]
             if len(ids) + len(prompt) + len(answer) > room:
                 break
@@ -203,14 +215,7 @@ class Collator:
                     segs[name] = segs[name][cut:]
                     overflow -= cut
             overlong = overflow > 0
-        ids: list[int] = []
-        for kind, value in pieces:
-            if kind == "ids":
-                ids += value
-            elif kind == "vision":
-                ids += self.vision.block(n_vis)
-            else:
-                ids += segs[kind]
+        ids = self._assemble(pieces, segs, n_vis)
         labels = None
         turn_of = [0] * len(ids)  # the first turn's prompt: what every turn sees
         if self.mode == "train":

@@ -19,6 +19,7 @@ from vqkit.data.feature_cache import FeatureCache, cache_spec, record_views, spe
 from vqkit.data.schema import load_records
 from vqkit.errors import DataError
 from vqkit.eval.probe import fit_probe, object_targets
+from vqkit.models.vggt.aggregator import feature_shape
 from vqkit.synth.benchmark import use_synthetic_data
 from vqkit.tools.cache_writer import build_feature_cache
 
@@ -69,7 +70,7 @@ def probe_features(cfg, data_dir: str | Path = "data/synth", *, cache_dir: str |
     val = _rooms(cfg.data.val[0].path, cache, cfg, data_dir)
     encoded_s = time.time() - started
     enc = cfg.model.encoder
-    grid = cfg.data.image_size // enc.patch_size
+    shape = feature_shape(enc, cfg.data.image_size, cfg.data.image_size)
     log(f"probe-features: {len(train[0])} training and {len(val[0])} validation rooms, features "
         f"{tuple(train[0].shape[1:])} from {enc.weights or f'a random aggregator (seed {enc.seed})'}")
 
@@ -77,7 +78,7 @@ def probe_features(cfg, data_dir: str | Path = "data/synth", *, cache_dir: str |
         log(f"epoch {epoch:3d}/{epochs}: loss {loss:.3f}, val colour {100 * colour:.1f}%, "
             f"presence {100 * presence:.1f}%")
 
-    scores = fit_probe(train, val, (grid, grid), num_special_tokens=1 + enc.num_register_tokens,
+    scores = fit_probe(train, val, shape.grid, num_special_tokens=shape.patch_start_idx,
                        epochs=epochs, seed=seed, log=report)
     return {**scores, "encoder_weights": enc.weights, "layers": list(enc.layers), "depth": enc.depth,
             "embed_dim": enc.embed_dim, "image_size": cfg.data.image_size, "data": str(data_dir),
