@@ -164,3 +164,23 @@ def test_roomplan_records(tiny_records):
     path.write_text(json.dumps(rec) + "\n")
     with pytest.raises(DataError, match="field 'roomplan'"):
         load_records(str(path))
+
+
+def test_questions_about_the_same_views_share_one_checked_geometry(tiny_records):
+    """Records repeating a view set and its geom_token share one read-only Geometry; a repeat whose
+    geom_token differs is checked on its own (an error names its own line)."""
+    first = _one(tiny_records, id="q0")
+    second = _one(tiny_records, id="q1", question="And the other one?")
+    moved = _one(tiny_records, id="q2")
+    moved["geom_token"]["t"][0] = [1.0, 2.0, 3.0]
+    path = tiny_records.root / "repeat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (first, second, moved)))
+    a, b, c = load_records(str(path))
+    assert a.geometry is b.geometry and c.geometry is not a.geometry
+    assert c.geometry.t[0].tolist() == [1.0, 2.0, 3.0] and a.geometry.t[0].tolist() != [1.0, 2.0, 3.0]
+    assert not a.geometry.R.flags.writeable
+    broken = _one(tiny_records, id="q3")
+    broken["geom_token"]["R"][1] = [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in (first, second, broken)))
+    with pytest.raises(DataError, match=r"repeat\.jsonl:3: field 'geom_token\.R': view 1 is not a rotation"):
+        load_records(str(path))

@@ -251,11 +251,36 @@ class _Ctx:
         self.depth_bins = depth_bins
         self.check_files = check_files
         self.line = 0
+        # A scene's questions repeat its views and cameras record after record (8 per synthetic room,
+        # dozens per ScanQA scene): each path is resolved and checked once, each view set's geometry
+        # validated once while the next record repeats it exactly.
+        self._resolved: dict[str, str] = {}
+        self._geometry: dict[tuple, tuple[Any, Geometry]] = {}
 
     def error(self, field_name: str, message: str) -> DataError:
         return DataError(f"{self.source}:{self.line}: field '{field_name}': {message}")
 
     def resolve(self, value: Any, field_name: str) -> str:
+        full = self._resolved.get(value) if isinstance(value, str) else None
+        if full is None:
+            full = self._resolved[value] = self._resolve(value, field_name)
+        return full
+
+    def geometry(self, value: Any, images: tuple) -> Geometry | None:
+        """:func:`_geometry` of a record's ``geom_token``, shared with the last record of the same
+        ``images`` when its ``geom_token`` is equal (the Geometry's arrays are read-only)."""
+        seen = self._geometry.get(images)
+        if seen is not None and value is not None and seen[0] == value:
+            return seen[1]
+        geometry = _geometry(value, len(images), self)
+        if geometry is not None:
+            for arr in (geometry.R, geometry.t, geometry.K, geometry.depth_hist):
+                if arr is not None:
+                    arr.flags.writeable = False
+            self._geometry[images] = (value, geometry)
+        return geometry
+
+    def _resolve(self, value: Any, field_name: str) -> str:
         if not isinstance(value, str) or not value:
             raise self.error(field_name, f"expected a non-empty path string, got {value!r}")
         # os.path, not pathlib: this runs for every image of every record when a corpus loads.
@@ -412,7 +437,7 @@ def validate_record(obj: Any, ctx: _Ctx) -> Record:
 
     depths, semantics = (_per_view_paths(obj, name, len(images), ctx) for name in ("depths", "semantics"))
 
-    geometry = _geometry(obj.get("geom_token"), len(images), ctx)
+    geometry = ctx.geometry(obj.get("geom_token"), tuple(image_paths))
     rid = _text(obj, "id", ctx, required=False)
     return Record(
         images=image_paths, question=question, answer=answer, roomplan=roomplan,
