@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 export HF_HUB_OFFLINE ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-objects test test-all clean-demo
+.PHONY: setup demo test test-all clean-demo
 
 $(BIN)/.vqkit-installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,14 +26,10 @@ $(BIN)/.vqkit-installed: pyproject.toml Makefile
 
 setup: $(BIN)/.vqkit-installed
 
-# Generate the synthetic benchmark, train the demo model, evaluate it against a blind baseline.
+# Generate the synthetic benchmark, pretrain the demo aggregator, train the demo model and a blind
+# baseline, evaluate both (configs/demo_objects.yaml + configs/encoder_semantic_demo.yaml; ~15 minutes).
 demo: setup
 	$(BIN)/vqkit demo
-
-# The objects demo: pretrain a 4-block aggregator on the rooms' semantic maps, then train on 8 questions a sample (15-16 minutes).
-demo-objects: setup
-	$(BIN)/vqkit demo --config configs/demo_objects.yaml --encoder-pretrain configs/encoder_semantic_demo.yaml \
-		--run-dir runs/demo_objects
 
 # The test suite CI runs; `make test-all` adds the slow tests.
 test: setup

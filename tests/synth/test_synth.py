@@ -214,14 +214,33 @@ def test_deterministic_for_a_seed_and_worker_count(tmp_path, dataset):
     assert la["room"] != lb["room"]
 
 
+def test_more_questions_for_the_training_rooms_only(tmp_path, dataset):
+    """train_questions_per_scene asks more of the training rooms; a room's first questions and the
+    val / test splits stay those of questions_per_scene."""
+    out, _ = dataset
+    stats = synth.generate(tmp_path / "c", scenes=6, views=3, image_size=SIZE, seed=3, workers=1, questions_per_scene=4,
+                           train_questions_per_scene=10, tokenizer=False, progress=False)
+    assert (tmp_path / "c" / "train.jsonl").read_bytes() == (out / "train.jsonl").read_bytes()
+    for split in ("val", "test"):
+        full, short = ([json.loads(line) for line in (d / f"{split}.jsonl").read_text().splitlines()]
+                       for d in (out, tmp_path / "c"))
+        for scene in {r["scene_id"] for r in full}:
+            mine = [r for r in short if r["scene_id"] == scene]
+            assert 0 < len(mine) <= 4 and mine == [r for r in full if r["scene_id"] == scene][:len(mine)]
+    assert stats["args"]["questions_per_scene"] == 4 and stats["args"]["train_questions_per_scene"] == 10
+    assert stats["questions"]["train"] > 2 * stats["questions"]["val"]
+
+
 def test_cli_and_tokenizer(tmp_path):
     pytest.importorskip("tokenizers")
     rc = synth_command(["--out", str(tmp_path / "d"), "--scenes", "3", "--views", "2", "--image-size", "32",
-                     "--seed", "1", "--workers", "1", "--quiet", "--vocab-size", "300"])
+                     "--seed", "1", "--workers", "1", "--quiet", "--vocab-size", "300",
+                     "--train-questions-per-scene", "12"])
     assert rc == 0
     assert (tmp_path / "d" / "tokenizer" / "tokenizer.json").is_file()
     stats = json.loads((tmp_path / "d" / "stats.json").read_text())
     assert stats["scenes"] == {"train": 1, "val": 1, "test": 1}
+    assert stats["args"]["train_questions_per_scene"] == 12 and stats["questions"]["train"] > 8
 
 
 def test_bad_arguments_are_config_errors(tmp_path):
@@ -233,6 +252,8 @@ def test_bad_arguments_are_config_errors(tmp_path):
         synth.generate(tmp_path, scenes=1, image_format="gif")
     with pytest.raises(ConfigError):
         synth_command(["--out", str(tmp_path), "--splits", "a,b"])
+    with pytest.raises(ConfigError, match="train-questions-per-scene"):
+        synth.generate(tmp_path, scenes=1, train_questions_per_scene=0)
 
 
 def test_semantic_maps_label_every_pixel_with_the_layouts_classes(dataset):

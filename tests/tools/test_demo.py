@@ -9,7 +9,7 @@ import torch
 
 from helpers import REPO
 from vqkit.eval.loss import shuffle_views
-from vqkit.tools.demo import format_table, run_demo
+from vqkit.tools.demo import DEFAULT_CONFIG, DEFAULT_ENCODER_PRETRAIN, format_table, run_demo
 
 
 def test_shuffle_views_moves_every_sample_and_keeps_text():
@@ -37,11 +37,12 @@ def test_table_lists_every_qtype():
     assert "colour" in text and "counting" in text and "2.00x" in text
 
 
-def _tiny_demo(tmp_path, steps, scenes, extra=(), config="configs/demo.yaml", **kwargs):
+def _tiny_demo(tmp_path, steps, scenes, extra=(), config="configs/demo.yaml", synth=None, **kwargs):
     return run_demo(config, str(tmp_path / "synth"), str(tmp_path / "run"),
                     overrides=[f"train.max_steps={steps}", "train.log_every_steps=50", "train.save_every_steps=0",
                                "train.warmup_steps=20", *extra],
-                    synth={"scenes": scenes, "views": 4, "image_size": 112, "seed": 0}, progress=False, **kwargs)
+                    synth={"scenes": scenes, "views": 4, "image_size": 112, "seed": 0, **(synth or {})},
+                    progress=False, **kwargs)
 
 
 def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
@@ -66,41 +67,46 @@ def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
     assert (tmp_path / "run" / "final" / "trainable.safetensors").is_file()
     # The model trains with several questions per sample; the blind baseline with one (nothing to share).
     assert yaml.safe_load((run / "config.yaml").read_text())["data"]["turns"] == 4
-    assert yaml.safe_load((run / "blind" / "config.yaml").read_text())["data"]["turns"] == 1
+    blind_cfg = yaml.safe_load((run / "blind" / "config.yaml").read_text())
+    assert blind_cfg["data"]["turns"] == 1 and blind_cfg["train"]["batch_size_per_gpu"] == 2 * yaml.safe_load(
+        (run / "config.yaml").read_text())["train"]["batch_size_per_gpu"]
 
 
-def test_demo_pretrains_its_aggregator_first_when_asked(tmp_path, monkeypatch):
-    """--encoder-pretrain: the semantic pretraining runs into RUN_encoder, and the demo model (and its
-    feature cache) use the weights it wrote."""
+def test_the_default_demo_pretrains_its_aggregator_first(tmp_path, monkeypatch):
+    """The default demo (no config given): configs/demo_objects.yaml, its aggregator pretrained by
+    configs/encoder_semantic_demo.yaml into RUN_encoder, the demo model (and its feature cache) on the
+    weights it wrote; training rooms get 16 questions, val rooms 8."""
     import yaml
 
     monkeypatch.chdir(REPO)
-    summary = _tiny_demo(tmp_path, steps=2, scenes=12, encoder_pretrain="configs/encoder_semantic_demo.yaml",
+    summary = _tiny_demo(tmp_path, steps=2, scenes=12, config=None,
                          encoder_overrides=["train.max_steps=2", "train.batch_size_per_gpu=2",
                                             "train.save_every_steps=0", "train.log_every_steps=1"])
     weights = tmp_path / "run_encoder" / "encoder" / "model.safetensors"
     assert weights.is_file() and summary["encoder_weights"] == str(weights)
-    assert summary["encoder_pretrain"] == "configs/encoder_semantic_demo.yaml"
+    assert summary["config"] == DEFAULT_CONFIG and summary["encoder_pretrain"] == DEFAULT_ENCODER_PRETRAIN
     assert summary["timings_s"]["encoder_pretrain_s"] > 0
     trained = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert trained["model"]["encoder"]["weights"] == str(weights)
+    assert trained["data"]["turns"] == 16 and trained["model"]["projector"]["type"] == "patch_merger"
     pretrain = yaml.safe_load((tmp_path / "run_encoder" / "config.yaml").read_text())
     assert pretrain["data"]["train"][0]["path"] == str(tmp_path / "synth" / "train.jsonl")
+    stats = json.loads((tmp_path / "synth" / "stats.json").read_text())
+    assert stats["args"]["train_questions_per_scene"] == 16 and stats["args"]["questions_per_scene"] == 8
 
 
 @pytest.mark.slow
-@pytest.mark.ci
-def test_shortened_demo_learns_from_the_views(tmp_path, monkeypatch):
-    """A shortened demo (800 rooms, 700 steps; 4.5 min on 2 idle cores, so CI runs it): the views
-    must matter.
+def test_shortened_first_demo_learns_from_the_views(tmp_path, monkeypatch):
+    """configs/demo.yaml, the notebooks' recipe, shortened (800 rooms, 700 steps; 4.5 min on 2 idle
+    cores): the views must matter.
 
-    The full default run (3000 rooms, 1800 steps) gives +14.3 EM overall, +81 on room_colour and a
+    Its full run (3000 rooms, 1800 steps, 8 questions per room) gave +14.3 EM overall, +81 on room_colour and a
     1.70x answer loss with shuffled views. The shortened run measured +6.2 EM (31.9 vs 25.7), room_colour
     45.0 vs 20.0 and a 1.17x loss ratio; the thresholds leave room for noise but fail a model that
     ignores its views (ratio 1.0, full = blind).
     """
     monkeypatch.chdir(REPO)
-    summary = _tiny_demo(tmp_path, steps=700, scenes=800)
+    summary = _tiny_demo(tmp_path, steps=700, scenes=800, synth={"train_questions_per_scene": 8})
     room = summary["by_qtype"]["room_colour"]
     assert room["full"]["em"] >= room["blind"]["em"] + 12, summary
     assert summary["em_full"] >= summary["em_blind"] + 3, summary
@@ -108,26 +114,22 @@ def test_shortened_demo_learns_from_the_views(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_shortened_objects_demo_reads_object_colours(tmp_path, monkeypatch):
-    """A shortened objects demo (800 rooms, 300 pretraining steps, 700 training steps; 8 min on 2 idle
-    cores, so not in CI): the semantically pretrained aggregator must lift the object-colour questions
-    above the blind baseline, keep the wall paint, and make the views matter.
+@pytest.mark.ci
+def test_shortened_default_demo_learns_from_the_views(tmp_path, monkeypatch):
+    """The default demo shortened so that CI runs it (600 rooms, 200 pretraining steps, 400 training
+    steps; 6.4 min on 2 cores): the views must matter.
 
-    The full run (`make demo-objects`: 400 + 1200 steps on 3000 rooms, 8 turns a sample) gives colour
-    24.0 vs 12.0, what_colour_object 21.7 vs 11.7, room_colour 99.7 vs 21.3 and a 2.09x loss ratio. This
-    shortened run measured overall 41.7 vs 26.2, colour 15.2 vs 13.9, what_colour_object 12.7 vs 8.9 (79
-    questions each: one question is 1.3 points), room_colour 100 vs 20 and 1.66x. The thresholds leave
-    room for that noise; the random demo aggregator keeps both object-colour types at the blind level.
+    The full run (3000 rooms, 400 + 800 steps) reads objects: colour +21, what_colour_object +11 over the
+    blind baseline (README). At this size it does not yet: the shortened run measured overall 41.4 vs
+    29.4, room_colour +78, a 1.63x answer loss with shuffled views, but colour and which-object below the
+    blind level (60 val questions each), so those are not asserted here. The thresholds leave room for
+    noise but fail a model that ignores its views (ratio 1.0, full = blind).
     """
     monkeypatch.chdir(REPO)
-    summary = _tiny_demo(tmp_path, steps=700, scenes=800, config="configs/demo_objects.yaml",
-                         encoder_pretrain="configs/encoder_semantic_demo.yaml",
-                         encoder_overrides=["train.max_steps=300", "train.save_every_steps=0",
+    summary = _tiny_demo(tmp_path, steps=400, scenes=600, config=None,
+                         encoder_overrides=["train.max_steps=200", "train.save_every_steps=0",
                                             "train.eval_every_steps=0"])
-    q = summary["by_qtype"]
-    gain = {name: q[name]["full"]["em"] - q[name]["blind"]["em"] for name in ("colour", "what_colour_object",
-                                                                            "room_colour")}
-    assert (gain["colour"] + gain["what_colour_object"]) / 2 >= 2.0, summary
-    assert gain["room_colour"] >= 50, summary
-    assert summary["em_full"] >= summary["em_blind"] + 8, summary
+    room = summary["by_qtype"]["room_colour"]
+    assert room["full"]["em"] >= room["blind"]["em"] + 50, summary
+    assert summary["em_full"] >= summary["em_blind"] + 6, summary
     assert summary["loss_shuffled_views"] >= 1.3 * summary["loss_views"], summary

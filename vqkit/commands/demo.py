@@ -6,24 +6,27 @@ from __future__ import annotations
 import argparse
 
 from vqkit.commands.common import add_overrides_argument
-from vqkit.tools.demo import DEFAULT_SYNTH, run_demo
+from vqkit.tools.demo import DEFAULT_CONFIG, DEFAULT_ENCODER_PRETRAIN, DEFAULT_SYNTH, run_demo
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vqkit demo",
         description="Synthetic rooms -> train the demo model and a blind baseline -> evaluate both, on CPU.")
-    parser.add_argument("--config", default="configs/demo.yaml", help="demo experiment YAML")
+    parser.add_argument("--config", default=None,
+                        help=f"demo experiment YAML (default: {DEFAULT_CONFIG}, its aggregator pretrained first "
+                             f"with {DEFAULT_ENCODER_PRETRAIN})")
     parser.add_argument("--encoder-pretrain", default=None, metavar="CONFIG",
-                        help="a vqkit pretrain-encoder config: pretrain the demo config's aggregator with it first "
-                             "(make demo-objects: configs/encoder_semantic_demo.yaml); default: the config's "
-                             "own encoder")
+                        help="a vqkit pretrain-encoder config: pretrain the demo config's aggregator with it first; "
+                             "default: the default demo's, or a given --config's own encoder")
     parser.add_argument("--data-dir", default="data/synth", help="where the synthetic rooms are (generated when missing)")
     parser.add_argument("--run-dir", default="runs/demo", help="run folder (replaced if it holds an earlier demo)")
     parser.add_argument("--scenes", type=int, default=DEFAULT_SYNTH["scenes"], help="synthetic rooms to generate")
     parser.add_argument("--views", type=int, default=DEFAULT_SYNTH["views"], help="views per room")
     parser.add_argument("--image-size", type=int, default=DEFAULT_SYNTH["image_size"], help="image size (px)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SYNTH["seed"], help="seed of the synthetic rooms")
+    parser.add_argument("--train-questions-per-scene", type=int, default=DEFAULT_SYNTH["train_questions_per_scene"],
+                        help="questions per training room (val rooms get 8; default: %(default)s)")
     add_overrides_argument(parser, "override a config value, e.g. --set train.max_steps=200 (repeatable)")
     parser.add_argument("--encoder-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of the --encoder-pretrain config, e.g. --encoder-set "
@@ -31,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="log lines only, no progress bars")
     args = parser.parse_args(argv)
     run_demo(args.config, args.data_dir, args.run_dir, args.overrides,
-             synth={"scenes": args.scenes, "views": args.views, "image_size": args.image_size, "seed": args.seed},
+             synth={"scenes": args.scenes, "views": args.views, "image_size": args.image_size, "seed": args.seed,
+                    "train_questions_per_scene": args.train_questions_per_scene},
              progress=not args.no_progress,
              encoder_pretrain=args.encoder_pretrain, encoder_overrides=args.encoder_set)
     return 0

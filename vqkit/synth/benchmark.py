@@ -158,11 +158,14 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
              seed: int = 0, workers: int | None = None, render_scale: int = 2,
              questions_per_scene: int = 8, l_shape_prob: float = 0.3, image_format: str = "png",
              split_fractions=(0.8, 0.1, 0.1), tokenizer: bool = True, vocab_size: int = 1024,
-             progress: bool = True) -> dict:
+             progress: bool = True, train_questions_per_scene: int | None = None) -> dict:
     """Generate the synthetic benchmark into ``out_dir`` and return its stats (also in stats.json).
 
     Deterministic for ``seed``: the JSONL files are byte-identical for the same arguments whatever
     ``workers`` is. ``workers`` defaults to min(2, cpu count); each scene is an independent job.
+    ``train_questions_per_scene`` (default: ``questions_per_scene``) asks more of the training rooms
+    only: a training room's questions begin with those ``questions_per_scene`` gives, and the val and
+    test splits (the benchmark) do not change.
     """
     if scenes < 1 or views < 1:
         raise ConfigError(f"vqkit synth: --scenes and --views must be >= 1 (got {scenes}, {views})")
@@ -171,6 +174,10 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
                           f"(got {image_size}, {render_scale})")
     if image_format not in ("png", "jpg"):
         raise ConfigError(f"vqkit synth: --image-format must be png or jpg, got {image_format!r}")
+    train_qps = questions_per_scene if train_questions_per_scene is None else train_questions_per_scene
+    if questions_per_scene < 1 or train_qps < 1:
+        raise ConfigError(f"vqkit synth: --questions-per-scene and --train-questions-per-scene must be >= 1 "
+                          f"(got {questions_per_scene}, {train_qps})")
     if len(split_fractions) != 3 or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) < 0:
         raise ConfigError(f"vqkit synth: split fractions must be 3 non-negative numbers summing to 1, "
                           f"got {split_fractions}")
@@ -179,14 +186,15 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     workers = min(workers, scenes)
     nthreads = 1 if workers > 1 else 0
-    jobs = [(str(out), seed, i, views, image_size, render_scale, l_shape_prob, questions_per_scene,
-             image_format, nthreads) for i in range(scenes)]
+    splits = split_scenes(scenes, seed, split_fractions)
+    train = set(splits["train"])
+    jobs = [(str(out), seed, i, views, image_size, render_scale, l_shape_prob,
+             train_qps if i in train else questions_per_scene, image_format, nthreads) for i in range(scenes)]
 
     t0 = time.perf_counter()
     results = _render_scenes(jobs, workers, progress)
     t_scenes = time.perf_counter() - t0
 
-    splits = split_scenes(scenes, seed, split_fractions)
     records = {s: [r for i in splits[s] for r in question_records(results[i])] for s in SPLITS}
     roomplan = {s: [roomplan_record(results[i]) for i in splits[s]] for s in SPLITS}
     for s in SPLITS:
@@ -202,7 +210,8 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     stats = _stats(records, results, splits)
     stats["args"] = {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed, "workers": workers,
                      "render_scale": render_scale, "questions_per_scene": questions_per_scene,
-                     "l_shape_prob": l_shape_prob, "image_format": image_format}
+                     "train_questions_per_scene": train_qps, "l_shape_prob": l_shape_prob,
+                     "image_format": image_format}
     stats["timings"] = {"scenes_s": round(t_scenes, 3), "scenes_per_s": round(scenes / t_scenes, 3),
                         "views_per_s": round(scenes * views / t_scenes, 2),
                         "render_s_per_scene": round(float(np.mean([r["render_s"] for r in results])), 5),
@@ -276,20 +285,24 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
 
 
 def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_size: int, seed: int,
-                 progress: bool = True) -> dict:
+                 train_questions_per_scene: int = 8, progress: bool = True) -> dict:
     """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments by
-    this generator version (then its stats are returned and nothing is written)."""
+    this generator version (then its stats are returned and nothing is written). Val and test rooms
+    always get 8 questions, ``train_questions_per_scene`` is the training rooms'."""
     data_dir = Path(data_dir)
     stats_file = data_dir / "stats.json"
     if stats_file.is_file():
         stats = json.loads(stats_file.read_text())
         args = stats.get("args", {})
-        same_args = (args.get("scenes"), args.get("views"), args.get("image_size"), args.get("seed")) == (
-            scenes, views, image_size, seed)
+        qps = args.get("questions_per_scene", 8)
+        same_args = (args.get("scenes"), args.get("views"), args.get("image_size"), args.get("seed"), qps,
+                     args.get("train_questions_per_scene", qps)) == (
+            scenes, views, image_size, seed, 8, train_questions_per_scene)
         if same_args and stats.get("generator_version") == GENERATOR_VERSION:
             print(f"reusing the synthetic rooms in {data_dir}", flush=True)
             return stats
-    return generate(data_dir, scenes=scenes, views=views, image_size=image_size, seed=seed, progress=progress)
+    return generate(data_dir, scenes=scenes, views=views, image_size=image_size, seed=seed, progress=progress,
+                    train_questions_per_scene=train_questions_per_scene)
 
 
 def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True) -> None:
