@@ -64,11 +64,9 @@ def run_demo(config: str | None = None, data_dir: str = "data/synth", run_dir: s
              encoder_pretrain: str | None = None, encoder_overrides: list[str] | None = None) -> dict:
     """Run the whole demo; returns the summary written to ``RUN/demo_summary.json``.
 
-    ``config`` None: the default demo, :data:`DEFAULT_CONFIG` with its aggregator pretrained by
-    :data:`DEFAULT_ENCODER_PRETRAIN` (unless ``encoder_pretrain`` names another).
-    ``encoder_pretrain``: a ``vqkit pretrain-encoder`` config to pretrain the aggregator with first
-    (``encoder_overrides`` apply to it); None with a given ``config`` uses that config's own encoder
-    (random or its weights)."""
+    ``config`` None: :data:`DEFAULT_CONFIG`, its aggregator first pretrained with the ``vqkit
+    pretrain-encoder`` config ``encoder_pretrain`` (default :data:`DEFAULT_ENCODER_PRETRAIN`, changed by
+    ``encoder_overrides``); with a ``config`` given, ``encoder_pretrain`` None keeps that config's encoder."""
     started = time.time()
     if config is None:
         config, encoder_pretrain = DEFAULT_CONFIG, encoder_pretrain or DEFAULT_ENCODER_PRETRAIN
