@@ -9,7 +9,7 @@ from vqkit.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vqkit.synth.benchmark import generate
+    from vqkit.synth.benchmark import QUESTIONS_PER_SCENE, generate
 
     # Defaults are written into each help text: ArgumentDefaultsHelpFormatter printed "(default: None)"
     # for the required --out and for --workers, whose default is computed.
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render-scale", type=int, default=2,
                    help="render RGB at image-size x this and box-filter down (antialiasing); 1 = off "
                         "(default: %(default)s)")
-    p.add_argument("--questions-per-scene", type=int, default=8,
+    p.add_argument("--questions-per-scene", type=int, default=QUESTIONS_PER_SCENE,
                    help="questions per room, qtypes cycle (default: %(default)s)")
     p.add_argument("--train-questions-per-scene", type=int, default=None,
                    help="questions per training room, beginning with those --questions-per-scene gives; "

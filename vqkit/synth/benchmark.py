@@ -50,6 +50,8 @@ from vqkit.utils.open3d import import_open3d
 GENERATOR_VERSION = 3  # 3: per-pixel semantic maps (records' "semantics")
 
 SPLITS = ("train", "val", "test")
+# Questions per room: every val and test room's (the benchmark), and the training rooms' by default.
+QUESTIONS_PER_SCENE = 8
 
 
 def _write_scene(job: tuple) -> dict:
@@ -156,7 +158,7 @@ def blind_baselines(train: list[dict], heldout: list[dict]) -> dict:
 
 def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, image_size: int = 112,
              seed: int = 0, workers: int | None = None, render_scale: int = 2,
-             questions_per_scene: int = 8, l_shape_prob: float = 0.3, image_format: str = "png",
+             questions_per_scene: int = QUESTIONS_PER_SCENE, l_shape_prob: float = 0.3, image_format: str = "png",
              split_fractions=(0.8, 0.1, 0.1), tokenizer: bool = True, vocab_size: int = 1024,
              progress: bool = True, train_questions_per_scene: int | None = None) -> dict:
     """Generate the synthetic benchmark into ``out_dir`` and return its stats (also in stats.json).
@@ -285,19 +287,19 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
 
 
 def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_size: int, seed: int,
-                 train_questions_per_scene: int = 8, progress: bool = True) -> dict:
+                 train_questions_per_scene: int = QUESTIONS_PER_SCENE, progress: bool = True) -> dict:
     """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments by
     this generator version (then its stats are returned and nothing is written). Val and test rooms
-    always get 8 questions, ``train_questions_per_scene`` is the training rooms'."""
+    always get :data:`QUESTIONS_PER_SCENE` questions, ``train_questions_per_scene`` is the training rooms'."""
     data_dir = Path(data_dir)
     stats_file = data_dir / "stats.json"
     if stats_file.is_file():
         stats = json.loads(stats_file.read_text())
         args = stats.get("args", {})
-        qps = args.get("questions_per_scene", 8)
+        qps = args.get("questions_per_scene", QUESTIONS_PER_SCENE)
         same_args = (args.get("scenes"), args.get("views"), args.get("image_size"), args.get("seed"), qps,
                      args.get("train_questions_per_scene", qps)) == (
-            scenes, views, image_size, seed, 8, train_questions_per_scene)
+            scenes, views, image_size, seed, QUESTIONS_PER_SCENE, train_questions_per_scene)
         if same_args and stats.get("generator_version") == GENERATOR_VERSION:
             print(f"reusing the synthetic rooms in {data_dir}", flush=True)
             return stats
