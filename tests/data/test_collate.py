@@ -170,6 +170,22 @@ def test_collator_pickles_for_workers(tiny_tokenizer, tiny_records):
     assert torch.equal(again(samples)["input_ids"], col(samples)["input_ids"])
 
 
+def test_remembered_tokens_give_the_same_batches(tokenizer, tiny_records, monkeypatch):
+    """The collator remembers the tokens of each text it met; a batch built from remembered tokens,
+    truncated or not, equals one from a fresh collator, and the memory stays within its bound."""
+    samples = _samples(tiny_records)
+    samples[0]["situation"] = "I am standing in the room near the door and looking at the window. " * 4
+    cfg = DataConfig(prompt_template="chat", max_length=60)
+    col = Collator(tokenizer, _model(), cfg)
+    first = col(samples)
+    assert first["num_truncated"] >= 1 and col._token_cache
+    for again in (col(samples), Collator(tokenizer, _model(), cfg)(samples)):
+        assert torch.equal(again["input_ids"], first["input_ids"]) and torch.equal(again["labels"], first["labels"])
+    monkeypatch.setattr("vqkit.data.collate._TOKEN_CACHE_SIZE", 2)
+    small = Collator(tokenizer, _model(), cfg)
+    assert torch.equal(small(samples)["input_ids"], first["input_ids"]) and len(small._token_cache) <= 2
+
+
 @pytest.mark.parametrize("template", ["chat", SEED_TEMPLATE])
 def test_turns_pack_questions_about_the_same_views(tokenizer, corpus, template):
     """data.turns: record 0 and the two records that share its views become one sample of three
