@@ -106,8 +106,10 @@ def camera_rays(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width:
     rays = np.empty((height, width, 6), dtype=np.float32)
     rays[..., :3] = -np.asarray(R).T @ np.asarray(t)
     R = np.asarray(R, dtype=np.float64)
-    # d_world = R^T [u, v, 1]: rows of R are the camera axes in world coordinates.
-    rays[..., 3:] = u[None, :, None] * R[0] + v[:, None, None] * R[1] + R[2]
+    # d_world = R^T [u, v, 1]: rows of R are the camera axes in world coordinates. One [H, W] plane per
+    # component: broadcasting over a last axis of 3 ran ~3x slower for the same sums.
+    for c in range(3):
+        rays[..., 3 + c] = (u[None, :] * R[0, c] + v[:, None] * R[1, c]) + R[2, c]
     return rays.reshape(-1, 6)
 
 
@@ -159,11 +161,11 @@ def render(mesh: SceneMesh, K: np.ndarray, Rs: np.ndarray, ts: np.ndarray, size:
         table[:-1] = tri_albedo * shade[:, None]
         colour[v] = table[prim[v * big * big:(v + 1) * big * big]]
     colour = colour.reshape(-1, 3)
-    tex = tri_tex[np.minimum(prim[:n_big], len(tris) - 1)] & ok[:n_big]
-    if tex.any():  # floor tiles of 0.6 m: a perspective cue
-        r, th = rays[:n_big], np.where(tex, t_hit[:n_big], 0.0)
+    tex = np.flatnonzero(tri_tex[np.minimum(prim[:n_big], len(tris) - 1)] & ok[:n_big])
+    if len(tex):  # floor tiles of 0.6 m: a perspective cue, worked out for the floor's pixels only
+        r, th = rays[tex], t_hit[tex]
         checker = (np.floor((r[:, 0] + th * r[:, 3]) / 0.6) + np.floor((r[:, 1] + th * r[:, 4]) / 0.6)) % 2
-        colour *= np.where(tex & (checker == 0), np.float32(0.9), np.float32(1.0))[:, None]
+        colour[tex[checker == 0]] *= np.float32(0.9)
     colour = colour.reshape(V, S, render_scale, S, render_scale, 3)
     pooled = np.zeros((V, S, S, 3), dtype=np.float32)
     for a in range(render_scale):  # box filter: sum of strided slices is much cheaper than mean()
