@@ -52,6 +52,9 @@ GENERATOR_VERSION = 3  # 3: per-pixel semantic maps (records' "semantics")
 SPLITS = ("train", "val", "test")
 # Questions per room: every val and test room's (the benchmark), and the training rooms' by default.
 QUESTIONS_PER_SCENE = 8
+# zlib level of the PNGs (lossless at any level): 1, as OpenCV writes them, encodes a scene's 12
+# images in half the time of PIL's default 6 for ~30% more bytes.
+PNG_LEVEL = 1
 
 
 def _write_scene(job: tuple) -> dict:
@@ -71,9 +74,9 @@ def _write_scene(job: tuple) -> dict:
         if image_format == "jpg":
             img.save(folder / rgb_name, quality=95)
         else:
-            img.save(folder / rgb_name, compress_level=6)
-        Image.fromarray(geo.metres_to_depth_png(sc["depth"][v])).save(folder / depth_name)
-        Image.fromarray(sc["semantics"][v]).save(folder / semantic_name)
+            img.save(folder / rgb_name, compress_level=PNG_LEVEL)
+        Image.fromarray(geo.metres_to_depth_png(sc["depth"][v])).save(folder / depth_name, compress_level=PNG_LEVEL)
+        Image.fromarray(sc["semantics"][v]).save(folder / semantic_name, compress_level=PNG_LEVEL)
         cam["image"] = f"scenes/{sid}/{rgb_name}"
         cam["depth"] = f"scenes/{sid}/{depth_name}"
         cam["semantics"] = f"scenes/{sid}/{semantic_name}"
