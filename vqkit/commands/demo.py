@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from vqkit.commands.common import add_overrides_argument
+from vqkit.synth.benchmark import QUESTIONS_PER_SCENE
 from vqkit.tools.demo import DEFAULT_CONFIG, DEFAULT_ENCODER_PRETRAIN, DEFAULT_SYNTH, run_demo
 
 
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=DEFAULT_SYNTH["image_size"], help="image size (px)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SYNTH["seed"], help="seed of the synthetic rooms")
     parser.add_argument("--train-questions-per-scene", type=int, default=DEFAULT_SYNTH["train_questions_per_scene"],
-                        help="questions per training room (val rooms get 8; default: %(default)s)")
+                        help=f"questions per training room (val rooms get {QUESTIONS_PER_SCENE}; default: %(default)s)")
     add_overrides_argument(parser, "override a config value, e.g. --set train.max_steps=200 (repeatable)")
     parser.add_argument("--encoder-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of the --encoder-pretrain config, e.g. --encoder-set "
