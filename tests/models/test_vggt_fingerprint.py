@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from vqkit.config.schema import EncoderConfig
 from vqkit.errors import CheckpointError
+from vqkit.models.vggt import fingerprint
 from vqkit.models.vggt.fingerprint import weights_fingerprint
 from vqkit.models.vggt.weights import is_hub_id, resolve_checkpoint
 
@@ -36,6 +40,28 @@ def test_a_missing_local_weights_file_is_an_error_not_a_hub_id(tmp_path):
     assert weights_fingerprint(EncoderConfig(weights="facebook/VGGT-1B")) == "hub:facebook/VGGT-1B"
     path = tmp_path / "model.pt"
     torch.save({"x": torch.zeros(2)}, path)
-    assert weights_fingerprint(EncoderConfig(weights=str(path))).startswith("file:")
+    assert weights_fingerprint(EncoderConfig(weights=str(path))).startswith("content:")
     assert weights_fingerprint(EncoderConfig(weights=str(tmp_path))) == weights_fingerprint(
         EncoderConfig(weights=str(path)))  # a folder holding it: the same file
+
+
+def test_the_same_weights_written_again_keep_their_fingerprint(tmp_path, monkeypatch):
+    """A seeded `vqkit pretrain-encoder` run again writes the same bytes at a new time: its feature cache
+    stays valid (the demo used to rebuild it, ~35 s). Other bytes are another encoder. A file over
+    CONTENT_HASH_MAX_BYTES is fingerprinted by size, mtime and first MiB instead, so a touch changes it."""
+    path = tmp_path / "model.safetensors"
+    save_file({"w": torch.arange(6.0)}, str(path))
+    first = weights_fingerprint(EncoderConfig(weights=str(path)))
+    os.utime(path, ns=(1, 1))
+    save_file({"w": torch.arange(6.0)}, str(path))  # rewritten: new mtime, same bytes
+    assert path.stat().st_mtime_ns != 1
+    assert weights_fingerprint(EncoderConfig(weights=str(path))) == first
+    save_file({"w": torch.arange(6.0) + 1}, str(path))
+    assert weights_fingerprint(EncoderConfig(weights=str(path))) != first
+
+    monkeypatch.setattr(fingerprint, "CONTENT_HASH_MAX_BYTES", 0)
+    os.utime(path, ns=(3, 3))  # not a stat the content fingerprints above were memoised under
+    large = weights_fingerprint(EncoderConfig(weights=str(path)))
+    assert large.startswith("file:")
+    os.utime(path, ns=(2, 2))
+    assert weights_fingerprint(EncoderConfig(weights=str(path))) not in (large, first)

@@ -23,16 +23,30 @@ if TYPE_CHECKING:  # pragma: no cover
 # operations, compiled).
 NOT_IN_FINGERPRINT = {"frozen", "weights", "compile"}
 
-
-
 _FINGERPRINTS: dict[str, str] = {}
+
+#: Weights files up to this size are fingerprinted by their bytes (the demo's aggregator is ~2 MB and
+#: hashes in milliseconds); larger ones, such as VGGT-1B's 5 GB, by size, mtime and first MiB.
+CONTENT_HASH_MAX_BYTES = 256 << 20
+
+
+def _file_fingerprint(path: Path, st) -> str:
+    if st.st_size <= CONTENT_HASH_MAX_BYTES:
+        with open(path, "rb") as f:
+            return "content:" + hashlib.file_digest(f, "sha256").hexdigest()
+    h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+    return "file:" + h.hexdigest()
 
 
 def weights_fingerprint(enc_cfg: "EncoderConfig") -> str:
     """A fingerprint of the encoder weights.
 
-    A weights file (or a folder holding one): sha256 over its size, mtime and first MiB (cheap for a
-    5 GB checkpoint). A hub id (:func:`vqkit.models.vggt.weights.is_hub_id`) that is not a local path:
+    A weights file (or a folder holding one) up to :data:`CONTENT_HASH_MAX_BYTES`: sha256 of its bytes,
+    so the same weights written again (a rerun of a seeded ``vqkit pretrain-encoder``, a copy) keep
+    their cache. A larger one: sha256 over its size, mtime and first MiB (reading all of a 5 GB
+    checkpoint would take longer than some runs that use the cache). A hub id (:func:`vqkit.models.vggt.weights.is_hub_id`) that is not a local path:
     the id itself. A path-like value that is not there (``/ckpts/model.pt``, ``model.safetensors``) is a
     CheckpointError, never recorded as a hub id. Random init: sha256 of the seeded state dict (the init
     depends on the torch version, so the seed alone is not enough). Memoised per process.
@@ -47,10 +61,7 @@ def weights_fingerprint(enc_cfg: "EncoderConfig") -> str:
         st = path.stat()
         memo = f"file:{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
         if memo not in _FINGERPRINTS:
-            h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
-            with open(path, "rb") as f:
-                h.update(f.read(1 << 20))
-            _FINGERPRINTS[memo] = "file:" + h.hexdigest()
+            _FINGERPRINTS[memo] = _file_fingerprint(path, st)
         return _FINGERPRINTS[memo]
     fields = {k: v for k, v in dataclasses.asdict(enc_cfg).items() if k not in NOT_IN_FINGERPRINT}
     memo = "init:" + json_sha256(fields) + ":" + torch.__version__
