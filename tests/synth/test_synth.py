@@ -231,6 +231,28 @@ def test_more_questions_for_the_training_rooms_only(tmp_path, dataset):
     assert stats["questions"]["train"] > 2 * stats["questions"]["val"]
 
 
+def test_ensure_synth_reuses_only_a_set_made_with_the_same_arguments(tmp_path, capsys):
+    """The demo's rooms: reused when stats.json says they were made with the demo's arguments, else
+    regenerated in place with a line saying which argument differs. The render scale changes the
+    pixels only: the same rooms, questions and records (the demo renders at 1, `vqkit synth` at 2)."""
+    kw = dict(scenes=3, views=2, image_size=32, seed=1, train_questions_per_scene=10, progress=False)
+    synth.ensure_synth(tmp_path, render_scale=1, **kw)
+    records = (tmp_path / "train.jsonl").read_bytes()
+    written = (tmp_path / "train.jsonl").stat().st_mtime_ns
+    aliased = (tmp_path / "scenes" / "scene00000" / "rgb_00.png").read_bytes()
+    capsys.readouterr()
+
+    synth.ensure_synth(tmp_path, render_scale=1, **kw)
+    assert capsys.readouterr().out == f"reusing the synthetic rooms in {tmp_path}\n"
+    assert (tmp_path / "train.jsonl").stat().st_mtime_ns == written
+
+    stats = synth.ensure_synth(tmp_path, render_scale=2, **kw)
+    assert f"regenerating the synthetic rooms in {tmp_path} (render_scale 1 -> 2)" in capsys.readouterr().out
+    assert stats["args"]["render_scale"] == 2
+    assert (tmp_path / "train.jsonl").read_bytes() == records
+    assert (tmp_path / "scenes" / "scene00000" / "rgb_00.png").read_bytes() != aliased
+
+
 def test_cli_and_tokenizer(tmp_path):
     pytest.importorskip("tokenizers")
     rc = synth_command(["--out", str(tmp_path / "d"), "--scenes", "3", "--views", "2", "--image-size", "32",

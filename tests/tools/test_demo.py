@@ -93,6 +93,7 @@ def test_the_default_demo_pretrains_its_aggregator_first(tmp_path, monkeypatch):
     assert pretrain["data"]["train"][0]["path"] == str(tmp_path / "synth" / "train.jsonl")
     stats = json.loads((tmp_path / "synth" / "stats.json").read_text())
     assert stats["args"]["train_questions_per_scene"] == 16 and stats["args"]["questions_per_scene"] == 8
+    assert stats["args"]["render_scale"] == 1
 
 
 @pytest.mark.slow

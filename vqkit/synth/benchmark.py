@@ -290,24 +290,34 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
 
 
 def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_size: int, seed: int,
-                 train_questions_per_scene: int = QUESTIONS_PER_SCENE, progress: bool = True) -> dict:
+                 train_questions_per_scene: int = QUESTIONS_PER_SCENE, render_scale: int = 2,
+                 progress: bool = True) -> dict:
     """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments by
-    this generator version (then its stats are returned and nothing is written). Val and test rooms
-    always get :data:`QUESTIONS_PER_SCENE` questions, ``train_questions_per_scene`` is the training rooms'."""
+    this generator version (then its stats are returned and nothing is written); a set made with other
+    arguments is regenerated in place, saying which differ. Val and test rooms always get
+    :data:`QUESTIONS_PER_SCENE` questions, ``train_questions_per_scene`` is the training rooms'."""
     data_dir = Path(data_dir)
     stats_file = data_dir / "stats.json"
     if stats_file.is_file():
         stats = json.loads(stats_file.read_text())
         args = stats.get("args", {})
         qps = args.get("questions_per_scene", QUESTIONS_PER_SCENE)
-        same_args = (args.get("scenes"), args.get("views"), args.get("image_size"), args.get("seed"), qps,
-                     args.get("train_questions_per_scene", qps)) == (
-            scenes, views, image_size, seed, QUESTIONS_PER_SCENE, train_questions_per_scene)
-        if same_args and stats.get("generator_version") == GENERATOR_VERSION:
+        have = {"scenes": args.get("scenes"), "views": args.get("views"), "image_size": args.get("image_size"),
+                "seed": args.get("seed"), "questions_per_scene": qps,
+                "train_questions_per_scene": args.get("train_questions_per_scene", qps),
+                "render_scale": args.get("render_scale", 2)}
+        want = {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed,
+                "questions_per_scene": QUESTIONS_PER_SCENE, "train_questions_per_scene": train_questions_per_scene,
+                "render_scale": render_scale}
+        if have == want and stats.get("generator_version") == GENERATOR_VERSION:
             print(f"reusing the synthetic rooms in {data_dir}", flush=True)
             return stats
+        differ = [f"{k} {have[k]} -> {want[k]}" for k in want if have[k] != want[k]]
+        if stats.get("generator_version") != GENERATOR_VERSION:
+            differ.append(f"generator version {stats.get('generator_version')} -> {GENERATOR_VERSION}")
+        print(f"regenerating the synthetic rooms in {data_dir} ({', '.join(differ)})", flush=True)
     return generate(data_dir, scenes=scenes, views=views, image_size=image_size, seed=seed, progress=progress,
-                    train_questions_per_scene=train_questions_per_scene)
+                    train_questions_per_scene=train_questions_per_scene, render_scale=render_scale)
 
 
 def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True) -> None:
