@@ -9,7 +9,7 @@ import torch
 
 from helpers import REPO
 from vqkit.eval.loss import shuffle_views
-from vqkit.tools.demo import DEFAULT_CONFIG, DEFAULT_ENCODER_PRETRAIN, format_table, run_demo
+from vqkit.tools.demo import DEFAULT_CONFIG, DEFAULT_ENCODER_PRETRAIN, DEFAULT_SYNTH, format_table, run_demo
 
 
 def test_shuffle_views_moves_every_sample_and_keeps_text():
@@ -35,6 +35,18 @@ def test_table_lists_every_qtype():
              "by_qtype": {"colour": {"n": 2, "em": 50.0, "em_refined": 50.0}, "counting": {"n": 1, "em": 0.0, "em_refined": 0.0}}}
     text = format_table(full, blind, {"loss_views": 0.5, "loss_shuffled_views": 1.0})
     assert "colour" in text and "counting" in text and "2.00x" in text
+
+
+def test_the_command_hands_its_room_arguments_to_the_demo(monkeypatch):
+    """`vqkit demo` renders its rooms at DEFAULT_SYNTH's scale (1) unless --render-scale says otherwise
+    (2 reproduces the first demo's antialiased rooms, README)."""
+    import vqkit.commands.demo as command
+
+    calls = []
+    monkeypatch.setattr(command, "run_demo", lambda *args, **kwargs: calls.append(kwargs["synth"]))
+    assert command.main([]) == 0 and command.main(["--render-scale", "2", "--scenes", "30"]) == 0
+    assert calls[0] == DEFAULT_SYNTH and DEFAULT_SYNTH["render_scale"] == 1
+    assert calls[1] == {**DEFAULT_SYNTH, "render_scale": 2, "scenes": 30}
 
 
 def _tiny_demo(tmp_path, steps, scenes, extra=(), config="configs/demo.yaml", synth=None, **kwargs):
@@ -107,7 +119,7 @@ def test_shortened_first_demo_learns_from_the_views(tmp_path, monkeypatch):
     ignores its views (ratio 1.0, full = blind).
     """
     monkeypatch.chdir(REPO)
-    summary = _tiny_demo(tmp_path, steps=700, scenes=800, synth={"train_questions_per_scene": 8})
+    summary = _tiny_demo(tmp_path, steps=700, scenes=800, synth={"train_questions_per_scene": 8, "render_scale": 2})
     room = summary["by_qtype"]["room_colour"]
     assert room["full"]["em"] >= room["blind"]["em"] + 12, summary
     assert summary["em_full"] >= summary["em_blind"] + 3, summary

@@ -46,8 +46,8 @@ def weights_fingerprint(enc_cfg: "EncoderConfig") -> str:
     A weights file (or a folder holding one) up to :data:`CONTENT_HASH_MAX_BYTES`: sha256 of its bytes,
     so the same weights written again (a rerun of a seeded ``vqkit pretrain-encoder``, a copy) keep
     their cache. A larger one: sha256 over its size, mtime and first MiB (reading all of a 5 GB
-    checkpoint would take longer than some runs that use the cache). A hub id (:func:`vqkit.models.vggt.weights.is_hub_id`) that is not a local path:
-    the id itself. A path-like value that is not there (``/ckpts/model.pt``, ``model.safetensors``) is a
+    checkpoint would take longer than some runs that use the cache). A hub id
+    (:func:`vqkit.models.vggt.weights.is_hub_id`) that is not a local path: the id itself. A path-like value that is not there (``/ckpts/model.pt``, ``model.safetensors``) is a
     CheckpointError, never recorded as a hub id. Random init: sha256 of the seeded state dict (the init
     depends on the torch version, so the seed alone is not enough). Memoised per process.
     """
