@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 
 import pytest
 import torch
@@ -46,8 +48,8 @@ def test_a_missing_local_weights_file_is_an_error_not_a_hub_id(tmp_path):
 
 
 def test_the_same_weights_written_again_keep_their_fingerprint(tmp_path, monkeypatch):
-    """A seeded `vqkit pretrain-encoder` run again writes the same bytes at a new time: its feature cache
-    stays valid (the demo used to rebuild it, ~35 s). Other bytes are another encoder. A file over
+    """A seeded `vqkit pretrain-encoder` run again writes the same weights at a new time: its feature
+    cache stays valid (the demo used to rebuild it, ~35 s). Other weights are another encoder. A file over
     CONTENT_HASH_MAX_BYTES is fingerprinted by size, mtime and first MiB instead, so a touch changes it."""
     path = tmp_path / "model.safetensors"
     save_file({"w": torch.arange(6.0)}, str(path))
@@ -58,6 +60,18 @@ def test_the_same_weights_written_again_keep_their_fingerprint(tmp_path, monkeyp
     assert weights_fingerprint(EncoderConfig(weights=str(path))) == first
     save_file({"w": torch.arange(6.0) + 1}, str(path))
     assert weights_fingerprint(EncoderConfig(weights=str(path))) != first
+
+    # The writer orders metadata keys as its hash map falls, differently in another process: files
+    # written by hand with the keys in either order hold the same weights, so they share a key.
+    data = torch.arange(4.0).numpy().tobytes()
+    fingerprints = []
+    for n, meta in enumerate(({"a": "1", "b": "2"}, {"b": "2", "a": "1"})):
+        header = json.dumps({"__metadata__": meta, "w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})
+        file = tmp_path / f"order{n}.safetensors"
+        file.write_bytes(struct.pack("<Q", len(header)) + header.encode() + data)
+        fingerprints.append(weights_fingerprint(EncoderConfig(weights=str(file))))
+    assert (tmp_path / "order0.safetensors").read_bytes() != (tmp_path / "order1.safetensors").read_bytes()
+    assert fingerprints[0] == fingerprints[1]
 
     monkeypatch.setattr(fingerprint, "CONTENT_HASH_MAX_BYTES", 0)
     os.utime(path, ns=(3, 3))  # not a stat the content fingerprints above were memoised under

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,15 +27,34 @@ NOT_IN_FINGERPRINT = {"frozen", "weights", "compile"}
 
 _FINGERPRINTS: dict[str, str] = {}
 
-#: Weights files up to this size are fingerprinted by their bytes (the demo's aggregator is ~2 MB and
+#: Weights files up to this size are fingerprinted by their content (the demo's aggregator is ~2 MB and
 #: hashes in milliseconds); larger ones, such as VGGT-1B's 5 GB, by size, mtime and first MiB.
 CONTENT_HASH_MAX_BYTES = 256 << 20
 
 
+def _safetensors_digest(data: bytes) -> str | None:
+    """sha256 over a safetensors file's metadata (keys sorted) and its tensors by name (name, dtype,
+    shape, bytes); None when ``data`` is not one. Not over the raw bytes: the writer orders the
+    metadata keys differently from one process to the next, so the same weights saved twice differ."""
+    try:
+        size = struct.unpack("<Q", data[:8])[0]
+        header = json.loads(data[8:8 + size])
+        body = memoryview(data)[8 + size:]
+        h = hashlib.sha256(json.dumps(header.pop("__metadata__", None) or {}, sort_keys=True).encode())
+        for name in sorted(header):
+            begin, end = header[name]["data_offsets"]
+            h.update(json.dumps([name, header[name]["dtype"], header[name]["shape"]]).encode())
+            h.update(body[begin:end])
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return h.hexdigest()
+
+
 def _file_fingerprint(path: Path, st) -> str:
     if st.st_size <= CONTENT_HASH_MAX_BYTES:
-        with open(path, "rb") as f:
-            return "content:" + hashlib.file_digest(f, "sha256").hexdigest()
+        data = path.read_bytes()
+        digest = _safetensors_digest(data) if path.suffix == ".safetensors" else None
+        return "content:" + (digest or hashlib.sha256(data).hexdigest())
     h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
     with open(path, "rb") as f:
         h.update(f.read(1 << 20))
@@ -43,13 +64,15 @@ def _file_fingerprint(path: Path, st) -> str:
 def weights_fingerprint(enc_cfg: "EncoderConfig") -> str:
     """A fingerprint of the encoder weights.
 
-    A weights file (or a folder holding one) up to :data:`CONTENT_HASH_MAX_BYTES`: sha256 of its bytes,
-    so the same weights written again (a rerun of a seeded ``vqkit pretrain-encoder``, a copy) keep
+    A weights file (or a folder holding one) up to :data:`CONTENT_HASH_MAX_BYTES`: sha256 of its content
+    (a safetensors file's tensors and metadata, :func:`_safetensors_digest`; another file's bytes), so
+    the same weights written again (a rerun of a seeded ``vqkit pretrain-encoder``, a copy) keep
     their cache. A larger one: sha256 over its size, mtime and first MiB (reading all of a 5 GB
     checkpoint would take longer than some runs that use the cache). A hub id
-    (:func:`vqkit.models.vggt.weights.is_hub_id`) that is not a local path: the id itself. A path-like value that is not there (``/ckpts/model.pt``, ``model.safetensors``) is a
-    CheckpointError, never recorded as a hub id. Random init: sha256 of the seeded state dict (the init
-    depends on the torch version, so the seed alone is not enough). Memoised per process.
+    (:func:`vqkit.models.vggt.weights.is_hub_id`) that is not a local path: the id itself. A path-like
+    value that is not there (``/ckpts/model.pt``, ``model.safetensors``) is a CheckpointError, never
+    recorded as a hub id. Random init: sha256 of the seeded state dict (the init depends on the torch
+    version, so the seed alone is not enough). Memoised per process.
     """
     if enc_cfg.weights:
         if is_hub_id(enc_cfg.weights) and not Path(enc_cfg.weights).expanduser().exists():
