@@ -9,7 +9,7 @@ from vqkit.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vqkit.synth.benchmark import QUESTIONS_PER_SCENE, generate
+    from vqkit.synth.benchmark import QUESTIONS_PER_SCENE, RENDER_SCALE, generate
 
     # Defaults are written into each help text: ArgumentDefaultsHelpFormatter printed "(default: None)"
     # for the required --out and for --workers, whose default is computed.
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=112,
                    help="stored square image size in pixels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed: same seed, same bytes (default: %(default)s)")
-    p.add_argument("--render-scale", type=int, default=2,
+    p.add_argument("--render-scale", type=int, default=RENDER_SCALE,
                    help="render RGB at image-size x this and box-filter down (antialiasing); 1 = off "
                         "(default: %(default)s)")
     p.add_argument("--questions-per-scene", type=int, default=QUESTIONS_PER_SCENE,

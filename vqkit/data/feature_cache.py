@@ -46,7 +46,6 @@ import dataclasses
 import json
 import logging
 import os
-import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -55,7 +54,7 @@ import torch
 
 from vqkit.data.views import cached_views
 from vqkit.errors import CheckpointError, DataError
-from vqkit.utils.files import json_sha256
+from vqkit.utils.files import json_sha256, read_safetensors_header
 from vqkit.models.vggt.fingerprint import NOT_IN_FINGERPRINT, weights_fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,9 +127,8 @@ def _map_shard(path: Path) -> torch.Tensor:
     are shared between processes and torch gets a writable array without a warning)."""
     try:
         with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(n))
-    except (OSError, struct.error, ValueError) as e:
+            header, data_start = read_safetensors_header(f)
+    except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable feature shard ({e}); rebuild the cache") from None
     info = header.get(FEATURES_KEY)
     if info is None or info.get("dtype") not in ("F16", "BF16"):
@@ -141,7 +139,7 @@ def _map_shard(path: Path) -> torch.Tensor:
         raise CheckpointError(f"{path}: truncated shard; rebuild the cache")
     if end == start:
         return torch.zeros(shape, dtype=torch.float16 if info["dtype"] == "F16" else torch.bfloat16)
-    arr = np.memmap(path, dtype=np.int16, mode="c", offset=8 + n + start, shape=shape)
+    arr = np.memmap(path, dtype=np.int16, mode="c", offset=data_start + start, shape=shape)
     return torch.from_numpy(arr).view(torch.float16 if info["dtype"] == "F16" else torch.bfloat16)
 
 

@@ -40,6 +40,7 @@ from vqkit.roomplan import ROOMPLAN_QUESTION, Room
 from vqkit.models.vggt.semantic_head import UNLABELLED
 from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, SEMANTIC_CLASSES, WALL_PALETTE
 from vqkit.synth.questions import scene_questions
+from vqkit.synth.render import RENDER_SCALE
 from vqkit.synth.scene import make_scene, room_from_layout
 from vqkit.tokenizer import train_tokenizer
 from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
@@ -160,7 +161,7 @@ def blind_baselines(train: list[dict], heldout: list[dict]) -> dict:
 
 
 def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, image_size: int = 112,
-             seed: int = 0, workers: int | None = None, render_scale: int = 2,
+             seed: int = 0, workers: int | None = None, render_scale: int = RENDER_SCALE,
              questions_per_scene: int = QUESTIONS_PER_SCENE, l_shape_prob: float = 0.3, image_format: str = "png",
              split_fractions=(0.8, 0.1, 0.1), tokenizer: bool = True, vocab_size: int = 1024,
              progress: bool = True, train_questions_per_scene: int | None = None) -> dict:
@@ -290,7 +291,7 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
 
 
 def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_size: int, seed: int,
-                 train_questions_per_scene: int = QUESTIONS_PER_SCENE, render_scale: int = 2,
+                 train_questions_per_scene: int = QUESTIONS_PER_SCENE, render_scale: int = RENDER_SCALE,
                  progress: bool = True) -> dict:
     """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments by
     this generator version (then its stats are returned and nothing is written); a set made with other
@@ -301,14 +302,13 @@ def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_
     if stats_file.is_file():
         stats = json.loads(stats_file.read_text())
         args = stats.get("args", {})
-        qps = args.get("questions_per_scene", QUESTIONS_PER_SCENE)
-        have = {"scenes": args.get("scenes"), "views": args.get("views"), "image_size": args.get("image_size"),
-                "seed": args.get("seed"), "questions_per_scene": qps,
-                "train_questions_per_scene": args.get("train_questions_per_scene", qps),
-                "render_scale": args.get("render_scale", 2)}
         want = {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed,
                 "questions_per_scene": QUESTIONS_PER_SCENE, "train_questions_per_scene": train_questions_per_scene,
                 "render_scale": render_scale}
+        # A set written before a field was recorded was made with that field's default.
+        defaults = {"questions_per_scene": QUESTIONS_PER_SCENE, "render_scale": RENDER_SCALE}
+        have = {k: args.get(k, defaults.get(k)) for k in want}
+        have["train_questions_per_scene"] = args.get("train_questions_per_scene", have["questions_per_scene"])
         if have == want and stats.get("generator_version") == GENERATOR_VERSION:
             print(f"reusing the synthetic rooms in {data_dir}", flush=True)
             return stats

@@ -25,6 +25,8 @@ from vqkit.utils.open3d import import_open3d
 FLOOR, CEILING, WALL = 1000, 1001, 1002
 DOOR_BASE, WINDOW_BASE = 2000, 3000
 MISS = -1
+# RGB is ray cast at this multiple of the image size and box-filtered down (antialiasing); 1 = off.
+RENDER_SCALE = 2
 
 # One box = 8 corners (bit 0: x, bit 1: y, bit 2: z) and 12 triangles.
 _BOX_TRIS = np.array([
@@ -114,7 +116,7 @@ def camera_rays(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width:
 
 
 def render(mesh: SceneMesh, K: np.ndarray, Rs: np.ndarray, ts: np.ndarray, size: int,
-           render_scale: int = 2, light_dir=(0.4, 0.25, 1.0), nthreads: int = 0
+           render_scale: int = RENDER_SCALE, light_dir=(0.4, 0.25, 1.0), nthreads: int = 0
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render V square views of ``size`` px.
 

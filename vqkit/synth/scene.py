@@ -16,7 +16,8 @@ from vqkit.models.vggt.semantic_head import UNLABELLED
 from vqkit.roomplan import Opening, Room, RoomObject, Wall
 from vqkit.synth.catalogue import (CEILING_RGB, DOOR_RGB, FLOOR_PALETTE, FRAME_RGB, GREY, PALETTE,
                                    SEMANTIC_CLASSES, WALL_PALETTE, WINDOW_RGB)
-from vqkit.synth.render import CEILING, DOOR_BASE, FLOOR, MISS, WALL, WINDOW_BASE, SceneMesh, render
+from vqkit.synth.render import (CEILING, DOOR_BASE, FLOOR, MISS, RENDER_SCALE, WALL, WINDOW_BASE, SceneMesh,
+                                render)
 from vqkit.synth.rooms import (rects_overlap, sample_cameras, sample_objects, sample_openings, sample_room,
                                wall_frame)
 
@@ -97,7 +98,7 @@ def _r(x, nd: int):
     return np.round(np.asarray(x, dtype=np.float64), nd).tolist()
 
 
-def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, render_scale: int = 2,
+def make_scene(seed: int, index: int, views: int = 4, image_size: int = 112, render_scale: int = RENDER_SCALE,
                l_shape_prob: float = 0.3, nthreads: int = 0) -> dict:
     """Sample and render one scene (nothing written).
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -114,6 +115,20 @@ def iter_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> Iterator[t
 def read_jsonl(path: str | os.PathLike, *, skip_bad: bool = False) -> list[dict]:
     """The JSON objects of a JSON-lines file (see :func:`iter_jsonl`)."""
     return [row for _, row in iter_jsonl(path, skip_bad=skip_bad)]
+
+
+def read_safetensors_header(f) -> tuple[dict, int]:
+    """The JSON header of a safetensors file open for binary reading (the file is left just past it)
+    and the offset where its tensor data begins (``data_offsets`` count from there). ValueError when
+    the file does not start like one."""
+    raw = f.read(8)
+    if len(raw) != 8:
+        raise ValueError("shorter than a safetensors header")
+    (size,) = struct.unpack("<Q", raw)
+    header = json.loads(f.read(size))
+    if not isinstance(header, dict):
+        raise ValueError("the safetensors header is not a JSON object")
+    return header, 8 + size
 
 
 def json_sha256(obj: Any) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import struct
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,7 @@ import torch
 from vqkit.errors import CheckpointError
 from vqkit.models.vggt.aggregator import Aggregator
 from vqkit.models.vggt.weights import is_hub_id, resolve_checkpoint
-from vqkit.utils.files import json_sha256
+from vqkit.utils.files import json_sha256, read_safetensors_header
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config.schema import EncoderConfig
@@ -32,29 +31,28 @@ _FINGERPRINTS: dict[str, str] = {}
 CONTENT_HASH_MAX_BYTES = 256 << 20
 
 
-def _safetensors_digest(data: bytes) -> str | None:
+def _safetensors_digest(path: Path) -> str | None:
     """sha256 over a safetensors file's metadata (keys sorted) and its tensors by name (name, dtype,
-    shape, bytes); None when ``data`` is not one. Not over the raw bytes: the writer orders the
+    shape, bytes); None when the file is not one. Not over the raw bytes: the writer orders the
     metadata keys differently from one process to the next, so the same weights saved twice differ."""
     try:
-        size = struct.unpack("<Q", data[:8])[0]
-        header = json.loads(data[8:8 + size])
-        body = memoryview(data)[8 + size:]
+        with open(path, "rb") as f:
+            header, _ = read_safetensors_header(f)
+            body = f.read()
         h = hashlib.sha256(json.dumps(header.pop("__metadata__", None) or {}, sort_keys=True).encode())
         for name in sorted(header):
             begin, end = header[name]["data_offsets"]
             h.update(json.dumps([name, header[name]["dtype"], header[name]["shape"]]).encode())
             h.update(body[begin:end])
-    except (struct.error, ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         return None
     return h.hexdigest()
 
 
 def _file_fingerprint(path: Path, st) -> str:
     if st.st_size <= CONTENT_HASH_MAX_BYTES:
-        data = path.read_bytes()
-        digest = _safetensors_digest(data) if path.suffix == ".safetensors" else None
-        return "content:" + (digest or hashlib.sha256(data).hexdigest())
+        digest = _safetensors_digest(path) if path.suffix == ".safetensors" else None
+        return "content:" + (digest or hashlib.sha256(path.read_bytes()).hexdigest())
     h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode())
     with open(path, "rb") as f:
         h.update(f.read(1 << 20))
