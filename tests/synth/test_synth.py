@@ -17,7 +17,7 @@ import vqkit.synth.catalogue  # noqa: F401 - the submodules named below
 import vqkit.synth.render  # noqa: F401
 import vqkit.synth.rooms  # noqa: F401
 import vqkit.synth.scene  # noqa: F401
-from vqkit.synth.questions import QTYPES, round_metres
+from vqkit.synth.questions import DESCRIBE_QUESTION, QTYPES, describe_objects, round_metres
 
 SIZE = 48
 
@@ -231,6 +231,48 @@ def test_more_questions_for_the_training_rooms_only(tmp_path, dataset):
     assert stats["questions"]["train"] > 2 * stats["questions"]["val"]
 
 
+def test_describe_names_every_seen_category_with_its_colour_and_count():
+    """The describe answer lists the categories a view shows well, in the catalogue's order, each
+    with its colour and its number of well-visible instances (singular for one); objects no view
+    shows well are left out, and a room without any says "nothing"."""
+    from vqkit.synth.catalogue import CATEGORIES
+
+    def obj(cat, colour, views):
+        return {"category": cat, "colour": colour, "visible_views": views}
+
+    order = list(CATEGORIES)
+    first, second = order[0], order[1]
+    layout = {"objects": [obj(second, "red", [0]), obj(first, "blue", [1, 2]), obj(second, "red", [2]),
+                          obj(second, "red", []), obj(order[2], "green", [])]}
+    item = describe_objects(layout, CATEGORIES)
+    assert item == {"qtype": "describe", "question": DESCRIBE_QUESTION,
+                    "answer": f"1 blue {CATEGORIES[first][0]}, 2 red {CATEGORIES[second][1]}"}
+    assert describe_objects({"objects": [obj(first, "blue", [])]}, CATEGORIES)["answer"] == "nothing"
+
+
+def test_describe_is_added_to_the_training_rooms_only(tmp_path, dataset):
+    """train_describe appends one describe question to every training room, after its drawn ones
+    (whose records stay byte for byte); val and test do not change; the answers match the layouts."""
+    from vqkit.synth.catalogue import CATEGORIES
+
+    out, _ = dataset
+    stats = synth.generate(tmp_path / "e", scenes=6, views=3, image_size=SIZE, seed=3, workers=1,
+                           questions_per_scene=10, train_describe=True, tokenizer=False, progress=False)
+    for split in ("val", "test"):
+        assert (tmp_path / "e" / f"{split}.jsonl").read_bytes() == (out / f"{split}.jsonl").read_bytes()
+    lines = (tmp_path / "e" / "train.jsonl").read_text().splitlines()
+    described = [json.loads(line) for line in lines if json.loads(line)["qtype"] == "describe"]
+    drawn = [line for line in lines if json.loads(line)["qtype"] != "describe"]
+    assert len(described) == stats["scenes"]["train"] == stats["questions_per_qtype"]["train"]["describe"]
+    assert "\n".join(drawn) + "\n" == (out / "train.jsonl").read_text()
+    for rec in described:
+        layout = json.loads((tmp_path / "e" / "scenes" / rec["scene_id"] / "layout.json").read_text())
+        assert rec["answer"] == rec["answers"][0] == describe_objects(layout, CATEGORIES)["answer"] != "nothing"
+        others = sum(json.loads(line)["scene_id"] == rec["scene_id"] for line in drawn)  # up to 10 distinct
+        assert rec["id"] == f"{rec['scene_id']}_q{others:02d}" and rec["question"] == DESCRIBE_QUESTION
+    assert stats["args"]["train_describe"] is True and "describe" not in stats["answers_per_qtype"]
+
+
 def test_ensure_synth_reuses_only_a_set_made_with_the_same_arguments(tmp_path, capsys):
     """The demo's rooms: reused when stats.json says they were made with the demo's arguments, else
     regenerated in place with a line saying which argument differs. The render scale changes the
@@ -252,17 +294,22 @@ def test_ensure_synth_reuses_only_a_set_made_with_the_same_arguments(tmp_path, c
     assert (tmp_path / "train.jsonl").read_bytes() == records
     assert (tmp_path / "scenes" / "scene00000" / "rgb_00.png").read_bytes() != aliased
 
+    stats = synth.ensure_synth(tmp_path, render_scale=2, train_describe=True, **kw)
+    assert f"regenerating the synthetic rooms in {tmp_path} (train_describe False -> True)" in capsys.readouterr().out
+    assert stats["questions_per_qtype"]["train"]["describe"] == stats["scenes"]["train"]
+
 
 def test_cli_and_tokenizer(tmp_path):
     pytest.importorskip("tokenizers")
     rc = synth_command(["--out", str(tmp_path / "d"), "--scenes", "3", "--views", "2", "--image-size", "32",
                      "--seed", "1", "--workers", "1", "--quiet", "--vocab-size", "300",
-                     "--train-questions-per-scene", "12"])
+                     "--train-questions-per-scene", "12", "--train-describe"])
     assert rc == 0
     assert (tmp_path / "d" / "tokenizer" / "tokenizer.json").is_file()
     stats = json.loads((tmp_path / "d" / "stats.json").read_text())
     assert stats["scenes"] == {"train": 1, "val": 1, "test": 1}
     assert stats["args"]["train_questions_per_scene"] == 12 and stats["questions"]["train"] > 8
+    assert stats["args"]["train_describe"] is True and stats["questions_per_qtype"]["train"]["describe"] == 1
 
 
 def test_bad_arguments_are_config_errors(tmp_path):

@@ -39,14 +39,17 @@ def test_table_lists_every_qtype():
 
 def test_the_command_hands_its_room_arguments_to_the_demo(monkeypatch):
     """`vqkit demo` renders its rooms at DEFAULT_SYNTH's scale (1) unless --render-scale says otherwise
-    (2 reproduces the first demo's antialiased rooms, README)."""
+    (2 reproduces the first demo's antialiased rooms, README), and asks its training rooms the describe
+    question unless --no-train-describe."""
     import vqkit.commands.demo as command
 
     calls = []
     monkeypatch.setattr(command, "run_demo", lambda *args, **kwargs: calls.append(kwargs["synth"]))
     assert command.main([]) == 0 and command.main(["--render-scale", "2", "--scenes", "30"]) == 0
-    assert calls[0] == DEFAULT_SYNTH and DEFAULT_SYNTH["render_scale"] == 1
+    assert command.main(["--no-train-describe"]) == 0
+    assert calls[0] == DEFAULT_SYNTH and DEFAULT_SYNTH["render_scale"] == 1 and DEFAULT_SYNTH["train_describe"]
     assert calls[1] == {**DEFAULT_SYNTH, "render_scale": 2, "scenes": 30}
+    assert calls[2] == {**DEFAULT_SYNTH, "train_describe": False}
 
 
 def _tiny_demo(tmp_path, steps, scenes, extra=(), config="configs/demo.yaml", synth=None, **kwargs):
@@ -100,12 +103,13 @@ def test_the_default_demo_pretrains_its_aggregator_first(tmp_path, monkeypatch):
     assert summary["timings_s"]["encoder_pretrain_s"] > 0
     trained = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert trained["model"]["encoder"]["weights"] == str(weights)
-    assert trained["data"]["turns"] == 16 and trained["model"]["projector"]["type"] == "patch_merger"
+    assert trained["data"]["turns"] == 17 and trained["model"]["projector"]["type"] == "patch_merger"
     pretrain = yaml.safe_load((tmp_path / "run_encoder" / "config.yaml").read_text())
     assert pretrain["data"]["train"][0]["path"] == str(tmp_path / "synth" / "train.jsonl")
     stats = json.loads((tmp_path / "synth" / "stats.json").read_text())
     assert stats["args"]["train_questions_per_scene"] == 16 and stats["args"]["questions_per_scene"] == 8
-    assert stats["args"]["render_scale"] == 1
+    assert stats["args"]["render_scale"] == 1 and stats["args"]["train_describe"] is True
+    assert stats["questions_per_qtype"]["train"]["describe"] == stats["scenes"]["train"]
 
 
 @pytest.mark.slow
@@ -119,7 +123,8 @@ def test_shortened_first_demo_learns_from_the_views(tmp_path, monkeypatch):
     ignores its views (ratio 1.0, full = blind).
     """
     monkeypatch.chdir(REPO)
-    summary = _tiny_demo(tmp_path, steps=700, scenes=800, synth={"train_questions_per_scene": 8, "render_scale": 2})
+    summary = _tiny_demo(tmp_path, steps=700, scenes=800, synth={"train_questions_per_scene": 8, "render_scale": 2,
+                                                                      "train_describe": False})
     room = summary["by_qtype"]["room_colour"]
     assert room["full"]["em"] >= room["blind"]["em"] + 12, summary
     assert summary["em_full"] >= summary["em_blind"] + 3, summary

@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render-scale", type=int, default=DEFAULT_SYNTH["render_scale"],
                         help="render the rooms' RGB at this multiple and filter it down (2 = antialiased, as "
                              "`vqkit synth` does; the rooms and questions are the same; default: %(default)s)")
+    parser.add_argument("--train-describe", action=argparse.BooleanOptionalAction,
+                        default=DEFAULT_SYNTH["train_describe"],
+                        help="ask every training room 'What objects are in the room?' too (`vqkit synth "
+                             "--train-describe`; default: %(default)s)")
     add_overrides_argument(parser, "override a config value, e.g. --set train.max_steps=200 (repeatable)")
     parser.add_argument("--encoder-set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a value of the --encoder-pretrain config, e.g. --encoder-set "
@@ -39,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run_demo(args.config, args.data_dir, args.run_dir, args.overrides,
              synth={"scenes": args.scenes, "views": args.views, "image_size": args.image_size, "seed": args.seed,
-                    "train_questions_per_scene": args.train_questions_per_scene, "render_scale": args.render_scale},
+                    "train_questions_per_scene": args.train_questions_per_scene, "render_scale": args.render_scale,
+                    "train_describe": args.train_describe},
              progress=not args.no_progress,
              encoder_pretrain=args.encoder_pretrain, encoder_overrides=args.encoder_set)
     return 0

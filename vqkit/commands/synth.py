@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-questions-per-scene", type=int, default=None,
                    help="questions per training room, beginning with those --questions-per-scene gives; "
                         "val and test are unchanged (default: --questions-per-scene)")
+    p.add_argument("--train-describe", action="store_true",
+                   help="also ask every training room 'What objects are in the room?' (each category the views "
+                        "show with its colour and count: '2 pink beds, 1 yellow chair'); val and test are unchanged")
     p.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPU count))")
     p.add_argument("--l-shape-prob", type=float, default=0.3,
                    help="probability of an L-shaped room (default: %(default)s)")
@@ -45,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--splits must be three numbers like 0.8,0.1,0.1, got {a.splits!r}") from None
     stats = generate(a.out, scenes=a.scenes, views=a.views, image_size=a.image_size, seed=a.seed,
                      workers=a.workers, render_scale=a.render_scale, questions_per_scene=a.questions_per_scene,
-                     train_questions_per_scene=a.train_questions_per_scene,
+                     train_questions_per_scene=a.train_questions_per_scene, train_describe=a.train_describe,
                      l_shape_prob=a.l_shape_prob, image_format=a.image_format, split_fractions=fractions,
                      tokenizer=not a.no_tokenizer, vocab_size=a.vocab_size, progress=not a.quiet)
     t = stats["timings"]

@@ -39,7 +39,7 @@ from vqkit.errors import ConfigError
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room
 from vqkit.models.vggt.semantic_head import UNLABELLED
 from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, SEMANTIC_CLASSES, WALL_PALETTE
-from vqkit.synth.questions import scene_questions
+from vqkit.synth.questions import describe_objects, scene_questions
 from vqkit.synth.render import RENDER_SCALE
 from vqkit.synth.scene import make_scene, room_from_layout
 from vqkit.tokenizer import train_tokenizer
@@ -60,7 +60,7 @@ PNG_LEVEL = 1
 
 def _write_scene(job: tuple) -> dict:
     """Worker: sample, render and write one scene; return what the records need (no pixels)."""
-    out_dir, seed, index, views, size, render_scale, l_shape_prob, qps, image_format, nthreads = job
+    out_dir, seed, index, views, size, render_scale, l_shape_prob, qps, describe, image_format, nthreads = job
     t0 = time.perf_counter()
     sc = make_scene(seed, index, views, size, render_scale, l_shape_prob, nthreads)
     t_render = time.perf_counter() - t0
@@ -86,6 +86,8 @@ def _write_scene(job: tuple) -> dict:
     nbytes = sum(f.stat().st_size for f in folder.iterdir())
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 1]))
     questions = scene_questions(layout, cameras, CATEGORIES, COLOURS, rng, qps)
+    if describe:  # after the drawn questions, so they and their ids stay as they were
+        questions.append(describe_objects(layout, CATEGORIES))
     return {"scene_id": sid, "layout": layout, "cameras": cameras, "questions": questions,
             "bytes": nbytes, "render_s": t_render, "total_s": time.perf_counter() - t0}
 
@@ -164,14 +166,17 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
              seed: int = 0, workers: int | None = None, render_scale: int = RENDER_SCALE,
              questions_per_scene: int = QUESTIONS_PER_SCENE, l_shape_prob: float = 0.3, image_format: str = "png",
              split_fractions=(0.8, 0.1, 0.1), tokenizer: bool = True, vocab_size: int = 1024,
-             progress: bool = True, train_questions_per_scene: int | None = None) -> dict:
+             progress: bool = True, train_questions_per_scene: int | None = None,
+             train_describe: bool = False) -> dict:
     """Generate the synthetic benchmark into ``out_dir`` and return its stats (also in stats.json).
 
     Deterministic for ``seed``: the JSONL files are byte-identical for the same arguments whatever
     ``workers`` is. ``workers`` defaults to min(2, cpu count); each scene is an independent job.
     ``train_questions_per_scene`` (default: ``questions_per_scene``) asks more of the training rooms
     only: a training room's questions begin with those ``questions_per_scene`` gives, and the val and
-    test splits (the benchmark) do not change.
+    test splits (the benchmark) do not change. ``train_describe`` adds to every training room, after
+    those, the ``describe`` question (:func:`vqkit.synth.questions.describe_objects`: every category
+    the views show, with its colour and count), again leaving val and test as they are.
     """
     if scenes < 1 or views < 1:
         raise ConfigError(f"vqkit synth: --scenes and --views must be >= 1 (got {scenes}, {views})")
@@ -195,7 +200,8 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     splits = split_scenes(scenes, seed, split_fractions)
     train = set(splits["train"])
     jobs = [(str(out), seed, i, views, image_size, render_scale, l_shape_prob,
-             train_qps if i in train else questions_per_scene, image_format, nthreads) for i in range(scenes)]
+             train_qps if i in train else questions_per_scene, train_describe and i in train, image_format, nthreads)
+            for i in range(scenes)]
 
     t0 = time.perf_counter()
     results = _render_scenes(jobs, workers, progress)
@@ -216,7 +222,8 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     stats = _stats(records, results, splits)
     stats["args"] = {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed, "workers": workers,
                      "render_scale": render_scale, "questions_per_scene": questions_per_scene,
-                     "train_questions_per_scene": train_qps, "l_shape_prob": l_shape_prob,
+                     "train_questions_per_scene": train_qps, "train_describe": train_describe,
+                     "l_shape_prob": l_shape_prob,
                      "image_format": image_format}
     stats["timings"] = {"scenes_s": round(t_scenes, 3), "scenes_per_s": round(scenes / t_scenes, 3),
                         "views_per_s": round(scenes * views / t_scenes, 2),
@@ -275,7 +282,8 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
     answers = defaultdict(Counter)
     for s in SPLITS:
         for r in records[s]:
-            answers[r["qtype"]][r["answer"]] += 1
+            if r["qtype"] != "describe":  # a room's own list, not an answer class
+                answers[r["qtype"]][r["answer"]] += 1
     return {
         "generator_version": GENERATOR_VERSION,
         "scenes": {s: len(splits[s]) for s in SPLITS},
@@ -292,11 +300,12 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
 
 def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_size: int, seed: int,
                  train_questions_per_scene: int = QUESTIONS_PER_SCENE, render_scale: int = RENDER_SCALE,
-                 progress: bool = True) -> dict:
+                 train_describe: bool = False, progress: bool = True) -> dict:
     """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments by
     this generator version (then its stats are returned and nothing is written); a set made with other
     arguments is regenerated in place, saying which differ. Val and test rooms always get
-    :data:`QUESTIONS_PER_SCENE` questions, ``train_questions_per_scene`` is the training rooms'."""
+    :data:`QUESTIONS_PER_SCENE` questions, ``train_questions_per_scene`` is the training rooms', and
+    ``train_describe`` adds the training rooms' ``describe`` question (:func:`generate`)."""
     data_dir = Path(data_dir)
     stats_file = data_dir / "stats.json"
     if stats_file.is_file():
@@ -304,9 +313,9 @@ def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_
         args = stats.get("args", {})
         want = {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed,
                 "questions_per_scene": QUESTIONS_PER_SCENE, "train_questions_per_scene": train_questions_per_scene,
-                "render_scale": render_scale}
+                "render_scale": render_scale, "train_describe": train_describe}
         # A set written before a field was recorded was made with that field's default.
-        defaults = {"questions_per_scene": QUESTIONS_PER_SCENE, "render_scale": RENDER_SCALE}
+        defaults = {"questions_per_scene": QUESTIONS_PER_SCENE, "render_scale": RENDER_SCALE, "train_describe": False}
         have = {k: args.get(k, defaults.get(k)) for k in want}
         have["train_questions_per_scene"] = args.get("train_questions_per_scene", have["questions_per_scene"])
         if have == want and stats.get("generator_version") == GENERATOR_VERSION:
@@ -317,7 +326,8 @@ def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_
             differ.append(f"generator version {stats.get('generator_version')} -> {GENERATOR_VERSION}")
         print(f"regenerating the synthetic rooms in {data_dir} ({', '.join(differ)})", flush=True)
     return generate(data_dir, scenes=scenes, views=views, image_size=image_size, seed=seed, progress=progress,
-                    train_questions_per_scene=train_questions_per_scene, render_scale=render_scale)
+                    train_questions_per_scene=train_questions_per_scene, render_scale=render_scale,
+                    train_describe=train_describe)
 
 
 def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True) -> None:

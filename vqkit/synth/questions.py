@@ -11,6 +11,10 @@ measurement (room width/length, distances, rounded metres), situated (SQA3D-styl
 sentence plus a question about the agent's left/right/front/back), what_colour_object
 ("Which object is red?"), room_colour (the paint of the walls or the floor tiles, which fill most
 of every view: the family a model reads from its views first).
+
+Training rooms can also get one ``describe`` question (:func:`describe_objects`), the exception to
+one-word answers: every category the views show with its colour and count. It is not one of
+:data:`QTYPES` (the benchmark's val and test rooms never get it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,24 @@ from vqkit import cameras as geo
 
 QTYPES = ["counting", "colour", "existence", "relation", "measurement", "situated", "what_colour_object",
           "room_colour"]
+
+
+DESCRIBE_QUESTION = "What objects are in the room?"
+
+
+def describe_objects(layout: dict, words: dict[str, tuple[str, str]]) -> dict:
+    """The ``describe`` question of a room: "What objects are in the room?" -> "2 pink beds, 1 yellow
+    chair, ..." (every category with a well-visible instance, in the order of ``words``, with its colour
+    and its number of well-visible instances; "nothing" when there is none). One answer binds every
+    colour the views show to its category, the pairing that colour, which-object and existence
+    questions each ask about one category at a time. Deterministic: no random draw."""
+    seen: dict[str, list] = {}
+    for o in layout["objects"]:
+        if o["visible_views"]:
+            seen.setdefault(o["category"], [o["colour"], 0])[1] += 1
+    parts = [f"{n} {colour} {words[cat][0 if n == 1 else 1]}"
+             for cat in words if cat in seen for colour, n in [seen[cat]]]
+    return {"qtype": "describe", "question": DESCRIBE_QUESTION, "answer": ", ".join(parts) or "nothing"}
 
 
 def _article(word: str) -> str:

@@ -1,7 +1,7 @@
 """``vqkit demo``: the kit's main job end to end on the embedded synthetic benchmark, on a CPU.
 
 1. generate the synthetic posed rooms (``vqkit synth``; reused when already there; 16 questions per
-   training room, 8 per val room), then, with ``encoder_pretrain`` (a ``vqkit pretrain-encoder``
+   training room and its describe question, 8 questions per val room), then, with ``encoder_pretrain`` (a ``vqkit pretrain-encoder``
    config: the default demo's is configs/encoder_semantic_demo.yaml), pretrain the demo-size
    aggregator on the rooms' semantic maps into ``RUN_encoder`` (beside the run folder), as DINOv2
    pretrains the real VGGT's encoder; the demo model's frozen aggregator then loads those weights,
@@ -41,8 +41,11 @@ from vqkit.train.encoder_pretrain import WEIGHTS_FILE, pretrain_encoder
 # Rendered without antialiasing (render_scale 1, `vqkit synth` renders at 2x and filters down): the
 # rooms take half the time and the aggregator, the model and its scores do not change beyond
 # run-to-run spread (README, the lever table).
+# Every training room also gets the describe question ("What objects are in the room?" -> "2 pink beds,
+# 1 yellow chair"), the 17th turn of its sample: one answer pairs every colour the views show with its
+# category, which the one-category questions each teach once (README, the lever table).
 DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0, "train_questions_per_scene": 16,
-                 "render_scale": 1}
+                 "render_scale": 1, "train_describe": True}
 # The default demo: its config and the pretraining of its aggregator.
 DEFAULT_CONFIG = "configs/demo_objects.yaml"
 DEFAULT_ENCODER_PRETRAIN = "configs/encoder_semantic_demo.yaml"
