@@ -208,6 +208,22 @@ def test_corrupt_image_raises_or_is_replaced(tiny_records):
     assert ds[0]["meta"]["id"] == "s0-q0" and "replaced_from" not in ds[0]["meta"]
 
 
+def test_exclude_qtypes_leaves_those_records_out_of_every_split(tiny_records):
+    """data.exclude_qtypes drops a source's records of those qtypes (the demo's blind baseline leaves out
+    the describe question); a source left with nothing is an error naming the file."""
+    rows = [json.loads(line) for line in tiny_records.path.read_text().splitlines()]
+    for k, row in enumerate(rows):
+        row["qtype"] = "describe" if k % 2 else "colour"
+    tiny_records.path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    kept = [r["id"] for r in rows if r["qtype"] == "colour"]
+    for split in ("train", "val"):
+        ds = build_dataset(_cfg(tiny_records.path, exclude_qtypes=["describe"]), split)
+        assert [ds[(0, i, False)]["meta"]["id"] for i in range(len(ds))] == kept
+    assert len(build_dataset(_cfg(tiny_records.path), "val")) == len(rows)
+    with pytest.raises(DataError, match=r"records.jsonl: every record's qtype is in data.exclude_qtypes"):
+        build_dataset(_cfg(tiny_records.path, exclude_qtypes=["describe", "colour"]), "train")
+
+
 def test_skip_mode_build_reports_bad_records(tiny_records):
     lines = tiny_records.path.read_text().splitlines()
     lines.insert(1, '{"images": ["img/nope.png"], "question": "q", "answer": "a"}')

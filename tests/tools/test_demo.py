@@ -104,6 +104,8 @@ def test_the_default_demo_pretrains_its_aggregator_first(tmp_path, monkeypatch):
     trained = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert trained["model"]["encoder"]["weights"] == str(weights)
     assert trained["data"]["turns"] == 17 and trained["model"]["projector"]["type"] == "patch_merger"
+    blind = yaml.safe_load((tmp_path / "run" / "blind" / "config.yaml").read_text())
+    assert blind["data"]["exclude_qtypes"] == ["describe"] and trained["data"]["exclude_qtypes"] == []
     pretrain = yaml.safe_load((tmp_path / "run_encoder" / "config.yaml").read_text())
     assert pretrain["data"]["train"][0]["path"] == str(tmp_path / "synth" / "train.jsonl")
     stats = json.loads((tmp_path / "synth" / "stats.json").read_text())

@@ -296,6 +296,9 @@ class DataConfig:
     feature_cache: str | None = None
     """Folder written by `vqkit cache-features`; when set, training reads encoder features from it
     instead of images."""
+    exclude_qtypes: list[str] = field(default_factory=list)
+    """Leave out the records of these qtypes from every source (the demo's blind baseline leaves out
+    the training rooms' ``describe`` question, which only the views can answer)."""
 
     def __post_init__(self):
         _check(self.image_size % 14 == 0,

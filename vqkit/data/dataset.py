@@ -373,6 +373,10 @@ def build_dataset(data_cfg: "DataConfig", split: str, *, geometry_cfg: "Geometry
         records = load_records(path, image_root=data_cfg.image_root,
                                allow_outside_root=data_cfg.allow_outside_root,
                                on_error=data_cfg.on_error, depth_bins=bins, report=report)
+        if data_cfg.exclude_qtypes and records:
+            records = [r for r in records if r.qtype not in data_cfg.exclude_qtypes]
+            if not records:
+                raise DataError(f"{path}: every record's qtype is in data.exclude_qtypes {data_cfg.exclude_qtypes}")
         if not records:
             raise DataError(f"{path}: no usable records ({report.summary()})")
         datasets.append(RecordDataset(records, data_cfg, train=train, seed=seed, depth_bins=bins,
