@@ -42,8 +42,11 @@ def describe_objects(layout: dict, words: dict[str, tuple[str, str]]) -> dict:
     for o in layout["objects"]:
         if o["visible_views"]:
             seen.setdefault(o["category"], [o["colour"], 0])[1] += 1
-    parts = [f"{n} {colour} {words[cat][0 if n == 1 else 1]}"
-             for cat in words if cat in seen for colour, n in [seen[cat]]]
+    parts = []
+    for cat, (singular, plural) in words.items():
+        if cat in seen:
+            colour, n = seen[cat]
+            parts.append(f"{n} {colour} {singular if n == 1 else plural}")
     return {"qtype": "describe", "question": DESCRIBE_QUESTION, "answer": ", ".join(parts) or "nothing"}
 
 
