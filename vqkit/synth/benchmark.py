@@ -39,7 +39,7 @@ from vqkit.errors import ConfigError
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room
 from vqkit.models.vggt.semantic_head import UNLABELLED
 from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, SEMANTIC_CLASSES, WALL_PALETTE
-from vqkit.synth.questions import describe_objects, scene_questions
+from vqkit.synth.questions import DESCRIBE_QTYPE, describe_objects, scene_questions
 from vqkit.synth.render import RENDER_SCALE
 from vqkit.synth.scene import make_scene, room_from_layout
 from vqkit.tokenizer import train_tokenizer
@@ -282,7 +282,7 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
     answers = defaultdict(Counter)
     for s in SPLITS:
         for r in records[s]:
-            if r["qtype"] != "describe":  # a room's own list, not an answer class
+            if r["qtype"] != DESCRIBE_QTYPE:  # a room's own list, not an answer class
                 answers[r["qtype"]][r["answer"]] += 1
     return {
         "generator_version": GENERATOR_VERSION,

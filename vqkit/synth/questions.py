@@ -29,6 +29,7 @@ QTYPES = ["counting", "colour", "existence", "relation", "measurement", "situate
           "room_colour"]
 
 
+DESCRIBE_QTYPE = "describe"
 DESCRIBE_QUESTION = "What objects are in the room?"
 
 
@@ -47,7 +48,7 @@ def describe_objects(layout: dict, words: dict[str, tuple[str, str]]) -> dict:
         if cat in seen:
             colour, n = seen[cat]
             parts.append(f"{n} {colour} {singular if n == 1 else plural}")
-    return {"qtype": "describe", "question": DESCRIBE_QUESTION, "answer": ", ".join(parts) or "nothing"}
+    return {"qtype": DESCRIBE_QTYPE, "question": DESCRIBE_QUESTION, "answer": ", ".join(parts) or "nothing"}
 
 
 def _article(word: str) -> str:

@@ -1,8 +1,9 @@
 """``vqkit demo``: the kit's main job end to end on the embedded synthetic benchmark, on a CPU.
 
 1. generate the synthetic posed rooms (``vqkit synth``; reused when already there; 16 questions per
-   training room and its describe question, 8 questions per val room), then, with ``encoder_pretrain`` (a ``vqkit pretrain-encoder``
-   config: the default demo's is configs/encoder_semantic_demo.yaml), pretrain the demo-size
+   training room and its describe question, 8 questions per val room), then, with
+   ``encoder_pretrain`` (a ``vqkit pretrain-encoder`` config: the default demo's is
+   configs/encoder_semantic_demo.yaml), pretrain the demo-size
    aggregator on the rooms' semantic maps into ``RUN_encoder`` (beside the run folder), as DINOv2
    pretrains the real VGGT's encoder; the demo model's frozen aggregator then loads those weights,
 2. encode every view set once with the frozen aggregator (``vqkit cache-features``),
@@ -32,6 +33,7 @@ from vqkit.eval.loss import answer_losses
 from vqkit.eval.results import default_out_dir, evaluation_info, write_results
 from vqkit.models.builder import load_model
 from vqkit.synth.benchmark import ensure_synth, use_synthetic_data
+from vqkit.synth.questions import DESCRIBE_QTYPE
 from vqkit.tools.cache_writer import build_feature_cache
 from vqkit.train import run
 from vqkit.train.encoder_pretrain import WEIGHTS_FILE, pretrain_encoder
@@ -165,7 +167,7 @@ def _train_blind(cfg, run_path: Path, progress: bool):
     # The describe question (the training rooms' object list) has a long answer only the views can
     # give: text-only, it took nearly half of the blind model's answer tokens (27.6 EM instead of 28.2
     # without it). The baseline trains on the benchmark's question families alone.
-    blind_cfg.data.exclude_qtypes = sorted({*blind_cfg.data.exclude_qtypes, "describe"})
+    blind_cfg.data.exclude_qtypes = sorted({*blind_cfg.data.exclude_qtypes, DESCRIBE_QTYPE})
     blind_cfg.train.output_dir = str(run_path / "blind")
     blind_cfg.train.save_every_steps = 0
     result = run(blind_cfg, progress=progress)
