@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vqkit.cameras import intrinsics_from_fov, look_at
 from vqkit.config import config_from_dict
 from vqkit.data.dataset import build_dataloader, set_epoch
-from vqkit.cameras import intrinsics_from_fov, look_at
 
 
 def make_photo(rng: np.random.Generator, width: int, height: int) -> Image.Image:

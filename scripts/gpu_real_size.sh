@@ -77,7 +77,7 @@ exec > >(tee -a "$OUT_DIR/log.txt") 2>&1
 
 if [ -n "${DRY_RUN:-}" ]; then
     # The same stages at a tiny size on the CPU: the demo's model on a handful of synthetic rooms.
-    CONFIG=${CONFIG:-configs/demo.yaml}
+    CONFIG=${CONFIG:-configs/first_demo.yaml}
     DATA=${DATA:-$OUT_DIR/tmp_synth}
     BATCH=${BATCH:-4}
     STEPS=${STEPS:-1}

@@ -1,7 +1,7 @@
 """Shared test fixtures: tiny record corpora on disk and tokenizers (real Qwen3 files, tiny BPE).
 
 - ``tiny_records``: a folder with a few small PNG views (+ 16-bit depth PNGs) and ``records.jsonl``
-  of 4 valid records (3 with geometry, 1 with ``geom_token: null`` in the seed's format).
+  of 4 valid records (3 with geometry, 1 with ``geom_token: null`` in the original record format).
 - ``make_corpus(dir, n, views, size)``: the same writer as a function, for tests that need more.
 - ``tiny_tokenizer``: a byte-level BPE trained on the fixture text (session-scoped).
 - ``qwen_tokenizer_dir``: the real Qwen3 tokenizer files, or a skip when they are absent;
@@ -21,7 +21,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, TINY_ANSWERS, TINY_QUESTIONS, TINY_WORDS, Corpus, make_corpus, write_jsonl
 
 
@@ -100,6 +99,7 @@ def tiny_vggt_file(synth_dir, tmp_path_factory) -> Path:
     (:func:`helpers.tiny_pretrain_config`): a whole VGGT with camera and depth heads in the official
     layout, whose aggregator is :data:`helpers.TINY_PRETRAIN_ENCODER`."""
     from helpers import tiny_pretrain_config
+
     from vqkit.config import config_from_dict
     from vqkit.train.encoder_pretrain import pretrain_encoder
 

@@ -64,7 +64,7 @@ def make_view(path: Path, width: int, height: int, seed: int) -> None:
 def make_corpus(root: Path, n: int = 4, views: int = 3, size: tuple[int, int] = (56, 42),
                 depth_bins: int = 16, name: str = "records.jsonl", seed: int = 0) -> Corpus:
     """Write ``n`` records of ``views`` views (W x H = ``size``) under ``root``; the last record is in
-    the seed's format (``geom_token: null``, no depths). Returns the :class:`Corpus`."""
+    the original record format (``geom_token: null``, no depths). Returns the :class:`Corpus`."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "img").mkdir(exist_ok=True)
     w, h = size
@@ -89,7 +89,7 @@ def make_corpus(root: Path, n: int = 4, views: int = 3, size: tuple[int, int] = 
                "question": TINY_QUESTIONS[i % len(TINY_QUESTIONS)], "answer": TINY_ANSWERS[i % len(TINY_ANSWERS)],
                "geom_token": {"R": Rs, "t": ts, "K": [K.tolist()] * views, "depth_hist": hists},
                "depths": depths}
-        if i == n - 1:  # the seed's record format: no geometry, no depths, extra keys absent
+        if i == n - 1:  # the original record format: no geometry, no depths, extra keys absent
             rec = {"images": images, "geom_token": None, "question": rec["question"],
                    "answer": rec["answer"], "task": "scanqa"}
         records.append(rec)

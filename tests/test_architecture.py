@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "vqkit"
 LAYERS: list[tuple[str, ...]] = [
     ("vqkit.version", "vqkit.errors", "vqkit.utils"),
     ("vqkit.config", "vqkit.cameras", "vqkit.tokenizer"),
-    ("vqkit.roomplan", "vqkit.models.layers", "vqkit.models.dinov2", "vqkit.models.vggt"),
+    ("vqkit.roomplan", "vqkit.vggt"),
     ("vqkit.data", "vqkit.synth", "vqkit.prep"),
     ("vqkit.models",),
     ("vqkit.eval",),

@@ -117,10 +117,10 @@ def test_notebooks_execute_in_order(tmp_path):
     assert _kernel_installed(), f"no Jupyter kernel '{KERNEL}': run make setup " \
                                 f"(python -m ipykernel install --sys-prefix --name {KERNEL})"
     configs = REPO / "configs"
-    extra = {"02_model_assembly": {"config_path": str(configs / "demo.yaml"),
+    extra = {"02_model_assembly": {"config_path": str(configs / "first_demo.yaml"),
                                    "plan_config": str(configs / "stage1_3d.yaml")},
-             "03_debug_run": {"config_path": str(configs / "demo.yaml")},
-             "05_geometry_heads": {"config_path": str(configs / "encoder_pretrain_demo.yaml")}}
+             "03_debug_run": {"config_path": str(configs / "first_demo.yaml")},
+             "05_geometry_heads": {"config_path": str(configs / "camera_depth_heads.yaml")}}
     executed = {}
     for name in NOTEBOOKS:
         out = tmp_path / f"{name}.out.ipynb"

@@ -77,8 +77,8 @@ class ForceTokens:
 
 @pytest.fixture(scope="module")
 def layout_model(synth_dir, tmp_path_factory):
-    from vqkit.tokenizer import load_tokenizer
     from vqkit.models.builder import build_model
+    from vqkit.tokenizer import load_tokenizer
 
     root = tmp_path_factory.mktemp("stage2_model")
     val = synth_dir / "roomplan_val.jsonl"

@@ -4,9 +4,18 @@ import random
 import pytest
 
 from vqkit.config import LLMConfig
-from vqkit.tokenizer import (IMAGE_PAD, TINY_SPECIAL_TOKENS, VISION_END, VISION_START, answer_end_token,
-                                  load_tokenizer, train_tokenizer, vision_block_text, vision_token_ids)
 from vqkit.errors import ConfigError
+from vqkit.tokenizer import (
+    IMAGE_PAD,
+    TINY_SPECIAL_TOKENS,
+    VISION_END,
+    VISION_START,
+    answer_end_token,
+    load_tokenizer,
+    train_tokenizer,
+    vision_block_text,
+    vision_token_ids,
+)
 
 CORPUS = ["What colour is the chair?", "How many tables are there?", "Is there a lamp near the bed?",
           "red", "green", "two", "three", "yes", "no", "chair", "table", "lamp"]

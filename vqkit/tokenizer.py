@@ -15,9 +15,10 @@ random-init tiny Qwen3.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from vqkit.errors import ConfigError
 
@@ -62,7 +63,7 @@ class VisionTokens:
         return [self.start_id, *([self.pad_id] * n), self.end_id]
 
 
-def vision_token_count(model: "ModelConfig", num_views: int, has_geometry: bool,
+def vision_token_count(model: ModelConfig, num_views: int, has_geometry: bool,
                        image_hw: tuple[int, int] | None = None) -> int:
     """Vision tokens the model writes into one sample's placeholders.
 
@@ -90,7 +91,7 @@ def vision_block_text(n: int) -> str:
     return VISION_START + IMAGE_PAD * n + VISION_END
 
 
-def _token_id(tokenizer: "PreTrainedTokenizerBase", token: str) -> int | None:
+def _token_id(tokenizer: PreTrainedTokenizerBase, token: str) -> int | None:
     """Id of a token that exists as a single vocabulary entry, else None (never the unk id)."""
     tid = tokenizer.convert_tokens_to_ids(token)
     if tid is None or (tokenizer.unk_token_id is not None and tid == tokenizer.unk_token_id
@@ -99,7 +100,7 @@ def _token_id(tokenizer: "PreTrainedTokenizerBase", token: str) -> int | None:
     return int(tid)
 
 
-def vision_token_ids(tokenizer: "PreTrainedTokenizerBase") -> VisionTokens:
+def vision_token_ids(tokenizer: PreTrainedTokenizerBase) -> VisionTokens:
     """The three vision token ids; a tokenizer without them was not made by :func:`load_tokenizer`."""
     ids = [_token_id(tokenizer, t) for t in VISION_TOKENS]
     if any(i is None for i in ids):
@@ -109,7 +110,7 @@ def vision_token_ids(tokenizer: "PreTrainedTokenizerBase") -> VisionTokens:
     return VisionTokens(*ids)
 
 
-def ensure_special_tokens(tokenizer: "PreTrainedTokenizerBase") -> int:
+def ensure_special_tokens(tokenizer: PreTrainedTokenizerBase) -> int:
     """Add the vision tokens (as special tokens) when missing and set a pad token. Returns how many
     tokens were added, i.e. whether the LLM's embeddings need ``resize_token_embeddings``."""
     from tokenizers import AddedToken
@@ -132,7 +133,7 @@ def ensure_special_tokens(tokenizer: "PreTrainedTokenizerBase") -> int:
     return added
 
 
-def load_tokenizer(llm_cfg: "LLMConfig") -> "PreTrainedTokenizerBase":
+def load_tokenizer(llm_cfg: LLMConfig) -> PreTrainedTokenizerBase:
     """The LLM's tokenizer from ``llm_cfg.tokenizer or llm_cfg.name_or_path`` (hub id or folder),
     with the three vision tokens and a pad token guaranteed (see :func:`ensure_special_tokens`).
 
@@ -159,7 +160,7 @@ def load_tokenizer(llm_cfg: "LLMConfig") -> "PreTrainedTokenizerBase":
     return tokenizer
 
 
-def answer_end_token(tokenizer: "PreTrainedTokenizerBase", chat: bool) -> str:
+def answer_end_token(tokenizer: PreTrainedTokenizerBase, chat: bool) -> str:
     """The token that ends an answer: the chat template's end-of-turn token (``<|im_end|>`` for
     Qwen) when ``chat``, else the tokenizer's eos. Generation stops on it; the label span ends with it.
 
@@ -186,13 +187,13 @@ def answer_end_token(tokenizer: "PreTrainedTokenizerBase", chat: bool) -> str:
     return str(tokenizer.eos_token)
 
 
-def answer_end_token_id(tokenizer: "PreTrainedTokenizerBase", chat: bool) -> int:
+def answer_end_token_id(tokenizer: PreTrainedTokenizerBase, chat: bool) -> int:
     """Id of :func:`answer_end_token`."""
     return int(tokenizer.convert_tokens_to_ids(answer_end_token(tokenizer, chat)))
 
 
 def train_tokenizer(texts: Iterable[str], out_dir: str | os.PathLike, vocab_size: int = 512,
-                    min_frequency: int = 1) -> "PreTrainedTokenizerFast":
+                    min_frequency: int = 1) -> PreTrainedTokenizerFast:
     """Train a small byte-level BPE tokenizer on ``texts`` and save it to ``out_dir``.
 
     - Byte-level pre-tokenizer and decoder: any string round-trips exactly

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.ci]
@@ -169,7 +168,7 @@ def demo_config(tmp_path_factory):
 
     root = Path(tmp_path_factory.mktemp("data"))
     generate(root / "synth", scenes=6, views=3, image_size=56, seed=0, progress=False)
-    cfg = load_config(REPO / "configs" / "demo.yaml",
+    cfg = load_config(REPO / "configs" / "first_demo.yaml",
                       ["data.image_size=56", "train.batch_size_per_gpu=8", "train.warmup_steps=4",
                        "train.log_every_steps=1", "train.save_every_steps=0", f"train.max_steps={STEPS}"])
     use_synthetic_data(cfg, root / "synth")

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vqkit.errors import ConfigError
 from vqkit.config import Config, config_from_dict, load_config, save_config
+from vqkit.errors import ConfigError
 from vqkit.tokenizer import vision_token_count
 
 REPO = Path(__file__).resolve().parents[2]

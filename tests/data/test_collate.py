@@ -4,10 +4,9 @@ import pytest
 import torch
 
 from vqkit.config import DataConfig, ModelConfig
-from vqkit.tokenizer import vision_token_count
 from vqkit.data.collate import IGNORE_INDEX, Collator
 from vqkit.data.dataset import build_dataset
-from vqkit.tokenizer import vision_token_ids
+from vqkit.tokenizer import vision_token_count, vision_token_ids
 
 SEED_TEMPLATE = "{question}\n<image>\n{answer}"
 
@@ -60,7 +59,7 @@ def test_vision_placeholders_match_the_model(tokenizer, tiny_records, geometry):
         assert ids.count(vt.pad_id) == n and ids.count(vt.start_id) == 1 and ids.count(vt.end_id) == 1
         start = ids.index(vt.start_id)
         assert ids[start + 1:start + 1 + n] == [vt.pad_id] * n and ids[start + 1 + n] == vt.end_id
-    # 2 views with geometry -> 7 + 2; the seed-format record (no geometry) -> 7.
+    # 2 views with geometry -> 7 + 2; the record in the original format (no geometry) -> 7.
     assert [m["num_vision_tokens"] for m in batch["meta"]] == ([9, 9, 9, 7] if geometry else [7] * 4)
     assert batch["geom_mask"].tolist() == [True, True, True, False]
 

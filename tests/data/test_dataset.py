@@ -3,12 +3,19 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import make_corpus
 from torch.utils.data import DistributedSampler
 
-from helpers import make_corpus
 from vqkit.config import DataConfig, GeometryConfig, SourceConfig, config_from_dict
-from vqkit.data.dataset import (MixedDataset, RecordDataset, ShardedSampler, build_dataloader, build_dataset,
-                                choose_views, set_epoch)
+from vqkit.data.dataset import (
+    MixedDataset,
+    RecordDataset,
+    ShardedSampler,
+    build_dataloader,
+    build_dataset,
+    choose_views,
+    set_epoch,
+)
 from vqkit.data.schema import load_records
 from vqkit.errors import DataError
 

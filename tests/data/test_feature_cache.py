@@ -7,16 +7,16 @@ import os
 
 import pytest
 import torch
-
 from helpers import make_corpus, tiny_config
+
 from vqkit.commands.cache_features import main
 from vqkit.commands.common import run_main
-from vqkit.data.feature_cache import FeatureCache, read_index
-from vqkit.tools.cache_writer import build_feature_cache
 from vqkit.data.dataset import build_dataloader, build_dataset
-from vqkit.tokenizer import load_tokenizer
+from vqkit.data.feature_cache import FeatureCache, read_index
 from vqkit.errors import CheckpointError, DataError
 from vqkit.models.builder import build_model
+from vqkit.tokenizer import load_tokenizer
+from vqkit.tools.cache_writer import build_feature_cache
 
 
 def first_batch(cfg, tokenizer, **kw):

@@ -2,7 +2,7 @@
 
 - ``eval_records``: 5 records (an odd number, so 2 ranks get unequal shares) of 2 small PNG views:
   ScanQA-style (several answers, a qtype), SQA3D-style (situation, no qtype: first-word types), one
-  with geometry, one in the seed's format.
+  with geometry, one in the original record format.
 - ``tiny_model_dir``: a random-init tiny VQModel (conv aggregator, 1-layer Perceiver, 1-layer Qwen3,
   BPE tokenizer trained on the records' text) saved with ``save_pretrained``.
 """
@@ -29,7 +29,7 @@ RECORDS = [
     {"id": "scanqa-1", "task": "scanqa", "qtype": "number", "question": "How many chairs are there?",
      "answer": "2", "answers": ["2", "two"], "scene_id": "scene0001_00"},
     {"task": "sqa3d", "situation": "I just came in.", "question": "Can I sit on the sofa?", "answer": "yes",
-     "geom_token": None},  # the seed's format, no id
+     "geom_token": None},  # the original record format, no id
 ]
 WORDS = ["brown", "dark", "table", "no", "yes", "two", "2", "chair", "sofa", "bed", "red", "door", "window"]
 
@@ -91,8 +91,8 @@ def tiny_config_dict(tokenizer_dir: Path) -> dict:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from vqkit.config import config_from_dict
-    from vqkit.tokenizer import load_tokenizer, train_tokenizer
     from vqkit.models.builder import build_model
+    from vqkit.tokenizer import load_tokenizer, train_tokenizer
 
     root = tmp_path_factory.mktemp("tiny_model")
     texts = [r["question"] for r in RECORDS] + [r.get("situation", "") for r in RECORDS] + WORDS

@@ -140,8 +140,7 @@ def roomplan_records(eval_records):
     geometry: what `vqkit ask --roomplan` sees for the same photos."""
     import math
 
-    from vqkit.roomplan import ROOMPLAN_QUESTION
-    from vqkit.roomplan import Opening, Room, RoomObject, Wall
+    from vqkit.roomplan import ROOMPLAN_QUESTION, Opening, Room, RoomObject, Wall
 
     room = Room(walls=[Wall("w0", (0.0, 1.5, 1.25), 3.0, 2.5, math.pi / 2), Wall("w1", (1.5, 0.0, 1.25), 3.0, 2.5, 0.0)],
                 doors=[Opening("d0", "door", "w1", (1.0, 0.0, 1.0), 0.9, 2.0, 0.0, True)],
@@ -298,8 +297,8 @@ def test_photos_without_cameras_get_predicted_geometry(tiny_model_dir, tiny_vggt
     import dataclasses
 
     from vqkit.models.builder import build_model, load_model_config
-    from vqkit.models.vggt.predictor import GeometryPredictor
     from vqkit.tokenizer import load_tokenizer
+    from vqkit.vggt.predictor import GeometryPredictor
 
     calls = []
     real_fill = GeometryPredictor.fill

@@ -16,9 +16,9 @@ import torch
 
 from vqkit.commands import main as vqkit_main
 from vqkit.errors import DataError
-from vqkit.eval.metrics import LANGUAGE_METRICS
 from vqkit.eval.generate import evaluate, shard_indices
 from vqkit.eval.loss import evaluate_loss_and_em
+from vqkit.eval.metrics import LANGUAGE_METRICS
 from vqkit.eval.results import compute_metrics, format_table, read_predictions, rescore, write_results
 from vqkit.models.builder import load_model
 

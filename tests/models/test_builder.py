@@ -8,8 +8,8 @@ import logging
 
 import pytest
 import torch
-
 from helpers import tiny_config
+
 from vqkit.data.dataset import build_dataloader
 from vqkit.models.builder import build_encoder, build_model, encoder_matmul_dtype
 from vqkit.tokenizer import load_tokenizer

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from vqkit.cameras import intrinsics, look_at
+from vqkit.cameras import relative_poses as np_relative_poses
 from vqkit.config import GeometryConfig
-from vqkit.cameras import intrinsics, look_at, relative_poses as np_relative_poses
 from vqkit.errors import DataError
 from vqkit.models.geometry_tokens import GeometryEncoder, geometry_features, relative_poses
 

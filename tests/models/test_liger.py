@@ -9,8 +9,8 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import tiny_config
+
 from vqkit.data.dataset import build_dataloader
 from vqkit.errors import ConfigError
 from vqkit.models.builder import build_model

@@ -230,6 +230,7 @@ def test_real_size_stage1_with_the_merger_on_the_meta_device():
     """configs/stage1_3d.yaml with the merger: VGGT-1B's 2048 channels, Qwen3-4B's 2560 width, 448 px
     views (a 32x32 patch grid: 256 tokens per view, 2056 for 8 views with geometry)."""
     from helpers import REPO
+
     from vqkit.config import load_config
     from vqkit.models.builder import build_model
 

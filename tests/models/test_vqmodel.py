@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from vqkit.cameras import intrinsics, look_at
 from vqkit.config import DataConfig, TrainConfig, config_from_dict, load_config
 from vqkit.data.collate import Collator
-from vqkit.cameras import intrinsics, look_at
-from vqkit.tokenizer import load_tokenizer, train_tokenizer
 from vqkit.errors import CheckpointError, DataError
 from vqkit.models.builder import build_model, load_model
+from vqkit.tokenizer import load_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 28

@@ -6,11 +6,8 @@ whole folder builds in a few seconds; the converters do not care about the resol
 
 from __future__ import annotations
 
-
-import pytest
-
 import prep_fixtures as F
-
+import pytest
 from prep_trees import COLOR_WH, DEPTH_WH, INVALID, N_FRAMES
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from prep_trees import N_FRAMES, copy_tree
+
 from vqkit import cameras as G
-from vqkit.errors import DataError
 from vqkit.commands.prep import main as prep_main
+from vqkit.errors import DataError
 from vqkit.prep import arkit
 from vqkit.roomplan import Room
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import prep_fixtures as F
 import pytest
 
 from vqkit import cameras as G
-import prep_fixtures as F
 from vqkit.prep import arkit, scannet
 
 synth = pytest.importorskip("vqkit.synth.benchmark")

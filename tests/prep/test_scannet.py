@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from prep_trees import COLOR_WH, INVALID, N_FRAMES, copy_tree
+
 from vqkit import cameras as G
 from vqkit.errors import DataError
 from vqkit.prep import scannet

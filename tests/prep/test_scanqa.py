@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqkit.commands import main as vqkit_main
 from vqkit import cameras as G
-from vqkit.errors import DataError
+from vqkit.commands import main as vqkit_main
 from vqkit.commands.prep import main as prep_main
+from vqkit.errors import DataError
 from vqkit.prep import scanqa
 
 

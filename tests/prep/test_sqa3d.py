@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqkit.errors import DataError
 from vqkit.commands.prep import main as prep_main
+from vqkit.errors import DataError
 from vqkit.prep import sqa3d
 
 

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vqkit import cameras as geo
-from vqkit import synth
-from vqkit.commands.synth import main as synth_command
 import vqkit.synth.catalogue  # noqa: F401 - the submodules named below
 import vqkit.synth.render  # noqa: F401
 import vqkit.synth.rooms  # noqa: F401
 import vqkit.synth.scene  # noqa: F401
+from vqkit import cameras as geo
+from vqkit import synth
+from vqkit.commands.synth import main as synth_command
 from vqkit.synth.questions import DESCRIBE_QUESTION, QTYPES, describe_objects, round_metres
 
 SIZE = 48

@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 import yaml
-
 from helpers import tiny_config
+
 from vqkit.commands.bench import main
 from vqkit.config import to_dict
 from vqkit.data.dataset import build_dataloader

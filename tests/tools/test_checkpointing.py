@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 import yaml
-
 from helpers import tiny_config
+
 from vqkit.commands.plan import main as plan_main
 from vqkit.config import to_dict
 from vqkit.tools.checkpointing import resolve_gradient_checkpointing

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from helpers import REPO
+
 from vqkit.eval.loss import shuffle_views
 from vqkit.tools.demo import DEFAULT_CONFIG, DEFAULT_ENCODER_PRETRAIN, DEFAULT_SYNTH, format_table, run_demo
 
@@ -52,7 +52,7 @@ def test_the_command_hands_its_room_arguments_to_the_demo(monkeypatch):
     assert calls[2] == {**DEFAULT_SYNTH, "train_describe": False}
 
 
-def _tiny_demo(tmp_path, steps, scenes, extra=(), config="configs/demo.yaml", synth=None, **kwargs):
+def _tiny_demo(tmp_path, steps, scenes, extra=(), config="configs/first_demo.yaml", synth=None, **kwargs):
     return run_demo(config, str(tmp_path / "synth"), str(tmp_path / "run"),
                     overrides=[f"train.max_steps={steps}", "train.log_every_steps=50", "train.save_every_steps=0",
                                "train.warmup_steps=20", *extra],
@@ -88,8 +88,8 @@ def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
 
 
 def test_the_default_demo_pretrains_its_aggregator_first(tmp_path, monkeypatch):
-    """The default demo (no config given): configs/demo_objects.yaml, its aggregator pretrained by
-    configs/encoder_semantic_demo.yaml into RUN_encoder, the demo model (and its feature cache) on the
+    """The default demo (no config given): configs/demo.yaml, its aggregator pretrained by
+    configs/demo_encoder.yaml into RUN_encoder, the demo model (and its feature cache) on the
     weights it wrote; training rooms get 16 questions, val rooms 8."""
     import yaml
 
@@ -116,7 +116,7 @@ def test_the_default_demo_pretrains_its_aggregator_first(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_shortened_first_demo_learns_from_the_views(tmp_path, monkeypatch):
-    """configs/demo.yaml, the notebooks' recipe, shortened (800 rooms, 700 steps; 4.5 min on 2 idle
+    """configs/first_demo.yaml, the notebooks' recipe, shortened (800 rooms, 700 steps; 4.5 min on 2 idle
     cores): the views must matter.
 
     Its full run (3000 rooms, 1800 steps, 8 questions per room) gave +14.3 EM overall, +81 on room_colour and a

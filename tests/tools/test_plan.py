@@ -5,20 +5,19 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-from pathlib import Path
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-
 from helpers import REPO, tiny_config
+
 from vqkit.config import Config, load_config, to_dict
+from vqkit.models.builder import build_model
 from vqkit.tokenizer import load_tokenizer
 from vqkit.tools.memory_accounting import RealKernelsOnMeta, SavedTensors, count_activations
 from vqkit.tools.plan import MB, answer_positions, make_plan
-from vqkit.models.builder import build_model
 
 
 def test_tiny_plan_counts_bytes(corpus, tokenizer_dir):  # noqa: F811

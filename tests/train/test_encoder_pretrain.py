@@ -31,8 +31,8 @@ def cli(*args):
 
 
 def test_run_writes_official_layout_weights_that_load_as_encoder_and_heads(synth_dir, tmp_path):
-    from vqkit.models.vggt import Aggregator
-    from vqkit.models.vggt.weights_file import describe_vggt_file, vggt_from_file
+    from vqkit.vggt import Aggregator
+    from vqkit.vggt.weights_file import describe_vggt_file, vggt_from_file
 
     cfg = config_from_dict(tiny_pretrain_config(synth_dir, tmp_path / "run", eval_every_steps=3, eval_samples=2))
     result = pretrain_encoder(cfg, progress=False)
@@ -102,7 +102,7 @@ def test_a_changed_learning_rate_is_refused_on_resume(synth_dir, tmp_path):
 
 
 def test_heads_only_training_leaves_the_aggregator_as_it_was(synth_dir, tmp_path, tiny_vggt_file):
-    from vqkit.models.vggt.weights_file import vggt_from_file
+    from vqkit.vggt.weights_file import vggt_from_file
 
     data = tiny_pretrain_config(synth_dir, tmp_path / "run", max_steps=2, save_every_steps=0)
     data["model"]["encoder"]["weights"] = str(tiny_vggt_file)
@@ -143,7 +143,7 @@ def test_records_without_poses_or_depth_are_named(synth_dir, tmp_path):
 def test_torchrun_two_processes(synth_dir, tmp_path, deepspeed):
     """DDP (and DeepSpeed ZeRO-2) over 2 CPU processes: every rank steps, rank 0 writes one weights file
     that loads in a single process."""
-    from vqkit.models.vggt.weights_file import vggt_from_file
+    from vqkit.vggt.weights_file import vggt_from_file
 
     run_dir = tmp_path / "run"
     config = tmp_path / "cfg.yaml"
@@ -170,7 +170,7 @@ def _semantic_config(synth_dir, run_dir, **pretrain):
 
 
 def test_semantic_objective_alone_writes_an_aggregator_file_and_scores_held_out_cells(synth_dir, tmp_path):
-    from vqkit.models.vggt import Aggregator
+    from vqkit.vggt import Aggregator
 
     run_dir = tmp_path / "run"
     result = pretrain_encoder(config_from_dict(_semantic_config(synth_dir, run_dir)), progress=False)

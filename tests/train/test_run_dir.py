@@ -10,8 +10,8 @@ import shutil
 import signal
 
 import pytest
-
 from helpers import tiny_train_config
+
 from vqkit.config import config_from_dict
 from vqkit.config.io import load_config, to_dict
 from vqkit.errors import ConfigError, DataError, VQKitError

@@ -8,8 +8,15 @@ import math
 import pytest
 
 from vqkit.errors import DataError
-from vqkit.utils.files import (iter_jsonl, json_sha256, read_jsonl, write_atomic, write_json_atomic,
-                               write_jsonl_atomic, write_text_atomic)
+from vqkit.utils.files import (
+    iter_jsonl,
+    json_sha256,
+    read_jsonl,
+    write_atomic,
+    write_json_atomic,
+    write_jsonl_atomic,
+    write_text_atomic,
+)
 
 
 def test_atomic_writes_replace_whole_files_and_leave_no_temporaries(tmp_path):

@@ -15,11 +15,11 @@ from PIL import Image
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vqkit import viz  # noqa: E402
-from vqkit.viz import scene as viz_scene  # noqa: E402
 from vqkit import cameras as geo  # noqa: E402
+from vqkit import viz  # noqa: E402
 from vqkit.data.schema import load_records  # noqa: E402
 from vqkit.roomplan import Room, RoomObject, Wall  # noqa: E402
+from vqkit.viz import scene as viz_scene  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -428,7 +428,7 @@ def test_run_to_evaluate_prefers_the_run_then_the_demo_then_says_what_to_run(tmp
     (demo / "final").mkdir(parents=True)
     from helpers import REPO
 
-    cfg = load_config(REPO / "configs" / "demo.yaml")
+    cfg = load_config(REPO / "configs" / "first_demo.yaml")
     save_config(cfg, demo / "config.yaml")
     assert run_to_evaluate(own, data_dir="data/synth_nb", fallback_run=demo) == (demo, cfg.data.val[0].path)
     assert f"evaluating the demo's {demo} instead" in capsys.readouterr().out

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
                     "model and hardware FLOPs per part with their utilisation of the card's bf16 peak (MFU), "
                     "the attention kernels, the padding share, the aggregator's 8 x 518 px forward, tokens/s "
                     "and peak memory for a config.",
-        epilog="example: vqkit bench --config configs/demo.yaml --json")
+        epilog="example: vqkit bench --config configs/first_demo.yaml --json")
     parser.add_argument("--config", required=True, help="experiment YAML")
     add_overrides_argument(parser, "override a config value (repeatable)")
     parser.add_argument("--data", help="synthetic data folder (train.jsonl, val.jsonl, tokenizer/) to use instead")

@@ -13,8 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vqkit cache-features",
         description="Run the frozen aggregator once per unique (scene, view set) and store its features, "
                     "so training with data.feature_cache: DIR skips the encoder.",
-        epilog="example: vqkit cache-features --config configs/demo.yaml --out data/synth/features "
-               "&& vqkit-train --config configs/demo.yaml --set data.feature_cache=data/synth/features")
+        epilog="example: vqkit cache-features --config configs/first_demo.yaml --out data/synth/features "
+               "&& vqkit-train --config configs/first_demo.yaml --set data.feature_cache=data/synth/features")
     parser.add_argument("--config", required=True, help="experiment YAML")
     parser.add_argument("--out", required=True, help="cache folder (index.json + shards)")
     add_overrides_argument(parser, "override a config value (repeatable)")

@@ -1,5 +1,5 @@
 """``vqkit eval-geometry``: how well a VGGT's camera and depth heads predict the poses and depth of posed
-rooms, beside the same architecture untrained (:func:`vqkit.eval.geometry.compare_geometry`)."""
+rooms, beside the same architecture untrained (:func:`vqkit.eval.geometry_errors.compare_geometry`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(every pair of views, degrees) and depth AbsRel after median scaling, on the first N "
                     "rooms (distinct view sets with poses and depth maps) of a record file; beside them the "
                     "same figures for the same architecture untrained.",
-        epilog="example:\n  vqkit eval-geometry --encoder runs/encoder_pretrain_demo/encoder/model.safetensors "
+        epilog="example:\n  vqkit eval-geometry --encoder runs/camera_depth_heads/encoder/model.safetensors "
                "--data data/synth/val.jsonl --rooms 300",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vqkit.eval.geometry import compare_geometry, format_geometry_table
+    from vqkit.eval.geometry_errors import compare_geometry, format_geometry_table
     from vqkit.utils.files import write_json_atomic
     from vqkit.utils.runtime import resolve_device
 

@@ -1,5 +1,5 @@
 """``vqkit prep scanqa|sqa3d|arkit``: convert the official datasets to vqkit records; ``vqkit prep geometry``:
-fill the camera geometry of records without it (:func:`vqkit.prep.geometry.fill_geometry`).
+fill the camera geometry of records without it (:func:`vqkit.prep.fill_geometry.fill_geometry`).
 
 Each converter is a library function (:func:`vqkit.prep.scanqa.convert`, :func:`vqkit.prep.sqa3d.convert`,
 :func:`vqkit.prep.arkit.convert`); this command parses its options and prints its summary. See
@@ -97,7 +97,7 @@ def arkit(argv: list[str]) -> int:
 
 
 def geometry(argv: list[str]) -> int:
-    from vqkit.prep.geometry import fill_geometry
+    from vqkit.prep.fill_geometry import fill_geometry
     from vqkit.utils.runtime import resolve_device
 
     parser = argparse.ArgumentParser(

@@ -15,15 +15,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "official layout (model.encoder.weights loads it). Run folder, checkpoints and --resume as "
                     "vqkit train; works under torchrun, accelerate launch and deepspeed.",
         epilog="examples:\n"
-               "  vqkit pretrain-encoder --config configs/encoder_pretrain_demo.yaml\n"
-               "  vqkit eval-geometry --encoder runs/encoder_pretrain_demo/encoder/model.safetensors "
+               "  vqkit pretrain-encoder --config configs/camera_depth_heads.yaml\n"
+               "  vqkit eval-geometry --encoder runs/camera_depth_heads/encoder/model.safetensors "
                "--data data/synth/val.jsonl\n"
-               "  vqkit train --config configs/demo.yaml "
-               "--set model.encoder.weights=runs/encoder_pretrain_demo/encoder/model.safetensors",
+               "  vqkit train --config configs/first_demo.yaml "
+               "--set model.encoder.weights=runs/camera_depth_heads/encoder/model.safetensors",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_run_arguments(parser, set_example="train.max_steps=100", deepspeed_example="configs/deepspeed/zero2.json",
-                      config_help="experiment YAML with an encoder_pretrain section (configs/encoder_pretrain_demo.yaml)")
+                      config_help="experiment YAML with an encoder_pretrain section (configs/camera_depth_heads.yaml)")
     return parser
 
 

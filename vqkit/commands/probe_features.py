@@ -13,7 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a small probe on the config encoder's features of the synthetic rooms to name "
                     "every object category's colour or say it is absent; print its accuracy on the "
                     "validation rooms. A few CPU-minutes: screen an encoder before training a model on it.",
-        epilog="example: vqkit probe-features --config configs/demo_objects.yaml "
+        epilog="example: vqkit probe-features --config configs/demo.yaml "
                "--set model.encoder.weights=runs/demo_encoder/encoder/model.safetensors")
     parser.add_argument("--config", required=True, help="experiment YAML (its model.encoder and data.image_size)")
     add_overrides_argument(parser, "override a config value (repeatable)")

@@ -11,7 +11,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqkit-train",
         description="Train a vqkit model. Works unchanged under torchrun, accelerate launch and deepspeed.",
-        epilog="example: vqkit-train --config configs/demo.yaml --set train.max_steps=100 --output-dir runs/try",
+        epilog="example: vqkit-train --config configs/first_demo.yaml --set train.max_steps=100 --output-dir runs/try",
     )
     add_run_arguments(parser, set_example="train.lr=1e-4", deepspeed_example="configs/deepspeed/zero3.json")
     return parser

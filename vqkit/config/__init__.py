@@ -7,9 +7,20 @@ Both are re-exported here: ``from vqkit.config import Config, load_config``.
 """
 
 from vqkit.config.io import apply_overrides, config_from_dict, load_config, save_config, to_dict
-from vqkit.config.schema import (Config, DataConfig, EncoderConfig, EncoderPretrainConfig, EvalConfig,
-                                 GeometryConfig, LLMConfig, LoRAConfig, ModelConfig, ProjectorConfig, SourceConfig,
-                                 TrainConfig)
+from vqkit.config.schema import (
+                                 Config,
+                                 DataConfig,
+                                 EncoderConfig,
+                                 EncoderPretrainConfig,
+                                 EvalConfig,
+                                 GeometryConfig,
+                                 LLMConfig,
+                                 LoRAConfig,
+                                 ModelConfig,
+                                 ProjectorConfig,
+                                 SourceConfig,
+                                 TrainConfig,
+)
 
 __all__ = ["Config", "DataConfig", "EncoderConfig", "EncoderPretrainConfig", "EvalConfig", "GeometryConfig",
            "LLMConfig", "LoRAConfig", "ModelConfig", "ProjectorConfig", "SourceConfig", "TrainConfig", "apply_overrides",

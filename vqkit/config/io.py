@@ -8,6 +8,12 @@ its line for a syntax error) or the ``--set`` override.
 
 A list of data sources also takes a plain path, so ``--set data.train=data/x.jsonl`` means
 ``[{path: data/x.jsonl}]`` (several: ``--set 'data.train=[a.jsonl, b.jsonl]'``).
+
+Blocks that several experiments share are written once: a file's top-level ``include:`` (a path, or a
+list of paths, relative to that file) names YAML files merged in first, in order; the file's own keys
+then go on top. Mappings merge key by key; a list or a value replaces what an include gave. Included
+files may include others (a cycle is an error). The resolved config ``save_config`` writes has no
+``include``: it is every value, spelled out.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ import yaml
 from vqkit.config.schema import Config, SourceConfig
 from vqkit.errors import ConfigError
 from vqkit.utils.files import write_text_atomic
-
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -172,6 +177,47 @@ def apply_overrides(data: dict, overrides: list[str] | None) -> dict:
     return data
 
 
+INCLUDE_KEY = "include"
+
+
+def merge_into(base: dict, top: dict) -> dict:
+    """``top`` merged over ``base`` (a new dict): mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_into(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_yaml_with_includes(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A config file as a nested dict, its ``include:`` files merged in first (see the module docstring)."""
+    path = Path(path)
+    if not path.is_file():
+        where = f" (included by {_chain[-1]})" if _chain else ""
+        raise ConfigError(f"config file not found: {path}{where}")
+    if path.resolve() in [p.resolve() for p in _chain]:
+        raise ConfigError(f"{path}: include cycle: {' -> '.join(str(p) for p in (*_chain, path))}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(_yaml_error(path, e)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (model:, data:, train:, eval:)")
+    includes = data.pop(INCLUDE_KEY, None)
+    if includes is None:
+        return data
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise ConfigError(f"{path}: {INCLUDE_KEY} must be a path or a list of paths, got {includes!r}")
+    merged: dict = {}
+    for include in includes:
+        merged = merge_into(merged, read_yaml_with_includes(path.parent / include, (*_chain, path)))
+    return merge_into(merged, data)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load a YAML experiment over the defaults and apply ``a.b=c`` overrides.
 
@@ -182,14 +228,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     data: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(_yaml_error(path, e)) from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping (model:, data:, train:, eval:)")
+        data = read_yaml_with_includes(path)
     try:
         return config_from_dict(apply_overrides(copy.deepcopy(data), overrides))
     except ConfigError as e:

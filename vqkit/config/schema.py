@@ -143,7 +143,7 @@ class GeometryConfig:
     median_depth_m: float = 2.6
     """Predicted geometry: VGGT's depth and translations are known up to one factor per set of views;
     it is chosen so that the median predicted depth of the views is this many metres (the synthetic
-    rooms' median is 2.6 m; set the training corpus' own, vqkit.models.vggt.median_depth_from_histograms),
+    rooms' median is 2.6 m; set the training corpus' own, vqkit.vggt.median_depth_from_histograms),
     unless the batch has metric depth maps (data.load_depth), which then fix it."""
 
     def __post_init__(self):
@@ -278,7 +278,7 @@ class DataConfig:
     itself only. The views are read once for several answers. Turns that would pass max_length are left out."""
     prompt_template: str = "chat"
     """'chat' = the tokenizer's chat template; otherwise a format string with {question}, <image>
-    and {answer} (optionally {situation}), e.g. the seed's "{question}\\n<image>\\n{answer}"."""
+    and {answer} (optionally {situation}), e.g. "{question}\\n<image>\\n{answer}" (question before the views)."""
     system_prompt: str | None = None
     """Optional system message for chat templates."""
     load_depth: bool = False
@@ -404,7 +404,7 @@ class EvalConfig:
 class EncoderPretrainConfig:
     """`vqkit pretrain-encoder`: trains VGGT (the model.encoder aggregator with camera and depth heads,
     the point head optional) on records with poses (geom_token) and depth maps (depths), with VGGT's
-    losses (vqkit.models.vggt.losses). The run itself follows train.* (output_dir, max_steps, batch,
+    losses (vqkit.vggt.losses). The run itself follows train.* (output_dir, max_steps, batch,
     warmup and cosine schedule, checkpoints, resume, DeepSpeed; train.lr = the aggregator's learning
     rate, train.proj_lr = the heads') and data.* (train / val sources, num_views, image_size,
     resize_mode, view_sampling). It writes RUN/encoder/model.safetensors in the official layout
@@ -417,7 +417,7 @@ class EncoderPretrainConfig:
     """Also train the point-map head (the official checkpoint has one; geometry does not need it)."""
     dpt_layers: list[int] | None = None
     """The four aggregator layers the dense heads read; None = the official (4, 11, 17, 23) at depth 24,
-    else the last layer of each quarter (vqkit.models.vggt.default_dpt_layers)."""
+    else the last layer of each quarter (vqkit.vggt.default_dpt_layers)."""
     dpt_features: int = 256
     """Channels of the dense heads' fusion blocks (official 256; a demo-size encoder uses far fewer)."""
     dpt_out_channels: list[int] = field(default_factory=lambda: [256, 512, 1024, 1024])
@@ -431,7 +431,7 @@ class EncoderPretrainConfig:
     the semantic / colour objective alone (records need semantic maps for it); the weights file then
     holds the aggregator only."""
     semantic_weight: float = 0.0
-    """Weight of the per-patch semantic objective (0 = off; vqkit.models.vggt.semantic_head): each patch
+    """Weight of the per-patch semantic objective (0 = off; vqkit.vggt.semantic_head): each patch
     sub-cell's class distribution in the records' semantic maps, as DINOv2's pretraining teaches the real
     VGGT's encoder what is where. Its head is dropped from the weights file."""
     semantic_classes: int = 0

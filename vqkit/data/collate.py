@@ -9,7 +9,7 @@ size matters only for a patch-merger projector, whose token count follows the pa
 - ``data.prompt_template: chat``: the tokenizer's chat template renders an optional system message
   and the user turn ``[situation + " "] + question + "\\n" + vision block`` with the generation
   prompt; the answer follows, ended by the template's end-of-turn token (``<|im_end|>`` for Qwen).
-- any other template, e.g. the seed's ``"{question}\\n<image>\\n{answer}"``: literal text,
+- any other template, e.g. ``"{question}\\n<image>\\n{answer}"``: literal text,
   ``{question}``, optional ``{situation}`` (without it the situation is prepended to the question),
   ``<image>`` = the vision block, ``{answer}`` last; the answer ends with the tokenizer's eos.
 
@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -75,7 +76,7 @@ class Collator:
     ``semantics`` [B, S, H, W] (class indices, UNLABELLED outside the images) and ``features`` [B, S, P, C].
     """
 
-    def __init__(self, tokenizer, model_cfg: "ModelConfig", data_cfg: "DataConfig", mode: str = "train",
+    def __init__(self, tokenizer, model_cfg: ModelConfig, data_cfg: DataConfig, mode: str = "train",
                  blind: bool = False):
         if mode not in ("train", "generate"):
             raise ConfigError(f"Collator mode must be 'train' or 'generate', got {mode!r}")

@@ -3,7 +3,7 @@
 - :class:`RecordDataset`: one corpus. ``dataset[i]`` loads record i's chosen views. View choice and
   view dropout come from ``numpy.random.default_rng((seed, epoch, i))`` only, so a sample is the same
   in every process, worker count and run with the same seed and epoch.
-- :class:`MixedDataset`: several corpora mixed by weight (the seed's ScanQA 0.7 / SQA3D 0.3). Each
+- :class:`MixedDataset`: several corpora mixed by weight (configs/stage1_3d.yaml: ScanQA 0.7, SQA3D 0.3). Each
   epoch is a fixed-length list of (source, record) positions drawn by weight from (seed, epoch);
   without weights it is the plain concatenation (validation: every record exactly once).
 - :class:`ShardedSampler`: shuffles per (seed, epoch) and gives rank r the positions r, r + W, ...
@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -42,7 +43,7 @@ from vqkit.data.images import UNLABELLED, load_depth, load_semantics, load_views
 from vqkit.data.schema import LoadReport, Record, load_records
 from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
-from vqkit.models.vggt.geometry import view_boxes
+from vqkit.vggt.predicted_geometry import view_boxes
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config.schema import Config, DataConfig, GeometryConfig
@@ -73,7 +74,7 @@ class RecordDataset(Dataset):
         stream: an int mixed into the per-item seed so sources of a mix draw independently.
     """
 
-    def __init__(self, records: Sequence[Record], data_cfg: "DataConfig", *, train: bool, seed: int = 0,
+    def __init__(self, records: Sequence[Record], data_cfg: DataConfig, *, train: bool, seed: int = 0,
                  depth_bins: int = 16, max_depth: float = 10.0, name: str = "", stream: int = 0,
                  report: LoadReport | None = None):
         if not records:
@@ -347,7 +348,7 @@ class ShardedSampler(Sampler):
         return iter([(epoch, int(i), bool(p)) for i, p in zip(idx, pad)])
 
 
-def build_dataset(data_cfg: "DataConfig", split: str, *, geometry_cfg: "GeometryConfig | None" = None,
+def build_dataset(data_cfg: DataConfig, split: str, *, geometry_cfg: GeometryConfig | None = None,
                   seed: int = 0, samples_per_epoch: int | None = None,
                   sources: Sequence[Any] | None = None) -> Dataset:
     """Validate every record of the ``split`` ("train" or "val") sources and build the dataset.
@@ -387,7 +388,7 @@ def build_dataset(data_cfg: "DataConfig", split: str, *, geometry_cfg: "Geometry
     return MixedDataset(datasets, weights, samples_per_epoch=samples_per_epoch, seed=seed)
 
 
-def build_dataloader(cfg: "Config", split: str, tokenizer, *, batch_size: int, shuffle: bool,
+def build_dataloader(cfg: Config, split: str, tokenizer, *, batch_size: int, shuffle: bool,
                      blind: bool = False, generate: bool = False, rank: int = 0, world_size: int = 1,
                      epoch: int = 0, drop_last: bool | None = None, dataset: Dataset | None = None,
                      seed: int | None = None, collate_fn=None) -> DataLoader:

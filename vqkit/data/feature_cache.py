@@ -46,8 +46,9 @@ import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -55,7 +56,7 @@ import torch
 from vqkit.data.views import cached_views
 from vqkit.errors import CheckpointError, DataError
 from vqkit.utils.files import json_sha256, read_safetensors_header
-from vqkit.models.vggt.fingerprint import NOT_IN_FINGERPRINT, weights_fingerprint
+from vqkit.vggt.fingerprint import NOT_IN_FINGERPRINT, weights_fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config.schema import Config, DataConfig
@@ -75,7 +76,7 @@ DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 
-def cache_spec(cfg: "Config", dtype: str = "float16") -> dict[str, Any]:
+def cache_spec(cfg: Config, dtype: str = "float16") -> dict[str, Any]:
     """Everything that determines the cached features (stored in index.json, hashed into ``key``)."""
     enc = {k: v for k, v in dataclasses.asdict(cfg.model.encoder).items() if k not in NOT_IN_FINGERPRINT}
     return {"version": CACHE_VERSION, "encoder": enc, "weights": weights_fingerprint(cfg.model.encoder),
@@ -112,7 +113,7 @@ def view_set_key(paths: Sequence[str]) -> str:
     return json_sha256(items)
 
 
-def record_views(rec: "Record", data_cfg: "DataConfig") -> tuple[list[int], str]:
+def record_views(rec: Record, data_cfg: DataConfig) -> tuple[list[int], str]:
     views = cached_views(rec.num_views, data_cfg)
     return views, view_set_key([rec.images[v] for v in views])
 
@@ -173,7 +174,7 @@ class FeatureCache:
     in each process (DataLoader worker, torchrun rank) and dropped when pickled.
     """
 
-    def __init__(self, folder: str | Path, cfg: "Config", config_path: str | None = None):
+    def __init__(self, folder: str | Path, cfg: Config, config_path: str | None = None):
         self.folder = Path(folder)
         index = read_index(self.folder)
         spec = cache_spec(cfg, index["spec"].get("dtype", "float16"))
@@ -208,7 +209,7 @@ class FeatureCache:
             self._maps[i] = _map_shard(path)
         return self._maps[i]
 
-    def entry(self, rec: "Record") -> list:
+    def entry(self, rec: Record) -> list:
         """The cache entry ``[shard, row, n, views, sizes, hw]`` of a record (memoised by image list)."""
         images = tuple(rec.images)
         found = self._by_images.get(images)
@@ -230,7 +231,7 @@ class FeatureCache:
             self._by_images[images] = found
         return found
 
-    def check(self, records: Iterable["Record"]) -> int:
+    def check(self, records: Iterable[Record]) -> int:
         """Look every record up now (so a stale cache fails before training); returns the count."""
         n = 0
         for rec in records:
@@ -238,7 +239,7 @@ class FeatureCache:
             n += 1
         return n
 
-    def features(self, rec: "Record", views: Sequence[int]) -> tuple[torch.Tensor, list[tuple[int, int]], tuple[int, int]]:
+    def features(self, rec: Record, views: Sequence[int]) -> tuple[torch.Tensor, list[tuple[int, int]], tuple[int, int]]:
         """Rows of ``views`` (record view indices, a subset of the cached ones) ->
         (features [V, P, C] in the cache dtype, source (w, h) of each view, common (H, W))."""
         shard, row, n, cached, sizes, hw = self.entry(rec)
@@ -257,7 +258,7 @@ class FeatureCache:
         return feats, [tuple(sizes[pos[v]]) for v in views], (int(hw[0]), int(hw[1]))
 
 
-def attach_feature_cache(dataset, cfg: "Config", config_path: str | None = None) -> FeatureCache:
+def attach_feature_cache(dataset, cfg: Config, config_path: str | None = None) -> FeatureCache:
     """Make ``dataset`` (a RecordDataset or a MixedDataset of them) read features from
     ``cfg.data.feature_cache`` instead of images; every record is looked up now."""
     cache = FeatureCache(cfg.data.feature_cache, cfg, config_path)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from vqkit.cameras import crop_intrinsics, depth_png_to_metres, resize_intrinsics
 from vqkit.errors import DataError
-from vqkit.models.vggt.semantic_head import UNLABELLED
+from vqkit.vggt.semantic_head import UNLABELLED
 
 PATCH = 14
 

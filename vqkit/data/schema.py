@@ -30,9 +30,10 @@ import importlib.util
 import json
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class Geometry:
     K: np.ndarray
     depth_hist: np.ndarray | None = None
 
-    def select(self, views: list[int] | np.ndarray) -> "Geometry":
+    def select(self, views: list[int] | np.ndarray) -> Geometry:
         """The geometry of a subset of views, in the given order."""
         idx = np.asarray(views, dtype=np.int64)
         return Geometry(self.R[idx], self.t[idx], self.K[idx],
@@ -149,7 +150,7 @@ class LoadReport:
         if len(self.errors) < self.max_messages:
             self.errors.append(message)
 
-    def merge(self, other: "LoadReport") -> None:
+    def merge(self, other: LoadReport) -> None:
         self.num_loaded += other.num_loaded
         self.num_skipped += other.num_skipped
         self.errors.extend(other.errors[: max(0, self.max_messages - len(self.errors))])

@@ -40,7 +40,7 @@ def choose_views(num_available: int, num_views: int, sampling: str, dropout: flo
     return views
 
 
-def cached_views(num_available: int, data_cfg: "DataConfig") -> list[int]:
+def cached_views(num_available: int, data_cfg: DataConfig) -> list[int]:
     """View indices of a record that the cache stores: what the dataset picks without dropout
     (evaluation-mode choice), or every view when training samples them at random."""
     if data_cfg.view_sampling == "random":

@@ -97,7 +97,7 @@ def _geometry_of(cfg, cameras: str | Path | bool | None, paths: list[str], notes
         return None, "records"  # --no-geometry: neither given nor predicted
     source = geo.source
     if source != "records":
-        from vqkit.models.vggt.predictor import geometry_heads_available
+        from vqkit.vggt.predictor import geometry_heads_available
 
         available, why = geometry_heads_available(cfg.model.encoder)
         if not available and source == "heads":

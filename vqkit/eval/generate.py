@@ -24,7 +24,8 @@ import math
 import os
 import time
 import warnings
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -64,7 +65,7 @@ def shard_indices(n: int, rank: int, world_size: int) -> list[int]:
     return list(range(rank, n, world_size))
 
 
-def build_eval_dataset(cfg: "Config", data: Any = None) -> "Dataset":
+def build_eval_dataset(cfg: Config, data: Any = None) -> Dataset:
     """The dataset to evaluate: ``data`` may be a Dataset (used as is), a path or glob, a list of
     paths / ``SourceConfig``, or None for ``cfg.data.val``. Evaluation never drops views at random
     (the dataset is built in "val" mode: uniform view choice, no view dropout)."""
@@ -104,7 +105,7 @@ def iter_batches(dataset, indices: Sequence[int], collator, batch_size: int, num
     yield from zip(chunks, loader)
 
 
-def generation_kwargs(cfg: "Config") -> dict:
+def generation_kwargs(cfg: Config) -> dict:
     """transformers generate() options from ``cfg.eval`` (greedy by default)."""
     e = cfg.eval
     kwargs: dict[str, Any] = {"do_sample": bool(e.do_sample)}
@@ -124,7 +125,7 @@ def unwrap_model(model, accelerator=None):
     return model
 
 
-def evaluate(model, cfg: "Config | None" = None, data: Any = None, *, blind: bool = False,
+def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool = False,
              batch_size: int | None = None, max_new_tokens: int | None = None, limit: int | None = None,
              accelerator=None, language: bool = True, progress: bool = True, tokenizer=None,
              sync_ranks: bool | None = None) -> tuple[list[dict], dict]:

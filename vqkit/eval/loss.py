@@ -16,15 +16,14 @@ import torch
 from vqkit.config.schema import SourceConfig
 from vqkit.data.collate import Collator
 from vqkit.data.dataset import build_dataloader, build_dataset
-from vqkit.eval.generate import (build_eval_dataset, evaluate, iter_batches, shard_indices, unwrap_model,
-                                 zero3_active)
+from vqkit.eval.generate import build_eval_dataset, evaluate, iter_batches, shard_indices, unwrap_model, zero3_active
 from vqkit.utils import distributed
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config.schema import Config
 
 
-def evaluate_loss_and_em(model, cfg: "Config", tokenizer=None, *, accelerator=None, limit: int | None = None,
+def evaluate_loss_and_em(model, cfg: Config, tokenizer=None, *, accelerator=None, limit: int | None = None,
                          data: Any = None, batch_size: int | None = None) -> dict:
     """Training's periodic held-out check: answer loss (teacher forcing) and generated EM on the first
     ``limit`` records of ``data`` (default ``data.val``), sharded like :func:`evaluate`. The loss uses
@@ -77,7 +76,7 @@ def evaluate_loss_and_em(model, cfg: "Config", tokenizer=None, *, accelerator=No
 
 
 @torch.no_grad()
-def answer_losses(model, cfg: "Config", data_path: str, *, batch_size: int = 128, seed: int = 0) -> dict:
+def answer_losses(model, cfg: Config, data_path: str, *, batch_size: int = 128, seed: int = 0) -> dict:
     """Mean answer loss (teacher forcing) on ``data_path`` with each question's own views, and with
     the views (features, images and geometry) of another sample of the same batch.
 
@@ -98,7 +97,7 @@ def answer_losses(model, cfg: "Config", data_path: str, *, batch_size: int = 128
     return {"loss_views": total["views"] / max(1, tokens), "loss_shuffled_views": total["shuffled"] / max(1, tokens)}
 
 
-def _val_dataset(cfg: "Config", data_path: str):
+def _val_dataset(cfg: Config, data_path: str):
     data_cfg = copy.deepcopy(cfg.data)
     data_cfg.val = [SourceConfig(path=str(data_path))]
     dataset = build_dataset(data_cfg, "val", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)

@@ -1,14 +1,12 @@
-"""Model parts and their assembly.
+"""The vision-question model's parts around the frozen encoder (:mod:`vqkit.vggt`), and their assembly.
 
-- :mod:`~vqkit.models.vggt`: VGGT, vqkit's own implementation (aggregator, official weights).
-- :mod:`~vqkit.models.layers`, :mod:`~vqkit.models.dinov2`: the transformer blocks and the DINOv2 patch embed.
 - :mod:`~vqkit.models.projector`: the Perceiver resampler (aggregator tokens -> LLM tokens).
 - :mod:`~vqkit.models.geometry_tokens`: one token per view from its camera and depth statistics.
 - :mod:`~vqkit.models.llm`: the LLM through transformers, LoRA through peft.
 - :mod:`~vqkit.models.vqmodel`: :class:`VQModel`, the vision-question model that fuses them.
 - :mod:`~vqkit.models.builder`: :func:`build_model` / :func:`load_model`, the one builder.
 
-Names are imported lazily so that ``import vqkit.models.vggt`` does not pull in transformers.
+Names are imported lazily so that importing one part does not pull in transformers.
 """
 
 from __future__ import annotations

@@ -24,11 +24,11 @@ from vqkit.models.geometry_tokens import GeometryEncoder
 from vqkit.models.llm import apply_lora, build_llm, resolve_dtype
 from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
-from vqkit.models.vggt.aggregator import Aggregator
-from vqkit.models.vggt.predictor import GeometryPredictor
 from vqkit.models.vqmodel import CONFIG_FILE, TOKENIZER_DIR, TRAINABLE_FILE, VQModel
 from vqkit.tokenizer import load_tokenizer
 from vqkit.utils.runtime import resolve_device, seeded
+from vqkit.vggt.aggregator import Aggregator
+from vqkit.vggt.predictor import GeometryPredictor
 
 logger = logging.getLogger(__name__)
 

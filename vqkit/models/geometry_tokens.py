@@ -86,7 +86,7 @@ class GeometryEncoder(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, geo_cfg, out_dim: int) -> "GeometryEncoder":
+    def from_config(cls, geo_cfg, out_dim: int) -> GeometryEncoder:
         """Build from :class:`vqkit.config.GeometryConfig`."""
         return cls(geo_cfg.depth_bins, geo_cfg.hidden, out_dim)
 

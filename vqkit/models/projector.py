@@ -119,7 +119,7 @@ class PerceiverResampler(nn.Module):
         nn.init.normal_(self.view_embed.weight, std=0.02)
 
     @classmethod
-    def from_config(cls, proj_cfg, in_dim: int, out_dim: int, num_special_tokens: int = 5) -> "PerceiverResampler":
+    def from_config(cls, proj_cfg, in_dim: int, out_dim: int, num_special_tokens: int = 5) -> PerceiverResampler:
         """Build from :class:`vqkit.config.ProjectorConfig`."""
         return cls(in_dim, out_dim, dim=proj_cfg.dim, num_latents=proj_cfg.num_latents,
                    num_layers=proj_cfg.num_layers, num_heads=proj_cfg.num_heads,

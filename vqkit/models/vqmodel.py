@@ -32,17 +32,17 @@ from vqkit.config.io import save_config
 from vqkit.config.schema import Config
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.models.geometry_tokens import GeometryEncoder
-from vqkit.models.llm import is_lora_param, turn_attention_mask
 from vqkit.models.liger import answer_loss
+from vqkit.models.llm import is_lora_param, turn_attention_mask
 from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.stopping import RepeatedLineStop
-from vqkit.models.vggt.aggregator import feature_shape
-from vqkit.models.vggt.predictor import cached_layer_outputs
 from vqkit.roomplan.text import trim_repeated_lines
 from vqkit.tokenizer import IM_END, vision_token_count, vision_token_ids
 from vqkit.utils.distributed import zero3_partitioned
 from vqkit.version import __version__
+from vqkit.vggt.aggregator import feature_shape
+from vqkit.vggt.predictor import cached_layer_outputs
 
 TRAINABLE_FILE = "trainable.safetensors"
 CONFIG_FILE = "config.yaml"
@@ -182,7 +182,7 @@ class VQModel(nn.Module):
             groups += [{"name": n, "params": ps, "lr": lr, "weight_decay": wd} for n, ps, wd in parts if ps]
         return groups
 
-    def train(self, mode: bool = True) -> "VQModel":
+    def train(self, mode: bool = True) -> VQModel:
         """Train mode everywhere except the frozen aggregator, which stays in eval mode."""
         super().train(mode)
         self.encoder.eval()  # (the geometry predictor's own train() keeps it in eval mode too)

@@ -46,8 +46,8 @@ import numpy as np
 from vqkit import cameras as G
 from vqkit.errors import DataError
 from vqkit.prep import common as C
-from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room, RoomObject
+from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
 
 #: ARKitScenes 3DOD class (after the official normalisation: lower case, " -/" -> "_") -> RoomPlan.
 LABEL_TO_ROOMPLAN: dict[str, str] = {

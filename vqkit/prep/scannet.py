@@ -25,7 +25,6 @@ from vqkit.errors import DataError
 from vqkit.prep import common as C
 from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
 
-
 SCANNET_SIZES = ((1296, 968), (640, 480))  # colour and depth sizes of the SensReader export
 
 

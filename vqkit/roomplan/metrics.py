@@ -10,7 +10,8 @@ nothing was predicted, which is neither a success nor a failure, so it counts in
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -37,7 +37,7 @@ class Room:
         return to_capturedroom(self)
 
     @classmethod
-    def from_capturedroom(cls, data: dict, *, where: str = "roomplan", problems: list[str] | None = None) -> "Room":
+    def from_capturedroom(cls, data: dict, *, where: str = "roomplan", problems: list[str] | None = None) -> Room:
         """Room from a CapturedRoom JSON dict. See :func:`vqkit.roomplan.capturedroom.read_capturedroom`."""
         room = cls()
         read_capturedroom(data, room, where=where, problems=problems)
@@ -48,12 +48,12 @@ class Room:
         return room_to_text(self)
 
     @classmethod
-    def from_text(cls, text: str) -> tuple["Room", list[str]]:
+    def from_text(cls, text: str) -> tuple[Room, list[str]]:
         """Parse the text form tolerantly: ``(room, problems)``; never raises. See
         :func:`vqkit.roomplan.text.read_text`."""
         room = cls()
         return room, read_text(text, room)
 
-    def quantized(self) -> "Room":
+    def quantized(self) -> Room:
         """This room as its text form stores it: ``Room.from_text(self.to_text())[0]``."""
         return self.from_text(self.to_text())[0]

@@ -37,7 +37,6 @@ from PIL import Image
 from vqkit import cameras as geo
 from vqkit.errors import ConfigError
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room
-from vqkit.models.vggt.semantic_head import UNLABELLED
 from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, SEMANTIC_CLASSES, WALL_PALETTE
 from vqkit.synth.questions import DESCRIBE_QTYPE, describe_objects, scene_questions
 from vqkit.synth.render import RENDER_SCALE
@@ -45,6 +44,7 @@ from vqkit.synth.scene import make_scene, room_from_layout
 from vqkit.tokenizer import train_tokenizer
 from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
 from vqkit.utils.open3d import import_open3d
+from vqkit.vggt.semantic_head import UNLABELLED
 
 # Bumped whenever the same arguments would generate different rooms or questions, so a folder made
 # by an older generator is never silently reused (vqkit demo regenerates it).

@@ -14,8 +14,19 @@ from collections import defaultdict
 import numpy as np
 
 from vqkit import cameras as geo
-from vqkit.synth.catalogue import (AGAINST_WALL, CATEGORIES, COLOURS, MAX_COUNT, PLACE_ORDER, SIZES, finish_object,
-                                   footprint, local_bounds, object_parts, rot2)
+from vqkit.synth.catalogue import (
+    AGAINST_WALL,
+    CATEGORIES,
+    COLOURS,
+    MAX_COUNT,
+    PLACE_ORDER,
+    SIZES,
+    finish_object,
+    footprint,
+    local_bounds,
+    object_parts,
+    rot2,
+)
 
 
 def rects_overlap(a, b, gap: float = 0.0) -> bool:

@@ -12,14 +12,21 @@ from collections import defaultdict
 import numpy as np
 
 from vqkit import cameras as geo
-from vqkit.models.vggt.semantic_head import UNLABELLED
 from vqkit.roomplan import Opening, Room, RoomObject, Wall
-from vqkit.synth.catalogue import (CEILING_RGB, DOOR_RGB, FLOOR_PALETTE, FRAME_RGB, GREY, PALETTE,
-                                   SEMANTIC_CLASSES, WALL_PALETTE, WINDOW_RGB)
-from vqkit.synth.render import (CEILING, DOOR_BASE, FLOOR, MISS, RENDER_SCALE, WALL, WINDOW_BASE, SceneMesh,
-                                render)
-from vqkit.synth.rooms import (rects_overlap, sample_cameras, sample_objects, sample_openings, sample_room,
-                               wall_frame)
+from vqkit.synth.catalogue import (
+    CEILING_RGB,
+    DOOR_RGB,
+    FLOOR_PALETTE,
+    FRAME_RGB,
+    GREY,
+    PALETTE,
+    SEMANTIC_CLASSES,
+    WALL_PALETTE,
+    WINDOW_RGB,
+)
+from vqkit.synth.render import CEILING, DOOR_BASE, FLOOR, MISS, RENDER_SCALE, WALL, WINDOW_BASE, SceneMesh, render
+from vqkit.synth.rooms import rects_overlap, sample_cameras, sample_objects, sample_openings, sample_room, wall_frame
+from vqkit.vggt.semantic_head import UNLABELLED
 
 
 def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list[dict],

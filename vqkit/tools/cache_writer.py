@@ -17,13 +17,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 
-from vqkit.data.feature_cache import (DTYPES, FEATURES_KEY, INDEX_FILE, cache_spec, record_views, spec_differences,
-                                      spec_key)
+from vqkit.data.feature_cache import (
+    DTYPES,
+    FEATURES_KEY,
+    INDEX_FILE,
+    cache_spec,
+    record_views,
+    spec_differences,
+    spec_key,
+)
 from vqkit.data.images import load_views
 from vqkit.data.schema import load_records
 from vqkit.errors import CheckpointError, ConfigError, DataError
@@ -65,7 +73,7 @@ class _ViewSetImages(torch.utils.data.Dataset):
         return i, torch.stack(images), [plan.src for plan in plans]
 
 
-def collect_view_sets(cfg: "Config", splits: Sequence[str]) -> tuple[list[ViewSet], int]:
+def collect_view_sets(cfg: Config, splits: Sequence[str]) -> tuple[list[ViewSet], int]:
     """Unique view sets over the records of ``splits`` (first appearance order) and the record count."""
     seen: dict[str, ViewSet] = {}
     n_records = 0
@@ -148,7 +156,7 @@ def _existing_index(out: Path, key: str, spec: dict, overwrite: bool) -> dict | 
     return None
 
 
-def _merge_index(out: Path, cfg: "Config", spec: dict, key: str, dtype: str, old: dict | None, parts: list[dict],
+def _merge_index(out: Path, cfg: Config, spec: dict, key: str, dtype: str, old: dict | None, parts: list[dict],
                  stats: dict) -> dict:
     """One index of the old entries (if extending) and every rank's new ones."""
     shard_names = list(old["shards"]) if old else []
@@ -174,7 +182,7 @@ def _merge_index(out: Path, cfg: "Config", spec: dict, key: str, dtype: str, old
     }
 
 
-def build_feature_cache(cfg: "Config", out_dir: str | Path, splits: Sequence[str] = ("train", "val"), *,
+def build_feature_cache(cfg: Config, out_dir: str | Path, splits: Sequence[str] = ("train", "val"), *,
                         batch_size: int = 16, dtype: str = "float16", overwrite: bool = False,
                         shard_rows: int = 8192, num_workers: int | None = None, device: str | None = None,
                         progress: bool = True) -> Path:
@@ -239,7 +247,7 @@ def build_feature_cache(cfg: "Config", out_dir: str | Path, splits: Sequence[str
     return out
 
 
-def _encode_all(encoder, cfg: "Config", view_sets: list[ViewSet], writer: _ShardWriter, *, batch_size: int,
+def _encode_all(encoder, cfg: Config, view_sets: list[ViewSet], writer: _ShardWriter, *, batch_size: int,
                 store: torch.dtype, device: torch.device, num_workers: int, progress_label: str | None) -> None:
     """Decode ``view_sets`` (DataLoader workers), group them by shape, encode and hand them to ``writer``."""
     from tqdm.auto import tqdm

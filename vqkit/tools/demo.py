@@ -3,11 +3,11 @@
 1. generate the synthetic posed rooms (``vqkit synth``; reused when already there; 16 questions per
    training room and its describe question, 8 questions per val room), then, with
    ``encoder_pretrain`` (a ``vqkit pretrain-encoder`` config: the default demo's is
-   configs/encoder_semantic_demo.yaml), pretrain the demo-size
+   configs/demo_encoder.yaml), pretrain the demo-size
    aggregator on the rooms' semantic maps into ``RUN_encoder`` (beside the run folder), as DINOv2
    pretrains the real VGGT's encoder; the demo model's frozen aggregator then loads those weights,
 2. encode every view set once with the frozen aggregator (``vqkit cache-features``),
-3. train the demo config (the default: configs/demo_objects.yaml, a 4-block aggregator read through the
+3. train the demo config (the default: configs/demo.yaml, a 4-block aggregator read through the
    patch merger by a tiny Qwen3 with the synthetic tokenizer, 16 questions about the views a sample),
 4. train the blind baseline: the same recipe with text-only prompts, one question per sample,
 5. evaluate both on the validation split (EM and refined EM per qtype), each into its own run's
@@ -49,8 +49,8 @@ from vqkit.train.encoder_pretrain import WEIGHTS_FILE, pretrain_encoder
 DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0, "train_questions_per_scene": 16,
                  "render_scale": 1, "train_describe": True}
 # The default demo: its config and the pretraining of its aggregator.
-DEFAULT_CONFIG = "configs/demo_objects.yaml"
-DEFAULT_ENCODER_PRETRAIN = "configs/encoder_semantic_demo.yaml"
+DEFAULT_CONFIG = "configs/demo.yaml"
+DEFAULT_ENCODER_PRETRAIN = "configs/demo_encoder.yaml"
 
 
 def format_table(full: dict, blind: dict, losses: dict) -> str:

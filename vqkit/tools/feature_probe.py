@@ -1,5 +1,5 @@
 """``vqkit probe-features``: how well a frozen aggregator's features tell each object's colour and
-presence in the synthetic rooms (:mod:`vqkit.eval.probe`), without training the demo model.
+presence in the synthetic rooms (:mod:`vqkit.eval.feature_probe`), without training the demo model.
 
 The config's encoder (``model.encoder``, its ``weights`` and ``layers``) encodes every room once
 into a feature cache of its own (``DATA/feature_caches/<key>``, reused by later probes of the same
@@ -18,10 +18,10 @@ import torch
 from vqkit.data.feature_cache import FeatureCache, cache_spec, record_views, spec_key
 from vqkit.data.schema import load_records
 from vqkit.errors import DataError
-from vqkit.eval.probe import fit_probe, object_targets
-from vqkit.models.vggt.aggregator import feature_shape
+from vqkit.eval.feature_probe import fit_probe, object_targets
 from vqkit.synth.benchmark import use_synthetic_data
 from vqkit.tools.cache_writer import build_feature_cache
+from vqkit.vggt.aggregator import feature_shape
 
 
 def probe_cache_dir(cfg, data_dir: str | Path) -> Path:

@@ -21,7 +21,7 @@ from torch.overrides import TorchFunctionMode
 from vqkit.config.schema import Config
 from vqkit.data.dataset import build_dataset
 from vqkit.errors import ConfigError, DataError
-from vqkit.models.vggt.aggregator import feature_shape
+from vqkit.vggt.aggregator import feature_shape
 
 
 def current_rss() -> int:

@@ -64,14 +64,19 @@ from vqkit.data.feature_cache import attach_feature_cache
 from vqkit.data.schema import load_records
 from vqkit.errors import ConfigError, DataError
 from vqkit.models.builder import build_model
-from vqkit.models.vggt.aggregator import feature_shape
 from vqkit.tokenizer import load_tokenizer
 from vqkit.tools.bench import ensure_data, peak_rss_mb
-from vqkit.tools.memory_accounting import (CPU_ALLOCATOR_OVERHEAD, count_activations, current_rss,
-                                           framework_baseline, training_data_resident)
+from vqkit.tools.memory_accounting import (
+    CPU_ALLOCATOR_OVERHEAD,
+    count_activations,
+    current_rss,
+    framework_baseline,
+    training_data_resident,
+)
 from vqkit.train.optim import build_optimizer
 from vqkit.train.step import train_step
 from vqkit.utils.runtime import autocast, move_to_device, set_seed
+from vqkit.vggt.aggregator import feature_shape
 
 MB = 2**20
 GB = 2**30
@@ -419,11 +424,7 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------
-# Probes: real steps
-# --------------------------------------------------------------------------------------------
-
-
+# Probes: real steps.
 def step_setup(cfg: Config, device: str) -> dict[str, Any]:
     """What real probe steps need, built once: the model, its optimizer, the training set and the
     collator (a generated synthetic set when the config's data is missing)."""

@@ -2,9 +2,9 @@
 the point head optional) on posed views with depth, with VGGT's losses, and write its weights in the
 official layout.
 
-    result = pretrain_encoder(load_config("configs/encoder_pretrain_demo.yaml"))
+    result = pretrain_encoder(load_config("configs/camera_depth_heads.yaml"))
     # RUN/encoder/model.safetensors: aggregator.*, camera_head.*, depth_head.* (+ a description)
-    # then: vqkit train --config configs/demo.yaml --set model.encoder.weights=RUN/encoder/model.safetensors
+    # then: vqkit train --config configs/first_demo.yaml --set model.encoder.weights=RUN/encoder/model.safetensors
 
 The run is a :class:`vqkit.train.loop.TrainingLoop` like ``vqkit train``'s (run folder, progress,
 ``metrics.jsonl`` / TensorBoard, atomic checkpoints, exact ``--resume auto``, SIGTERM, accelerate /
@@ -15,18 +15,18 @@ DeepSpeed): only the model, the data and the step differ.
 - **Model** (:class:`VGGTObjective`): VGGT built from ``model.encoder`` (random from
   ``model.encoder.seed``, or ``model.encoder.weights``) and the head sizes of ``encoder_pretrain``;
   its forward normalises each sample's scene as VGGT does and returns the losses
-  (:mod:`vqkit.models.vggt.losses`): ``camera_weight * camera + depth_weight * depth [+ point]``,
+  (:mod:`vqkit.vggt.losses`): ``camera_weight * camera + depth_weight * depth [+ point]``,
   plus, with ``semantic_weight`` / ``colour_weight``, the per-patch semantic and colour objective of
-  :mod:`vqkit.models.vggt.semantic_head` (``geometry_heads: false`` trains that alone, on records with
+  :mod:`vqkit.vggt.semantic_head` (``geometry_heads: false`` trains that alone, on records with
   semantic maps, e.g. the synthetic rooms').
 - **Step**: :func:`vqkit.train.step.train_step` with samples as the unit (every sample weighs the same,
   across micro-batches and ranks); AdamW with the aggregator at ``train.lr`` and the heads at
   ``train.proj_lr``, warmup and cosine as ``vqkit train``.
-- **Held-out**: every ``train.eval_every_steps``, :func:`vqkit.eval.geometry.evaluate_geometry` on the
+- **Held-out**: every ``train.eval_every_steps``, :func:`vqkit.eval.geometry_errors.evaluate_geometry` on the
   first ``train.eval_samples`` view sets of ``data.val`` (rotation and translation-direction errors of
   the relative poses, depth AbsRel); with the semantic head, its sub-cell accuracy and mean class recall
   (:func:`evaluate_semantic_head`).
-- **Output**: ``RUN/encoder/model.safetensors`` (:func:`vqkit.models.vggt.weights_file.save_vggt_file`),
+- **Output**: ``RUN/encoder/model.safetensors`` (:func:`vqkit.vggt.weights_file.save_vggt_file`),
   with ``config.yaml`` and ``trainer_state.json`` beside it.
 """
 
@@ -43,21 +43,21 @@ from torch import Tensor, nn
 from vqkit.config.io import save_config
 from vqkit.config.schema import Config
 from vqkit.errors import ConfigError
-from vqkit.models.vggt import VGGT
-from vqkit.models.vggt.losses import (
+from vqkit.train.loop import LogWindow, StepOutcome, TrainingLoop, TrainResult
+from vqkit.train.optim import build_optimizer
+from vqkit.train.step import train_step
+from vqkit.utils.runtime import move_to_device
+from vqkit.vggt import VGGT
+from vqkit.vggt.losses import (
     camera_loss,
     depth_loss,
     gt_pose_encoding,
     normalize_scene,
     point_loss,
 )
-from vqkit.models.vggt.semantic_head import PatchSemanticHead, patch_targets, semantic_losses, semantic_scores
-from vqkit.models.vggt.weights import load_aggregator_weights
-from vqkit.models.vggt.weights_file import describe_vggt_file, save_vggt_file
-from vqkit.train.loop import LogWindow, StepOutcome, TrainingLoop, TrainResult
-from vqkit.train.optim import build_optimizer
-from vqkit.train.step import train_step
-from vqkit.utils.runtime import move_to_device
+from vqkit.vggt.semantic_head import PatchSemanticHead, patch_targets, semantic_losses, semantic_scores
+from vqkit.vggt.weights import load_aggregator_weights
+from vqkit.vggt.weights_file import describe_vggt_file, save_vggt_file
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ class EncoderPretrainRecipe(TrainingLoop):
         if not cfg.data.val:
             return None
         from vqkit.data.posed_views import build_view_set_dataset
-        from vqkit.eval.geometry import evaluate_geometry
+        from vqkit.eval.geometry_errors import evaluate_geometry
 
         if getattr(self, "val_dataset", None) is None:
             self.val_dataset = build_view_set_dataset(cfg.data, cfg.data.val, train=False, seed=cfg.train.seed,

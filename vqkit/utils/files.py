@@ -11,8 +11,9 @@ import json
 import math
 import os
 import struct
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from vqkit.errors import DataError
 

@@ -25,8 +25,16 @@ from vqkit.viz.layouts import plot_layout_topdown
 from vqkit.viz.poses import open3d_geometries, pose_figure, views_grid
 from vqkit.viz.runs import metrics_table, plot_qtype_bars, plot_training_curves, run_to_evaluate
 from vqkit.viz.scene import SceneView, frusta, fused_point_cloud, layout_segments, load_scene, load_scene_dir
-from vqkit.viz.tables import (HTMLTable, parameter_table, qtype_stats, qtype_stats_figure, qtype_stats_table,
-                              records_table, tensor_shapes, token_budget)
+from vqkit.viz.tables import (
+                              HTMLTable,
+                              parameter_table,
+                              qtype_stats,
+                              qtype_stats_figure,
+                              qtype_stats_table,
+                              records_table,
+                              tensor_shapes,
+                              token_budget,
+)
 
 __all__ = ["AnswerViewer", "HTMLTable", "RoomPrediction", "SceneView", "frusta", "fused_point_cloud", "judge",
            "layout_segments", "load_scene", "load_scene_dir", "metrics_table", "open3d_geometries", "parameter_table",

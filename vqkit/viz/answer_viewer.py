@@ -24,7 +24,6 @@ from vqkit.viz.layouts import draw_room, plot_layout_topdown
 from vqkit.viz.poses import draw_frustum_2d
 from vqkit.viz.scene import VIEW_COLOURS, SceneView, frusta, scene_from_images, scene_from_record
 
-
 ALL = "all"
 CORRECT_CHOICES = (ALL, "correct", "incorrect")
 #: A Stage 2 prediction counts as "correct" in the viewer when its F1 over all elements (walls,

@@ -5,7 +5,7 @@ predicted dashed) and depth maps (true, predicted, relative error).
     viz.plot_predicted_cameras(prediction)
     viz.plot_predicted_depth(prediction)
 
-The prediction is in the record conventions (:func:`vqkit.models.vggt.geometry_from_predictions`):
+The prediction is in the record conventions (:func:`vqkit.vggt.predicted_geometry_from_predictions`):
 relative to view 0, scaled by the record's depth maps when it has them (else the median-depth prior).
 To draw both sets of cameras in the room, the predicted ones are placed through the **true** view 0:
 view 0 coincides by construction, and every other predicted frustum shows how far the heads are from
@@ -57,8 +57,8 @@ def predict_room(weights: str | os.PathLike, source: Any, index: int = 0, *, dev
 
     from vqkit.data.images import load_depth, load_views, pad_to_common
     from vqkit.errors import DataError
-    from vqkit.models.vggt import geometry_from_predictions
-    from vqkit.models.vggt.weights_file import vggt_from_file
+    from vqkit.vggt import geometry_from_predictions
+    from vqkit.vggt.weights_file import vggt_from_file
 
     scene = load_scene(source, index)
     if not scene.has_geometry:

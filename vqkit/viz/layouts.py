@@ -21,7 +21,7 @@ def _segment(center, width: float, yaw: float) -> np.ndarray:
     return np.stack([c - d, c + d])
 
 
-def draw_room(ax: "Axes", room: Room, linestyle: str, alpha: float, label_objects: bool, lw: float = 1.0) -> None:
+def draw_room(ax: Axes, room: Room, linestyle: str, alpha: float, label_objects: bool, lw: float = 1.0) -> None:
     """Draw one room; ``lw`` scales line widths (the prediction is drawn thinner, on top of gold)."""
     for w in room.walls:
         seg = _segment(w.center, w.width, w.yaw)
@@ -44,7 +44,7 @@ def draw_room(ax: "Axes", room: Room, linestyle: str, alpha: float, label_object
             ax.annotate(ob.category, ob.center[:2], fontsize=7, ha="center", va="center", alpha=alpha)
 
 
-def plot_layout_topdown(gold: Room, pred: Room | None = None, ax: "Axes | None" = None, title: str | None = None) -> "Axes":
+def plot_layout_topdown(gold: Room, pred: Room | None = None, ax: Axes | None = None, title: str | None = None) -> Axes:
     """Draw ``gold`` (solid) and optionally ``pred`` (dashed) seen from above; returns the axes.
 
     Walls are thick grey lines, doors red, windows blue, openings green (the prediction's at half

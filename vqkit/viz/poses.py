@@ -8,8 +8,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vqkit.utils.open3d import import_open3d
-from vqkit.viz.scene import (FRUSTUM_EDGES, KIND_COLOURS, VIEW_COLOURS, frusta, fused_point_cloud, layout_segments,
-                             load_depth_m, load_scene, polyline)
+from vqkit.viz.scene import (
+    FRUSTUM_EDGES,
+    KIND_COLOURS,
+    VIEW_COLOURS,
+    frusta,
+    fused_point_cloud,
+    layout_segments,
+    load_depth_m,
+    load_scene,
+    polyline,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -156,7 +165,7 @@ def _pose_matplotlib(points, colours, cams, segments, title, point_size, topdown
     return fig
 
 
-def draw_frustum_2d(ax: "Axes", corners: np.ndarray, colour: str, label: str | None = None) -> None:
+def draw_frustum_2d(ax: Axes, corners: np.ndarray, colour: str, label: str | None = None) -> None:
     """A frustum [5, 3] seen from above: the centre and the footprint of its image rectangle."""
     c = corners[:, :2]
     for k in range(1, 5):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def _room_of_roomplan(roomplan: dict | None) -> Room | None:
     return Room.from_capturedroom(roomplan, problems=[])
 
 
-def scene_from_record(record: "Record | dict", root: str | os.PathLike | None = None) -> SceneView:
+def scene_from_record(record: Record | dict, root: str | os.PathLike | None = None) -> SceneView:
     """A :class:`SceneView` of one record.
 
     ``record``: a loaded :class:`vqkit.data.schema.Record` (absolute paths), or a raw record dict

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import html
 from collections import Counter, defaultdict
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -6,7 +6,7 @@ its aggregator like the official checkpoint's and the geometry heads load its he
 demo-size model differs from VGGT-1B in sizes that the tensors do not all reveal (attention heads,
 the layers the dense heads read), the file also carries, in the safetensors metadata under
 :data:`META_KEY`, a JSON description: the aggregator's architecture (``model.encoder`` fields), the
-heads' sizes (:class:`vqkit.models.vggt.VGGT` arguments) and the image size and resize mode it was
+heads' sizes (:class:`vqkit.vggt.VGGT` arguments) and the image size and resize mode it was
 trained at. An official file has no description: it is VGGT-1B, at 518 px.
 
 :func:`describe_vggt_file` reads what a file holds (its parts, from the keys alone) and its
@@ -24,14 +24,14 @@ import torch
 from torch import nn
 
 from vqkit.errors import CheckpointError
-from vqkit.models.vggt.weights import (
+from vqkit.utils.files import write_atomic
+from vqkit.version import __version__
+from vqkit.vggt.weights import (
     VGGT_PARTS,
     _part,
     read_vggt_state_dict,
     resolve_checkpoint,
 )
-from vqkit.utils.files import write_atomic
-from vqkit.version import __version__
 
 META_KEY = "vqkit_vggt"
 """The safetensors metadata key of a vqkit-written file's description."""
@@ -154,7 +154,7 @@ def vggt_from_file(source: str | os.PathLike, *, device: torch.device | str | No
     ``(model, info, encoder config)``; the model is frozen, in eval mode."""
     import dataclasses
 
-    from vqkit.models.vggt.model import VGGT
+    from vqkit.vggt.model import VGGT
 
     info = describe_vggt_file(source)
     if "aggregator" not in info.parts:

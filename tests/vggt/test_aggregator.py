@@ -1,4 +1,4 @@
-"""Tests for vqkit.models.vggt: keys and shapes of the official weights, forward shapes, layer
+"""Tests for vqkit.vggt: keys and shapes of the official weights, forward shapes, layer
 selection, the first-view tokens, strict loading from .pt / .safetensors / folders, and numerical
 parity with the official package when it is importable."""
 
@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 
 from vqkit.config import EncoderConfig
 from vqkit.errors import CheckpointError, ConfigError
-from vqkit.models.layers import RotaryPositionEmbedding2D, patch_positions
-from vqkit.models.vggt import Aggregator, feature_shape, load_aggregator_weights
+from vqkit.vggt import Aggregator, feature_shape, load_aggregator_weights
+from vqkit.vggt.layers import RotaryPositionEmbedding2D, patch_positions
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(img_size=28, patch_size=14, embed_dim=64, depth=2, num_heads=4, patch_embed="conv")

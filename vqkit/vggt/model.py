@@ -5,16 +5,16 @@ shapes (``aggregator.*``, ``camera_head.*``, ``point_head.*``, ``depth_head.*``:
 the official ``model.pt`` / ``model.safetensors`` loads into it strictly; the official file's 394
 ``track_head.*`` keys are dropped, and the load says so (vqkit has no track head).
 
-- camera head: :class:`~vqkit.models.vggt.camera_head.CameraHead` on the last layer's camera tokens
-  -> pose encoding [B, S, 9] (:mod:`~vqkit.models.vggt.pose_encoding` turns it into extrinsics
+- camera head: :class:`~vqkit.vggt.camera_head.CameraHead` on the last layer's camera tokens
+  -> pose encoding [B, S, 9] (:mod:`~vqkit.vggt.pose_encoding` turns it into extrinsics
   and intrinsics).
-- depth head: :class:`~vqkit.models.vggt.dpt_head.DPTHead` (output_dim 2, "exp") -> depth
+- depth head: :class:`~vqkit.vggt.dpt_head.DPTHead` (output_dim 2, "exp") -> depth
   [B, S, H, W, 1] along the camera's z, with a confidence [B, S, H, W].
 - point head: DPTHead (output_dim 4, "inv_log") -> 3D points [B, S, H, W, 3] in the first
   view's camera frame, with a confidence.
 
 The heads run in float32 with autocast off, as upstream, whatever precision the aggregator ran in.
-:mod:`~vqkit.models.vggt.geometry` turns the predictions into a record's geometry.
+:mod:`~vqkit.vggt.predicted_geometry` turns the predictions into a record's geometry.
 
 Usage::
 
@@ -37,10 +37,10 @@ import torch
 from torch import Tensor, nn
 
 from vqkit.errors import ConfigError
-from vqkit.models.vggt.aggregator import Aggregator, pretrained_or_seeded
-from vqkit.models.vggt.camera_head import CameraHead
-from vqkit.models.vggt.dpt_head import DPTHead
-from vqkit.models.vggt.weights import load_vggt_weights
+from vqkit.vggt.aggregator import Aggregator, pretrained_or_seeded
+from vqkit.vggt.camera_head import CameraHead
+from vqkit.vggt.dpt_head import DPTHead
+from vqkit.vggt.weights import load_vggt_weights
 
 OFFICIAL_DPT_LAYERS = (4, 11, 17, 23)
 """The aggregator layers the official dense heads read (of 24)."""

@@ -1,36 +1,36 @@
 """VGGT, vqkit's own implementation: the aggregator (the frozen geometry encoder) and the camera,
 depth and point heads, with the official weights' keys and shapes, and loading the official checkpoints.
 
-- :mod:`~vqkit.models.vggt.aggregator`: :class:`Aggregator` (alternating frame / global attention).
-- :mod:`~vqkit.models.vggt.camera_head`, :mod:`~vqkit.models.vggt.dpt_head`: :class:`CameraHead`
+- :mod:`~vqkit.vggt.aggregator`: :class:`Aggregator` (alternating frame / global attention).
+- :mod:`~vqkit.vggt.camera_head`, :mod:`~vqkit.vggt.dpt_head`: :class:`CameraHead`
   (pose encoding per view) and :class:`DPTHead` (depth, point map).
-- :mod:`~vqkit.models.vggt.model`: :class:`VGGT`, the aggregator with its heads.
-- :mod:`~vqkit.models.vggt.pose_encoding`: pose encoding <-> extrinsics / intrinsics.
-- :mod:`~vqkit.models.vggt.geometry`: the heads' predictions -> a record's camera geometry.
-- :mod:`~vqkit.models.vggt.weights`: official checkpoint files -> the aggregator or the whole model, strictly.
-- :mod:`~vqkit.models.vggt.fingerprint`: what identifies an encoder's weights (the feature cache's key).
+- :mod:`~vqkit.vggt.model`: :class:`VGGT`, the aggregator with its heads.
+- :mod:`~vqkit.vggt.pose_encoding`: pose encoding <-> extrinsics / intrinsics.
+- :mod:`~vqkit.vggt.predicted_geometry`: the heads' predictions -> a record's camera geometry.
+- :mod:`~vqkit.vggt.weights`: official checkpoint files -> the aggregator or the whole model, strictly.
+- :mod:`~vqkit.vggt.fingerprint`: what identifies an encoder's weights (the feature cache's key).
 """
 
-from vqkit.models.vggt.aggregator import (
+from vqkit.vggt.aggregator import (
     Aggregator,
     FeatureShape,
     feature_shape,
     feature_shape_of,
 )
-from vqkit.models.vggt.camera_head import CameraHead
-from vqkit.models.vggt.dpt_head import DPTHead
-from vqkit.models.vggt.geometry import (
+from vqkit.vggt.camera_head import CameraHead
+from vqkit.vggt.dpt_head import DPTHead
+from vqkit.vggt.model import VGGT, VGGTOutput, default_dpt_layers
+from vqkit.vggt.pose_encoding import (
+    extri_intri_to_pose_encoding,
+    pose_encoding_to_extri_intri,
+)
+from vqkit.vggt.predicted_geometry import (
     DEFAULT_MEDIAN_DEPTH_M,
     PredictedGeometry,
     geometry_from_predictions,
     median_depth_from_histograms,
 )
-from vqkit.models.vggt.model import VGGT, VGGTOutput, default_dpt_layers
-from vqkit.models.vggt.pose_encoding import (
-    extri_intri_to_pose_encoding,
-    pose_encoding_to_extri_intri,
-)
-from vqkit.models.vggt.weights import (
+from vqkit.vggt.weights import (
     WEIGHT_FILES,
     WeightsReport,
     load_aggregator_weights,

@@ -1,4 +1,4 @@
-"""vqkit.models.vggt.semantic_head: per-patch sub-cell targets in the aggregator's patch order, the
+"""vqkit.vggt.semantic_head: per-patch sub-cell targets in the aggregator's patch order, the
 class-weighted soft cross-entropy and the colour loss, the held-out scores."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import math
 import pytest
 import torch
 
-from vqkit.models.vggt.semantic_head import (UNLABELLED, PatchSemanticHead, patch_targets, semantic_losses,
-                                             semantic_scores)
+from vqkit.vggt.semantic_head import UNLABELLED, PatchSemanticHead, patch_targets, semantic_losses, semantic_scores
 
 
 def _maps():

@@ -1,4 +1,4 @@
-"""Tests for VGGT's heads and the whole model (vqkit.models.vggt.camera_head, dpt_head, model, and the
+"""Tests for VGGT's heads and the whole model (vqkit.vggt.camera_head, dpt_head, model, and the
 whole-model side of weights): shapes on tiny configs, the official key list at full size (meta device),
 strict loading of official-layout files, precision, view masks, and numerical parity with the
 official package when it is importable."""
@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from vqkit.config import EncoderConfig
 from vqkit.errors import CheckpointError, ConfigError
-from vqkit.models.vggt import (
+from vqkit.vggt import (
     VGGT,
     Aggregator,
     CameraHead,
@@ -223,7 +223,7 @@ def test_full_size_parameter_counts(full_meta):
 def test_official_layout_file_loads_strictly_and_drops_the_track_head(tmp_path, caplog):
     source = tiny_vggt(seed=1)
     torch.save(official_layout(source), tmp_path / "model.pt")
-    with caplog.at_level(logging.INFO, logger="vqkit.models.vggt.weights"):
+    with caplog.at_level(logging.INFO, logger="vqkit.vggt.weights"):
         loaded = VGGT.from_pretrained(tmp_path / "model.pt", **TINY_AGG, **TINY_HEADS).eval()
     report = loaded.weights_report
     assert report.loaded == len(source.state_dict())

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vqkit.models.layers import Block, PatchEmbed
+from vqkit.vggt.layers import Block, PatchEmbed
 
 # name -> (width, depth, heads); the official VGGT release uses dinov2_vitl14_reg
 DINOV2_PRESETS: dict[str, tuple[int, int, int]] = {

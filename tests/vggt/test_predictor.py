@@ -18,9 +18,9 @@ from safetensors.torch import load_file, save_file
 from vqkit.cameras import depth_histogram
 from vqkit.config import EncoderConfig, GeometryConfig, config_from_dict
 from vqkit.errors import CheckpointError, ConfigError, DataError
-from vqkit.models.vggt.geometry import batch_geometry, box_masks
-from vqkit.models.vggt.pose_encoding import extri_intri_to_pose_encoding
-from vqkit.models.vggt.predictor import GeometryPredictor, cached_layer_outputs
+from vqkit.vggt.pose_encoding import extri_intri_to_pose_encoding
+from vqkit.vggt.predicted_geometry import batch_geometry, box_masks
+from vqkit.vggt.predictor import GeometryPredictor, cached_layer_outputs
 
 
 def _rewrite(src, dst, *, drop: str | None = None, rename: tuple[str, str] | None = None, heads: dict | None = None):
@@ -159,7 +159,7 @@ def _batch(cfg, tokenizer, drop_geometry: tuple[int, ...] = (0,)):
 def test_the_model_predicts_geometry_for_records_without_it(synth_dir, tiny_vggt_file):
     from vqkit.data.collate import Collator
     from vqkit.models.builder import build_model
-    from vqkit.models.vggt.weights_file import vggt_from_file
+    from vqkit.vggt.weights_file import vggt_from_file
 
     cfg = _vq_config(synth_dir, tiny_vggt_file)
     model = build_model(cfg).eval()

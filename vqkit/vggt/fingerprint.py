@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import torch
 
 from vqkit.errors import CheckpointError
-from vqkit.models.vggt.aggregator import Aggregator
-from vqkit.models.vggt.weights import is_hub_id, resolve_checkpoint
 from vqkit.utils.files import json_sha256, read_safetensors_header
+from vqkit.vggt.aggregator import Aggregator
+from vqkit.vggt.weights import is_hub_id, resolve_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.config.schema import EncoderConfig
@@ -59,7 +59,7 @@ def _file_fingerprint(path: Path, st) -> str:
     return "file:" + h.hexdigest()
 
 
-def weights_fingerprint(enc_cfg: "EncoderConfig") -> str:
+def weights_fingerprint(enc_cfg: EncoderConfig) -> str:
     """A fingerprint of the encoder weights.
 
     A weights file (or a folder holding one) up to :data:`CONTENT_HASH_MAX_BYTES`: sha256 of its content
@@ -67,7 +67,7 @@ def weights_fingerprint(enc_cfg: "EncoderConfig") -> str:
     the same weights written again (a rerun of a seeded ``vqkit pretrain-encoder``, a copy) keep
     their cache. A larger one: sha256 over its size, mtime and first MiB (reading all of a 5 GB
     checkpoint would take longer than some runs that use the cache). A hub id
-    (:func:`vqkit.models.vggt.weights.is_hub_id`) that is not a local path: the id itself. A path-like
+    (:func:`vqkit.vggt.weights.is_hub_id`) that is not a local path: the id itself. A path-like
     value that is not there (``/ckpts/model.pt``, ``model.safetensors``) is a CheckpointError, never
     recorded as a hub id. Random init: sha256 of the seeded state dict (the init depends on the torch
     version, so the seed alone is not enough). Memoised per process.

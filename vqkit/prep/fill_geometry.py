@@ -5,7 +5,7 @@ heads predict from their views, keeping everything else.
 
 For every record whose ``geom_token`` is missing or null (all records with ``replace``), the record's
 views go through the whole VGGT of ``model`` (aggregator + heads) once per distinct view set, and
-:func:`vqkit.models.vggt.geometry_from_predictions` turns the prediction into a ``geom_token`` in
+:func:`vqkit.vggt.predicted_geometry_from_predictions` turns the prediction into a ``geom_token`` in
 the record conventions: ``R``, ``t`` world-to-camera relative to view 0 (the first image), ``K`` of
 each image file as stored, ``depth_hist``. The scale (docs/design.md section 8) comes from the
 record's metric depth maps when it has ``depths``, else from the median-depth prior. Every other
@@ -31,8 +31,8 @@ import torch
 from vqkit.data.images import load_depth, load_views, pad_to_common
 from vqkit.data.schema import iter_json_objects, load_records
 from vqkit.errors import ConfigError, DataError
-from vqkit.models.vggt import DEFAULT_MEDIAN_DEPTH_M, geometry_from_predictions
 from vqkit.utils.files import write_jsonl_atomic, write_text_atomic
+from vqkit.vggt import DEFAULT_MEDIAN_DEPTH_M, geometry_from_predictions
 
 
 @dataclass
@@ -75,8 +75,8 @@ class FillReport:
 def load_predictor(model: str | Path, device=None, overrides: list[str] | None = None):
     """(VGGT with camera and depth heads, its :class:`PredictorSettings`) from a vqkit model folder or
     a whole-VGGT weights source (module docstring)."""
-    from vqkit.models.vggt.predictor import missing_heads
-    from vqkit.models.vggt.weights_file import (
+    from vqkit.vggt.predictor import missing_heads
+    from vqkit.vggt.weights_file import (
         check_encoder_matches,
         describe_vggt_file,
         vggt_from_file,
@@ -112,7 +112,7 @@ def load_predictor(model: str | Path, device=None, overrides: list[str] | None =
 
 @torch.no_grad()
 def predict_record_geometry(vggt, record, settings: PredictorSettings, where: str):
-    """The :class:`vqkit.models.vggt.PredictedGeometry` of one record's views (all of them, in order);
+    """The :class:`vqkit.vggt.PredictedGeometry` of one record's views (all of them, in order);
     raises DataError when the prediction is not finite."""
     images, plans, shifts = load_views(record.images, settings.image_size, settings.resize_mode,
                                        fields=[f"images[{i}]" for i in range(len(record.images))])

@@ -50,7 +50,7 @@ from vqkit.cameras import (
     resize_intrinsics,
 )
 from vqkit.errors import DataError
-from vqkit.models.vggt.pose_encoding import pose_encoding_to_extri_intri
+from vqkit.vggt.pose_encoding import pose_encoding_to_extri_intri
 
 DEFAULT_MEDIAN_DEPTH_M = 2.6
 """Prior median depth (m) of an indoor view: the pooled median of the synthetic benchmark's depth

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from vqkit.models.vggt.losses import (
+from vqkit.vggt.losses import (
     camera_loss,
     depth_loss,
     gradient_loss,
@@ -16,7 +16,7 @@ from vqkit.models.vggt.losses import (
     point_loss,
     regression_loss,
 )
-from vqkit.models.vggt.pose_encoding import pose_encoding_to_extri_intri
+from vqkit.vggt.pose_encoding import pose_encoding_to_extri_intri
 
 
 def _two_view_scene():

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vqkit.models.vggt.losses import relative_extrinsics
-from vqkit.models.vggt.pose_encoding import pose_encoding_to_extri_intri
+from vqkit.vggt.losses import relative_extrinsics
+from vqkit.vggt.pose_encoding import pose_encoding_to_extri_intri
 
 
 def rotation_angle_deg(R_a: Tensor, R_b: Tensor) -> Tensor:
@@ -68,7 +68,7 @@ def depth_abs_rel(pred: Tensor, true: Tensor, valid: Tensor) -> float | None:
 @torch.no_grad()
 def evaluate_geometry(vggt, dataset, *, batch_size: int = 8, device: torch.device | str | None = None,
                       progress: bool = False) -> dict[str, Any]:
-    """The module's figures for ``vggt`` (a :class:`vqkit.models.vggt.VGGT` with camera and depth
+    """The module's figures for ``vggt`` (a :class:`vqkit.vggt.VGGT` with camera and depth
     heads) on a view-set dataset (:func:`vqkit.data.posed_views.build_view_set_dataset`):
     ``rotation_error_deg``, ``translation_error_deg`` (medians over pairs), ``depth_abs_rel`` (mean
     over views), ``rotation_within_10_deg`` (% of pairs), and ``rooms``, ``pairs``, ``views``, ``seconds``."""
@@ -125,7 +125,7 @@ def compare_geometry(source, data: list[str], *, rooms: int = 300, baseline: boo
     from vqkit.config.schema import DataConfig
     from vqkit.data.posed_views import build_view_set_dataset
     from vqkit.errors import CheckpointError
-    from vqkit.models.vggt.weights_file import describe_vggt_file, vggt_from_file
+    from vqkit.vggt.weights_file import describe_vggt_file, vggt_from_file
 
     parts = describe_vggt_file(source).parts
     if "camera_head" not in parts or "depth_head" not in parts:

@@ -7,9 +7,9 @@ import json
 
 import pytest
 import torch
-
 from helpers import REPO
-from vqkit.eval.probe import ABSENT, chance_scores, fit_probe, object_targets
+
+from vqkit.eval.feature_probe import ABSENT, chance_scores, fit_probe, object_targets
 from vqkit.synth.catalogue import CATEGORIES, COLOURS
 
 SPECIAL, GRID = 5, 8
@@ -75,7 +75,7 @@ def test_probe_features_command_on_the_synthetic_rooms(synth_dir, tmp_path, monk
 
     monkeypatch.chdir(REPO)
     out, cache = tmp_path / "probe.json", tmp_path / "cache"
-    args = ["probe-features", "--config", "configs/demo.yaml", "--data", str(synth_dir), "--cache", str(cache),
+    args = ["probe-features", "--config", "configs/first_demo.yaml", "--data", str(synth_dir), "--cache", str(cache),
             "--set", "data.image_size=56", "--set", "model.encoder.img_size=56", "--set", "data.num_views=2",
             "--epochs", "2", "--no-progress", "--out", str(out)]
     assert main(args) == 0

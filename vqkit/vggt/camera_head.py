@@ -20,9 +20,9 @@ How it predicts, per sample of S views:
 4. The estimate of every step is activated (translation, quaternion, field of view each by its
    own activation; see :func:`activate_pose`) and returned; the last one is the prediction.
 
-The quaternion is not normalised: :func:`vqkit.models.vggt.pose_encoding.quat_to_mat` divides by
+The quaternion is not normalised: :func:`vqkit.vggt.pose_encoding.quat_to_mat` divides by
 its norm. Predicted poses live in the frame of the first view and in the scale of VGGT's training
-(see :mod:`vqkit.models.vggt.geometry`).
+(see :mod:`vqkit.vggt.predicted_geometry`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vqkit.errors import ConfigError
-from vqkit.models.layers import Block
-from vqkit.models.vggt.pose_encoding import POSE_ENCODING_DIMS
+from vqkit.vggt.layers import Block
+from vqkit.vggt.pose_encoding import POSE_ENCODING_DIMS
 
 
 def _inverse_log(x: Tensor) -> Tensor:
@@ -79,7 +79,7 @@ class CameraHead(nn.Module):
     Args (official names and defaults):
         dim_in: width of the aggregator's outputs, 2C (2048 for VGGT-1B).
         trunk_depth: transformer blocks of the trunk.
-        pose_encoding_type: only "absT_quaR_FoV" (see :mod:`vqkit.models.vggt.pose_encoding`).
+        pose_encoding_type: only "absT_quaR_FoV" (see :mod:`vqkit.vggt.pose_encoding`).
         num_heads, mlp_ratio, init_values: of the trunk blocks (LayerScale init 0.01).
         trans_act, quat_act, fl_act: activations of translation, quaternion and field of view
             (:data:`POSE_ACTIVATIONS`); "relu" keeps the fields of view non-negative.

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vqkit.data.schema import load_records
-from vqkit.prep.geometry import fill_geometry
+from vqkit.prep.fill_geometry import fill_geometry
 
 
 def _records(synth_dir: Path, folder: Path) -> Path:

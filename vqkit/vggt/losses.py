@@ -6,7 +6,7 @@ in a scale fixed by the training data: every sample's scene is expressed relativ
 becomes ``[I | 0]``) and divided by the mean distance of its valid 3D points (every view's depth map
 back-projected into view 0's camera frame) to view 0's camera centre. Translations, depths and points
 are then O(1) whatever the room's size, and the camera head learns the pose *encoding* of that scene
-(:func:`vqkit.models.vggt.pose_encoding.extri_intri_to_pose_encoding`).
+(:func:`vqkit.vggt.pose_encoding.extri_intri_to_pose_encoding`).
 
 **Camera loss** (:func:`camera_loss`): over the camera head's refinement iterations, each weighted
 ``gamma ** (n - 1 - i)`` (the last counts most) and averaged, the L1 (or Huber) distance of the
@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vqkit.models.vggt.pose_encoding import extri_intri_to_pose_encoding
+from vqkit.vggt.pose_encoding import extri_intri_to_pose_encoding
 
 TRANSLATION_CLAMP = 100.0
 """Per-element cap of the translation loss (a badly scaled sample must not dominate a batch)."""

@@ -10,7 +10,7 @@ heads and aggregator were trained together.
     layers = predictor.layers                  # aggregator layers the heads read
     geometry = predictor(tokens, view_mask, patch_start_idx, image_hw, geometry_cfg=cfg.model.geometry)
 
-``geometry`` is what the geometry encoder reads (:func:`vqkit.models.vggt.geometry.batch_geometry`:
+``geometry`` is what the geometry encoder reads (:func:`vqkit.vggt.predicted_geometry.batch_geometry`:
 R, t relative to view 0, K of the input, depth_hist at the scale of ``model.geometry.median_depth_m``
 or of the batch's depth maps). Predictions that are not finite are refused (a DataError naming the
 sample), never used.
@@ -25,15 +25,15 @@ import torch
 from torch import Tensor, nn
 
 from vqkit.errors import CheckpointError, ConfigError, DataError
-from vqkit.models.vggt.geometry import batch_geometry, box_masks
-from vqkit.models.vggt.model import camera_head, default_dpt_layers, dense_head
-from vqkit.models.vggt.weights import read_vggt_state_dict
-from vqkit.models.vggt.weights_file import (
+from vqkit.utils.distributed import zero3_partitioned
+from vqkit.vggt.model import camera_head, default_dpt_layers, dense_head
+from vqkit.vggt.predicted_geometry import batch_geometry, box_masks
+from vqkit.vggt.weights import read_vggt_state_dict
+from vqkit.vggt.weights_file import (
     VGGTFileInfo,
     check_encoder_matches,
     describe_vggt_file,
 )
-from vqkit.utils.distributed import zero3_partitioned
 
 HEAD_PARTS = ("camera_head", "depth_head")
 """The parts of a VGGT file geometry needs."""
@@ -65,7 +65,7 @@ class GeometryPredictor(nn.Module):
         embed_dim, patch_size: of the aggregator (its outputs are 2 x embed_dim wide).
         aggregator_depth: its number of layers (resolves the dense head's layer indices).
         dpt_layers, dpt_features, dpt_out_channels, camera_trunk_depth, camera_num_heads: head sizes
-            (:class:`vqkit.models.vggt.VGGT`'s arguments; the official ones by default).
+            (:class:`vqkit.vggt.VGGT`'s arguments; the official ones by default).
     """
 
     def __init__(self, embed_dim: int, patch_size: int = 14, aggregator_depth: int = 24, *,
@@ -136,7 +136,7 @@ class GeometryPredictor(nn.Module):
                 image_hw: tuple[int, int], *, geometry_cfg=None, pixel_boxes: Tensor | None = None,
                 reference_depth: Tensor | None = None, ids=None) -> dict[str, Tensor]:
         """Aggregator outputs (per layer [B, S, P, 2C], :attr:`layers` present) -> geometry of the B
-        samples' views (:func:`vqkit.models.vggt.geometry.batch_geometry`). ``geometry_cfg``:
+        samples' views (:func:`vqkit.vggt.predicted_geometry.batch_geometry`). ``geometry_cfg``:
         ``model.geometry`` (bins, max depth, the median-depth prior)."""
         as_float = [None if t is None else t.float() for t in tokens]
         device = next(t for t in as_float if t is not None).device

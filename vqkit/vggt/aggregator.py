@@ -31,9 +31,9 @@ import torch
 from torch import Tensor, nn
 
 from vqkit.errors import ConfigError
-from vqkit.models.dinov2 import DINOV2_PRESETS, DinoVisionTransformer
-from vqkit.models.layers import Block, PatchEmbed, RotaryPositionEmbedding2D, patch_positions
-from vqkit.models.vggt.weights import load_aggregator_weights
+from vqkit.vggt.dinov2 import DINOV2_PRESETS, DinoVisionTransformer
+from vqkit.vggt.layers import Block, PatchEmbed, RotaryPositionEmbedding2D, patch_positions
+from vqkit.vggt.weights import load_aggregator_weights
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -176,7 +176,7 @@ class Aggregator(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, enc_cfg, device: torch.device | str | None = None) -> "Aggregator":
+    def from_config(cls, enc_cfg, device: torch.device | str | None = None) -> Aggregator:
         """Build from ``model.encoder``: official weights when ``weights`` is set, else a random init
         drawn from ``seed`` (the same weights in every process, without touching the global RNG).
         Frozen (no grads, eval mode) when ``frozen``."""
@@ -188,7 +188,7 @@ class Aggregator(nn.Module):
 
     @classmethod
     def from_pretrained(cls, source: str | os.PathLike, device: torch.device | str | None = None,
-                        dtype: torch.dtype | None = None, **kwargs) -> "Aggregator":
+                        dtype: torch.dtype | None = None, **kwargs) -> Aggregator:
         """Official weights from a file, a folder or a hub id (see :func:`load_aggregator_weights`).
 
         The module is built on the meta device and the checkpoint tensors are assigned into it, so
@@ -202,12 +202,12 @@ class Aggregator(nn.Module):
             model = model.to(device)
         return model
 
-    def freeze(self) -> "Aggregator":
+    def freeze(self) -> Aggregator:
         """No parameter trains; forward then runs under ``torch.no_grad()``. Returns self."""
         self.requires_grad_(False)
         return self.eval()
 
-    def store_matmul_weights(self, dtype: torch.dtype) -> "Aggregator":
+    def store_matmul_weights(self, dtype: torch.dtype) -> Aggregator:
         """Store the weights of every Linear and convolution in ``dtype`` (bf16 for a GPU); norms,
         LayerScale, tokens and the position table stay fp32. Run it under autocast to ``dtype``: autocast
         rounds a matmul's fp32 weights to that dtype at every call anyway, so the outputs are exactly
@@ -222,7 +222,7 @@ class Aggregator(nn.Module):
         """The dtype the Linear weights are stored in (see :meth:`store_matmul_weights`)."""
         return next(m.weight.dtype for m in self.modules() if isinstance(m, nn.Linear))
 
-    def compile_blocks(self, **kwargs) -> "Aggregator":
+    def compile_blocks(self, **kwargs) -> Aggregator:
         """``torch.compile`` every transformer block (frame, global and the DINOv2 patch embed's) in place:
         blocks of one kind share their compiled code, and the Python loop over layers stays eager.
         ``kwargs`` go to ``torch.compile``. Returns self."""

@@ -12,9 +12,9 @@ from safetensors.torch import save_file
 
 from vqkit.config.schema import EncoderConfig
 from vqkit.errors import CheckpointError
-from vqkit.models.vggt import fingerprint
-from vqkit.models.vggt.fingerprint import weights_fingerprint
-from vqkit.models.vggt.weights import is_hub_id, resolve_checkpoint
+from vqkit.vggt import fingerprint
+from vqkit.vggt.fingerprint import weights_fingerprint
+from vqkit.vggt.weights import is_hub_id, resolve_checkpoint
 
 
 def test_what_reads_as_a_hub_id():

@@ -1,5 +1,5 @@
-"""Tests for VGGT's pose encoding (vqkit.models.vggt.pose_encoding) and the conversion of the heads'
-predictions into a record's geometry (vqkit.models.vggt.geometry): round trips, vqkit.cameras
+"""Tests for VGGT's pose encoding (vqkit.vggt.pose_encoding) and the conversion of the heads'
+predictions into a record's geometry (vqkit.vggt.predicted_geometry): round trips, vqkit.cameras
 conventions, mapping K back through vqkit's resize / crop / pad, the scale, and refusing bad
 predictions."""
 
@@ -24,14 +24,14 @@ from vqkit.cameras import (
 from vqkit.data.images import load_views, plan_resize
 from vqkit.data.schema import load_records
 from vqkit.errors import DataError
-from vqkit.models.vggt import (
+from vqkit.vggt import (
     extri_intri_to_pose_encoding,
     geometry_from_predictions,
     median_depth_from_histograms,
     pose_encoding_to_extri_intri,
 )
-from vqkit.models.vggt.geometry import view_masks
-from vqkit.models.vggt.pose_encoding import mat_to_quat, quat_to_mat
+from vqkit.vggt.pose_encoding import mat_to_quat, quat_to_mat
+from vqkit.vggt.predicted_geometry import view_masks
 
 # --------------------------------------------------------------------------------------------
 # Pose encoding

@@ -251,7 +251,7 @@ def _strip_module(state: dict) -> dict:
 
 def load_vggt_weights(model: nn.Module, source: str | os.PathLike | Mapping[str, Tensor],
                       dtype: torch.dtype | None = None) -> WeightsReport:
-    """Load a whole-VGGT checkpoint into ``model`` (a :class:`vqkit.models.vggt.VGGT`) strictly.
+    """Load a whole-VGGT checkpoint into ``model`` (a :class:`vqkit.vggt.VGGT`) strictly.
 
     Every key of the parts the model has must be in the file with the model's shape, and the file
     may hold no other key of those parts: otherwise :class:`CheckpointError` names the missing,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vqkit.cameras import axis_angle_to_matrix, look_at
-from vqkit.eval.geometry import (
+from vqkit.eval.geometry_errors import (
     depth_abs_rel,
     format_geometry_table,
     relative_pose_errors,
