@@ -1,0 +1,100 @@
+"""The data section: record sources, views, prompts and batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from vqkit.config.checks import check
+
+
+@dataclass
+class SourceConfig:
+    """One corpus of records: a JSON/JSONL file or glob, and its share of the mix."""
+
+    path: str = ""
+    """JSON array or JSONL file, or a glob of them."""
+    weight: float = 1.0
+    """Relative sampling weight when several sources are mixed."""
+    name: str | None = None
+    """Label for logs and metrics; default = the file stem."""
+
+    def __post_init__(self):
+        check(bool(self.path), "data source needs a path (a .json/.jsonl file or a glob)")
+        check(self.weight > 0, f"data source {self.path}: weight must be > 0, got {self.weight}")
+
+
+@dataclass
+class DataConfig:
+    """Records on disk -> datasets -> batches."""
+
+    train: list[SourceConfig] = field(default_factory=list)
+    """Training sources, mixed by weight."""
+    val: list[SourceConfig] = field(default_factory=list)
+    """Held-out sources for periodic evaluation and `vqkit eval` defaults."""
+    image_root: str | None = None
+    """Root for relative image paths; None = the folder of each JSON/JSONL file."""
+    allow_outside_root: bool = False
+    """Allow image paths that resolve outside the root (refused by default)."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """Bad records: raise (with file, line, field) or skip (counted and reported)."""
+    num_views: int = 8
+    """Views per sample: more are subsampled, fewer are kept as they are."""
+    view_sampling: Literal["uniform", "first", "random"] = "uniform"
+    """How to pick num_views of more: evenly spaced, the first ones, or random (training only)."""
+    view_dropout: float = 0.0
+    """Training only: drop each view with this probability (always keeps at least one)."""
+    geometry_dropout: float = 0.0
+    """Training only: leave out a record's camera geometry (its geometry tokens) with this probability,
+    so the model also answers photos without poses (``vqkit ask --no-geometry``, phone photos)."""
+    image_size: int = 448
+    """Target image width (and height in crop mode); a multiple of 14."""
+    resize_mode: Literal["crop", "pad"] = "crop"
+    """VGGT preprocessing: 'crop' resizes width to image_size and centre-crops height to at most
+    image_size; 'pad' resizes the long side to image_size and pads to a square with white."""
+    max_length: int = 512
+    """Token budget per sample; truncation cuts question text, never vision tokens or the answer."""
+    turns: int = 1
+    """Training only: up to this many questions about the same views (records with the same images) in
+    one sample: the first turn as the prompt template lays it out, the others as text-only follow-ups
+    after it, each masked from the others so it sees the first turn's prompt (question and views) and
+    itself only. The views are read once for several answers. Turns that would pass max_length are left out."""
+    prompt_template: str = "chat"
+    """'chat' = the tokenizer's chat template; otherwise a format string with {question}, <image>
+    and {answer} (optionally {situation}), e.g. "{question}\\n<image>\\n{answer}" (question before the views)."""
+    system_prompt: str | None = None
+    """Optional system message for chat templates."""
+    load_depth: bool = False
+    """Load depth maps (16-bit PNG, mm) with the images (geometry tokens use depth_hist instead)."""
+    load_semantics: bool = False
+    """Load the records' semantic maps (8-bit PNG class indices) with the images (`vqkit pretrain-encoder`'s
+    semantic objective sets it)."""
+    num_workers: int = 0
+    """DataLoader worker processes."""
+    persistent_workers: bool = False
+    """Keep DataLoader workers alive between epochs."""
+    blind: bool = False
+    """Text-only prompts (no vision block, so no vision or geometry tokens): trains and evaluates the
+    blind baseline that shows what vision adds."""
+    feature_cache: str | None = None
+    """Folder written by `vqkit cache-features`; when set, training reads encoder features from it
+    instead of images."""
+    exclude_qtypes: list[str] = field(default_factory=list)
+    """Leave out the records of these qtypes from every source (the demo's blind baseline leaves out
+    the training rooms' ``describe`` question, which only the views can answer)."""
+
+    def __post_init__(self):
+        check(self.image_size % 14 == 0,
+              f"data.image_size must be a multiple of 14 (VGGT patch size), got {self.image_size}; "
+              f"try {max(14, round(self.image_size / 14) * 14)}")
+        check(self.num_views >= 1, "data.num_views must be >= 1")
+        check(0.0 <= self.view_dropout < 1.0, "data.view_dropout must be in [0, 1)")
+        check(0.0 <= self.geometry_dropout <= 1.0, "data.geometry_dropout must be in [0, 1]")
+        check(self.max_length >= 16, "data.max_length must be >= 16")
+        check(self.turns >= 1, "data.turns must be >= 1")
+        if self.prompt_template != "chat":
+            check("{question}" in self.prompt_template and "<image>" in self.prompt_template
+                  and "{answer}" in self.prompt_template,
+                  "data.prompt_template must be 'chat' or contain {question}, <image> and {answer}")
+            check(self.prompt_template.rstrip().endswith("{answer}"),
+                  "data.prompt_template must end with {answer} (the label span)")
