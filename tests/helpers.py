@@ -1,17 +1,24 @@
 """Plain helpers behind the shared fixtures (importable by test modules; conftest.py is not,
-since several folders have one): the repository root, tiny record corpora on disk, tiny configs."""
+since several folders have one): the repository root, tiny record corpora on disk, tiny configs, random
+Stage 2 rooms."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from vqkit.cameras import depth_histogram, intrinsics_from_fov, look_at, metres_to_depth_png
+
+if TYPE_CHECKING:
+    from vqkit.roomplan import Room
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -153,3 +160,47 @@ def tiny_pretrain_config(synth_dir: Path, run_dir: Path, **train) -> dict:
                   "lr": 1e-3, "proj_lr": 1e-3, "warmup_steps": 2, "log_every_steps": 1, "save_every_steps": 3,
                   "seed": 7, **train},
     }
+
+
+def random_room(seed: int, n_objects: int = 8, n_openings: int = 2) -> Room:
+    """A rectangular room (4 walls, arbitrary centre and rotation), openings on walls, objects inside."""
+    from vqkit.roomplan import CATEGORIES, Opening, Room, RoomObject, Wall
+
+    rng = random.Random(seed)
+    W, D, H = rng.uniform(3, 6), rng.uniform(3, 5), rng.uniform(2.4, 3.0)
+    cx, cy = rng.uniform(-2, 2), rng.uniform(-2, 2)
+    rot = rng.uniform(0, 2 * math.pi)
+    c, s = math.cos(rot), math.sin(rot)
+
+    def world(u: float, v: float) -> tuple[float, float]:
+        return cx + c * u - s * v, cy + s * u + c * v
+
+    walls = []
+    # (local centre, length, direction angle in the room frame); directions go round the room.
+    sides = [(0, -D / 2, W, 0), (W / 2, 0, D, 90), (0, D / 2, W, 180), (-W / 2, 0, D, 270)]
+    for i, (u, v, length, ang) in enumerate(sides):
+        x, y = world(u, v)
+        walls.append(Wall(f"w{i}", (x, y, H / 2), length, H, rot + math.radians(ang)))
+    doors, windows = [], []
+    for k in range(n_openings):
+        wall = walls[rng.randrange(4)]
+        along = rng.uniform(-0.3, 0.3) * wall.width
+        x = wall.center[0] + along * math.cos(wall.yaw)
+        y = wall.center[1] + along * math.sin(wall.yaw)
+        if k % 2 == 0:
+            doors.append(Opening(f"d{k}", "door", wall.id, (x, y, 1.05), 0.9, 2.1, wall.yaw, rng.random() < 0.5))
+        else:
+            windows.append(Opening(f"n{k}", "window", wall.id, (x, y, 1.5), 1.2, 1.0, wall.yaw))
+    objects = []
+    for k in range(n_objects):
+        w, h, d = rng.uniform(0.4, 2.0), rng.uniform(0.4, 2.0), rng.uniform(0.4, 1.5)
+        x, y = world(rng.uniform(-W / 3, W / 3), rng.uniform(-D / 3, D / 3))
+        category = rng.choice(CATEGORIES)  # before the yaw: the order of the draws fixes each seed's room
+        objects.append(RoomObject(f"o{k}", category, (x, y, h / 2), (w, h, d), rng.uniform(-math.pi, math.pi)))
+    return Room(walls=walls, doors=doors, windows=windows, objects=objects)
+
+
+def yaw_diff(a: float, b: float, period: float = math.pi) -> float:
+    """The smaller angle between two yaws, modulo ``period`` (pi: a box turned half round is the same box)."""
+    d = (a - b) % period
+    return min(d, period - d)

@@ -50,7 +50,10 @@ Vec3 = tuple[float, float, float]
 
 
 def _vec3(v: Any, what: str) -> Vec3:
-    a = np.asarray(v, dtype=np.float64).reshape(-1)
+    try:
+        a = np.asarray(v, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):  # not numbers at all: the same message, naming the element
+        a = np.zeros(0)
     if a.shape != (3,) or not np.all(np.isfinite(a)):
         raise ValueError(f"{what}: expected 3 finite numbers, got {v!r}")
     return (float(a[0]), float(a[1]), float(a[2]))
