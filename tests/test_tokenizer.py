@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from vqkit.config import LLMConfig
+from vqkit.config import Config, LLMConfig
 from vqkit.errors import ConfigError
 from vqkit.tokenizer import (
     IMAGE_PAD,
@@ -14,6 +14,7 @@ from vqkit.tokenizer import (
     load_tokenizer,
     train_tokenizer,
     vision_block_text,
+    vision_token_count,
     vision_token_ids,
 )
 
@@ -108,3 +109,11 @@ def test_qwen3_tokenizer_has_vision_tokens(qwen_tokenizer_dir):
     assert tok.pad_token == "<|endoftext|>"
     assert answer_end_token(tok, chat=True) == "<|im_end|>"
     assert tok.encode(vision_block_text(3), add_special_tokens=False) == vt.block(3)
+
+
+def test_vision_token_count():
+    cfg = Config()
+    assert vision_token_count(cfg.model, 8, has_geometry=True) == 128 + 8
+    assert vision_token_count(cfg.model, 8, has_geometry=False) == 128
+    cfg.model.geometry.enabled = False
+    assert vision_token_count(cfg.model, 8, has_geometry=True) == 128

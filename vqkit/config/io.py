@@ -181,8 +181,9 @@ INCLUDE_KEY = "include"
 
 
 def merge_into(base: dict, top: dict) -> dict:
-    """``top`` merged over ``base`` (a new dict): mappings merge key by key, anything else replaces."""
-    out = dict(base)
+    """``top`` merged over ``base`` (a new dict, sharing nothing with either): mappings merge key by key,
+    anything else replaces."""
+    out = copy.deepcopy(base)
     for key, value in top.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge_into(out[key], value)
