@@ -1,5 +1,6 @@
 """The package's layout: lower layers never import higher ones, no import cycles, commands apart from
-the library, modules and functions short enough to read in one sitting.
+the library, modules and functions short enough to read in one sitting, and tests that mirror the
+package's folders.
 
 Imports are read from the source (every ``import`` and ``from ... import``, at module level or inside a
 function), so a lazy import counts like any other.
@@ -13,6 +14,12 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vqkit"
+TESTS = Path(__file__).resolve().parent
+# Test folders that drive a whole system rather than one package folder.
+SYSTEM_TEST_FOLDERS = {
+    "browser": "notebook 04's viewer in a real JupyterLab and browser",
+    "cluster": "training on a real one-node Slurm",
+}
 
 # Lowest first; a module may import only from its own layer or a lower one. docs/architecture.md explains them.
 LAYERS: list[tuple[str, ...]] = [
@@ -51,7 +58,8 @@ def imported(path: Path, name: str, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
             if base.split(".")[0] != "vqkit":
                 continue
             subs = {f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known}
@@ -131,3 +139,13 @@ def test_functions_are_short_or_say_why():
                 if n > MAX_FUNCTION_LINES and "Long because" not in doc:
                     long.append(f"{name}.{node.name}: {n} lines")
     assert not long, "\n".join(long)
+
+
+def test_test_folders_mirror_the_package():
+    """``tests/<folder>/`` holds the tests of ``vqkit/<folder>/`` (``test_<module>.py`` for its modules):
+    a folder of tests names a folder of the package, or is one of the system tests."""
+    package_folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    test_folders = {p.name for p in TESTS.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    strays = sorted(test_folders - package_folders - set(SYSTEM_TEST_FOLDERS))
+    assert not strays, f"tests/{strays[0]}/ names no vqkit/ folder: move its tests to the folder of what they test"
+    assert set(SYSTEM_TEST_FOLDERS) <= test_folders
