@@ -15,7 +15,7 @@ from vqkit.prep import common as C
 
 def _c2w(eyes, targets):
     out = []
-    for e, t in zip(eyes, targets):
+    for e, t in zip(eyes, targets, strict=True):
         R, tt = G.look_at(e, t)
         Rc, tc = G.invert_pose(R, tt)
         out.append(G.pose_matrix(Rc, tc))
