@@ -38,14 +38,13 @@ from vqkit.tools.cache_writer import build_feature_cache
 from vqkit.train import run
 from vqkit.train.encoder_pretrain import WEIGHTS_FILE, pretrain_encoder
 
-# 16 questions per training room: with data.turns: 16 every reading of a room's views trains 16
-# answers (colour of a named object 47.7 EM instead of 26.3 with 8; README, "How the demo learned to see objects").
-# Rendered without antialiasing (render_scale 1, `vqkit synth` renders at 2x and filters down): the
-# rooms take half the time and the aggregator, the model and its scores do not change beyond
-# run-to-run spread (README, the lever table).
+# Why each default (the runs behind them: docs/experiments/demo_levers.md):
+# 16 questions per training room: with data.turns every reading of a room's views trains all of them.
+# Rendered without antialiasing (render_scale 1; `vqkit synth` renders at 2x and filters down): the
+# rooms take half the time, and the model scores the same within run-to-run spread.
 # Every training room also gets the describe question ("What objects are in the room?" -> "2 pink beds,
 # 1 yellow chair"), the 17th turn of its sample: one answer pairs every colour the views show with its
-# category, which the one-category questions each teach once (README, the lever table).
+# category, which the one-category questions each teach once.
 DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0, "train_questions_per_scene": 16,
                  "render_scale": 1, "train_describe": True}
 # The default demo: its config and the pretraining of its aggregator.
@@ -156,17 +155,16 @@ def _train_blind(cfg, run_path: Path, progress: bool):
     blind_cfg = copy.deepcopy(cfg)
     blind_cfg.data.blind = True
     # Turns share views; without views they share nothing, and the blind model they trained scored
-    # lower (26.4 vs 28.0 EM on the objects demo) for twice the time: the baseline takes the stronger one.
-    # One question a sample, though, sees far fewer answers than the full model's turns: at the demo's
-    # batch the blind model met under half the questions of the 16-question training rooms and answered
-    # every "which object" relation question "cabinet" (overall 25.7, relation 15.7, below the 28.9 of
-    # each question's commonest training answer). Twice the batch reaches the text-only plateau (28.2).
+    # lower for twice the time: the baseline takes the stronger one. One question a sample, though,
+    # meets far fewer answers than the full model's turns: at the demo's batch the blind model met under
+    # half the training questions and settled on one answer for whole question families; twice the
+    # batch reaches the text-only plateau (docs/experiments/demo_levers.md, rows 30, 38 and 39).
     if cfg.data.turns > 1:
         blind_cfg.data.turns = 1
         blind_cfg.train.batch_size_per_gpu = 2 * cfg.train.batch_size_per_gpu
     # The describe question (the training rooms' object list) has a long answer only the views can
-    # give: text-only, it took nearly half of the blind model's answer tokens (27.6 EM instead of 28.2
-    # without it). The baseline trains on the benchmark's question families alone.
+    # give: text-only, it took nearly half of the blind model's answer tokens and lowered its score
+    # (rows 61 and 62 there). The baseline trains on the benchmark's question families alone.
     blind_cfg.data.exclude_qtypes = sorted({*blind_cfg.data.exclude_qtypes, DESCRIBE_QTYPE})
     blind_cfg.train.output_dir = str(run_path / "blind")
     blind_cfg.train.save_every_steps = 0
