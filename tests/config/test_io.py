@@ -228,3 +228,27 @@ data:
     assert saved["model"]["encoder"]["seed"] == 7 and saved["data"]["image_size"] == 112
     assert load_config(tmp_path / "run" / "config.yaml") == cfg
     assert Config() != cfg
+
+
+def test_a_bad_value_is_blamed_on_the_file_that_wrote_it(tmp_path):
+    """A block's bad value names the block and who included it, not only the file the command was given."""
+    block = write(tmp_path / "blocks" / "train.yaml", "train:\n  lr: fast\n  max_steps: 4\n")
+    mid = write(tmp_path / "blocks" / "model.yaml", "model:\n  encodr: {depth: 2}\n")
+    top = write(tmp_path / "top.yaml", "include: blocks/train.yaml\ntrain:\n  max_steps: 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(top)
+    assert str(e.value) == f"{block} (included by {top}): train.lr: expected a number, got 'fast'"
+    with pytest.raises(ConfigError, match=rf"^{mid} \(included by {tmp_path / 'nested.yaml'}\): unknown config "
+                                          r"key 'model\.encodr'; did you mean 'encoder'"):
+        load_config(write(tmp_path / "nested.yaml", "include: blocks/model.yaml\n"))
+    via = write(tmp_path / "blocks" / "via.yaml", "include: train.yaml\n")  # two includes deep: the direct includer
+    with pytest.raises(ConfigError, match=rf"^{block} \(included by {via}\): train.lr"):
+        load_config(write(tmp_path / "deep.yaml", "include: blocks/via.yaml\n"))
+    # the file's own value wins, and so is blamed; a file with no bad value of its own is never named
+    fixed = write(tmp_path / "fixed.yaml", "include: blocks/train.yaml\ntrain:\n  lr: 0.1\n")
+    assert load_config(fixed).train.lr == 0.1
+    own = write(tmp_path / "own.yaml", "include: blocks/train.yaml\ntrain:\n  lr: [1]\n")
+    with pytest.raises(ConfigError, match=rf"^{own}: train.lr: expected a number, got \[1\]"):
+        load_config(own)
+    with pytest.raises(ConfigError, match=r"^--set train.max_steps=x: train.max_steps: expected an integer"):
+        load_config(fixed, ["train.max_steps=x"])

@@ -12,8 +12,9 @@ A list of data sources also takes a plain path, so ``--set data.train=data/x.jso
 Blocks that several experiments share are written once: a file's top-level ``include:`` (a path, or a
 list of paths, relative to that file) names YAML files merged in first, in order; the file's own keys
 then go on top. Mappings merge key by key; a list or a value replaces what an include gave. Included
-files may include others (a cycle is an error). The resolved config ``save_config`` writes has no
-``include``: it is every value, spelled out.
+files may include others (a cycle is an error). A bad value is blamed on the file that set it (``BLOCK
+(included by FILE): key: ...``). The resolved config ``save_config`` writes has no ``include``: it is every
+value, spelled out.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -192,8 +194,13 @@ def merge_into(base: dict, top: dict) -> dict:
     return out
 
 
-def read_yaml_with_includes(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
-    """A config file as a nested dict, its ``include:`` files merged in first (see the module docstring)."""
+def read_yaml_with_includes(path: Path, _chain: tuple[Path, ...] = (), *,
+                            origins: dict[str, tuple[Path, Path | None]] | None = None) -> dict:
+    """A config file as a nested dict, its ``include:`` files merged in first (see the module docstring).
+
+    ``origins``, when given, receives for every dotted key the file whose value won and the file that
+    included it (None for ``path`` itself), so an error can name where a bad value was written.
+    """
     path = Path(path)
     if not path.is_file():
         where = f" (included by {_chain[-1]})" if _chain else ""
@@ -208,15 +215,38 @@ def read_yaml_with_includes(path: Path, _chain: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"{path}: the top level must be a mapping (model:, data:, train:, eval:)")
     includes = data.pop(INCLUDE_KEY, None)
     if includes is None:
-        return data
+        includes = []
     if isinstance(includes, str):
         includes = [includes]
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
         raise ConfigError(f"{path}: {INCLUDE_KEY} must be a path or a list of paths, got {includes!r}")
     merged: dict = {}
     for include in includes:
-        merged = merge_into(merged, read_yaml_with_includes(path.parent / include, (*_chain, path)))
-    return merge_into(merged, data)
+        merged = merge_into(merged, read_yaml_with_includes(path.parent / include, (*_chain, path), origins=origins))
+    if origins is not None:
+        _record_origins(data, path, _chain[-1] if _chain else None, origins)
+    return merge_into(merged, data) if includes else data
+
+
+def _record_origins(data: dict, path: Path, includer: Path | None, origins: dict, prefix: str = "") -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        origins[dotted] = (path, includer)
+        if isinstance(value, dict):
+            _record_origins(value, path, includer, origins, f"{dotted}.")
+
+
+# The key an error message starts with ("train.lr: ...", "data.train[0]: ...") or names ("unknown config key 'x.y'").
+_ERROR_KEY = re.compile(r"^(?:unknown config key '([\w.]+)'|([A-Za-z_][\w.]*)(?:\[\d+\][\w.]*)*: )")
+
+
+def _where(error: ConfigError, path: Path, origins: dict) -> str:
+    """The file to blame for ``error``: the one that set the key it names when an include did, else ``path``."""
+    match = _ERROR_KEY.match(str(error))
+    origin = origins.get(match.group(1) or match.group(2)) if match else None
+    if origin is None or origin[1] is None:
+        return str(path)
+    return f"{origin[0]} (included by {origin[1]})"
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
@@ -227,9 +257,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     key, or the ``--set`` override that made the config invalid.
     """
     data: dict = {}
+    origins: dict[str, tuple[Path, Path | None]] = {}
     if path is not None:
         path = Path(path)
-        data = read_yaml_with_includes(path)
+        data = read_yaml_with_includes(path, origins=origins)
     try:
         return config_from_dict(apply_overrides(copy.deepcopy(data), overrides))
     except ConfigError as e:
@@ -240,7 +271,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             config_from_dict(apply_overrides(copy.deepcopy(data), (overrides or [])[:k]))
         except ConfigError as e:
             if k == 0:
-                raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+                raise ConfigError(f"{_where(e, path, origins)}: {e}" if path is not None else str(e)) from None
             raise ConfigError(f"--set {overrides[k - 1]}: {e}") from None
     raise error
 
