@@ -39,3 +39,33 @@ def test_a_room_without_cameras_is_refused(tiny_vggt_file, tmp_path):
     Image.new("RGB", (56, 56)).save(tmp_path / "a.png")
     with pytest.raises(DataError, match="no cameras to compare"):
         viz.predict_room(tiny_vggt_file, {"images": [str(tmp_path / "a.png")], "question": "q", "answer": "a"})
+
+
+
+def test_the_figures_draw_the_true_and_predicted_cameras_and_depths_in_place(tiny_vggt_file, synth_dir):
+    """From above, each view's true camera centre (o) is at -R^T t of the record and its predicted one (x)
+    at -R^T t of the prediction; the depth panels show the true depth (blank where invalid) and the
+    predicted depth in metres, on one colour scale."""
+    from matplotlib.colors import to_hex
+
+    from vqkit.viz.scene import VIEW_COLOURS
+
+    scene = sorted((synth_dir / "scenes").iterdir())[1]
+    prediction = viz.predict_room(tiny_vggt_file, scene)
+    above = viz.plot_predicted_cameras(prediction).axes[1]
+    for v in range(len(prediction.images)):
+        colour = VIEW_COLOURS[v]
+        for marker, R, t in (("o", prediction.R_true[v], prediction.t_true[v]),
+                             ("x", prediction.R_pred[v], prediction.t_pred[v])):
+            (mark,) = [ln for ln in above.lines if ln.get_marker() == marker and to_hex(ln.get_color()) == colour]
+            np.testing.assert_allclose(mark.get_xydata()[0], (-R.T @ t)[:2], atol=1e-6)
+    depth = viz.plot_predicted_depth(prediction)
+    V = len(prediction.images)
+    grid = np.array(depth.axes[:4 * V]).reshape(4, V)
+    for v in range(V):
+        true = prediction.depth_true[v]
+        shown_true = grid[1, v].images[0].get_array()
+        np.testing.assert_allclose(np.ma.filled(shown_true, np.nan), np.where(true > 0, true, np.nan), equal_nan=True)
+        np.testing.assert_allclose(np.asarray(grid[2, v].images[0].get_array()), prediction.depth_pred[v])
+        assert grid[1, v].images[0].get_clim() == grid[2, v].images[0].get_clim()
+        assert grid[3, v].get_title().startswith("AbsRel ")
