@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 
@@ -9,11 +10,18 @@ import pytest
 
 from vqkit.eval import metrics
 from vqkit.eval.metrics import (
+    MRA_THRESHOLDS,
+    choice_accuracy,
     exact_match,
     int_to_words,
+    mean_relative_accuracy,
+    mra_score,
     normalize_answer,
+    parse_number,
     refined_match,
     score,
+    spatial_score,
+    sqa3d_label,
     sqa3d_qtype,
 )
 
@@ -83,8 +91,20 @@ def test_sqa3d_qtype():
     assert sqa3d_qtype("How many chairs are there?") == "how"
     assert sqa3d_qtype("Can I sit on it?") == "can"
     assert sqa3d_qtype("Which way should I go?") == "which"
-    assert sqa3d_qtype("Where is the sofa?") == "other"
-    assert sqa3d_qtype("") == "other"
+    assert sqa3d_qtype("Where is the sofa?") == "others"
+    assert sqa3d_qtype("") == "others"
+
+
+@pytest.mark.parametrize("own, question, expected", [
+    ("what", "Is the door open?", "what"),           # the record's own type wins over the first word
+    ("Others", "What is it?", "others"),             # VG-LLM's label, any case
+    ("other", "Where is it?", "others"),             # older vqkit records wrote "other"
+    (None, "Which way should I go?", "which"),
+    ("", "Am I facing the window?", "others"),
+    ("navigation", "Can I sit?", "can"),             # not an SQA3D label: the first word decides
+])
+def test_sqa3d_label(own, question, expected):
+    assert sqa3d_label(own, question) == expected
 
 
 def test_score_em_and_breakdown_without_language_metrics():
@@ -100,10 +120,125 @@ def test_score_em_and_breakdown_without_language_metrics():
     assert out["by_qtype"] == {
         "how": {"n": 1, "em": 0.0, "em_refined": 100.0},
         "is": {"n": 1, "em": 0.0, "em_refined": 0.0},
-        "other": {"n": 1, "em": 0.0, "em_refined": 0.0},
+        "others": {"n": 1, "em": 0.0, "em_refined": 0.0},
         "what": {"n": 2, "em": 50.0, "em_refined": 100.0},
     }
     json.dumps(out, allow_nan=False)
+
+
+# --------------------------------------------------------------------------------------------
+# MRA and multiple choice (VSI-Bench), hand-computed
+# --------------------------------------------------------------------------------------------
+
+
+def test_mra_thresholds_are_vsibench_s():
+    assert len(MRA_THRESHOLDS) == 10
+    assert MRA_THRESHOLDS[0] == 0.5 and MRA_THRESHOLDS[-1] == pytest.approx(0.95)
+    assert all(b - a == pytest.approx(0.05) for a, b in itertools.pairwise(MRA_THRESHOLDS))
+
+
+@pytest.mark.parametrize("prediction, truth, expected", [
+    (10.0, 10.0, 1.0),
+    (10.4, 10.0, 1.0),     # relative error 0.04 <= 1 - 0.95
+    (10.7, 10.0, 0.9),     # 0.07: every threshold up to 0.90
+    (12.3, 10.0, 0.6),     # 0.23: 0.50 .. 0.75
+    (7.7, 10.0, 0.6),      # the same error below the truth
+    (14.9, 10.0, 0.1),     # 0.49: 0.50 only
+    (16.0, 10.0, 0.0),     # 0.6 > 1 - 0.50
+    (1.0, 3.0, 0.0),       # 0.67
+    (2.0, 3.0, 0.4),       # 0.33: 0.50 .. 0.65
+    # zero truth: only zero matches (VSI-Bench's formula divides by zero)
+    (0.0, 0.0, 1.0),
+    (0.1, 0.0, 0.0),
+    (-0.1, 0.0, 0.0),
+    # negative numbers: the error divides by |truth| (VSI-Bench's / truth would score 1.0 for any prediction)
+    (-12.3, -10.0, 0.6),
+    (-10.0, -10.0, 1.0),
+    (12.3, -10.0, 0.0),
+    (-10.0, 10.0, 0.0),
+    # no number, or not a finite one
+    (None, 3.0, 0.0),
+    (float("nan"), 3.0, 0.0),
+    (float("inf"), 3.0, 0.0),
+])
+def test_mean_relative_accuracy_by_hand(prediction, truth, expected):
+    assert mean_relative_accuracy(prediction, truth) == pytest.approx(expected)
+
+
+def test_mra_matches_vsibench_s_code_to_the_bit():
+    """Positive truths (where VSI-Bench's formula is defined), including errors on a threshold, score as
+    VSI-Bench's own numpy expression does."""
+    import numpy as np
+
+    def vsibench(pred, target, start=.5, end=.95, interval=.05):  # VSI-Bench's formula, as its code writes it
+        conf = np.linspace(start, end, int((end - start) / interval + 2))
+        return (abs(pred - target) / target <= 1 - conf).mean()
+
+    rng = np.random.default_rng(0)
+    cases = [(1.1, 1.0), (1.5, 1.0), (0.5, 1.0), (2.5, 2.0), (1.2, 1.0), (3.0, 2.0), (0.95, 1.0)]
+    truths, factors = rng.uniform(0.1, 20, 300), rng.uniform(0.3, 1.7, 300)
+    cases += [(float(t * f), float(t)) for t, f in zip(truths, factors, strict=True)]
+    counts = rng.integers(1, 9, 100)  # integer counts and answers, where errors often fall on a threshold
+    cases += [(float(round(c * f)), float(c)) for c, f in zip(counts, factors[:100], strict=True)]
+    for pred, truth in cases:
+        assert mean_relative_accuracy(pred, truth) == vsibench(pred, truth), (pred, truth)
+
+
+def test_mra_matches_lmms_eval_s_vsibench():
+    vsibench = pytest.importorskip("lmms_eval.tasks.vsibench.utils", reason="lmms-eval is not installed")
+    for pred_text, truth in [("3", "3"), ("2 chairs", "3"), ("about 12.3", "10"), ("two", "4"), ("none", "4"),
+                             ("1.5", "1"), ("twenty one", "20")]:
+        pred = vsibench.extract_number(pred_text)
+        expected = 0.0 if pred is None else vsibench.mean_relative_accuracy(pred, float(truth), .5, .95, .05)
+        assert mra_score(pred_text, truth) == expected, pred_text
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("3", 3.0), ("3.5 m", 3.5), ("-2", -2.0), ("+4", 4.0), (".5", 0.5), ("1,200 cm", 1200.0), ("3,4", 3.0),
+    ("Three chairs.", 3.0), ("twenty-one", 21.0), ("two hundred and five", 205.0), ("a thousand", 1000.0),
+    ("one chair, room 2", 1.0), ("room 2, one chair", 2.0), ("about 4 metres", 4.0),
+    ("none", None), ("", None), (None, None), ("left", None),
+])
+def test_parse_number(text, expected):
+    assert parse_number(text) == expected
+
+
+def test_mra_score_parses_prediction_and_references():
+    assert mra_score("3", ["3"]) == 1.0
+    assert mra_score("three", "3") == 1.0
+    assert mra_score("I see 2 chairs", ["3"]) == pytest.approx(0.4)
+    assert mra_score("a chair", ["3"]) == 0.0                      # non-numeric prediction
+    assert mra_score("", ["3"]) == 0.0
+    assert mra_score("4", ["5", "4"]) == 1.0                       # the best reference
+    assert mra_score("4", ["many"]) is None                        # no reference states a number
+
+
+@pytest.mark.parametrize("prediction, expected", [
+    ("B", 1.0), ("b", 1.0), ("B.", 1.0), ("B. left", 1.0), (" B\n", 1.0),
+    ("(B)", 0.0), ("B)", 0.0), ("left", 0.0), ("A", 0.0), ("", 0.0),
+])
+def test_choice_accuracy_is_vsibench_s_rule(prediction, expected):
+    assert choice_accuracy(prediction, "B") == expected
+
+
+def test_spatial_score_is_chosen_by_the_question_type():
+    assert spatial_score("2", "3", "object_counting") == pytest.approx(0.4)
+    assert spatial_score("12.3", "10", "room_size_estimation") == pytest.approx(0.6)
+    assert spatial_score("2", "3", "counting") == pytest.approx(0.4)
+    assert spatial_score("A.", "A", "obj_appearance_order") == 1.0
+    assert spatial_score("3", "C", "object_rel_direction_hard") == 0.0
+    assert spatial_score("red", "red", "colour") is None
+
+
+def test_score_reports_mra_beside_em_for_numeric_types():
+    preds = ["3", "2", "5", "red", "4"]
+    refs = [["3"], ["3"], ["4"], ["red"], ["many"]]
+    out = score(preds, refs, ["counting", "counting", "measurement", "colour", "measurement"], language=False)
+    assert out["by_qtype"]["counting"] == {"n": 2, "em": 50.0, "em_refined": 50.0, "mra": pytest.approx(70.0)}
+    # 5 for 4: error 0.25, thresholds 0.50 .. 0.75 -> 60; the reference without a number has no MRA
+    assert out["by_qtype"]["measurement"]["mra"] == pytest.approx(60.0)
+    assert "mra" not in out["by_qtype"]["colour"]
+    assert score(["x"], [["many"]], ["counting"], language=False)["by_qtype"]["counting"]["mra"] is None
 
 
 def test_score_total_miss_and_empty():

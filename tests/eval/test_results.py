@@ -14,6 +14,7 @@ from vqkit.eval.results import (
     EVAL_DIR,
     VIEWS_REMOVED_DIR,
     check_out_dir,
+    compute_metrics,
     default_out_dir,
     evaluation_info,
     format_table,
@@ -83,3 +84,38 @@ def test_table_marks_kinds_absent_from_both_sides():
     assert openings.split() == ["openings", "f1@0.25", "-", "f1@0.5", "-"]
     assert "(-: no doors, windows, openings, objects predicted or in gold; left out of any average)" in table
     assert "100.0" not in table
+
+
+def test_sqa3d_rows_report_sqa3d_s_labels():
+    """An SQA3D row takes its own type when it is an SQA3D label (VG-LLM's question_type "others" stays
+    "others"; vqkit's older "other" becomes it), else the question's first word."""
+    rows = [{"task": "sqa3d", "qtype": q, "question": question, "prediction": p, "answers": [a]}
+            for q, question, p, a in [("what", "What is on my left?", "sofa", "sofa"),
+                                      ("others", "Am I facing the door?", "yes", "no"),
+                                      ("other", "Where is the bed?", "left", "left"),
+                                      (None, "Which way should I go?", "left", "right"),
+                                      (None, "Is the lamp on?", "yes", "yes")]]
+    by_qtype = compute_metrics(rows, language=False)["by_qtype"]
+    assert {q: (m["n"], m["em"]) for q, m in by_qtype.items()} == {
+        "what": (1, 100.0), "others": (2, 50.0), "which": (1, 0.0), "is": (1, 100.0)}
+
+
+def test_question_type_field_is_read_as_the_qtype(tmp_path):
+    from vqkit.data.schema import load_records
+
+    (tmp_path / "a.png").write_bytes(b"")
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"images": ["a.png"], "question": "Where is it?", "answer": "left",
+                                "task": "sqa3d", "question_type": "others"}) + "\n")
+    assert load_records(str(path), check_files=False)[0].qtype == "others"
+
+
+def test_table_shows_mra_for_numeric_answers():
+    rows = [{"task": "synth", "qtype": qt, "question": "q?", "prediction": p, "answers": [a]}
+            for qt, p, a in [("counting", "2", "3"), ("measurement", "4", "4"), ("colour", "red", "red")]]
+    table = format_table(compute_metrics(rows, language=False))
+    header, *lines = table.splitlines()
+    assert header.split() == ["n", "EM", "EM-R", "MRA"]
+    cells = {line.split()[1]: line.split()[2:] for line in lines if line.startswith("qtype")}
+    assert cells == {"colour": ["1", "100.0", "100.0", "-"], "counting": ["1", "0.0", "0.0", "40.0"],
+                     "measurement": ["1", "100.0", "100.0", "100.0"]}

@@ -51,7 +51,7 @@ def test_records_load_with_the_kit_schema(scannet_tree, tmp_path):
 
 @pytest.mark.parametrize("question, expected", [
     ("What is in front of me?", "what"), ("is the door open?", "is"), ("How many chairs?", "how"),
-    ("Can I sit?", "can"), ("Which way?", "which"), ("Am I facing the window?", "other"), ("", "other")])
+    ("Can I sit?", "can"), ("Which way?", "which"), ("Am I facing the window?", "others"), ("", "others")])
 def test_qtype_is_the_first_word(question, expected):
     assert sqa3d.qtype(question) == expected
 

@@ -10,9 +10,9 @@ A record (docs/design.md, section 2) is one JSON object::
      "semantics": ["scene0000/00010_sem.png", ...],    # 8-bit PNG, class index, 255 = unlabelled
      "geom_token": null | {"R": Vx3x3, "t": Vx3, "K": Vx3x3, "depth_hist": VxB}}
 
-``R, t`` are world-to-camera in OpenCV axes (``x_cam = R @ x_world + t``), ``K`` is the pixel
-intrinsic matrix of the image file as stored, ``depth_hist`` the fraction of valid depth pixels per
-bin (``vqkit.cameras``). Other keys are kept in ``Record.extra`` and otherwise ignored.
+``R, t`` are world-to-camera in OpenCV axes (``x_cam = R @ x_world + t``), ``K`` is the pixel intrinsic matrix of
+the image file as stored, ``depth_hist`` the fraction of valid depth pixels per bin (``vqkit.cameras``).
+``question_type`` (VG-LLM's name) is the ``qtype`` of a record without one; other keys are kept in ``Record.extra``.
 
 Paths: relative paths resolve against ``data.image_root`` when set, else against the folder of the
 record file. A path that lands outside that root (``..``, or an absolute path elsewhere) is refused
@@ -43,7 +43,7 @@ from vqkit.utils.files import json_error_text
 
 log = logging.getLogger("vqkit.data")
 
-KNOWN_FIELDS = ("images", "question", "answer", "roomplan", "id", "scene_id", "task", "qtype",
+KNOWN_FIELDS = ("images", "question", "answer", "roomplan", "id", "scene_id", "task", "qtype", "question_type",
                 "answers", "situation", "depths", "semantics", "geom_token")
 
 
@@ -316,7 +316,7 @@ def _array(value: Any, shape: tuple[int, ...], name: str, ctx: _Ctx) -> np.ndarr
     except (TypeError, ValueError):
         raise ctx.error(name, f"expected numbers of shape {_fmt_shape(shape)}, got a ragged or "
                               f"non-numeric value") from None
-    if arr.ndim != len(shape) or any(s != -1 and a != s for a, s in zip(arr.shape, shape)):
+    if arr.ndim != len(shape) or any(s != -1 and a != s for a, s in zip(arr.shape, shape, strict=True)):
         raise ctx.error(name, f"expected shape {_fmt_shape(shape)}, got {_fmt_shape(arr.shape)}")
     if not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
@@ -445,7 +445,7 @@ def validate_record(obj: Any, ctx: _Ctx) -> Record:
         id=rid if rid is not None else f"{Path(ctx.source).stem}:{ctx.line}",
         scene_id=_text(obj, "scene_id", ctx, required=False),
         task=_text(obj, "task", ctx, required=False),
-        qtype=_text(obj, "qtype", ctx, required=False),
+        qtype=_text(obj, "qtype", ctx, required=False) or _text(obj, "question_type", ctx, required=False),
         answers=answers, situation=_text(obj, "situation", ctx, required=False),
         depths=depths, semantics=semantics, geometry=geometry, source=ctx.source, line=ctx.line,
         extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS}, target=target,

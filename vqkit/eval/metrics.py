@@ -18,13 +18,32 @@ multiplied by 100:
   ``Bleu(4)``, ``Meteor()``, ``Rouge()``, ``Cider()`` at corpus level. They need Java; without it
   (or when anything in pycocoevalcap fails) they are ``None`` and a warning says why.
 
-SQA3D reports EM by question type; records without a ``qtype`` get :func:`sqa3d_qtype` (first word
-of the question: what/is/how/can/which, else other).
+Spatial questions are scored as VSI-Bench scores them, chosen by the question's type
+(:func:`spatial_score`):
+
+- numeric answers (:data:`NUMERIC_QTYPES`: counts, distances, sizes; the synthetic ``counting`` and
+  ``measurement`` questions too) by **MRA**, VSI-Bench's Mean Relative Accuracy
+  (:func:`mean_relative_accuracy`): the share of the thresholds 0.50, 0.55, ..., 0.95 at which the
+  relative error ``|prediction - truth| / |truth|`` is at most ``1 - threshold``, computed with the
+  same float operations as VSI-Bench's code (so scores agree to the last bit). The number is the first
+  one the prediction states, in digits or words (:func:`parse_number`); a prediction without one scores
+  0. Where VSI-Bench's formula is undefined vqkit says what it does: a zero truth is matched only by a
+  zero prediction, and the relative error divides by ``|truth|``, so negative numbers score like
+  positive ones (VSI-Bench's ``/ truth`` would count every prediction for a negative truth as right);
+- multiple choice (:data:`CHOICE_QTYPES`) by **accuracy**: the prediction's first word, without a
+  trailing full stop, equals the option letter, case aside (:func:`choice_accuracy`).
+
+``score`` reports ``mra`` beside EM for every numeric question type in ``by_qtype``.
+
+SQA3D reports EM by question type with SQA3D's own labels (:data:`SQA3D_QTYPES`: what, is, how, can,
+which, others): :func:`sqa3d_label` takes a record's own type when it is one of them, else the
+question's first word (:func:`sqa3d_qtype`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shutil
@@ -34,11 +53,25 @@ import threading
 import warnings
 from collections import defaultdict
 
+import numpy as np
+
 LANGUAGE_METRICS = ("bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "cider")
 """Keys of the pycocoevalcap metrics (None when they cannot be computed)."""
 
-SQA3D_QTYPES = ("what", "is", "how", "can", "which", "other")
-"""SQA3D's question types, named by the question's first word."""
+SQA3D_QTYPES = ("what", "is", "how", "can", "which", "others")
+"""SQA3D's question types as its paper reports them: the question's first word, "others" for the rest."""
+
+NUMERIC_QTYPES = ("object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation",
+                  "counting", "measurement")
+"""Question types with a numeric answer, scored by MRA: VSI-Bench's four and the synthetic benchmark's
+counts and metres."""
+
+CHOICE_QTYPES = ("object_rel_direction_easy", "object_rel_direction_medium", "object_rel_direction_hard",
+                 "object_rel_distance", "route_planning", "obj_appearance_order")
+"""VSI-Bench's multiple-choice question types (the answer is an option letter), scored by accuracy."""
+
+MRA_THRESHOLDS = tuple(float(x) for x in np.linspace(0.5, 0.95, 10))
+"""VSI-Bench's confidence thresholds C = {0.50, 0.55, ..., 0.95}, as its code makes them."""
 
 _ARTICLES = {"a", "an", "the"}
 _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
@@ -116,10 +149,114 @@ def refined_match(prediction: str, references: list[str]) -> bool:
 
 
 def sqa3d_qtype(question: str) -> str:
-    """SQA3D question type from the first word: what/is/how/can/which, anything else "other"."""
+    """SQA3D question type from the first word: what/is/how/can/which, anything else "others"."""
     words = re.findall(r"[a-z]+", question.lower())
     first = words[0] if words else ""
-    return first if first in SQA3D_QTYPES else "other"
+    return first if first in SQA3D_QTYPES[:-1] else "others"
+
+
+def sqa3d_label(qtype: str | None, question: str) -> str:
+    """The SQA3D label of a question: its record's own type (``qtype`` or ``question_type``) when it is one of
+    :data:`SQA3D_QTYPES` (any case; "other", as older vqkit records write it, is "others"), else the
+    question's first word (:func:`sqa3d_qtype`)."""
+    label = (qtype or "").strip().lower()
+    label = "others" if label == "other" else label
+    return label if label in SQA3D_QTYPES else sqa3d_qtype(question)
+
+
+# --------------------------------------------------------------------------------------------
+# Spatial answers: MRA and multiple choice (VSI-Bench)
+# --------------------------------------------------------------------------------------------
+
+_WORD_VALUES = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS) if w}
+_WORD_SCALES = {"hundred": 100, "thousand": 1000}
+# digits: an optional sign, thousands separators or plain digits, an optional decimal part
+_DIGITS = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|[-+]?\.\d+")
+_WORD = re.compile(r"[a-z]+")
+
+
+def _words_value(words: list[str]) -> float:
+    total, current = 0, 0
+    for w in words:
+        if w == "hundred":
+            current = max(current, 1) * 100
+        elif w == "thousand":
+            total, current = total + max(current, 1) * 1000, 0
+        else:
+            current += _WORD_VALUES[w]
+    return float(total + current)
+
+
+def parse_number(text: str | None) -> float | None:
+    """The first number ``text`` states, in digits ("3", "-2.5", "1,200") or English words ("three",
+    "twenty-one", "two hundred and five"), whichever comes first; None when it states none.
+
+    >>> parse_number("about 3.5 metres"), parse_number("Three chairs."), parse_number("none")
+    (3.5, 3.0, None)
+    """
+    if text is None:
+        return None
+    s = str(text).lower()
+    digits = _DIGITS.search(s)
+    start, words = None, []
+    for m in _WORD.finditer(s):
+        w = m.group(0)
+        if start is None:
+            if w in _WORD_VALUES or w in _WORD_SCALES:
+                start, words = m.start(), [w]
+        elif w in _WORD_VALUES or w in _WORD_SCALES:
+            words.append(w)
+        elif w != "and":
+            break
+    if digits is not None and (start is None or digits.start() < start):
+        return float(digits.group(0).replace(",", ""))
+    return _words_value(words) if words else None
+
+
+def mean_relative_accuracy(prediction: float | None, truth: float) -> float:
+    """VSI-Bench's MRA of one numeric answer, in [0, 1]: the share of :data:`MRA_THRESHOLDS` θ at which
+    ``|prediction - truth| / |truth| <= 1 - θ``.
+
+    A missing or non-finite prediction scores 0. A zero truth is matched by a zero prediction only (1.0,
+    else 0.0). Negative numbers divide by ``|truth|``: -2 for -2.5 is a relative error of 0.2, as 2 for
+    2.5 (0.7).
+    """
+    if prediction is None or not math.isfinite(prediction):
+        return 0.0
+    if not math.isfinite(truth):
+        raise ValueError(f"MRA needs a finite truth, got {truth}")
+    if truth == 0:
+        error = 0.0 if prediction == 0 else math.inf
+    else:
+        error = abs(prediction - truth) / abs(truth)
+    return sum(error <= 1 - t for t in MRA_THRESHOLDS) / len(MRA_THRESHOLDS)
+
+
+def mra_score(prediction: str, references: list[str] | str) -> float | None:
+    """MRA of a generated answer against its references (the best over references that state a number;
+    None when none does)."""
+    if isinstance(references, str):
+        references = [references]
+    value = parse_number(prediction)
+    scores = [mean_relative_accuracy(value, truth) for truth in map(parse_number, references) if truth is not None]
+    return max(scores) if scores else None
+
+
+def choice_accuracy(prediction: str, letter: str) -> float:
+    """VSI-Bench's multiple-choice rule: 1.0 when the prediction's first word, without a trailing full stop,
+    is the option ``letter`` (case aside), else 0.0. "B", "b.", "B. left" score; "(B)" and "left" do not."""
+    first = prediction.strip().split(" ")[0].rstrip(".").strip()
+    return 1.0 if first.lower() == letter.strip().lower() else 0.0
+
+
+def spatial_score(prediction: str, answer: str, qtype: str | None) -> float | None:
+    """One answer scored as VSI-Bench scores its question type: MRA for :data:`NUMERIC_QTYPES`, accuracy
+    for :data:`CHOICE_QTYPES` (both in [0, 1]); None for any other type (score those by EM)."""
+    if qtype in NUMERIC_QTYPES:
+        return mra_score(prediction, answer)
+    if qtype in CHOICE_QTYPES:
+        return choice_accuracy(prediction, answer)
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,13 +392,15 @@ def score(predictions: list[str], references: list[list[str]], qtypes: list[str 
         predictions: one answer string per example.
         references: all reference answers of each example (at least one).
         qtypes: question type per example for ``by_qtype`` (None: no breakdown; a None entry
-            counts as "other"). Use :func:`sqa3d_qtype` for records without one.
+            counts as "others"). Use :func:`sqa3d_qtype` for records without one.
         language: compute BLEU/METEOR/ROUGE-L/CIDEr (needs Java, a few seconds); False leaves
             them None without a warning (e.g. for quick periodic evaluation in training).
 
     Returns:
         ``{"n", "em", "em_refined", "bleu1".."bleu4", "meteor", "rouge_l", "cider",
-        "by_qtype": {qtype: {"n", "em", "em_refined"}}}``. With no examples the rates are None.
+        "by_qtype": {qtype: {"n", "em", "em_refined"}}}``, and ``mra`` (x100, :func:`mra_score`) beside
+        EM for each of :data:`NUMERIC_QTYPES` (None when no reference of the type states a number).
+        With no examples the rates are None.
     """
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} reference lists")
@@ -271,8 +410,8 @@ def score(predictions: list[str], references: list[list[str]], qtypes: list[str 
         if isinstance(refs, str) or not refs:
             raise ValueError(f"example {i}: references must be a non-empty list of strings, got {refs!r}")
 
-    em = [exact_match(p, r) for p, r in zip(predictions, references)]
-    refined = [refined_match(p, r) for p, r in zip(predictions, references)]
+    em = [exact_match(p, r) for p, r in zip(predictions, references, strict=True)]
+    refined = [refined_match(p, r) for p, r in zip(predictions, references, strict=True)]
     out: dict = {"n": len(predictions), "em": _mean100(em), "em_refined": _mean100(refined)}
     if language:
         out.update(language_metrics(predictions, references))
@@ -283,10 +422,13 @@ def score(predictions: list[str], references: list[list[str]], qtypes: list[str 
     if qtypes is not None:
         groups: dict[str, list[int]] = defaultdict(list)
         for i, qt in enumerate(qtypes):
-            groups[qt or "other"].append(i)
+            groups[qt or "others"].append(i)
         for qt in sorted(groups):
             idx = groups[qt]
             by_qtype[qt] = {"n": len(idx), "em": _mean100([em[i] for i in idx]),
                             "em_refined": _mean100([refined[i] for i in idx])}
+            if qt in NUMERIC_QTYPES:
+                mra = [m for m in (mra_score(predictions[i], references[i]) for i in idx) if m is not None]
+                by_qtype[qt]["mra"] = 100.0 * sum(mra) / len(mra) if mra else None
     out["by_qtype"] = by_qtype
     return out

@@ -3,7 +3,7 @@
 ``RUN/eval*/predictions.jsonl`` holds one row per example (index, id, task, qtype, question, prediction,
 answers, scene_id, images, blind, and situation / the gold layout when present); ``metrics.json`` holds
 ``overall`` (:func:`vqkit.eval.metrics.score` over every question-answering row), ``by_task``,
-``by_qtype`` ({qtype: n, em, em_refined}), ``roomplan`` (Stage 2 layout scores, see
+``by_qtype`` ({qtype: n, em, em_refined, and mra for numeric answers}), ``roomplan`` (Stage 2 layout scores, see
 :func:`vqkit.roomplan.metrics.score_layouts`) and ``info``: how the predictions were made, including
 what :func:`evaluation_info` records (the model folder, its training step, the data files, whether
 the model was trained blind and whether its views were removed). Rows re-score without the model
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vqkit.errors import ConfigError, DataError
-from vqkit.eval.metrics import score, sqa3d_qtype
+from vqkit.eval.metrics import score, sqa3d_label, sqa3d_qtype
 from vqkit.roomplan import Room, score_layouts
 from vqkit.utils.files import iter_jsonl, read_json, write_json_atomic, write_jsonl_atomic
 
@@ -45,7 +45,10 @@ TRAINER_STATE_FILE = "trainer_state.json"
 
 
 def qtype_of(meta: dict) -> str:
-    """The question type used for ``by_qtype``: the record's ``qtype``, else SQA3D's first-word type."""
+    """The question type used for ``by_qtype``: an SQA3D record's SQA3D label (its own type when it is one,
+    :func:`~vqkit.eval.metrics.sqa3d_label`); any other record's ``qtype``, else SQA3D's first-word type."""
+    if meta.get("task") == "sqa3d":
+        return sqa3d_label(meta.get("qtype"), meta.get("question") or "")
     return meta.get("qtype") or sqa3d_qtype(meta.get("question") or "")
 
 
@@ -78,8 +81,8 @@ def is_layout_row(row: dict) -> bool:
 
 
 def _score_rows(rows: list[dict], language: bool) -> dict:
-    return score([r["prediction"] for r in rows], [r["answers"] for r in rows],
-                 [r.get("qtype") or sqa3d_qtype(r.get("question") or "") for r in rows], language=language)
+    return score([r["prediction"] for r in rows], [r["answers"] for r in rows], [qtype_of(r) for r in rows],
+                 language=language)
 
 
 def score_roomplan(rows: list[dict]) -> dict:
@@ -99,7 +102,7 @@ def compute_metrics(rows: list[dict], *, language: bool = True) -> dict:
     """Metrics of prediction rows (as written to predictions.jsonl).
 
     ``{"n", "overall": score(...) without by_qtype, "by_task": {task: score(...)},
-    "by_qtype": {qtype: {n, em, em_refined}}, "roomplan": layout scores or None}``. ``overall``
+    "by_qtype": {qtype: {n, em, em_refined[, mra]}}, "roomplan": layout scores or None}``. ``overall``
     covers the question-answering rows; Stage 2 rows (task roomplan) are scored as layouts only.
     """
     qa = [r for r in rows if not is_layout_row(r)]
@@ -189,7 +192,7 @@ def rescore(predictions_path: str | os.PathLike, *, language: bool = True) -> di
 # Table
 # --------------------------------------------------------------------------------------------
 
-_COLUMNS = [("n", "n"), ("em", "EM"), ("em_refined", "EM-R"), ("bleu1", "B-1"), ("bleu4", "B-4"),
+_COLUMNS = [("n", "n"), ("em", "EM"), ("em_refined", "EM-R"), ("mra", "MRA"), ("bleu1", "B-1"), ("bleu4", "B-4"),
             ("meteor", "METEOR"), ("rouge_l", "ROUGE-L"), ("cider", "CIDEr")]
 
 
@@ -224,7 +227,8 @@ def _roomplan_lines(rp: dict) -> list[str]:
 def format_table(metrics: dict) -> str:
     """The metrics as a readable table: overall, per task, per question type (and Stage 2 F1), all
     rates in percent."""
-    show = [c for c in _COLUMNS if c[0] in ("n", "em", "em_refined")
+    numeric = any(m.get("mra") is not None for m in metrics.get("by_qtype", {}).values())
+    show = [c for c in _COLUMNS if c[0] in ("n", "em", "em_refined") or (c[0] == "mra" and numeric)
             or metrics["overall"].get(c[0]) is not None]
     rows: list[tuple[str, dict]] = [("overall", metrics["overall"])]
     if len(metrics.get("by_task", {})) > 1:

@@ -7,7 +7,7 @@ answers: [{answer, ...}], position {x,y,z}, rotation {_x,_y,_z,_w}}]}``, joined 
 
 Each record keeps ``situation``, ``alternative_situation``, the situated ``position`` [x, y, z] and
 ``rotation`` [x, y, z, w] (a quaternion, as SQA3D gives it, in the ScanNet scene frame), ``qtype``
-(the question's first word: what/is/how/can/which, else other), ``answers`` and ``answer``.
+(SQA3D's label: the question's first word, what/is/how/can/which, else others), ``answers`` and ``answer``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ QTYPES = ("what", "is", "how", "can", "which")
 
 
 def qtype(question: str) -> str:
-    """SQA3D's question type: the first word (what/is/how/can/which), else 'other'."""
+    """SQA3D's question type: the first word (what/is/how/can/which), else 'others' (the rule of
+    ``vqkit.eval.metrics.sqa3d_qtype``, which scoring applies to records without a type)."""
     words = question.strip().split()
     first = words[0].lower().strip("?,.!") if words else ""
-    return first if first in QTYPES else "other"
+    return first if first in QTYPES else "others"
 
 
 def annotation_files(folder: Path, split: str) -> tuple[Path, Path]:
