@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The stage-1 architecture at its real size with random weights (VGGT-1B aggregator + Qwen3-4B from its
 # known config, LoRA, bf16) on one GPU, on synthetic rooms at the real input size (8 views, 448 px): the
-# performance check of the "performance at real size" issue, before and after, as JSON files in OUT_DIR
+# performance check of the performance work at real size, before and after, as JSON files in OUT_DIR
 # (at most 8 files: what the device machine sends back):
 #
 #   env.json           the card, driver, torch/transformers/peft/liger versions, the stages, and per stage its
@@ -44,7 +44,8 @@ export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 STARTED=$SECONDS
 
 prepare_before() {  # the package and configs as they were before the change, for the "before" bench
-    local ref=${BEFORE_REF:-$(git log --format=%H --grep='^Performance at real size (issue 21)' | tail -1)^}
+    # 8d1d348 is the first commit of the performance work at real size; its parent is "before"
+    local ref=${BEFORE_REF:-8d1d34812b782b07311a3d13747a3f9f4790dc81^}
     rm -rf .before && mkdir -p .before
     git archive "$ref" vqkit configs | tar -x -C .before
     git rev-parse "$ref" > .before/COMMIT

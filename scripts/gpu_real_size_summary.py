@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-# The issue's acceptance: MFU of model FLOPs at the configured batch, VGGT's published aggregator speed
+# The targets of the performance work: MFU of model FLOPs at the configured batch, VGGT's published aggregator speed
 # (H100, 8 frames of 518 px), the planner within 10% of the measured peak.
 MFU_CACHED, MFU_IMAGES, ENCODER_8X518_S, PLAN_TOLERANCE = 0.35, 0.30, 0.11, 0.10
 
@@ -49,7 +49,7 @@ def plan_at(bench: dict, config: str, overrides: list[str], data: str | None) ->
 
 
 def summarise(out: Path, config: str, overrides: list[str], data: str | None = None) -> dict:
-    """Long because it is one flat list of the figures the issue asks for, each next to its source file."""
+    """Long because it is one flat list of the target figures, each next to its source file."""
     after, before, env = read(out, "bench.json"), read(out, "before_bench.json"), read(out, "env.json") or {}
     previous = read(out, "summary.json") or {}
     summary: dict = {"files": sorted(p.name for p in out.glob("*.json") if p.name != "summary.json"),

@@ -171,8 +171,8 @@ def test_checkpointing_adds_hardware_flops_not_model_flops(tiny_step):
 
 @pytest.mark.slow
 def test_gpu_real_size_script_runs_end_to_end_on_the_cpu(tmp_path):
-    """scripts/gpu_real_size.sh with DRY_RUN=1: the GPU check's stages at a tiny size on this CPU, so the
-    next session with a GPU can trust it (the "before" and "probe" stages take minutes more; not here)."""
+    """scripts/gpu_real_size.sh with DRY_RUN=1: the GPU check's stages at a tiny size on this CPU, so a
+    run on a GPU machine can trust it (the "before" and "probe" stages take minutes more; not here)."""
     import os
     import subprocess
     import sys
