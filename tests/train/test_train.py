@@ -19,10 +19,9 @@ from helpers import logged_losses as losses
 from helpers import tiny_train_config as tiny_config
 
 from vqkit.config import config_from_dict, load_config
-from vqkit.errors import ConfigError, VQKitError
+from vqkit.errors import VQKitError
 from vqkit.train import checkpoint as ckpt
 from vqkit.train import run
-from vqkit.train.accelerator import fill_deepspeed_config
 
 
 def write_config(tmp_path: Path, data: dict, name="cfg.yaml") -> Path:
@@ -174,19 +173,6 @@ def test_logged_loss_is_token_weighted_over_the_log_window(synth_dir, tmp_path, 
     logged = losses(tmp_path / "run")
     assert list(logged) == [3] and abs(logged[3] - weighted) <= 1e-9
     assert abs(logged[3] - sum(r.loss for r in results) / 3) > 1e-6
-
-
-def test_deepspeed_auto_values_come_from_the_vqkit_config(tmp_path):
-    cfg = load_config(REPO / "configs" / "stage1_3d.yaml", ["train.mixed_precision=bf16"])
-    for name in ("zero2.json", "zero3.json"):
-        ds = fill_deepspeed_config(REPO / "configs" / "deepspeed" / name, cfg, world_size=16)
-        assert ds["train_micro_batch_size_per_gpu"] == 16 and ds["gradient_accumulation_steps"] == 12
-        assert ds["train_batch_size"] == 16 * 12 * 16 and ds["bf16"]["enabled"] is True
-        assert ds["fp16"]["enabled"] is False and "auto" not in json.dumps(ds)
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"optimizer": {"params": {"lr": "auto"}}}')
-    with pytest.raises(ConfigError, match="optimizer.params.lr"):
-        fill_deepspeed_config(bad, cfg, world_size=1)
 
 
 def _launch_torchrun(config: Path, *extra) -> str:
