@@ -262,3 +262,19 @@ def test_monitor_reads_progress(synth_dir, tmp_path, capsys):
     assert status["step"] == 2 and status["finished"] and status["loss"] is not None
     assert main([str(tmp_path / "run")]) == 0
     assert "step 2/2" in capsys.readouterr().out
+
+
+def test_trains_rooms_and_2d_conversations_in_one_run(synth_dir, tmp_path, capsys):
+    from conversation_fixtures import gpt, human, photos, write_json
+
+    samples = [{"image": p, "conversations": [human("<image>\nWhat colour is it?"), gpt("red"),
+                                              human("Is it a chair?"), gpt("yes")]} for p in photos(tmp_path, 6)]
+    conversations = write_json(tmp_path / "llava.json", samples)
+    data = tiny_config(synth_dir, tmp_path / "run", max_steps=2, save_every_steps=0)
+    data["data"]["train"] = [{"path": str(synth_dir / "train.jsonl"), "weight": 0.75, "name": "rooms"},
+                             {"path": str(conversations), "weight": 0.25, "name": "llava"}]
+    result = run(config_from_dict(data), progress=False)
+    assert result.steps == 2 and all(math.isfinite(v) for v in losses(tmp_path / "run").values())
+    printed = capsys.readouterr().out
+    assert "data source llava: 6 samples (6 conversation samples, 12 turns) -> 19 per epoch (24.4%)" in printed
+    assert "data source rooms: 72 samples -> 59 per epoch (75.6%)" in printed  # 78 a epoch: 0.25 x 78 = 19.5

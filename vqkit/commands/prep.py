@@ -1,5 +1,7 @@
 """``vqkit prep scanqa|sqa3d|arkit``: convert the official datasets to vqkit records; ``vqkit prep geometry``:
-fill the camera geometry of records without it (:func:`vqkit.prep.fill_geometry.fill_geometry`).
+fill the camera geometry of records without it (:func:`vqkit.prep.fill_geometry.fill_geometry`);
+``vqkit prep conversations`` / ``export-conversations``: conversation files to records and back
+(:mod:`vqkit.prep.conversations`).
 
 Each converter is a library function (:func:`vqkit.prep.scanqa.convert`, :func:`vqkit.prep.sqa3d.convert`,
 :func:`vqkit.prep.arkit.convert`); this command parses its options and prints its summary. See
@@ -19,9 +21,12 @@ CONVERTERS = {
     "sqa3d": "SQA3D situated questions + ScanNet frames",
     "arkit": "ARKitScenes 3DOD scans -> Stage 2 RoomPlan records",
     "geometry": "fill geom_token of records without poses with VGGT's predicted cameras",
+    "conversations": "LLaVA / Qwen-VL-finetune conversation files -> records (posed_images geometry read)",
+    "export-conversations": "records -> the Qwen-VL-finetune conversation layout (for other trainers)",
 }
 
-USAGE = "usage: vqkit prep {scanqa,sqa3d,arkit,geometry} [options]   (vqkit prep NAME --help for its options)"
+USAGE = ("usage: vqkit prep {scanqa,sqa3d,arkit,geometry,conversations,export-conversations} [options]   "
+         "(vqkit prep NAME --help for its options)")
 
 
 def _add_scannet_args(parser: argparse.ArgumentParser) -> None:
@@ -141,14 +146,64 @@ def geometry(argv: list[str]) -> int:
     return 0
 
 
+def _conversion_parser(name: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"vqkit prep {name}", description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--in", dest="src", required=True, type=Path, help="input file (JSON array or JSONL)")
+    parser.add_argument("--out", required=True, type=Path, help="output file (not the input)")
+    parser.add_argument("--image-root", help="root of the input's relative paths (default: its folder)")
+    parser.add_argument("--allow-outside-root", action="store_true", help="allow paths outside the root")
+    parser.add_argument("--depth-bins", type=int, default=16, help="bins of depth_hist over [0, 10] m (default 16)")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip bad samples (counted and reported) instead of stopping at the first")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+    return parser
+
+
+def conversations(argv: list[str]) -> int:
+    from vqkit.prep.conversations import to_records
+
+    parser = _conversion_parser(
+        "conversations", "Read a LLaVA / Qwen-VL-finetune conversation file (image, images or video; conversations "
+        "or messages) and write its vqkit records: one per assistant turn, the camera geometry of ScanNet "
+        "posed_images frames filled in (docs/data_formats.md).",
+        "example:\n  vqkit prep conversations --in data/vgllm/sqa3d_test_32frame.json --image-root data/vgllm "
+        "--out data/vgllm/sqa3d_test.jsonl")
+    parser.add_argument("--video-frames", type=int, default=32,
+                        help="frames a video gives its records, spread evenly (default 32, data.video_frames)")
+    args = parser.parse_args(argv)
+    summary = to_records(args.src, args.out, image_root=args.image_root, allow_outside_root=args.allow_outside_root,
+                         depth_bins=args.depth_bins, video_frames=args.video_frames,
+                         on_error="skip" if args.skip_bad else "raise", overwrite=args.overwrite)
+    print(summary.text("samples", "records"))
+    return 0
+
+
+def export_conversations(argv: list[str]) -> int:
+    from vqkit.prep.conversations import to_conversations
+
+    parser = _conversion_parser(
+        "export-conversations", "Write vqkit records in the Qwen-VL-finetune conversation layout (one sample per "
+        "record, a conversation's turns as one sample; every vqkit field kept), so other trainers read vqkit's "
+        "data and vqkit reads it back as the same records.",
+        "example:\n  vqkit prep export-conversations --in data/synth/val.jsonl --out data/synth/val_conversations.json")
+    args = parser.parse_args(argv)
+    summary = to_conversations(args.src, args.out, image_root=args.image_root,
+                               allow_outside_root=args.allow_outside_root, depth_bins=args.depth_bins,
+                               on_error="skip" if args.skip_bad else "raise", overwrite=args.overwrite)
+    print(summary.text("records", "samples"))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         for name, what in CONVERTERS.items():
-            print(f"  {name:8s} {what}")
+            print(f"  {name:20s} {what}")
         return 0 if argv else 2
     name = argv[0]
     if name not in CONVERTERS:
         raise ConfigError(f"unknown dataset '{name}'; choose from {', '.join(CONVERTERS)}")
-    return {"scanqa": scanqa, "sqa3d": sqa3d, "arkit": arkit, "geometry": geometry}[name](argv[1:])
+    return {"scanqa": scanqa, "sqa3d": sqa3d, "arkit": arkit, "geometry": geometry, "conversations": conversations,
+            "export-conversations": export_conversations}[name](argv[1:])

@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from vqkit.config.checks import check
 
+_RATE = re.compile(r"^(?P<path>.+)%(?P<rate>\d+(?:\.\d+)?)$")
+
 
 @dataclass
 class SourceConfig:
-    """One corpus of records: a JSON/JSONL file or glob, and its share of the mix."""
+    """One corpus: a JSON/JSONL file or glob of vqkit records or conversation samples, and its share of
+    the mix (``weight``, or VG-LLM's ``rate``: a share of the source's own samples)."""
 
     path: str = ""
-    """JSON array or JSONL file, or a glob of them."""
+    """JSON array or JSONL file, or a glob of them. A ``%N`` suffix (VG-LLM's ``name%rate``,
+    ``llava.json%50``) sets ``rate``."""
     weight: float = 1.0
     """Relative sampling weight when several sources are mixed."""
+    rate: float | None = None
+    """Percent of this source's samples per training epoch (VG-LLM's ``name%rate``: 50 = half of them,
+    drawn anew each epoch; above 100 repeats them). With rates the epoch is the sum of every source's
+    share (a source without one gives all its samples once) and ``weight`` must stay 1."""
     name: str | None = None
     """Label for logs and metrics; default = the file stem."""
+    format: Literal["auto", "records", "conversations"] = "auto"
+    """``records`` (vqkit's format), ``conversations`` (LLaVA / Qwen-VL-finetune samples,
+    docs/data_formats.md) or ``auto``: each object by its content."""
+    image_root: str | None = None
+    """Root of this source's relative media paths (VG-LLM's per-dataset data_path); default
+    ``data.image_root``, else the file's folder."""
 
     def __post_init__(self):
+        match = _RATE.match(self.path or "")
+        if match is not None:
+            check(self.rate is None, f"data source {self.path}: give the rate as a %N suffix or rate:, not both")
+            self.path, self.rate = match["path"], float(match["rate"])
         check(bool(self.path), "data source needs a path (a .json/.jsonl file or a glob)")
         check(self.weight > 0, f"data source {self.path}: weight must be > 0, got {self.weight}")
+        check(self.rate is None or self.rate > 0,
+              f"data source {self.path}: rate must be > 0 (percent of its samples), got {self.rate}")
+        check(self.rate is None or self.weight == 1.0,
+              f"data source {self.path}: set a weight or a rate, not both (a rate is a share of its own samples)")
 
 
 @dataclass
@@ -40,8 +63,13 @@ class DataConfig:
     """Bad records: raise (with file, line, field) or skip (counted and reported)."""
     num_views: int = 8
     """Views per sample: more are subsampled, fewer are kept as they are."""
-    view_sampling: Literal["uniform", "first", "random"] = "uniform"
-    """How to pick num_views of more: evenly spaced, the first ones, or random (training only)."""
+    view_sampling: Literal["spread", "uniform", "first", "random"] = "spread"
+    """How to pick num_views of more (a video's frames, a posed_images scan): ``spread`` = evenly spaced in
+    evaluation, one at random from each of num_views equal stretches in training (seeded); ``uniform`` =
+    evenly spaced always; ``first``; ``random`` = any num_views in training, evenly spaced in evaluation."""
+    video_frames: int = 32
+    """The frames a video (or a folder of frames) gives a record, spread evenly over it; num_views of
+    them are then chosen as above."""
     view_dropout: float = 0.0
     """Training only: drop each view with this probability (always keeps at least one)."""
     geometry_dropout: float = 0.0
@@ -88,6 +116,7 @@ class DataConfig:
               f"data.image_size must be a multiple of 14 (VGGT patch size), got {self.image_size}; "
               f"try {max(14, round(self.image_size / 14) * 14)}")
         check(self.num_views >= 1, "data.num_views must be >= 1")
+        check(self.video_frames >= 1, "data.video_frames must be >= 1")
         check(0.0 <= self.view_dropout < 1.0, "data.view_dropout must be in [0, 1)")
         check(0.0 <= self.geometry_dropout <= 1.0, "data.geometry_dropout must be in [0, 1]")
         check(self.max_length >= 16, "data.max_length must be >= 16")

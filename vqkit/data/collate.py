@@ -52,6 +52,7 @@ IGNORE_INDEX = -100
 # escapes or trims them.
 _TEXT = "@@VQKIT_TEXT@@"
 _VISION = "@@VQKIT_VISION@@"
+_AFTER = "@@VQKIT_AFTER@@"
 _PLACEHOLDER = re.compile(r"(\{question\}|\{situation\}|<image>|\{answer\})")
 # Distinct texts a collator remembers the tokens of (a few MB).
 _TOKEN_CACHE_SIZE = 100_000
@@ -94,7 +95,7 @@ class Collator:
         if tokenizer.pad_token_id is None:
             raise ConfigError("the tokenizer has no pad token; load it with vqkit.tokenizer.load_tokenizer")
         self.pad_id = int(tokenizer.pad_token_id)
-        self._pieces_cache: dict[tuple[bool, bool], list[tuple[str, Any]]] = {}
+        self._pieces_cache: dict[tuple, list[tuple[str, Any]]] = {}
         self._token_cache: dict[str, tuple[int, ...]] = {}
         self._warned_overlong = False
 
@@ -113,60 +114,83 @@ class Collator:
             ids = self._token_cache[text] = tuple(self.tokenizer.encode(text, add_special_tokens=False))
         return list(ids)
 
-    def _layout(self, followup: bool = False) -> list[tuple[str, Any]]:
-        """The prompt as a list of (kind, value): ("ids", [..]) template tokens, ("text",),
-        ("situation",), ("vision",). ``followup``: a later turn of a multi-turn sample (``data.turns``),
-        laid out as the template lays out a text-only turn, without a system prompt or BOS. Cached:
-        only the text and vision sizes vary per sample."""
-        key = (self.blind or followup, followup)
+    def _layout(self, followup: bool = False, inline: str | None = None, system: str | None = None
+                ) -> list[tuple[str, Any]]:
+        """The prompt as a list of (kind, value): ("ids", [..]) template tokens, ("text",), ("after",),
+        ("situation",), ("vision",). ``followup``: a later turn of a multi-turn sample (``data.turns``, a
+        conversation), laid out as the template lays out a text-only turn, without a system prompt or BOS.
+        ``inline``: the views inside the question (a record's ``vision_at``): ``start`` (before all of it)
+        or ``middle`` (between "text" and "after"). ``system``: the sample's system message (else
+        ``data.system_prompt``). Cached: only the text and vision sizes vary per sample."""
+        blind = self.blind or followup
+        key = (blind, followup, None if blind else inline, None if followup else system)
         if key in self._pieces_cache:
             return self._pieces_cache[key]
-        blind = key[0]
+        if len(self._pieces_cache) > 1000:  # per-sample system messages: stay bounded
+            self._pieces_cache.clear()
+        system = None if followup else system or self.data_cfg.system_prompt
+        inline = None if blind else inline
+        question = {None: _TEXT, "start": f"{_VISION}\n{_AFTER}",
+                    "middle": f"{_TEXT}\n{_VISION}\n{_AFTER}"}[inline]
         pieces: list[tuple[str, Any]] = []
         if self.chat:
-            content = _TEXT if blind else f"{_TEXT}\n{_VISION}"
+            content = _TEXT if blind else question if inline else f"{_TEXT}\n{_VISION}"
             messages = [{"role": "user", "content": content}]
-            if self.data_cfg.system_prompt and not followup:
-                messages.insert(0, {"role": "system", "content": self.data_cfg.system_prompt})
+            if system:
+                messages.insert(0, {"role": "system", "content": system})
             rendered = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            if rendered.count(_TEXT) != 1 or rendered.count(_VISION) != (0 if blind else 1):
+            if rendered.count(_TEXT) != (inline != "start") or rendered.count(_VISION) != (0 if blind else 1):
                 raise ConfigError("the tokenizer's chat template does not keep the user message verbatim; "
                                   "use a prompt_template such as \"{question}\\n<image>\\n{answer}\"")
             if followup:  # the end-of-turn token ends the previous answer; chat templates put a newline after it
                 rendered = "\n" + rendered
-            for part in re.split(f"({re.escape(_TEXT)}|{re.escape(_VISION)})", rendered):
-                if part == _TEXT:
-                    pieces.append(("text", None))
-                elif part == _VISION:
-                    pieces.append(("vision", None))
-                elif part:
-                    pieces.append(("ids", self._encode(part)))
+            pieces = self._split_markers(rendered)
         else:
             template = self.data_cfg.prompt_template
             prompt = template[: template.rindex("{answer}")]
             bos = self.tokenizer.bos_token_id
             if bos is not None and getattr(self.tokenizer, "add_bos_token", False) and not followup:
                 pieces.append(("ids", [int(bos)]))
+            if system:
+                pieces.append(("ids", self._encode(f"{system}\n")))
             for part in _PLACEHOLDER.split(prompt):
                 if part == "{question}":
-                    pieces.append(("text", None))
+                    pieces += self._split_markers(question)
                 elif part == "{situation}":
                     pieces.append(("situation", None))
                 elif part == "<image>":
-                    if not blind:
+                    if not blind and not inline:
                         pieces.append(("vision", None))
                 elif part:
                     pieces.append(("ids", self._encode(part)))
         self._pieces_cache[key] = pieces
         return pieces
 
-    def _segments(self, pieces: list[tuple[str, Any]], question: str, situation: str | None) -> dict[str, list[int]]:
+    def _split_markers(self, text: str) -> list[tuple[str, Any]]:
+        """Pieces of a rendered prompt: its text, vision and after markers as slots, the rest as tokens."""
+        kinds = {_TEXT: "text", _VISION: "vision", _AFTER: "after"}
+        pattern = "(" + "|".join(re.escape(m) for m in kinds) + ")"
+        return [(kinds[part], None) if part in kinds else ("ids", self._encode(part))
+                for part in re.split(pattern, text) if part]
+
+    def _segments(self, pieces: list[tuple[str, Any]], question: str, situation: str | None,
+                  vision_at: int | None = None) -> dict[str, list[int]]:
         """The tokens of a turn's text slots, keyed as in ``pieces`` (the situation goes before the
-        question when the layout has no slot of its own for it)."""
-        has_sit_slot = any(kind == "situation" for kind, _ in pieces)
-        text = f"{situation} {question}" if situation and not has_sit_slot else question
+        question when the layout has no slot of its own for it; the question splits at ``vision_at``
+        when the layout places the views inside it)."""
+        kinds = {kind for kind, _ in pieces}
+        text, after = question, None
+        if "after" in kinds:
+            text, after = question[:vision_at].strip(), question[vision_at:].strip()
+        if situation and "situation" not in kinds:  # before the question's first words
+            if "text" in kinds:
+                text = f"{situation} {text}"
+            else:
+                after = f"{situation} {after}"
         segs: dict[str, list[int]] = {"text": self._encode(text)}
-        if has_sit_slot:
+        if after is not None:
+            segs["after"] = self._encode(after)
+        if "situation" in kinds:
             segs["situation"] = self._encode(situation or "")
         return segs
 
@@ -202,16 +226,22 @@ class Collator:
 
     def encode_sample(self, question: str, situation: str | None, answer: str | None, num_views: int,
                       has_geometry: bool, image_hw: tuple[int, int] | None = None,
-                      turns: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+                      turns: Sequence[dict[str, Any]] = (), vision_at: int | None = None,
+                      system: str | None = None) -> dict[str, Any]:
         """Token ids of one sample. ``image_hw``: the batch's (padded) image size, which sizes the
         vision block of a patch-merger projector (``vision_token_count``). ``turns``: more
         question / situation / answer dicts about the same views (training, ``data.turns``), appended
         as follow-up turns while they fit in ``data.max_length``. Returns ``input_ids``, ``labels``
-        (None in generate mode), ``num_vision`` (placeholders), ``truncated`` and ``overlong`` flags."""
-        pieces = self._layout()
+        (None in generate mode), ``num_vision`` (placeholders), ``truncated`` and ``overlong`` flags.
+        ``vision_at``: where the views go in the question (None: where the template puts them);
+        ``system``: the sample's system message."""
+        inline = None
+        if vision_at is not None and question[vision_at:].strip():
+            inline = "middle" if question[:vision_at].strip() else "start"
+        pieces = self._layout(inline=inline, system=system)
         n_vis = 0 if self.blind else vision_token_count(self.model_cfg, num_views, has_geometry, image_hw)
         # Truncatable segments, in the order they give up tokens (situation first, from its start).
-        segs = self._segments(pieces, question, situation)
+        segs = self._segments(pieces, question, situation, vision_at)
         answer_ids: list[int] = []
         if self.mode == "train":
             if answer is None or not answer.strip():
@@ -223,7 +253,7 @@ class Collator:
         truncated = overlong = False
         if overflow > 0:
             truncated = True
-            for name in ("situation", "text"):
+            for name in ("situation", "text", "after"):
                 if name in segs and overflow > 0:
                     cut = min(overflow, len(segs[name]))
                     segs[name] = segs[name][cut:]
@@ -257,7 +287,8 @@ class Collator:
         image_hw = batch["geometry"]["image_hw"]  # what the model's encoder and projector will see
         predict = [self.predicts_geometry(s) for s in samples]
         enc = [self.encode_sample(s["question"], s.get("situation"), s.get("answer"), s["R"].shape[0],
-                                  bool(s["has_geometry"]) or p, image_hw, s.get("turns", ()))
+                                  bool(s["has_geometry"]) or p, image_hw, s.get("turns", ()),
+                                  s.get("vision_at"), s.get("system"))
                for s, p in zip(samples, predict)]
         batch["predict_geometry"] = torch.tensor(predict, dtype=torch.bool)
         batch["geom_mask"] = batch["geom_mask"] | batch["predict_geometry"]  # samples with geometry tokens

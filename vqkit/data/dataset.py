@@ -1,45 +1,42 @@
 """Datasets and loaders: records -> samples (views chosen, images loaded, K adjusted) -> batches.
 
-- :class:`RecordDataset`: one corpus. ``dataset[i]`` loads record i's chosen views. View choice and
+- :class:`RecordDataset`: one corpus. ``dataset[i]`` loads sample i's chosen views. View choice and
   view dropout come from ``numpy.random.default_rng((seed, epoch, i))`` only, so a sample is the same
-  in every process, worker count and run with the same seed and epoch.
-- :class:`MixedDataset`: several corpora mixed by weight (configs/stage1_3d.yaml: ScanQA 0.7, SQA3D 0.3). Each
-  epoch is a fixed-length list of (source, record) positions drawn by weight from (seed, epoch);
-  without weights it is the plain concatenation (validation: every record exactly once).
-- :class:`ShardedSampler`: shuffles per (seed, epoch) and gives rank r the positions r, r + W, ...
-  (like ``torch.utils.data.DistributedSampler``: the list is padded by repeating its start so every
-  rank gets the same count; padded positions are flagged in ``meta["is_padding"]`` so evaluation
-  can drop them). It yields ``(epoch, index, is_padding)`` so datasets in persistent workers see the
-  epoch without a ``set_epoch`` call reaching them. Plain integer indices (e.g. from
-  ``DistributedSampler``) work too and use the dataset's own ``set_epoch`` value.
+  in every process, worker count and run with the same seed and epoch. In training a conversation of
+  several turns (records with the same ``conversation``) is one sample, each of its turns a target.
+- :class:`~vqkit.data.mixing.MixedDataset` and :class:`~vqkit.data.mixing.ShardedSampler`
+  (:mod:`vqkit.data.mixing`): several corpora mixed by weight or rate, an epoch sharded over ranks.
 - :func:`build_dataset` and :func:`build_dataloader` assemble them from the config.
 
 A sample is a dict: ``images`` float32 [V, 3, H, W] in [0, 1]; ``K`` [V, 3, 3] (pixel K of the
 resized image, zeros without geometry); ``R`` [V, 3, 3]; ``t`` [V, 3]; ``depth_hist`` [V, B]
 (zeros where absent); ``has_geometry`` bool; ``pixel_box`` [V, 4] (x0, y0, x1, y1 of each view's own
 pixels in the sample's padded frame); optional ``depths`` [V, H, W] metres; ``question``,
-``situation``, ``answer`` (the target text); in training with ``data.turns > 1``, ``turns``: up to
-``turns - 1`` other records with the same views, as question / situation / answer dicts in a seeded
-order; ``meta`` (see ``Record.meta``, plus ``views``, the
-chosen view indices, ``replaced_from`` when a corrupt item was replaced, ``is_padding``).
+``situation`` (None when the question already holds it), ``answer`` (the target text), optional
+``vision_at`` (where the views go in the question) and ``system``; in training ``turns``: a
+conversation's later turns in order, or with ``data.turns > 1`` up to ``turns - 1`` other records with
+the same views, as question / situation / answer dicts in a seeded order; ``meta`` (see
+``Record.meta``, plus ``views``, the chosen view indices, ``replaced_from`` when a corrupt item was
+replaced, ``is_padding``).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from vqkit.cameras import depth_histogram
+from vqkit.config.data import SourceConfig
 from vqkit.data.collate import Collator
 from vqkit.data.feature_cache import attach_feature_cache
 from vqkit.data.images import UNLABELLED, load_depth, load_semantics, load_views, pad_to_common, plan_resize
+from vqkit.data.mixing import MixedDataset, ShardedSampler, _index
 from vqkit.data.schema import LoadReport, Record, load_records
 from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
@@ -52,13 +49,6 @@ log = logging.getLogger("vqkit.data")
 
 # How many other records a corrupt item may try before giving up (skip mode).
 MAX_REPLACEMENTS = 16
-
-
-def _index(item: Any, default_epoch: int) -> tuple[int, int, bool]:
-    """(epoch, index, is_padding) from an int or a ShardedSampler tuple."""
-    if isinstance(item, (tuple, list)):
-        return int(item[0]), int(item[1]), bool(item[2]) if len(item) > 2 else False
-    return default_epoch, int(item), False
 
 
 class RecordDataset(Dataset):
@@ -93,17 +83,25 @@ class RecordDataset(Dataset):
         """Corrupt items replaced in this process (each worker counts its own; batches carry
         ``num_skipped``)."""
         self._bad: set[int] = set()
+        # The records a training sample starts from: every record, but a conversation of several turns
+        # (vqkit.data.conversations) is one sample, its first turn followed by the others in order.
+        self.items, self._later_turns = conversation_items(self.records) if train else (None, {})
         # Records that share their views (one room's questions), for data.turns > 1.
         self._same_views: dict[tuple[str, ...], list[int]] = {}
         if train and data_cfg.turns > 1:
             for i, r in enumerate(self.records):
-                self._same_views.setdefault(tuple(r.images), []).append(i)
+                if r.conversation is None:
+                    self._same_views.setdefault(tuple(r.images), []).append(i)
         self.feature_cache = None
         """A ``vqkit.data.feature_cache.FeatureCache`` (set by ``attach_feature_cache``): samples then carry cached
         encoder ``features`` [V, P, C] and ``image_hw`` instead of ``images``."""
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items) if self.items is not None else len(self.records)
+
+    def record(self, index: int) -> Record:
+        """The record sample ``index`` starts from (a conversation's first turn in training)."""
+        return self.records[self.items[index] if self.items is not None else index]
 
     def set_epoch(self, epoch: int) -> None:
         """Epoch used for plain integer indices (ShardedSampler passes the epoch with each index)."""
@@ -125,27 +123,27 @@ class RecordDataset(Dataset):
         In skip mode a record whose files cannot be decoded is replaced by another record chosen
         from (seed, epoch, key), so the replacement is the same in every run.
         """
-        if not 0 <= index < len(self.records):
-            raise IndexError(f"{self.name}: index {index} out of range for {len(self.records)} records")
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.name}: index {index} out of range for {len(self)} samples")
         tried = index
         for attempt in range(MAX_REPLACEMENTS + 1):
             if tried not in self._bad:
                 try:
-                    sample = self._load(self.records[tried], self.rng(epoch, key, attempt))
+                    sample = self._load(self.record(tried), self.rng(epoch, key, attempt))
                     if tried != index:
-                        sample["meta"]["replaced_from"] = self.records[index].id
+                        sample["meta"]["replaced_from"] = self.record(index).id
                         self.num_replaced += 1
                     return sample
                 except DataError as e:
-                    rec = self.records[tried]
+                    rec = self.record(tried)
                     if self.cfg.on_error == "raise":
                         raise DataError(f"{rec.where}: record '{rec.id}': {e}") from None
                     self._bad.add(tried)
                     log.warning("%s: skipping record '%s' whose files cannot be decoded: %s",
                                 rec.where, rec.id, e)
-            tried = int(self.rng(epoch, key, attempt + 1).integers(len(self.records)))
+            tried = int(self.rng(epoch, key, attempt + 1).integers(len(self)))
         raise DataError(f"{self.name}: {MAX_REPLACEMENTS} records in a row could not be decoded "
-                        f"(last: {self.records[tried].where}); the corpus looks broken")
+                        f"(last: {self.record(tried).where}); the corpus looks broken")
 
     def _load(self, rec: Record, rng: np.random.Generator) -> dict[str, Any]:
         cfg = self.cfg
@@ -196,156 +194,50 @@ class RecordDataset(Dataset):
         meta = rec.meta()
         meta["views"] = views
         meta["source_name"] = self.name
-        sample.update(question=rec.question, situation=rec.situation, answer=rec.target_text(), meta=meta)
-        if self._same_views:
+        sample.update(question=rec.question, situation=rec.prompt_situation, answer=rec.target_text(), meta=meta)
+        if rec.vision_at is not None:
+            sample["vision_at"] = rec.vision_at
+        if rec.system is not None:
+            sample["system"] = rec.system
+        later = self._later_turns.get(id(rec))
+        if later:
+            sample["turns"] = [_turn(self.records[i]) for i in later]
+        elif self._same_views and rec.conversation is None:
             # Drawn last, so the views and geometry dropout above keep their random streams.
             others = [i for i in self._same_views[tuple(rec.images)] if self.records[i] is not rec]
             picked = rng.permutation(len(others))[: self.cfg.turns - 1]
-            sample["turns"] = [{"question": self.records[others[k]].question,
-                                "situation": self.records[others[k]].situation,
-                                "answer": self.records[others[k]].target_text()} for k in picked]
+            sample["turns"] = [_turn(self.records[others[k]]) for k in picked]
         return sample
 
 
-class MixedDataset(Dataset):
-    """Several datasets as one: mixed by weight per epoch, or concatenated (``weights=None``).
-
-    With weights, epoch e is a list of ``samples_per_epoch`` (default: the sum of the sources'
-    sizes) positions; source k gets round(L * w_k / sum(w)) of them (largest remainder), filled
-    from seeded permutations of its records, so a record repeats within an epoch only when its
-    source's share exceeds its size. The list is a pure function of (seed, epoch).
-    """
-
-    def __init__(self, datasets: Sequence[RecordDataset], weights: Sequence[float] | None = None, *,
-                 samples_per_epoch: int | None = None, seed: int = 0):
-        if not datasets:
-            raise DataError("no data sources")
-        self.datasets = list(datasets)
-        self.weights = None if weights is None else [float(w) for w in weights]
-        self.seed = int(seed)
-        sizes = [len(d) for d in self.datasets]
-        self.length = int(samples_per_epoch) if samples_per_epoch else sum(sizes)
-        if self.weights is not None:
-            if len(self.weights) != len(self.datasets) or min(self.weights) <= 0:
-                raise ConfigError("data source weights must be one positive number per source")
-        self.offsets = np.cumsum([0, *sizes])
-        self.epoch = 0
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def __len__(self) -> int:
-        return self.length if self.weights is not None else int(self.offsets[-1])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-        for d in self.datasets:
-            d.set_epoch(epoch)
-
-    @property
-    def report(self) -> LoadReport:
-        total = LoadReport()
-        for d in self.datasets:
-            total.merge(d.report)
-        return total
-
-    @property
-    def num_replaced(self) -> int:
-        return sum(d.num_replaced for d in self.datasets)
-
-    def counts(self) -> list[int]:
-        """Samples per source in one epoch."""
-        if self.weights is None:
-            return [len(d) for d in self.datasets]
-        w = np.asarray(self.weights) / sum(self.weights)
-        exact = w * self.length
-        counts = np.floor(exact).astype(int)
-        # Largest remainder, ties to the earlier source, so counts always sum to the length.
-        order = sorted(range(len(w)), key=lambda k: (-(exact[k] - counts[k]), k))
-        for k in order[: self.length - counts.sum()]:
-            counts[k] += 1
-        return counts.tolist()
-
-    def epoch_plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(source [L], record [L]) of every position of ``epoch``."""
-        if epoch in self._cache:
-            return self._cache[epoch]
-        sources, records = [], []
-        for k, (d, n) in enumerate(zip(self.datasets, self.counts())):
-            if self.weights is None:
-                idx = np.arange(len(d))
-            else:
-                rng = np.random.default_rng((self.seed, epoch, k, 0x3D))
-                reps = math.ceil(n / len(d))
-                idx = np.concatenate([rng.permutation(len(d)) for _ in range(reps)])[:n]
-            sources.append(np.full(len(idx), k))
-            records.append(idx)
-        plan = (np.concatenate(sources), np.concatenate(records))
-        if len(self._cache) > 4:
-            self._cache.clear()
-        self._cache[epoch] = plan
-        return plan
-
-    def locate(self, index: int, epoch: int | None = None) -> tuple[int, int]:
-        """(source, record) at position ``index`` of ``epoch``."""
-        src, rec = self.epoch_plan(self.epoch if epoch is None else epoch)
-        return int(src[index]), int(rec[index])
-
-    def __getitem__(self, item) -> dict[str, Any]:
-        epoch, index, is_padding = _index(item, self.epoch)
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for a mix of {len(self)} samples")
-        k, r = self.locate(index, epoch)
-        sample = self.datasets[k].get(r, epoch, key=index)
-        sample["meta"]["is_padding"] = is_padding
-        return sample
+def _turn(rec: Record) -> dict[str, Any]:
+    """A follow-up turn of a training sample: its question, situation and answer."""
+    return {"question": rec.question, "situation": rec.prompt_situation, "answer": rec.target_text()}
 
 
-class ShardedSampler(Sampler):
-    """Distributed, epoch-aware sampler; yields ``(epoch, index, is_padding)``.
-
-    The order is a permutation from (seed, epoch) when ``shuffle`` (else 0..N-1). Like
-    ``DistributedSampler``: with ``drop_last`` the tail that does not divide by ``world_size`` is
-    dropped, otherwise the list is padded by repeating its start and those positions are flagged.
-    Ranks get disjoint slices ``order[rank::world_size]``; their union is the whole epoch.
-    """
-
-    def __init__(self, length: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True,
-                 seed: int = 0, drop_last: bool = False, epoch: int = 0):
-        if not 0 <= rank < world_size:
-            raise ConfigError(f"rank {rank} is outside world_size {world_size}")
-        self.length = length
-        self.rank, self.world_size = rank, world_size
-        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
-        self.epoch = epoch
-        if drop_last:
-            self.num_samples = length // world_size
-        else:
-            self.num_samples = math.ceil(length / world_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-    def indices(self) -> tuple[np.ndarray, np.ndarray]:
-        """(index [num_samples], is_padding [num_samples]) of this rank for the current epoch."""
-        if self.shuffle:
-            order = np.random.default_rng((self.seed, self.epoch, 0x5A)).permutation(self.length)
-        else:
-            order = np.arange(self.length)
-        total = self.num_samples * self.world_size
-        padding = np.zeros(total, dtype=bool)
-        if total > self.length:
-            extra = total - self.length
-            order = np.concatenate([order, np.resize(order, extra)])
-            padding[self.length:] = True
-        order, padding = order[:total], padding[:total]
-        return order[self.rank::self.world_size], padding[self.rank::self.world_size]
-
-    def __iter__(self) -> Iterator[tuple[int, int, bool]]:
-        idx, pad = self.indices()
-        epoch = self.epoch
-        return iter([(epoch, int(i), bool(p)) for i, p in zip(idx, pad)])
+def conversation_items(records: Sequence[Record]) -> tuple[list[int], dict[int, list[int]]]:
+    """(the records training samples start from, and each conversation's later turns by ``id()`` of its
+    first): a record outside a conversation is a sample of its own; the turns of a conversation (same
+    ``source`` and ``conversation``) are one sample, its first turn followed by the others in turn order,
+    at the place of the conversation's first record."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    place: dict[tuple[str, str], int] = {}
+    items: list[int] = []
+    for i, r in enumerate(records):
+        if r.conversation is None:
+            items.append(i)
+            continue
+        key = (r.source, r.conversation)
+        if key not in groups:
+            groups[key], place[key] = [], len(items)
+            items.append(i)
+        groups[key].append(i)
+    later: dict[int, list[int]] = {}
+    for key, group in groups.items():
+        group.sort(key=lambda i: records[i].turn or 0)
+        items[place[key]] = group[0]
+        later[id(records[group[0]])] = group[1:]
+    return items, later
 
 
 def build_dataset(data_cfg: DataConfig, split: str, *, geometry_cfg: GeometryConfig | None = None,
@@ -367,13 +259,14 @@ def build_dataset(data_cfg: DataConfig, split: str, *, geometry_cfg: GeometryCon
     max_depth = geometry_cfg.max_depth if geometry_cfg is not None else 10.0
     train = split == "train"
     datasets = []
+    srcs = [s if hasattr(s, "path") else SourceConfig(path=str(s)) for s in srcs]  # a path: the defaults
     for k, src in enumerate(srcs):
-        path = src.path if hasattr(src, "path") else str(src)
-        name = getattr(src, "name", None) or Path(path.split("*")[0]).stem or f"source{k}"
+        path = src.path
+        name = src.name or Path(path.split("*")[0]).stem or f"source{k}"
         report = LoadReport()
-        records = load_records(path, image_root=data_cfg.image_root,
-                               allow_outside_root=data_cfg.allow_outside_root,
-                               on_error=data_cfg.on_error, depth_bins=bins, report=report)
+        records = load_records(path, image_root=src.image_root or data_cfg.image_root,
+                               allow_outside_root=data_cfg.allow_outside_root, on_error=data_cfg.on_error,
+                               depth_bins=bins, report=report, format=src.format, video_frames=data_cfg.video_frames)
         if data_cfg.exclude_qtypes and records:
             records = [r for r in records if r.qtype not in data_cfg.exclude_qtypes]
             if not records:
@@ -382,9 +275,18 @@ def build_dataset(data_cfg: DataConfig, split: str, *, geometry_cfg: GeometryCon
             raise DataError(f"{path}: no usable records ({report.summary()})")
         datasets.append(RecordDataset(records, data_cfg, train=train, seed=seed, depth_bins=bins,
                                       max_depth=max_depth, name=name, stream=k, report=report))
+    rates = [s.rate for s in srcs]
+    if train and any(r is not None for r in rates):
+        if any(s.weight != 1.0 for s in srcs):
+            raise ConfigError("data.train mixes weights and rates: give every source a rate (percent of its own "
+                              "samples, VG-LLM's name%rate) or every source a weight, not both")
+        # VG-LLM's name%rate: each source gives rate% of its samples an epoch (all of them without a rate).
+        shares = [len(d) * (100.0 if r is None else float(r)) / 100.0 for d, r in zip(datasets, rates, strict=True)]
+        return MixedDataset(datasets, shares, samples_per_epoch=samples_per_epoch or max(1, round(sum(shares))),
+                            seed=seed)
     if len(datasets) == 1 and not samples_per_epoch:
         return datasets[0]
-    weights = [float(getattr(s, "weight", 1.0)) for s in srcs] if train else None
+    weights = [float(s.weight) for s in srcs] if train else None
     return MixedDataset(datasets, weights, samples_per_epoch=samples_per_epoch, seed=seed)
 
 
@@ -407,8 +309,11 @@ def build_dataloader(cfg: Config, split: str, tokenizer, *, batch_size: int, shu
         attach_feature_cache(dataset, cfg)
     if drop_last is None:
         drop_last = split == "train" and not generate and len(dataset) >= batch_size * world_size
+    strata = None
+    if isinstance(dataset, MixedDataset) and dataset.weights is not None:
+        strata = dataset.epoch_plan(epoch)[0]
     sampler = ShardedSampler(len(dataset), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
-                             drop_last=False, epoch=epoch)
+                             drop_last=False, epoch=epoch, strata=strata)
     collator = collate_fn or Collator(tokenizer, cfg.model, cfg.data, mode="generate" if generate else "train",
                                       blind=blind)
     workers = cfg.data.num_workers

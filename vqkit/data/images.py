@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 
 from vqkit.cameras import crop_intrinsics, depth_png_to_metres, resize_intrinsics
+from vqkit.data.video import decode_frames, parse_frame_ref
 from vqkit.errors import DataError
 from vqkit.vggt.semantic_head import UNLABELLED
 
@@ -100,9 +101,22 @@ def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Te
     """Load an image as float32 [3, H, W] in [0, 1] with VGGT's preprocessing, plus its :class:`ResizePlan`
     (``plan.intrinsics(K)`` gives the K of the returned image).
 
-    A file that cannot be decoded (truncated, not an image) raises DataError naming it.
+    A file that cannot be decoded (truncated, not an image) raises DataError naming it. A video's
+    frame reference (``clip.mp4#frame=12``, :mod:`vqkit.data.video`) decodes that frame.
     """
-    img = _open(path, "image")
+    return prepare_image(open_view(path), path, image_size, mode)
+
+
+def open_view(path: str) -> Image.Image:
+    """The PIL image of a view: an image file, or a video's frame reference (decoded)."""
+    parsed = parse_frame_ref(path)
+    if parsed is not None:
+        return decode_frames(parsed[0], [parsed[1]])[0]
+    return _open(path, "image")
+
+
+def prepare_image(img: Image.Image, path: str, image_size: int, mode: str = "crop") -> tuple[torch.Tensor, ResizePlan]:
+    """:func:`load_image` of an opened image (``path`` names it in errors)."""
     try:
         src = img.size
         plan = plan_resize(src[0], src[1], image_size, mode)
@@ -217,6 +231,22 @@ def pad_to_common(arrays: list[torch.Tensor], fill: float = 1.0,
     return out, shift
 
 
+def _video_frames(paths: list[str], fields: list[str] | None) -> dict[int, Image.Image]:
+    """The decoded frames of the paths that are video frame references, by position: each video is
+    decoded once for all of its frames."""
+    by_video: dict[str, list[tuple[int, int]]] = {}
+    for k, path in enumerate(paths):
+        parsed = parse_frame_ref(path)
+        if parsed is not None:
+            by_video.setdefault(parsed[0], []).append((k, parsed[1]))
+    out = {}
+    for video, wanted in by_video.items():
+        field = fields[wanted[0][0]] if fields else None
+        decoded = _in_field(field, decode_frames, video, [i for _, i in wanted])
+        out.update({k: image for (k, _), image in zip(wanted, decoded, strict=True)})
+    return out
+
+
 def load_views(paths: list[str], image_size: int, mode: str = "crop",
                fields: list[str] | None = None) -> tuple[list[torch.Tensor], list[ResizePlan], np.ndarray]:
     """A record's views as the model sees them: each loaded with :func:`load_image`, then padded to
@@ -225,8 +255,13 @@ def load_views(paths: list[str], image_size: int, mode: str = "crop",
     view's (dx, dy) padding shift [V, 2], which moves its principal point). ``fields``: the record
     field of each path (``images[2]``), named in the error of a file that cannot be read."""
     images, plans = [], []
+    frames = _video_frames(paths, fields)
     for k, path in enumerate(paths):
-        image, plan = _in_field(fields[k] if fields else None, load_image, path, image_size, mode)
+        field = fields[k] if fields else None
+        if k in frames:
+            image, plan = _in_field(field, prepare_image, frames[k], path, image_size, mode)
+        else:
+            image, plan = _in_field(field, load_image, path, image_size, mode)
         images.append(image)
         plans.append(plan)
     images, shifts = pad_to_common(images)

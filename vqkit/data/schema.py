@@ -25,12 +25,9 @@ With ``on_error="skip"`` bad records are dropped, counted in a :class:`LoadRepor
 
 from __future__ import annotations
 
-import glob as globlib
 import importlib.util
-import json
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,13 +35,17 @@ from typing import Any
 import numpy as np
 
 from vqkit.cameras import are_rotations
+from vqkit.data.conversations import conversation_records, is_conversation
+from vqkit.data.record_files import expand_paths, iter_json_objects
+from vqkit.data.video import media_file
 from vqkit.errors import DataError
-from vqkit.utils.files import json_error_text
 
 log = logging.getLogger("vqkit.data")
 
 KNOWN_FIELDS = ("images", "question", "answer", "roomplan", "id", "scene_id", "task", "qtype", "question_type",
-                "answers", "situation", "depths", "semantics", "geom_token")
+                "answers", "situation", "depths", "semantics", "geom_token", "turn", "conversation", "system")
+VIEWS = "<image>"
+"""In a question: where the views go (when not after the question, where the prompt template puts them)."""
 
 
 @dataclass
@@ -92,6 +93,14 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)
     target: str | None = None
     """Stage 2: the layout text, computed (and so validated) when the record is loaded."""
+    vision_at: int | None = None
+    """Where the views go in ``question`` (its ``<image>`` on disk); None = where the template puts them."""
+    turn: int | None = None
+    """The assistant turn (1, 2, ...) of a conversation of several; None for a one-question record."""
+    conversation: str | None = None
+    """The key shared by a conversation's turns: training reads them as one sample."""
+    system: str | None = None
+    """The conversation's system message (chat templates), else ``data.system_prompt``."""
 
     @property
     def where(self) -> str:
@@ -101,6 +110,11 @@ class Record:
     @property
     def num_views(self) -> int:
         return len(self.images)
+
+    @property
+    def prompt_situation(self) -> str | None:
+        """The situation the prompt places before the question: none when the question already holds it."""
+        return self.situation if self.situation and self.situation not in self.question else None
 
     def target_text(self) -> str:
         """The training target: the answer (Stage 1), or the RoomPlan layout as text (Stage 2)."""
@@ -115,6 +129,8 @@ class Record:
         out = {"id": self.id, "task": self.task, "qtype": self.qtype, "question": self.question,
                "situation": self.situation, "answers": list(self.answers), "scene_id": self.scene_id,
                "images": list(self.images), "source": self.source, "line": self.line}
+        if self.turn is not None:
+            out["turn"] = self.turn
         if self.roomplan is not None:
             out["roomplan"] = self.roomplan
         return out
@@ -141,6 +157,9 @@ class LoadReport:
 
     num_loaded: int = 0
     num_skipped: int = 0
+    """Records, or whole conversation samples, dropped."""
+    num_conversations: int = 0
+    """Conversation samples read (each gave one record per assistant turn)."""
     errors: list[str] = field(default_factory=list)
     """Messages of skipped records (the first ``max_messages``)."""
     max_messages: int = 100
@@ -153,85 +172,16 @@ class LoadReport:
     def merge(self, other: LoadReport) -> None:
         self.num_loaded += other.num_loaded
         self.num_skipped += other.num_skipped
+        self.num_conversations += other.num_conversations
         self.errors.extend(other.errors[: max(0, self.max_messages - len(self.errors))])
 
     def summary(self) -> str:
         text = f"{self.num_loaded} records loaded, {self.num_skipped} skipped"
+        if self.num_conversations:
+            text = text.replace(" loaded,", f" loaded from {self.num_conversations} conversation samples,")
         if self.errors:
             text += f" (first: {self.errors[0]})"
         return text
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading files
-# ---------------------------------------------------------------------------------------------
-
-
-def expand_paths(pattern: str) -> list[Path]:
-    """Files matching a path or glob (``**`` allowed), sorted; an error when nothing matches."""
-    pattern = os.path.expanduser(pattern)
-    if any(c in pattern for c in "*?["):
-        files = sorted(Path(p) for p in globlib.glob(pattern, recursive=True) if os.path.isfile(p))
-        if not files:
-            raise DataError(f"{pattern}: no file matches this pattern")
-        return files
-    path = Path(pattern)
-    if not path.is_file():
-        raise DataError(f"{pattern}: record file not found")
-    return [path]
-
-
-def iter_json_objects(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line, parsed object) for every record of a ``.jsonl`` (one per non-empty line) or ``.json``
-    (a top-level array) file. A line that is not valid JSON yields ``(line, DataError)`` so the
-    caller decides to raise or skip; an unreadable ``.json`` raises at once."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    if path.suffix.lower() == ".json" or (path.suffix.lower() != ".jsonl" and text.lstrip().startswith("[")):
-        yield from _iter_json_array(path, text)
-        return
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            yield lineno, json.loads(raw)
-        except json.JSONDecodeError as e:
-            yield lineno, DataError(f"{path}:{lineno}: not valid JSON ({json_error_text(e)})")
-
-
-def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, Any]]:
-    """Walk a JSON array element by element so each record knows its line number."""
-    decoder = json.JSONDecoder()
-    ws = " \t\r\n"
-    i = 0
-    n = len(text)
-    while i < n and text[i] in ws:
-        i += 1
-    if i >= n or text[i] != "[":
-        raise DataError(f"{path}:1: a .json record file must hold a JSON array of records")
-    i += 1
-    while True:
-        while i < n and text[i] in ws:
-            i += 1
-        if i < n and text[i] == "]":
-            return
-        line = text.count("\n", 0, i) + 1
-        try:
-            obj, i = decoder.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}:{e.lineno}: not valid JSON ({json_error_text(e)})") from None
-        yield line, obj
-        while i < n and text[i] in ws:
-            i += 1
-        if i < n and text[i] == ",":
-            i += 1
-        elif i < n and text[i] == "]":
-            return
-        else:
-            raise DataError(f"{path}:{text.count(chr(10), 0, i) + 1}: not valid JSON "
-                            f"(expected ',' or ']' after a record)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,7 +189,7 @@ def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, Any]]:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Ctx:
+class RecordContext:
     """Where a record came from and how to resolve its paths."""
 
     def __init__(self, source: Path, root: Path, allow_outside_root: bool, depth_bins: int | None,
@@ -257,14 +207,19 @@ class _Ctx:
         # validated once while the next record repeats it exactly.
         self._resolved: dict[str, str] = {}
         self._geometry: dict[tuple, tuple[Any, Geometry]] = {}
+        self.memo: dict[str, dict] = {}  # what conversation samples share (posed frames, scene intrinsics)
 
     def error(self, field_name: str, message: str) -> DataError:
         return DataError(f"{self.source}:{self.line}: field '{field_name}': {message}")
 
-    def resolve(self, value: Any, field_name: str) -> str:
+    def resolve(self, value: Any, field_name: str, kind: str = "file") -> str:
+        """The absolute path of ``value`` (checked to exist: a file, or with ``kind="path"`` a file or a
+        folder); a video's frame reference ``clip.mp4#frame=N`` resolves its file."""
+        if kind != "file":
+            return self._resolve(value, field_name, os.path.exists)
         full = self._resolved.get(value) if isinstance(value, str) else None
         if full is None:
-            full = self._resolved[value] = self._resolve(value, field_name)
+            full = self._resolved[value] = self._resolve(value, field_name, os.path.isfile)
         return full
 
     def geometry(self, value: Any, images: tuple) -> Geometry | None:
@@ -273,7 +228,7 @@ class _Ctx:
         seen = self._geometry.get(images)
         if seen is not None and value is not None and seen[0] == value:
             return seen[1]
-        geometry = _geometry(value, len(images), self)
+        geometry = geometry_of(value, len(images), self)
         if geometry is not None:
             for arr in (geometry.R, geometry.t, geometry.K, geometry.depth_hist):
                 if arr is not None:
@@ -281,7 +236,7 @@ class _Ctx:
             self._geometry[images] = (value, geometry)
         return geometry
 
-    def _resolve(self, value: Any, field_name: str) -> str:
+    def _resolve(self, value: Any, field_name: str, exists) -> str:
         if not isinstance(value, str) or not value:
             raise self.error(field_name, f"expected a non-empty path string, got {value!r}")
         # os.path, not pathlib: this runs for every image of every record when a corpus loads.
@@ -289,12 +244,12 @@ class _Ctx:
         if not self.allow_outside_root and not (full == self.root_str or full.startswith(self.root_prefix)):
             raise self.error(field_name, f"{value} resolves outside the data root {self.root} "
                                          f"(set data.allow_outside_root: true to allow it)")
-        if self.check_files and not os.path.isfile(full):
-            raise self.error(field_name, f"file not found: {full}")
+        if self.check_files and not exists(media_file(full)):
+            raise self.error(field_name, f"file not found: {media_file(full)}")
         return full
 
 
-def _text(obj: dict, key: str, ctx: _Ctx, required: bool) -> str | None:
+def _text(obj: dict, key: str, ctx: RecordContext, required: bool) -> str | None:
     value = obj.get(key)
     if value is None:
         if required:
@@ -309,7 +264,7 @@ def _text(obj: dict, key: str, ctx: _Ctx, required: bool) -> str | None:
     return value
 
 
-def _array(value: Any, shape: tuple[int, ...], name: str, ctx: _Ctx) -> np.ndarray:
+def _array(value: Any, shape: tuple[int, ...], name: str, ctx: RecordContext) -> np.ndarray:
     """A finite float32 array of exactly ``shape`` (-1 = any size)."""
     try:
         arr = np.asarray(value, dtype=np.float64)
@@ -328,7 +283,7 @@ def _fmt_shape(shape) -> str:
     return "x".join("B" if s == -1 else str(s) for s in shape) if shape else "scalar"
 
 
-def _geometry(value: Any, num_views: int, ctx: _Ctx) -> Geometry | None:
+def geometry_of(value: Any, num_views: int, ctx: RecordContext) -> Geometry | None:
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -363,48 +318,7 @@ def _geometry(value: Any, num_views: int, ctx: _Ctx) -> Geometry | None:
     return Geometry(R, t, K, hist)
 
 
-def read_cameras(path: str | os.PathLike) -> dict[str, dict]:
-    """Cameras by image file name from a cameras file: a JSON list of ``{"image", "R", "t", "K",
-    "depth_hist"}`` (the ``cameras.json`` that ``vqkit synth`` writes beside a room's views)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: cameras file not found")
-    try:
-        return {Path(c["image"]).name: c for c in json.loads(path.read_text())}
-    except (ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: expected a JSON list of cameras with 'image', R, t, K, depth_hist ({e})") from None
-
-
-def cameras_beside(images: list[str]) -> tuple[Path, dict[str, dict]] | None:
-    """(path, cameras by name) of the ``cameras.json`` beside the first image, when it reads and
-    lists every image; else None."""
-    path = Path(images[0]).parent / "cameras.json"
-    if not path.is_file():
-        return None
-    try:
-        by_name = read_cameras(path)
-    except DataError:
-        return None
-    return (path, by_name) if all(Path(p).name in by_name for p in images) else None
-
-
-def geometry_from_cameras(by_name: dict[str, dict], images: list[str], depth_bins: int | None,
-                          source: str | os.PathLike) -> Geometry:
-    """The :class:`Geometry` of ``images`` (matched by file name) from :func:`read_cameras`' result,
-    checked like a record's ``geom_token``; errors name ``source`` and the field."""
-    missing = [Path(p).name for p in images if Path(p).name not in by_name]
-    if missing:
-        raise DataError(f"{source}: no camera for {', '.join(missing)}")
-    chosen = [by_name[Path(p).name] for p in images]
-    token = {key: [c.get(key) for c in chosen] for key in ("R", "t", "K", "depth_hist")}
-    if any(v is None for v in token["depth_hist"]):
-        del token["depth_hist"]
-    ctx = _Ctx(Path(source), Path(source).parent, allow_outside_root=True, depth_bins=depth_bins,
-               check_files=False)
-    return _geometry(token, len(images), ctx)
-
-
-def validate_record(obj: Any, ctx: _Ctx) -> Record:
+def validate_record(obj: Any, ctx: RecordContext) -> Record:
     """Check one parsed record and resolve its paths; raises DataError naming file, line, field."""
     if not isinstance(obj, dict):
         raise ctx.error("(record)", f"expected a JSON object, got {type(obj).__name__}")
@@ -413,7 +327,7 @@ def validate_record(obj: Any, ctx: _Ctx) -> Record:
         raise ctx.error("images", "expected a non-empty list of image paths"
                         if images is not None else "missing (required)")
     image_paths = [ctx.resolve(p, f"images[{i}]") for i, p in enumerate(images)]
-    question = _text(obj, "question", ctx, required=True)
+    question, vision_at = _place_views(_text(obj, "question", ctx, required=True), ctx)
 
     roomplan = obj.get("roomplan")
     if obj.get("answer") is None and roomplan is None:
@@ -440,6 +354,7 @@ def validate_record(obj: Any, ctx: _Ctx) -> Record:
 
     geometry = ctx.geometry(obj.get("geom_token"), tuple(image_paths))
     rid = _text(obj, "id", ctx, required=False)
+    turn, conversation = _turn(obj, ctx)
     return Record(
         images=image_paths, question=question, answer=answer, roomplan=roomplan,
         id=rid if rid is not None else f"{Path(ctx.source).stem}:{ctx.line}",
@@ -449,7 +364,33 @@ def validate_record(obj: Any, ctx: _Ctx) -> Record:
         answers=answers, situation=_text(obj, "situation", ctx, required=False),
         depths=depths, semantics=semantics, geometry=geometry, source=ctx.source, line=ctx.line,
         extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS}, target=target,
+        vision_at=vision_at, turn=turn, conversation=conversation,
+        system=_text(obj, "system", ctx, required=False),
     )
+
+
+def _place_views(question: str, ctx) -> tuple[str, int | None]:
+    """(the question without its ``<image>``, where the views go) of a record's question."""
+    if VIEWS not in question:
+        return question, None
+    if question.count(VIEWS) > 1:
+        raise ctx.error("question", f"more than one {VIEWS} (one marks where all the views go)")
+    before, after = (part.strip() for part in question.split(VIEWS))
+    if not before and not after:
+        raise ctx.error("question", f"has no text besides {VIEWS}")
+    return (f"{before}\n{after}" if before and after else before or after), len(before)
+
+
+def _turn(obj: dict, ctx) -> tuple[int | None, str | None]:
+    """(turn, conversation) of a record that is one turn of a conversation: both or neither."""
+    turn, conversation = obj.get("turn"), obj.get("conversation")
+    if turn is None and conversation is None:
+        return None, None
+    if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
+        raise ctx.error("turn", f"expected the assistant turn's number (1, 2, ...), got {turn!r}")
+    if not isinstance(conversation, str) or not conversation:
+        raise ctx.error("conversation", f"expected the key the turns of one conversation share, got {conversation!r}")
+    return turn, conversation
 
 
 def _per_view_paths(obj: dict, name: str, views: int, ctx) -> list[str] | None:
@@ -462,24 +403,42 @@ def _per_view_paths(obj: dict, name: str, views: int, ctx) -> list[str] | None:
     return [ctx.resolve(p, f"{name}[{i}]") for i, p in enumerate(paths)]
 
 
+def object_records(obj: Any, ctx: RecordContext, format: str = "auto", video_frames: int = 32) -> list[Any]:
+    """The records (as dicts) of one parsed object of a file: the object itself when it is a record, one per
+    assistant turn of a conversation sample (``format``: see :func:`load_records`)."""
+    if format == "conversations" or (format == "auto" and is_conversation(obj)):
+        if not is_conversation(obj):
+            raise ctx.error("conversations", "missing (the source's format is conversations)")
+        return conversation_records(obj, ctx, video_frames=video_frames, stem=Path(ctx.source).stem)
+    return [obj]
+
+
 def load_records(pattern: str, *, image_root: str | None = None, allow_outside_root: bool = False,
                  on_error: str = "raise", depth_bins: int | None = None, check_files: bool = True,
-                 report: LoadReport | None = None, limit: int | None = None) -> list[Record]:
+                 report: LoadReport | None = None, limit: int | None = None, format: str = "auto",
+                 video_frames: int = 32) -> list[Record]:
     """Read and validate every record of a ``.json``/``.jsonl`` file or glob (the first ``limit`` only,
     when given).
 
+    ``format``: ``records`` (vqkit's record format), ``conversations`` (LLaVA / Qwen-VL-finetune
+    samples, read by :func:`vqkit.data.conversations.conversation_records`: one record per assistant
+    turn, a video's frames at most ``video_frames``) or ``auto`` (each object by its content: one with
+    ``conversations`` or ``messages`` is a conversation sample).
+
     ``on_error="raise"`` stops at the first bad record with a DataError ``FILE:LINE: field 'F': ...``;
-    ``"skip"`` drops it and counts it in ``report`` (and logs a summary). ``depth_bins`` checks the
-    width of ``depth_hist``; ``check_files`` checks that images and depth maps exist.
+    ``"skip"`` drops it (a whole conversation sample) and counts it in ``report`` (and logs a summary).
+    ``depth_bins`` checks the width of ``depth_hist``; ``check_files`` checks that images and depth maps exist.
     """
     if on_error not in ("raise", "skip"):
         raise DataError(f"data.on_error must be 'raise' or 'skip', got {on_error!r}")
+    if format not in ("auto", "records", "conversations"):
+        raise DataError(f"a source's format must be auto, records or conversations, got {format!r}")
     report = report if report is not None else LoadReport()
     records: list[Record] = []
     for path in expand_paths(pattern):
         file_report = LoadReport()
         root = Path(image_root).expanduser() if image_root else path.parent
-        ctx = _Ctx(path, root, allow_outside_root, depth_bins, check_files)
+        ctx = RecordContext(path, root, allow_outside_root, depth_bins, check_files)
         for line, obj in iter_json_objects(path):
             if limit is not None and len(records) >= limit:
                 break
@@ -487,14 +446,16 @@ def load_records(pattern: str, *, image_root: str | None = None, allow_outside_r
             try:
                 if isinstance(obj, DataError):
                     raise obj
-                records.append(validate_record(obj, ctx))
-                file_report.num_loaded += 1
+                turns = [validate_record(r, ctx) for r in object_records(obj, ctx, format, video_frames)]
+                records.extend(turns)
+                file_report.num_loaded += len(turns)
+                file_report.num_conversations += is_conversation(obj)
             except DataError as e:
                 if on_error == "raise":
                     raise
                 file_report.add_error(str(e))
         if file_report.num_skipped:
-            log.warning("%s: skipped %d bad record(s) of %d; first: %s", path, file_report.num_skipped,
+            log.warning("%s: skipped %d bad record(s) or sample(s) of %d; first: %s", path, file_report.num_skipped,
                         file_report.num_skipped + file_report.num_loaded, file_report.errors[0])
         report.merge(file_report)
     return records

@@ -1,5 +1,6 @@
-"""Which of a record's views a sample uses: evenly spaced, the first, or random (training), then view
-dropout in training. The feature cache stores the views this picks without dropout.
+"""Which of a record's views a sample uses: evenly spaced, a seeded random spread (training), the first,
+or random (training), then view dropout in training. The feature cache stores the views this picks
+without dropout (every view when training draws them).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ def choose_views(num_available: int, num_views: int, sampling: str, dropout: flo
     """Indices (sorted, so temporal order is kept) of the views a sample uses.
 
     More views than ``num_views``: ``uniform`` = evenly spaced (first and last included), ``first``,
-    or ``random`` (training only; evaluation uses ``uniform``). Then, in training, each view is
-    dropped with probability ``dropout``, always keeping at least one.
+    ``spread`` (training: the views split into ``num_views`` equal stretches in order, one drawn from
+    each, so a video's frames still cover it from start to end) or ``random`` (training: any
+    ``num_views``); evaluation uses ``uniform`` for both. Then, in training, each view is dropped with
+    probability ``dropout``, always keeping at least one.
     """
     if num_available <= num_views:
         views = list(range(num_available))
@@ -28,10 +31,13 @@ def choose_views(num_available: int, num_views: int, sampling: str, dropout: flo
         views = list(range(num_views))
     elif sampling == "random" and train:
         views = sorted(rng.choice(num_available, size=num_views, replace=False).tolist())
-    elif sampling in ("uniform", "random"):
+    elif sampling == "spread" and train:
+        edges = np.arange(num_views + 1) * num_available // num_views
+        views = [int(rng.integers(lo, hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    elif sampling in ("uniform", "random", "spread"):
         views = np.round(np.linspace(0, num_available - 1, num_views)).astype(int).tolist()
     else:
-        raise ConfigError(f"data.view_sampling must be uniform, first or random, got {sampling!r}")
+        raise ConfigError(f"data.view_sampling must be spread, uniform, first or random, got {sampling!r}")
     if train and dropout > 0 and len(views) > 1:
         keep = rng.random(len(views)) >= dropout
         if not keep.any():
@@ -43,7 +49,7 @@ def choose_views(num_available: int, num_views: int, sampling: str, dropout: flo
 def cached_views(num_available: int, data_cfg: DataConfig) -> list[int]:
     """View indices of a record that the cache stores: what the dataset picks without dropout
     (evaluation-mode choice), or every view when training samples them at random."""
-    if data_cfg.view_sampling == "random":
+    if data_cfg.view_sampling in ("random", "spread"):
         return list(range(num_available))
     return choose_views(num_available, data_cfg.num_views, data_cfg.view_sampling, 0.0, False,
                         np.random.default_rng(0))

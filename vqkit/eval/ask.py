@@ -45,10 +45,11 @@ from typing import Any
 
 import numpy as np
 
+from vqkit.data.cameras_file import geometry_from_cameras, read_cameras
 from vqkit.data.collate import Collator
 from vqkit.data.dataset import RecordDataset
 from vqkit.data.images import load_image
-from vqkit.data.schema import Record, expand_paths, geometry_from_cameras, iter_json_objects, read_cameras
+from vqkit.data.schema import Record, expand_paths, iter_json_objects
 from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
 from vqkit.eval.generate import generation_kwargs

@@ -149,7 +149,7 @@ def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool 
 
     Returns ``(predictions, metrics)`` on every rank: predictions in file order, one dict per
     example (index, id, task, qtype, question, prediction, answers, scene_id, images, blind, and
-    situation / gold roomplan when present); metrics as :func:`compute_metrics` plus ``info``.
+    situation / gold roomplan / a conversation's assistant ``turn`` when present); metrics as :func:`compute_metrics` plus ``info``.
     """
     from tqdm.auto import tqdm
 
@@ -240,7 +240,7 @@ def _gather_every_example(rows: list[dict], skipped: list[dict], n: int) -> tupl
     if seen != list(range(n)):
         raise RuntimeError(f"distributed eval lost or duplicated examples: {len(seen)} results for {n} "
                            f"examples ({len(set(seen))} distinct)")
-    ids = [r["id"] for r in rows]
+    ids = [(r["id"], r.get("turn")) for r in rows]
     if len(set(ids)) != len(ids):
         warnings.warn(f"{len(ids) - len(set(ids))} duplicate record ids in the evaluated data", stacklevel=3)
     return rows, skipped

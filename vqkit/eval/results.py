@@ -1,7 +1,8 @@
 """Evaluation results: prediction rows, their metrics, the files they live in, and the printed table.
 
 ``RUN/eval*/predictions.jsonl`` holds one row per example (index, id, task, qtype, question, prediction,
-answers, scene_id, images, blind, and situation / the gold layout when present); ``metrics.json`` holds
+answers, scene_id, images, blind, and situation / the gold layout / a conversation's ``turn`` when
+present); ``metrics.json`` holds
 ``overall`` (:func:`vqkit.eval.metrics.score` over every question-answering row), ``by_task``,
 ``by_qtype`` ({qtype: n, em, em_refined, and mra for numeric answers}), ``roomplan`` (Stage 2 layout scores, see
 :func:`vqkit.roomplan.metrics.score_layouts`) and ``info``: how the predictions were made, including
@@ -61,6 +62,8 @@ def prediction_row(position: int, meta: dict, prediction: str, blind: bool) -> d
     row = {"index": position, "id": meta.get("id"), "task": task, "qtype": qtype_of(meta),
            "question": meta.get("question"), "prediction": prediction, "answers": answers,
            "scene_id": meta.get("scene_id"), "images": meta.get("images"), "blind": blind}
+    if meta.get("turn") is not None:
+        row["turn"] = meta["turn"]  # a conversation's assistant turn: (id, turn) names the prediction
     if meta.get("situation"):
         row["situation"] = meta["situation"]
     if meta.get("roomplan") is not None:

@@ -189,18 +189,18 @@ def read_manifest(scene_dir: Path, params: dict) -> dict | None:
 def views_manifest(scene_id: str, params: dict, images: list[str], R: list, t: list, K: list,
                    hists: list, frames: list[str], extra: dict | None = None) -> dict:
     """The per-scene manifest: relative image paths and the geom_token of the chosen views."""
+    return {"scene_id": scene_id, "params": params, "images": images, "frames": frames,
+            "geom_token": geom_token(R, t, K, hists), **(extra or {})}
+
+
+def geom_token(R: list, t: list, K: list, hists: list) -> dict:
+    """A record's ``geom_token`` from per-view R, t, K and depth histograms, rounded as every converter
+    writes it (R, t to 1e-8, K to 1e-6, depth_hist to 1e-7)."""
     return {
-        "scene_id": scene_id,
-        "params": params,
-        "images": images,
-        "frames": frames,
-        "geom_token": {
-            "R": [np.asarray(r, dtype=np.float64).round(8).tolist() for r in R],
-            "t": [np.asarray(v, dtype=np.float64).round(8).tolist() for v in t],
-            "K": [np.asarray(k, dtype=np.float64).round(6).tolist() for k in K],
-            "depth_hist": [np.asarray(h, dtype=np.float64).round(7).tolist() for h in hists],
-        },
-        **(extra or {}),
+        "R": [np.asarray(r, dtype=np.float64).round(8).tolist() for r in R],
+        "t": [np.asarray(v, dtype=np.float64).round(8).tolist() for v in t],
+        "K": [np.asarray(k, dtype=np.float64).round(6).tolist() for k in K],
+        "depth_hist": [np.asarray(h, dtype=np.float64).round(7).tolist() for h in hists],
     }
 
 

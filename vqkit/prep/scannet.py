@@ -133,22 +133,11 @@ def convert_scene(scene_id: str, root: str, out_dir: str, num_views: int, image_
         warnings.append("frames without a pose file skipped")
     if not frames:
         raise DataError(f"{scene.folder}: no frame has a valid pose")
-
-    K_color = scene.K_color
-    # Some exports resize the colour frames without rewriting the intrinsics (a 640x480 export with
-    # the 1296x968 K). The principal point sits near the image centre, so a K whose 2*cx is far from
-    # the image width was written for another size: rescale it and say so.
     from PIL import Image
 
     with Image.open(frames[0].color) as im:
-        w0, h0 = im.size
-    implied_w, implied_h = 2 * K_color[0, 2], 2 * K_color[1, 2]
-    if abs(w0 / implied_w - 1) > 0.2 or abs(h0 / implied_h - 1) > 0.2:
-        # Prefer ScanNet's own sizes (colour 1296x968, depth 640x480) when K fits one of them.
-        src_w, src_h = next(((w, h) for w, h in SCANNET_SIZES
-                             if abs(implied_w / w - 1) < 0.05 and abs(implied_h / h - 1) < 0.05),
-                            (implied_w, implied_h))
-        K_color = G.scale_intrinsics(K_color, w0 / src_w, h0 / src_h)
+        K_color, rescaled = colour_intrinsics(scene.K_color, im.size)
+    if rescaled:
         warnings.append("colour intrinsics rescaled to the colour image size")
 
     picks = C.select_views(c2w, num_views)
@@ -169,6 +158,74 @@ def convert_scene(scene_id: str, root: str, out_dir: str, num_views: int, image_
                                        "frames_valid": len(frames)})
     write_json_atomic(scene_dir / C.MANIFEST, manifest)
     return C.SceneResult(scene_id, manifest=manifest, warnings=warnings)
+
+
+def colour_intrinsics(K: np.ndarray, image_wh: tuple[int, int]) -> tuple[np.ndarray, bool]:
+    """(K of colour images of ``image_wh``, whether it was rescaled) from a scene's colour intrinsics.
+
+    Some exports resize the colour frames without rewriting the intrinsics (a 640x480 export with
+    the 1296x968 K). The principal point sits near the image centre, so a K whose 2*cx is far from
+    the image width was written for another size: it is rescaled (from ScanNet's own colour or depth
+    size when it fits one of them)."""
+    w0, h0 = image_wh
+    implied_w, implied_h = 2 * K[0, 2], 2 * K[1, 2]
+    if abs(w0 / implied_w - 1) <= 0.2 and abs(h0 / implied_h - 1) <= 0.2:
+        return K, False
+    src_w, src_h = next(((w, h) for w, h in SCANNET_SIZES
+                         if abs(implied_w / w - 1) < 0.05 and abs(implied_h / h - 1) < 0.05),
+                        (implied_w, implied_h))
+    return G.scale_intrinsics(K, w0 / src_w, h0 / src_h), True
+
+
+@dataclass
+class PosedFrame:
+    """The camera of one frame of a posed_images folder, in the records' conventions: R, t
+    world-to-camera (float64), K of the colour image as stored, the depth PNG beside it (or None)."""
+
+    R: np.ndarray
+    t: np.ndarray
+    K: np.ndarray
+    depth: Path | None
+
+
+def _scene_intrinsics(folder: Path, image: Path, cache: dict) -> np.ndarray:
+    """The colour K of ``folder``'s intrinsic.txt for images of ``image``'s size (remembered per folder)."""
+    if folder not in cache:
+        from PIL import Image
+
+        k_path = folder / "intrinsic.txt"
+        if not k_path.is_file():
+            raise DataError(f"{image.name} has a pose file beside it but {k_path} is missing "
+                            f"(posed_images: the scene's colour intrinsics)")
+        try:
+            with Image.open(image) as im:
+                size = im.size
+        except OSError as e:
+            raise DataError(f"{image}: cannot read the image ({e})") from None
+        cache[folder] = colour_intrinsics(C.read_matrix(k_path)[:3, :3], size)[0]
+    return cache[folder]
+
+
+def read_posed_frame(image: str | Path, cache: dict) -> PosedFrame | None:
+    """The camera of a frame of a ScanNet posed_images folder (``<frame>.jpg`` with ``<frame>.txt``, a
+    4x4 camera-to-world pose, beside it and the folder's ``intrinsic.txt``), exactly as
+    :func:`convert_scene` computes it; None when there is no pose file beside the image. A pose that is
+    not a rigid 4x4 (ScanNet's all -inf frames of lost tracking included) is a DataError naming the
+    file. ``cache`` remembers each folder's intrinsics."""
+    image = Path(image)
+    pose_path = image.with_suffix(".txt")
+    if not pose_path.is_file():
+        return None
+    T = C.read_matrix(pose_path)
+    if T.shape != (4, 4):
+        raise DataError(f"{pose_path}: expected a 4x4 camera-to-world matrix, got {T.shape[0]}x{T.shape[1]}")
+    if not (C.valid_pose(T) and G.is_rotation(T[:3, :3]) and np.allclose(T[3], [0, 0, 0, 1], atol=1e-6)):
+        raise DataError(f"{pose_path}: not a rigid 4x4 camera-to-world matrix (needs a finite rotation, "
+                        f"det +1, and the last row 0 0 0 1)")
+    R, t = G.invert_pose(T[:3, :3], T[:3, 3])
+    depth = image.with_suffix(".png") if image.suffix.lower() != ".png" else None
+    return PosedFrame(R, t, _scene_intrinsics(image.parent, image, cache),
+                      depth if depth is not None and depth.is_file() else None)
 
 
 def check_root(root: Path, scene_ids: list[str]) -> None:

@@ -46,6 +46,10 @@ class Recipe(TrainingLoop):
                                   shuffle=True, rank=self.accelerator.process_index,
                                   world_size=self.accelerator.num_processes, epoch=epoch, drop_last=True,
                                   blind=cfg.data.blind, dataset=getattr(self, "dataset", None))
+        if getattr(self, "dataset", None) is None:
+            from vqkit.data.mixing import describe_sources
+
+            self.logger.print(describe_sources(loader.dataset))  # each source's samples and share of an epoch
         self.dataset = loader.dataset  # built (and validated) once; each epoch only reshuffles its sampler
         return loader
 

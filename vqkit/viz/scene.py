@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from vqkit import cameras as geo
-from vqkit.data.schema import Record, cameras_beside, geometry_from_cameras, load_records, read_cameras
+from vqkit.data.cameras_file import cameras_beside, geometry_from_cameras, read_cameras
+from vqkit.data.schema import Record, load_records
 from vqkit.errors import DataError
 from vqkit.roomplan import CATEGORIES, Room, box_corners_2d
 from vqkit.synth.scene import room_from_layout
