@@ -249,3 +249,12 @@ def test_turn_fields_of_records_are_checked(media):
     path.write_text(json.dumps({**rec, "turn": 1, "question": "<image> a <image>"}) + "\n")
     with pytest.raises(DataError, match=r"field 'question': more than one <image>"):
         load_records(str(path))
+
+
+def test_a_frame_without_its_pose_beside_posed_ones(media, tmp_path):
+    scan = posed_scan(tmp_path, "scene0003_00", frames=3)
+    (scan["folder"] / "00000.txt").unlink()
+    sample = {"images": scan["frames"], "conversations": [human("<image><image><image>Where?"), gpt("here")]}
+    path = write_json(tmp_path / "bad.json", [sample])
+    with pytest.raises(DataError, match=r"field 'images\[0\]': no camera pose 00000.txt beside it, while images\[1\]"):
+        load_records(str(path))

@@ -260,7 +260,8 @@ def test_photos_left_out_and_missing_geometry_are_said(tiny_model_dir, model, ev
     assert prepared.used == [paths[0], paths[3]]  # evenly spaced, as eval picks them
     assert prepared.notes[0] == ("using 2 of 4 photos (the model takes data.num_views = 2, chosen evenly): "
                                  "p0.png, p3.png; left out: p1.png, p2.png")
-    assert prepared.notes[1].startswith("no camera geometry: no --cameras and no cameras.json beside the photos")
+    assert prepared.notes[1].startswith("no camera geometry: no --cameras, no cameras.json and no posed_images "
+                                        "pose files")
     assert prepare_ask(model.config, paths[:2], "What?", cameras=False).notes == []  # --no-geometry: intended
     assert vqkit_main(["ask", "--model", str(tiny_model_dir), "--images", *paths, "--question", "What?",
                        "--max-new-tokens", "2"]) == 0
@@ -334,3 +335,31 @@ def test_photos_without_cameras_get_predicted_geometry(tiny_model_dir, tiny_vggt
     err = capsys.readouterr().err
     assert "model.geometry.source is heads but the geometry cannot be predicted" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_ask_about_a_video_or_a_folder_of_frames(tiny_model_dir, model, tmp_path, capsys):
+    from conversation_fixtures import posed_scan, write_frame_folder, write_video_file
+
+    from vqkit.eval.ask import prepare_ask
+
+    video = write_video_file(tmp_path / "walk.mp4", n=40)
+    prepared = prepare_ask(model.config, None, "What moves?", video=str(video))
+    assert prepared.used[0].endswith("walk.mp4#frame=0") and prepared.used[-1].endswith("walk.mp4#frame=39")
+    assert any("40 frames give 32" in n for n in prepared.notes)
+    assert vqkit_main(["ask", "--model", str(tiny_model_dir), "--video", str(video), "--question", "What moves?"]) == 0
+    out = capsys.readouterr()
+    assert out.out == ask(model, None, "What moves?", video=str(video)) + "\n" and "using 2 of 32 frames" in out.err
+    folder = write_frame_folder(tmp_path / "frames", n=5)
+    assert len(prepare_ask(model.config, None, "What?", video=str(folder)).used) == 2
+    scan = posed_scan(tmp_path, "scene0004_00", frames=6)  # a posed_images folder: its poses are read
+    posed = prepare_ask(model.config, None, "Where?", video=str(scan["folder"]))
+    assert posed.sample["has_geometry"] and posed.used[0].endswith("00000.jpg")
+    R, _ = scan["scene"].w2c(0)
+    np.testing.assert_allclose(posed.sample["R"][0].numpy(), R, atol=1e-5)
+    assert vqkit_main(["ask", "--model", str(tiny_model_dir), "--video", str(tmp_path / "none.mp4"),
+                       "--question", "What?"]) == 2
+    assert capsys.readouterr().err.strip().endswith("none.mp4: video not found")
+    with pytest.raises(SystemExit):
+        vqkit_main(["ask", "--model", str(tiny_model_dir), "--video", str(video), "--images", "a.jpg",
+                    "--question", "?"])
+    assert "not allowed with argument" in capsys.readouterr().err

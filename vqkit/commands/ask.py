@@ -20,16 +20,22 @@ from vqkit.utils.runtime import resolve_device
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vqkit ask",
-        description="Answer a question about a set of photos of a room with a saved model.",
+        description="Answer a question about a set of photos of a room, or a video, with a saved model.",
         epilog='examples:\n'
                '  vqkit ask --model runs/demo/final --images a.jpg b.jpg --question "What colour is the sofa?"\n'
+               '  vqkit ask --model runs/demo/final --video walkthrough.mp4 --question "How many chairs are there?"\n'
+               '  vqkit ask --model runs/demo/final --video scannet/posed_images/scene0000_00 --question "..."\n'
                '  vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
-    parser.add_argument("--images", nargs="+", required=True, metavar="IMAGE",
-                        help="photos of the scene (more than data.num_views are subsampled evenly; "
-                             "a note names the ones used)")
+    media = parser.add_mutually_exclusive_group(required=True)
+    media.add_argument("--images", nargs="+", metavar="IMAGE",
+                       help="photos of the scene (more than data.num_views are subsampled evenly; "
+                            "a note names the ones used)")
+    media.add_argument("--video", metavar="VIDEO",
+                       help="a video file (decoded with PyAV) or a folder of frames (a ScanNet posed_images folder's "
+                            "poses are read): data.video_frames frames spread over it, data.num_views of them used")
     parser.add_argument("--question", help="the question (required unless --roomplan)")
     parser.add_argument("--roomplan", action="store_true",
                         help="Stage 2: generate the room's layout and write it as CapturedRoom JSON "
@@ -74,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.roomplan:
         check_roomplan_model(cfg, str(model_dir))
     question = (args.question or ROOMPLAN_QUESTION) if args.roomplan else args.question
-    prepared = prepare_ask(cfg, args.images, question, situation=args.situation, blind=args.blind, cameras=cameras)
+    prepared = prepare_ask(cfg, args.images, question, situation=args.situation, blind=args.blind, cameras=cameras,
+                           video=args.video)
     for note in prepared.notes:
         print(f"vqkit ask: note: {note}", file=sys.stderr)
     model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights,

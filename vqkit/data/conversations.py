@@ -165,38 +165,36 @@ def _views_question(text: str) -> str:
     return f"{before}\n{VIEWS}\n{after}" if before else f"{VIEWS}\n{after}"
 
 
-def _posed_geometry(media: Media, ctx) -> dict | None:
-    """``{"geom_token", "depths"?}`` of frames in posed_images folders, or None when the first frame has
-    no pose file beside it; every frame must then have its own."""
-    cache = ctx.memo.setdefault("posed_frames", {})
-    resolved, names = media.resolved, media.names
+def posed_geometry(resolved: list[str], paths: list[str], names: list[str], depth_bins: int, memo: dict,
+                   error=lambda name, message: DataError(f"{name}: {message}")) -> dict | None:
+    """``{"geom_token", "depths"?}`` of frames in ScanNet posed_images folders (``resolved`` on disk,
+    ``paths`` as written), or None when the first frame has no pose file beside it; every frame must
+    then have its own. ``memo`` remembers frames and scenes; ``error(name, message)`` makes the
+    exception of a bad frame (``names``: how errors name each frame)."""
+    cache = memo.setdefault("posed_frames", {})
     frames = []
     for full, name in zip(resolved, names, strict=True):
         if full not in cache:
             try:
-                frame = read_posed_frame(full, ctx.memo.setdefault("posed_scenes", {}))
+                frame = read_posed_frame(full, memo.setdefault("posed_scenes", {}))
             except DataError as e:
-                raise ctx.error(name, str(e)) from None
-            hist = None
-            if frame is not None:
-                hist = prep_common.depth_hist_from_png(frame.depth, ctx.depth_bins or 16)
+                raise error(name, str(e)) from None
+            hist = None if frame is None else prep_common.depth_hist_from_png(frame.depth, depth_bins)
             cache[full] = (frame, hist)
         frames.append(cache[full])
     posed = [f is not None for f, _ in frames]
     if not any(posed):
         return None
     if not all(posed):
-        k = posed.index(False) if posed[0] else 0
-        other = posed.index(True) if not posed[0] else posed.index(False)
+        k, other = posed.index(False), 0 if posed[0] else posed.index(True)
         pose = os.path.splitext(os.path.basename(resolved[k]))[0] + ".txt"
-        raise ctx.error(names[k], f"no camera pose {pose} beside it, while {names[other]} has one (every frame "
-                                  f"of a posed sample needs its pose)")
-    bins = ctx.depth_bins or 16
-    hists = [h if h is not None else np.zeros(bins, dtype=np.float32) for _, h in frames]
+        raise error(names[k], f"no camera pose {pose} beside it, while {names[other]} has one (every frame "
+                              f"of a posed sample needs its pose)")
+    hists = [h if h is not None else np.zeros(depth_bins, dtype=np.float32) for _, h in frames]
     out = {"geom_token": prep_common.geom_token([f.R for f, _ in frames], [f.t for f, _ in frames],
                                                 [f.K for f, _ in frames], hists)}
     if all(f.depth is not None for f, _ in frames):
-        out["depths"] = [os.path.splitext(p)[0] + ".png" for p in media.paths]
+        out["depths"] = [os.path.splitext(p)[0] + ".png" for p in paths]
     return out
 
 
@@ -230,7 +228,9 @@ def conversation_records(obj: dict, ctx, *, video_frames: int = 32, stem: str = 
     if "qtype" not in obj and obj.get("question_type") is not None:
         base["qtype"] = str(obj["question_type"])
     if obj.get("geom_token") is None and not media.decoded:
-        for field, value in (_posed_geometry(media, ctx) or {}).items():
+        geometry = posed_geometry(media.resolved, media.paths, media.names, ctx.depth_bins or 16, ctx.memo,
+                                  ctx.error)
+        for field, value in (geometry or {}).items():
             base.setdefault(field, value)
     if system is not None:
         base["system"] = system

@@ -47,9 +47,18 @@ import numpy as np
 
 from vqkit.data.cameras_file import geometry_from_cameras, read_cameras
 from vqkit.data.collate import Collator
+from vqkit.data.conversations import posed_geometry
 from vqkit.data.dataset import RecordDataset
-from vqkit.data.images import load_image
-from vqkit.data.schema import Record, expand_paths, iter_json_objects
+from vqkit.data.images import load_views
+from vqkit.data.schema import Geometry, Record, expand_paths, iter_json_objects
+from vqkit.data.video import (
+    count_frames,
+    folder_frames,
+    is_video_file,
+    parse_frame_ref,
+    spread_indices,
+    video_frame_refs,
+)
 from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
 from vqkit.eval.generate import generation_kwargs
@@ -71,15 +80,23 @@ class AskInput:
     geometry_source: str = "records"
 
 
-def _names(paths: Sequence[str]) -> str:
-    return ", ".join(Path(p).name for p in paths)
+def _names(paths: Sequence[str], most: int = 8) -> str:
+    names = [Path(p).name for p in paths]
+    return ", ".join(names if len(names) <= most else [*names[:most], f"... ({len(names) - most} more)"])
 
 
 def _cameras_beside(paths: list[str], depth_bins: int) -> tuple[Any, str | None]:
-    """(Geometry from the cameras.json beside the photos, or None and why not)."""
+    """(Geometry from the cameras.json beside the photos, or from ScanNet posed_images pose files beside
+    them, or None and why not)."""
+    if parse_frame_ref(paths[0]) is not None:
+        return None, "no --cameras, and a video file carries no camera poses"
     beside = Path(paths[0]).parent / "cameras.json"
     if not beside.is_file():
-        return None, "no --cameras and no cameras.json beside the photos"
+        posed = posed_geometry(paths, paths, paths, depth_bins, {})
+        if posed is None:
+            return None, "no --cameras, no cameras.json and no posed_images pose files beside the photos"
+        token = posed["geom_token"]
+        return Geometry(*(np.asarray(token[k], dtype=np.float32) for k in ("R", "t", "K", "depth_hist"))), None
     try:
         by_name = read_cameras(beside)
     except DataError as e:
@@ -129,32 +146,60 @@ def _geometry_of(cfg, cameras: str | Path | bool | None, paths: list[str], notes
     return None, source
 
 
-def prepare_ask(cfg, images: Sequence[str], question: str, *, situation: str | None = None,
-                blind: bool = False, cameras: str | Path | bool | None = None) -> AskInput:
-    """Check and preprocess a question about ``images`` without the model (so bad input fails before
-    the model loads). ``cameras``: a cameras file (see the module docstring), None to use a
-    ``cameras.json`` beside the photos when it lists them all, False for no geometry.
+def _video_views(video: str, max_frames: int, notes: list[str]) -> list[str]:
+    """The frames of a video file (frame references) or a folder of frames, at most ``max_frames``
+    spread evenly over it (as a conversation file's ``video`` is read)."""
+    path = Path(video).expanduser().resolve()
+    if path.is_dir():
+        names = folder_frames(str(path))
+        if not names:
+            raise DataError(f"{video}: a folder without frames (.jpg, .png, ...)")
+        kept = [str(path / names[i]) for i in spread_indices(len(names), max_frames)]
+        total = len(names)
+    elif path.is_file():
+        if not is_video_file(str(path)):
+            raise DataError(f"{video}: neither a video file (.mp4, .avi, .mov, .mkv, .webm, ...) nor a folder "
+                            f"of frames")
+        kept = video_frame_refs(str(path), str(path), max_frames)
+        total = count_frames(str(path))
+    else:
+        raise DataError(f"{video}: video not found")
+    if len(kept) < total:
+        notes.append(f"the video's {total} frames give {len(kept)}, spread evenly (data.video_frames)")
+    return kept
+
+
+def prepare_ask(cfg, images: Sequence[str] | None, question: str, *, situation: str | None = None,
+                blind: bool = False, cameras: str | Path | bool | None = None, video: str | None = None) -> AskInput:
+    """Check and preprocess a question about ``images`` (or the frames of ``video``: a video file or a
+    folder of frames) without the model (so bad input fails before the model loads). ``cameras``: a
+    cameras file (see the module docstring), None to use a ``cameras.json`` beside the photos when it
+    lists them all (or the pose files of ScanNet posed_images frames), False for no geometry.
 
     Raises ConfigError / DataError in one line naming the argument or file; returns the
     :class:`AskInput` with its notes (photos left out, geometry missing).
     """
     if not question or not question.strip():
         raise ConfigError("--question must not be empty")
-    if not images:
-        raise ConfigError("give at least one image (--images a.jpg b.jpg ...)")
+    if bool(images) == (video is not None):
+        raise ConfigError("give the photos (--images a.jpg b.jpg ...) or a video (--video clip.mp4 or a folder "
+                          "of frames), one of them")
+    notes: list[str] = []
     paths = []
-    for p in images:
+    for p in images or ():
         path = Path(p).expanduser()
         if not path.is_file():
             raise DataError(f"{p}: image not found")
         paths.append(str(path.resolve()))
-    notes: list[str] = []
+    if video is not None:
+        paths = _video_views(video, cfg.data.video_frames, notes)
     # The views evaluation would pick (evenly spaced when there are more than data.num_views).
     kept = choose_views(len(paths), cfg.data.num_views, cfg.data.view_sampling, 0.0, False, np.random.default_rng(0))
     used = [paths[i] for i in kept]
     if len(used) < len(paths):
         dropped = [p for i, p in enumerate(paths) if i not in set(kept)]
-        notes.append(f"using {len(used)} of {len(paths)} photos (the model takes data.num_views = "
+        what = "frames" if video is not None else "photos"
+        notes.append(f"using {len(used)} of {len(paths)} {what} (the model takes data.num_views = "
                      f"{cfg.data.num_views}, chosen evenly): {_names(used)}; left out: {_names(dropped)}")
     geometry, source = None, "records"
     if blind:
@@ -163,8 +208,7 @@ def prepare_ask(cfg, images: Sequence[str], question: str, *, situation: str | N
         geometry, source = _geometry_of(cfg, cameras, paths, notes)
     elif cameras:
         notes.append("the model has no geometry encoder (model.geometry.enabled: false): --cameras is not used")
-    for path in used:  # decode now: a broken photo is an error before the model loads, naming the file
-        load_image(path, cfg.data.image_size, cfg.data.resize_mode)
+    load_views(used, cfg.data.image_size, cfg.data.resize_mode)  # decode now: a broken file fails before the model
     record = Record(images=used, question=question.strip(), answer="", situation=situation, id="ask",
                     task="ask", source="vqkit ask", line=0,
                     geometry=None if geometry is None else geometry.select(kept))
@@ -207,11 +251,13 @@ def collate_ask(model, prepared: AskInput, *, blind: bool = False, cfg=None) -> 
     return Collator(model.tokenizer, cfg.model, cfg.data, mode="generate", blind=blind)([prepared.sample])
 
 
-def build_batch(model, images: Sequence[str], question: str, *, situation: str | None = None,
-                blind: bool = False, cfg=None, cameras: str | Path | bool | None = None) -> dict:
-    """A generate-mode batch of one record made of ``images`` and ``question`` (see :func:`prepare_ask`)."""
+def build_batch(model, images: Sequence[str] | None, question: str, *, situation: str | None = None,
+                blind: bool = False, cfg=None, cameras: str | Path | bool | None = None,
+                video: str | None = None) -> dict:
+    """A generate-mode batch of one record made of ``images`` (or ``video``) and ``question`` (see
+    :func:`prepare_ask`)."""
     cfg = cfg if cfg is not None else model.config
-    prepared = prepare_ask(cfg, images, question, situation=situation, blind=blind, cameras=cameras)
+    prepared = prepare_ask(cfg, images, question, situation=situation, blind=blind, cameras=cameras, video=video)
     return collate_ask(model, prepared, blind=blind, cfg=cfg)
 
 
@@ -238,13 +284,14 @@ def layout_prepared(model, prepared: AskInput, *, max_new_tokens: int | None = N
     return room, problems, text
 
 
-def ask(model, images: Sequence[str], question: str, *, situation: str | None = None,
+def ask(model, images: Sequence[str] | None, question: str, *, situation: str | None = None,
         max_new_tokens: int | None = None, blind: bool = False, cfg=None,
-        cameras: str | Path | bool | None = None) -> str:
-    """The model's answer to ``question`` about ``images`` (greedy unless ``cfg.eval`` samples);
-    ``cameras`` as in :func:`prepare_ask`, whose notes are logged as warnings."""
+        cameras: str | Path | bool | None = None, video: str | None = None) -> str:
+    """The model's answer to ``question`` about ``images`` or the frames of ``video`` (a video file or a
+    folder of frames; greedy unless ``cfg.eval`` samples); ``cameras`` as in :func:`prepare_ask`, whose
+    notes are logged as warnings."""
     cfg = cfg if cfg is not None else model.config
-    prepared = prepare_ask(cfg, images, question, situation=situation, blind=blind, cameras=cameras)
+    prepared = prepare_ask(cfg, images, question, situation=situation, blind=blind, cameras=cameras, video=video)
     for note in prepared.notes:
         log.warning("%s", note)
     return answer_prepared(model, prepared, max_new_tokens=max_new_tokens, blind=blind, cfg=cfg)
