@@ -201,8 +201,11 @@ def posed_geometry(resolved: list[str], paths: list[str], names: list[str], dept
 def _answers(obj: dict, n: int, ctx) -> list[Any] | None:
     """Each turn's reference answers from the sample's ``answers`` (one list per turn when n > 1)."""
     answers = obj.get("answers")
-    if answers is None or n == 1:
-        return None if answers is None else [answers]
+    if answers is None:
+        return None
+    if n == 1:  # a list of references, or the per-turn form of one turn
+        return answers if isinstance(answers, list) and len(answers) == 1 and isinstance(answers[0], list) \
+            else [answers]
     if not isinstance(answers, list) or len(answers) != n or not all(isinstance(a, list) for a in answers):
         raise ctx.error("answers", f"a sample with {n} assistant turns needs one list of answers per turn")
     return answers

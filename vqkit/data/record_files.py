@@ -59,12 +59,13 @@ def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     if i >= n or text[i] != "[":
         raise DataError(f"{path}:1: a .json record file must hold a JSON array of records")
     i += 1
+    line, counted = 1, 0  # lines counted up to ``counted``: counting from the start each time is quadratic
     while True:
         while i < n and text[i] in ws:
             i += 1
         if i < n and text[i] == "]":
             return
-        line = text.count("\n", 0, i) + 1
+        line, counted = line + text.count("\n", counted, i), i
         try:
             obj, i = decoder.raw_decode(text, i)
         except json.JSONDecodeError as e:
