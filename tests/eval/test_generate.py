@@ -319,3 +319,26 @@ def test_roomplan_records_end_to_end(model, eval_records, tmp_path):
     # re-scoring the written file gives the same layout scores without the model
     write_results(tmp_path / "out", rows, metrics)
     assert rescore(tmp_path / "out" / "predictions.jsonl", language=False)["roomplan"] == metrics["roomplan"]
+
+
+def test_a_conversation_file_gives_one_prediction_per_assistant_turn(tiny_model_dir, eval_records, tmp_path):
+    images = [f"img/0_{v}.png" for v in range(2)]
+    samples = [{"id": "room-1", "images": images, "question_type": "color", "answers": [["brown"], ["yes"], ["2"]],
+                "conversations": [{"from": "human", "value": "<image><image>\nWhat color is the chair?"},
+                                  {"from": "gpt", "value": "brown"},
+                                  {"from": "human", "value": "Is the door open?"}, {"from": "gpt", "value": "yes"},
+                                  {"from": "human", "value": "How many chairs are there?"},
+                                  {"from": "gpt", "value": "2"}]},
+               {"id": "photo-1", "image": images[1],
+                "messages": [{"role": "user", "content": "Can I sit on the sofa?\n<image>"},
+                             {"role": "assistant", "content": "yes"}]}]
+    path = eval_records.parent / "conversations.json"
+    path.write_text(json.dumps(samples))
+    out = tmp_path / "eval"
+    assert vqkit_main(["eval", "--model", str(tiny_model_dir), "--data", str(path), "--out", str(out),
+                       "--no-language-metrics"]) == 0
+    rows = _jsonl(out / "predictions.jsonl")
+    assert [(r["id"], r.get("turn")) for r in rows] == [("room-1", 1), ("room-1", 2), ("room-1", 3), ("photo-1", None)]
+    assert [r["answers"] for r in rows] == [["brown"], ["yes"], ["2"], ["yes"]]
+    assert rows[1]["question"] == "Is the door open?" and rows[0]["qtype"] == "color"
+    assert json.loads((out / "metrics.json").read_text())["n"] == 4
