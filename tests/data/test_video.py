@@ -63,3 +63,13 @@ def test_folder_frames_leave_posed_images_depth_out(tmp_path):
     for name in ("00010.jpg", "00010.png", "00002.jpg", "00002.png", "00002.txt", "intrinsic.txt", "frame_b.png"):
         (tmp_path / name).write_bytes(b"x")
     assert folder_frames(str(tmp_path)) == ["00002.jpg", "00010.jpg", "frame_b.png"]
+
+
+def test_feature_cache_keys_a_videos_frames_by_its_file(tmp_path):
+    from vqkit.data.feature_cache import view_set_key
+
+    path = write_video_file(tmp_path / "clip.mp4", n=4)
+    key = view_set_key([frame_ref(str(path), 0), frame_ref(str(path), 3)])
+    assert key != view_set_key([frame_ref(str(path), 0), frame_ref(str(path), 2)])
+    write_video_file(path, n=5)
+    assert key != view_set_key([frame_ref(str(path), 0), frame_ref(str(path), 3)])  # the file changed

@@ -204,8 +204,8 @@ def _answers(obj: dict, n: int, ctx) -> list[Any] | None:
     if answers is None:
         return None
     if n == 1:  # a list of references, or the per-turn form of one turn
-        return answers if isinstance(answers, list) and len(answers) == 1 and isinstance(answers[0], list) \
-            else [answers]
+        one_turn = isinstance(answers, list) and len(answers) == 1 and isinstance(answers[0], list)
+        return answers if one_turn else [answers]
     if not isinstance(answers, list) or len(answers) != n or not all(isinstance(a, list) for a in answers):
         raise ctx.error("answers", f"a sample with {n} assistant turns needs one list of answers per turn")
     return answers

@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from vqkit.data.video import media_file
 from vqkit.data.views import cached_views
 from vqkit.errors import CheckpointError, DataError
 from vqkit.utils.files import json_sha256, read_safetensors_header
@@ -102,11 +103,12 @@ def spec_differences(cached: dict[str, Any], wanted: dict[str, Any]) -> list[str
 
 
 def view_set_key(paths: Sequence[str]) -> str:
-    """sha256 over the image files' (absolute path, size, mtime): changes when a file changes."""
+    """sha256 over the image files' (absolute path, size, mtime): changes when a file changes (a video's
+    frame reference: its file's size and mtime)."""
     items = []
     for p in paths:
         try:
-            st = os.stat(p)
+            st = os.stat(media_file(p))
         except FileNotFoundError:
             raise DataError(f"{p}: image not found") from None
         items.append([os.path.abspath(p), st.st_size, st.st_mtime_ns])

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vqkit.data.images import open_view
 from vqkit.data.schema import load_records
 from vqkit.errors import DataError
 from vqkit.eval.metrics import exact_match, refined_match
@@ -265,7 +266,6 @@ class AnswerViewer:
         layout (Stage 2: predicted dashed vs gold solid). ``with_text`` adds the question, gold
         answers and prediction above the images (for static exports). Usable without widgets."""
         import matplotlib.pyplot as plt
-        from PIL import Image
 
         verdict = verdict if verdict is not None else judge(row)
         scene = self.scene_of(row)
@@ -288,7 +288,7 @@ class AnswerViewer:
         grid = grid.subgridspec(1, max(1, ncols)) if with_text else grid
         for v in range(n):
             ax = fig.add_subplot(grid[0, v])
-            with Image.open(scene.images[v]) as img:
+            with open_view(scene.images[v]) as img:
                 ax.imshow(np.asarray(img.convert("RGB")))
             ax.set_title(f"view {v}", fontsize=9, color=VIEW_COLOURS[v % len(VIEW_COLOURS)])
             ax.axis("off")

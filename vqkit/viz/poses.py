@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vqkit.data.images import open_view
 from vqkit.utils.open3d import import_open3d
 from vqkit.viz.scene import (
     FRUSTUM_EDGES,
@@ -213,7 +214,6 @@ def views_grid(source: Any, *, depth: bool = True, max_views: int = 8, max_depth
                size: float = 2.4):
     """RGB views in a row, their depth maps (metres, shared colour scale) below. Returns the Figure."""
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     scene = load_scene(source)
     n = min(scene.num_views, max_views)
@@ -224,7 +224,7 @@ def views_grid(source: Any, *, depth: bool = True, max_views: int = 8, max_depth
     vmax = max_depth or max([float(d.max()) for d in depths if d.size] + [1e-3])
     im = None
     for v in range(n):
-        with Image.open(scene.images[v]) as img:
+        with open_view(scene.images[v]) as img:
             axes[0, v].imshow(np.asarray(img.convert("RGB")))
         axes[0, v].set_title(f"view {v}", fontsize=9)
         if show_depth:

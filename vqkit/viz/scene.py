@@ -20,6 +20,7 @@ import numpy as np
 
 from vqkit import cameras as geo
 from vqkit.data.cameras_file import cameras_beside, geometry_from_cameras, read_cameras
+from vqkit.data.images import open_view
 from vqkit.data.schema import Record, load_records
 from vqkit.errors import DataError
 from vqkit.roomplan import CATEGORIES, Room, box_corners_2d
@@ -63,9 +64,8 @@ class SceneView:
 
     def image_size(self, view: int) -> tuple[int, int]:
         """(width, height) of a view's RGB file (reads the header only)."""
-        from PIL import Image
 
-        with Image.open(self.images[view]) as im:
+        with open_view(self.images[view]) as im:
             return im.size
 
 
@@ -202,7 +202,7 @@ def fused_point_cloud(scene: SceneView, stride: int = 2, voxel: float = 0.05, ma
         depth = load_depth_m(scene.depths[v])
         depth = np.where(depth <= max_depth, depth, 0.0)
         h, w = depth.shape
-        with Image.open(scene.images[v]) as im:
+        with open_view(scene.images[v]) as im:
             K = geo.resize_intrinsics(scene.K[v], im.size, (w, h))
             rgb = np.asarray(im.convert("RGB").resize((w, h), Image.BILINEAR), dtype=np.float64) / 255.0
         p = geo.backproject_depth(depth, K, scene.R[v], scene.t[v], stride=stride)
