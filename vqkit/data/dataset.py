@@ -240,6 +240,15 @@ def conversation_items(records: Sequence[Record]) -> tuple[list[int], dict[int, 
     return items, later
 
 
+def load_source(src: Any, data_cfg: DataConfig, **kwargs) -> list[Record]:
+    """The records of one source (a ``SourceConfig`` or a path) as training reads them: its own
+    ``image_root`` and ``format``, else the ``data`` section's root; ``kwargs`` go to ``load_records``."""
+    src = src if hasattr(src, "path") else SourceConfig(path=str(src))
+    return load_records(src.path, image_root=src.image_root or data_cfg.image_root,
+                        allow_outside_root=data_cfg.allow_outside_root, on_error=data_cfg.on_error,
+                        format=src.format, video_frames=data_cfg.video_frames, **kwargs)
+
+
 def build_dataset(data_cfg: DataConfig, split: str, *, geometry_cfg: GeometryConfig | None = None,
                   seed: int = 0, samples_per_epoch: int | None = None,
                   sources: Sequence[Any] | None = None) -> Dataset:
@@ -264,9 +273,7 @@ def build_dataset(data_cfg: DataConfig, split: str, *, geometry_cfg: GeometryCon
         path = src.path
         name = src.name or Path(path.split("*")[0]).stem or f"source{k}"
         report = LoadReport()
-        records = load_records(path, image_root=src.image_root or data_cfg.image_root,
-                               allow_outside_root=data_cfg.allow_outside_root, on_error=data_cfg.on_error,
-                               depth_bins=bins, report=report, format=src.format, video_frames=data_cfg.video_frames)
+        records = load_source(src, data_cfg, depth_bins=bins, report=report)
         if data_cfg.exclude_qtypes and records:
             records = [r for r in records if r.qtype not in data_cfg.exclude_qtypes]
             if not records:

@@ -25,8 +25,8 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from vqkit.data.collate import collate_views
-from vqkit.data.dataset import MixedDataset, RecordDataset
-from vqkit.data.schema import Record, load_records
+from vqkit.data.dataset import MixedDataset, RecordDataset, load_source
+from vqkit.data.schema import Record
 from vqkit.errors import ConfigError, DataError
 
 
@@ -50,20 +50,19 @@ class ViewSetReport:
                 f"poses, {self.without_depth} without depth maps, {self.without_semantics} without semantic maps)")
 
 
-def load_view_sets(paths: Sequence[str], data_cfg, *, depth_bins: int = 16, limit: int | None = None,
+def load_view_sets(sources: Sequence[Any], data_cfg, *, depth_bins: int = 16, limit: int | None = None,
                    report: ViewSetReport | None = None, geometry: bool = True,
                    semantics: bool = False) -> list[Record]:
-    """The distinct view sets among the records of ``paths`` (files or globs, validated like a
-    training corpus, ``data.image_root`` etc. from ``data_cfg``) that have poses and depth maps
+    """The distinct view sets among the records of ``sources`` (``data.train`` entries, or files or globs,
+    validated like a training corpus, ``data.image_root`` etc. from ``data_cfg``) that have poses and depth maps
     (``geometry``) and semantic maps (``semantics``), in file order; the first ``limit`` only when given."""
     report = report if report is not None else ViewSetReport()
     report.wanted = " and ".join(w for w, on in (("poses and depth", geometry), ("semantic maps", semantics)) if on)
     seen: set[tuple[str, ...]] = set()
     kept: list[Record] = []
-    for path in paths:
-        report.sources.append(str(path))
-        for record in load_records(path, image_root=data_cfg.image_root, allow_outside_root=data_cfg.allow_outside_root,
-                                   on_error=data_cfg.on_error, depth_bins=depth_bins):
+    for src in sources:
+        report.sources.append(str(getattr(src, "path", src)))
+        for record in load_source(src, data_cfg, depth_bins=depth_bins):
             report.records += 1
             key = tuple(record.images)
             if key in seen:
@@ -103,7 +102,7 @@ def build_view_set_dataset(data_cfg, sources: Sequence[Any], *, train: bool, see
     datasets, weights = [], []
     for k, src in enumerate(sources):
         path = getattr(src, "path", None) or str(src)
-        records = load_view_sets([path], cfg, depth_bins=depth_bins, report=report, geometry=geometry,
+        records = load_view_sets([src], cfg, depth_bins=depth_bins, report=report, geometry=geometry,
                                  semantics=semantics,
                                  limit=None if limit is None else limit - sum(len(d) for d in datasets))
         if not records:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from vqkit.data.dataset import load_source
 from vqkit.data.feature_cache import (
     DTYPES,
     FEATURES_KEY,
@@ -33,7 +34,6 @@ from vqkit.data.feature_cache import (
     spec_key,
 )
 from vqkit.data.images import load_views
-from vqkit.data.schema import load_records
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.utils import distributed
 from vqkit.utils.files import write_atomic, write_json_atomic
@@ -80,9 +80,7 @@ def collect_view_sets(cfg: Config, splits: Sequence[str]) -> tuple[list[ViewSet]
     for split in splits:
         sources = cfg.data.train if split == "train" else cfg.data.val
         for src in sources:
-            records = load_records(src.path, image_root=cfg.data.image_root,
-                                   allow_outside_root=cfg.data.allow_outside_root, on_error=cfg.data.on_error,
-                                   depth_bins=cfg.model.geometry.depth_bins)
+            records = load_source(src, cfg.data, depth_bins=cfg.model.geometry.depth_bins)
             memo: dict[tuple[str, ...], str] = {}
             for rec in records:
                 n_records += 1
