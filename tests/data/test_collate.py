@@ -236,3 +236,21 @@ def test_turns_that_do_not_fit_are_left_out_whole(tiny_tokenizer, corpus):
     batch = Collator(tiny_tokenizer, _model(latents=2), short)([sample])
     assert torch.equal(batch["input_ids"][0, :n_one], one["input_ids"][0, :n_one])
     assert int(batch["attention_mask"].sum()) == n_one and batch["num_truncated"] == 0
+
+
+@pytest.mark.parametrize("template", ["chat", SEED_TEMPLATE])
+def test_a_samples_own_view_place_and_system_message(tokenizer, tiny_records, template):
+    sample = _samples(tiny_records)[0]
+    sample.update(question="Look at the room.\nIs there a bed?", vision_at=len("Look at the room."),
+                  system="Answer in one word.")
+    col = Collator(tokenizer, _model(latents=2), DataConfig(prompt_template=template, system_prompt="Be brief."))
+    text = tokenizer.decode(col([sample])["input_ids"][0])
+    block = "<|vision_start|>" + "<|image_pad|>" * 4 + "<|vision_end|>"
+    assert f"Look at the room.\n{block}\nIs there a bed?" in text
+    assert "Answer in one word." in text and "Be brief." not in text
+    sample.update(question="Is there a bed?", vision_at=0)
+    text = tokenizer.decode(col([sample])["input_ids"][0])
+    if template == "chat":
+        assert f"<|im_start|>user\n{block}\nIs there a bed?<|im_end|>" in text
+    else:
+        assert text.startswith(f"Answer in one word.\n{block}\nIs there a bed?\n")
