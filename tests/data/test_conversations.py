@@ -80,8 +80,7 @@ def test_multi_turn_messages_with_system(media):
     assert recs[0].vision_at == 0 and recs[1].vision_at is None
     assert all(r.system == "Answer in one word." and r.id == "17" and r.qtype == "what" for r in recs)
     assert recs[0].answers == ["red", "dark red"] and recs[2].answers == ["yes"]
-    assert recs[0].situation == "I sit on the bed." and recs[0].extra == {"question_type": "what",
-                                                                          "data_source": "llava"}
+    assert recs[0].situation == "I sit on the bed." and recs[0].extra == {"data_source": "llava"}
     assert recs[0].meta()["turn"] == 1
 
 

@@ -43,7 +43,7 @@ def test_records_without_depth_or_semantic_maps_are_counted_and_left_out(corpus)
 
 def test_samples_carry_depth_and_keep_their_poses(corpus):
     """geometry_dropout would blank the poses the heads learn from: the view-set dataset never applies it."""
-    cfg = DataConfig(image_size=28, num_views=2, geometry_dropout=1.0, view_dropout=0.0)
+    cfg = DataConfig(image_size=28, num_views=2, view_sampling="uniform", geometry_dropout=1.0, view_dropout=0.0)
     dataset = build_view_set_dataset(cfg, [SourceConfig(path=str(corpus.path))], train=True, seed=1)
     assert len(dataset) == 5 and dataset.view_set_report.kept == 5
     samples = [dataset[i] for i in range(2)]
