@@ -51,7 +51,8 @@ def test_views_of_one_video_decode_together(tmp_path):
 
 def test_broken_or_missing_videos_are_one_line_errors(tmp_path):
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all" * 20)
-    for path, what in ((tmp_path / "broken.mp4", "cannot decode the video"), (tmp_path / "none.mp4", "video not found")):
+    broken, missing = (tmp_path / "broken.mp4", "cannot decode the video"), (tmp_path / "none.mp4", "video not found")
+    for path, what in (broken, missing):
         with pytest.raises(DataError, match=what) as info:
             count_frames(str(path))
         assert "\n" not in str(info.value)

@@ -98,7 +98,7 @@ class MixedDataset(Dataset):
         if epoch in self._cache:
             return self._cache[epoch]
         sources, records = [], []
-        for k, (d, n) in enumerate(zip(self.datasets, self.counts())):
+        for k, (d, n) in enumerate(zip(self.datasets, self.counts(), strict=True)):
             if self.weights is None:
                 idx = np.arange(len(d))
             else:
@@ -179,7 +179,7 @@ class ShardedSampler(Sampler):
     def __iter__(self) -> Iterator[tuple[int, int, bool]]:
         idx, pad = self.indices()
         epoch = self.epoch
-        return iter([(epoch, int(i), bool(p)) for i, p in zip(idx, pad)])
+        return iter([(epoch, int(i), bool(p)) for i, p in zip(idx, pad, strict=True)])
 
 
 def stratified_order(strata: np.ndarray, rng: np.random.Generator) -> np.ndarray:

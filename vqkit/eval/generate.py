@@ -149,7 +149,8 @@ def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool 
 
     Returns ``(predictions, metrics)`` on every rank: predictions in file order, one dict per
     example (index, id, task, qtype, question, prediction, answers, scene_id, images, blind, and
-    situation / gold roomplan / a conversation's assistant ``turn`` when present); metrics as :func:`compute_metrics` plus ``info``.
+    situation / gold roomplan / a conversation's assistant ``turn`` when present); metrics as
+    :func:`compute_metrics` plus ``info``.
     """
     from tqdm.auto import tqdm
 
