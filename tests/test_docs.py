@@ -192,3 +192,28 @@ def test_architecture_names_every_module():
     missing += [m.stem for m in sorted(package.glob("*.py"))
                 if m.stem != "__init__" and not any(f"`{m.stem}`" in line for line in table)]
     assert not missing, f"docs/architecture.md's layer table omits {missing}"
+
+
+def _resolves(dotted: str) -> bool:
+    """`vqkit.a.b.name`: a module, or an attribute of the longest module prefix."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[i:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+@pytest.mark.parametrize("doc", CURRENT_DOCS, ids=rel)
+def test_python_names_exist(doc):
+    """Every dotted name `vqkit.x.y` the page gives (a module, a function, a class) can be imported."""
+    names = set(re.findall(r"(?<![\w/.-])vqkit(?:\.[A-Za-z_]\w*)+", doc.read_text()))
+    missing = sorted(n for n in names if not _resolves(n.rstrip(".")))
+    assert not missing, f"{rel(doc)} names Python objects that do not exist: {missing}"
