@@ -13,18 +13,24 @@ size matters only for a patch-merger projector, whose token count follows the pa
   ``{question}``, optional ``{situation}`` (without it the situation is prepended to the question),
   ``<image>`` = the vision block, ``{answer}`` last; the answer ends with the tokenizer's eos.
 
+A sample may place its views inside its question (``vision_at``, a conversation file's placeholder:
+the text before them, the vision block, the text after, each on its own line) and bring its own system
+message (``system``: the chat template's system turn, a literal template's first line), which then
+replaces ``data.system_prompt``.
+
 Truncation to ``data.max_length`` removes tokens from the start of the situation, then of the
-question, and never touches the template's own tokens, the vision block or the answer
-(``batch["num_truncated"]`` counts samples it shortened; a sample that still does not fit is kept
-whole and counted in ``batch["num_overlong"]``). Blind mode (a text-only baseline) has no vision
-block at all.
+question (the text before the views, then after them), and never touches the template's own tokens,
+the vision block or the answer (``batch["num_truncated"]`` counts samples it shortened; a sample that
+still does not fit is kept whole and counted in ``batch["num_overlong"]``). Blind mode (a text-only
+baseline) has no vision block at all.
 
 Training batches are right-padded with labels (-100 everywhere but the answer and its end token);
 generation batches (``mode="generate"``) hold only the prompt, left-padded, ``labels = None``.
 
-A training sample with ``turns`` (``data.turns``: other questions about the same views) gets them as
-follow-up turns after its answer, laid out as the template lays out a text-only turn, each answer
-labelled, whole turns only while they fit in ``max_length``; the batch then carries ``turn_of`` [B, L]
+A training sample with ``turns`` (a conversation's later turns, or with ``data.turns`` other questions
+about the same views) gets them as follow-up turns after its answer, laid out as the template lays out
+a text-only turn, each answer labelled, whole turns only while they fit in ``max_length``; the batch
+then carries ``turn_of`` [B, L]
 (0 for the first turn's prompt, k for turn k), from which ``VQModel`` builds the mask that keeps the
 turns from seeing each other (``vqkit.models.llm.turn_attention_mask``).
 """
