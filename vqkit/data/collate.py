@@ -30,9 +30,8 @@ generation batches (``mode="generate"``) hold only the prompt, left-padded, ``la
 A training sample with ``turns`` (a conversation's later turns, or with ``data.turns`` other questions
 about the same views) gets them as follow-up turns after its answer, laid out as the template lays out
 a text-only turn, each answer labelled, whole turns only while they fit in ``max_length``; the batch
-then carries ``turn_of`` [B, L]
-(0 for the first turn's prompt, k for turn k), from which ``VQModel`` builds the mask that keeps the
-turns from seeing each other (``vqkit.models.llm.turn_attention_mask``).
+then carries ``turn_of`` [B, L] (0 for the first turn's prompt, k for turn k), from which ``VQModel``
+builds the mask that keeps the turns from seeing each other (``vqkit.models.llm.turn_attention_mask``).
 """
 
 from __future__ import annotations
