@@ -4,6 +4,7 @@ Stage 2 rooms."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -204,3 +205,13 @@ def yaw_diff(a: float, b: float, period: float = math.pi) -> float:
     """The smaller angle between two yaws, modulo ``period`` (pi: a box turned half round is the same box)."""
     d = (a - b) % period
     return min(d, period - d)
+
+
+def official_aggregator(cls, keep_layers=None, **kwargs):
+    """The official ``Aggregator`` class ``cls`` built with ``kwargs``. Upstream since commit 9e4fa66
+    (May 2026) returns only the layers in its ``cached_layer_indices`` (None for the others); where the
+    class takes that argument, it keeps ``keep_layers`` (default: every layer), so a test can compare
+    each layer with either upstream version."""
+    if "cached_layer_indices" in inspect.signature(cls.__init__).parameters:
+        kwargs["cached_layer_indices"] = tuple(range(kwargs["depth"]) if keep_layers is None else keep_layers)
+    return cls(**kwargs)

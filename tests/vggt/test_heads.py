@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import official_aggregator
 from safetensors.torch import save_file
 
 from vqkit.config import EncoderConfig
@@ -347,9 +348,10 @@ def test_parity_whole_vggt_with_official():
     official = vggt_module.VGGT.__new__(vggt_module.VGGT)
     torch.nn.Module.__init__(official)
     torch.manual_seed(0)
-    official.aggregator = OfficialAggregator(**TINY_AGG)
-    official.camera_head = OfficialCameraHead(dim_in=128, trunk_depth=2, num_heads=4)
     dpt = {"features": 32, "out_channels": [16, 32, 64, 64], "intermediate_layer_idx": default_dpt_layers(2)}
+    # The official VGGT keeps the layers its DPT heads read (4, 11, 17, 23 at full size); a tiny one reads others.
+    official.aggregator = official_aggregator(OfficialAggregator, dpt["intermediate_layer_idx"], **TINY_AGG)
+    official.camera_head = OfficialCameraHead(dim_in=128, trunk_depth=2, num_heads=4)
     official.point_head = OfficialDPTHead(dim_in=128, output_dim=4, activation="inv_log", **dpt)
     official.depth_head = OfficialDPTHead(dim_in=128, output_dim=2, activation="exp", **dpt)
     official.track_head = None
