@@ -32,8 +32,9 @@ setup: $(BIN)/.vqkit-installed
 demo: setup
 	$(BIN)/vqkit demo
 
-# The test suite CI runs; `make test-all` adds the slow tests.
+# The linter (pyproject.toml's ruff rules), then the test suite CI runs; `make test-all` adds the slow tests.
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow or ci" $(PYTEST_ARGS)
 
 test-all: setup

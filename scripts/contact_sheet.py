@@ -45,7 +45,7 @@ def contact_sheet(folder: Path, scenes: list[int], tile: int = 160) -> Image.Ima
         top = max(float(d.max()) for d in depth)
         depth = [Image.fromarray(depth_colours(d, top)).resize((tile, tile), Image.NEAREST) for d in depth]
         row = Image.new("RGB", (tile * len(rgb), 2 * tile + 16), "white")
-        for v, (a, b) in enumerate(zip(rgb, depth)):
+        for v, (a, b) in enumerate(zip(rgb, depth, strict=True)):
             row.paste(a, (v * tile, 16))
             row.paste(b, (v * tile, 16 + tile))
         ImageDraw.Draw(row).text((3, 2), room_caption(layout), fill="black")

@@ -36,7 +36,8 @@ def plan_at(bench: dict, config: str, overrides: list[str], data: str | None) ->
     from vqkit.tools.bench import ensure_data
     from vqkit.tools.plan import MB, make_plan
 
-    cfg = load_config(config, [*overrides, f"model.llm.gradient_checkpointing={str(bench['gradient_checkpointing']).lower()}",
+    checkpointing = str(bench["gradient_checkpointing"]).lower()
+    cfg = load_config(config, [*overrides, f"model.llm.gradient_checkpointing={checkpointing}",
                                "data.feature_cache=null"])
     if data:
         cfg, _ = ensure_data(cfg, data)
@@ -100,8 +101,8 @@ def summarise(out: Path, config: str, overrides: list[str], data: str | None = N
         acceptance[f"aggregator 8 x 518 <= {ENCODER_8X518_S} s"] = min(encoder.values()) <= ENCODER_8X518_S
     probe = read(out, "probe.json")
     if probe:
-        summary["probe"] = [{k: r.get(k) for k in ("batch_size", "fits", "peak_mb", "predicted_mb", "seq_len", "step_s")}
-                            for r in probe.get("probe", [])]
+        keys = ("batch_size", "fits", "peak_mb", "predicted_mb", "seq_len", "step_s")
+        summary["probe"] = [{k: r.get(k) for k in keys} for r in probe.get("probe", [])]
     summary["acceptance"] = acceptance
     return summary
 

@@ -111,7 +111,8 @@ def _kernel_installed() -> bool:
 def test_notebooks_execute_in_order(tmp_path):
     """01 generates the tiny synthetic set, 02 assembles the demo model and plans stage 1, 03 trains
     20 steps, 04 evaluates that run (and its blind baseline) and builds the answer viewer, 05 pretrains
-    the encoder's camera and depth heads for 20 steps and draws a room; every cell must run without error. Paths are relative to a temporary working folder."""
+    the encoder's camera and depth heads for 20 steps and draws a room; every cell must run without error.
+    Paths are relative to a temporary working folder."""
     import papermill
 
     assert _kernel_installed(), f"no Jupyter kernel '{KERNEL}': run make setup " \

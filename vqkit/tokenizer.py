@@ -104,7 +104,7 @@ def vision_token_ids(tokenizer: PreTrainedTokenizerBase) -> VisionTokens:
     """The three vision token ids; a tokenizer without them was not made by :func:`load_tokenizer`."""
     ids = [_token_id(tokenizer, t) for t in VISION_TOKENS]
     if any(i is None for i in ids):
-        missing = [t for t, i in zip(VISION_TOKENS, ids) if i is None]
+        missing = [t for t, i in zip(VISION_TOKENS, ids, strict=True) if i is None]
         raise ConfigError(f"tokenizer lacks the vision tokens {missing}; load it with "
                           f"vqkit.tokenizer.load_tokenizer, which adds them")
     return VisionTokens(*ids)

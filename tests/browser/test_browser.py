@@ -53,7 +53,8 @@ def notebook_04(tmp_path) -> Path:
     import papermill
 
     configs = REPO / "configs"
-    for name, extra in (("01_data_inspection", {}), ("03_debug_run", {"config_path": str(configs / "first_demo.yaml")})):
+    for name, extra in (("01_data_inspection", {}),
+                        ("03_debug_run", {"config_path": str(configs / "first_demo.yaml")})):
         papermill.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(tmp_path / f"{name}.out.ipynb"),
                                    kernel_name=KERNEL, parameters={"work_dir": str(tmp_path), **extra},
                                    cwd=str(tmp_path), progress_bar=False)

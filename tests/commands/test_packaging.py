@@ -20,11 +20,12 @@ def _name(requirement: str) -> str:
 def test_environment_yml_names_the_same_packages_as_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"]}
-    for extra, reqs in project["optional-dependencies"].items():
+    for reqs in project["optional-dependencies"].values():
         wanted |= {_name(r) for r in reqs if not r.startswith("vqkit")}
     env = yaml.safe_load((REPO / "environment.yml").read_text())
     conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)}
-    pip = {_name(d) for d in next(d for d in env["dependencies"] if isinstance(d, dict))["pip"] if not d.startswith("-e")}
+    pip_block = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
+    pip = {_name(d) for d in pip_block if not d.startswith("-e")}
     have = pip | conda | ({"torch"} if "pytorch" in conda else set())
     assert wanted - have == set(), f"in pyproject, missing from environment.yml: {wanted - have}"
     assert pip - wanted == set(), f"in environment.yml, missing from pyproject: {pip - wanted}"

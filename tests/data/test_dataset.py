@@ -177,7 +177,7 @@ def test_dataloader_batches_are_identical_across_worker_counts(tiny_tokenizer, t
     ref = batches(0, 1)
     assert len(ref) == 3
     for got in (batches(2, 1),):
-        for (i0, im0, v0), (i1, im1, v1) in zip(ref, got):
+        for (i0, im0, v0), (i1, im1, v1) in zip(ref, got, strict=True):
             assert torch.equal(i0, i1) and torch.equal(im0, im1) and v0 == v1
     assert [v for (_, _, v) in batches(0, 2)] != [v for (_, _, v) in ref]
 

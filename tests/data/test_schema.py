@@ -78,10 +78,13 @@ def _corrupt_corpus(corpus):
         ("bad json", '{"images": ["img/a.png"], "question": "q", ', r"not valid JSON"),
         ("wrong R shape", _one(corpus, geom_token={**geo, "R": [np.eye(3).tolist()] * 2}),
          r"field 'geom_token.R': expected shape 3x3x3, got 2x3x3"),
-        ("R not rotation", _one(corpus, geom_token={**geo, "R": flip}), r"field 'geom_token.R': view 0 is not a rotation"),
-        ("non-finite t", _one(corpus, geom_token={**geo, "t": nan_t}), r"field 'geom_token.t': non-finite value at view 1"),
+        ("R not rotation", _one(corpus, geom_token={**geo, "R": flip}),
+         r"field 'geom_token.R': view 0 is not a rotation"),
+        ("non-finite t", _one(corpus, geom_token={**geo, "t": nan_t}),
+         r"field 'geom_token.t': non-finite value at view 1"),
         ("empty answer", _one(corpus, answer="  "), r"field 'answer': is empty"),
-        ("escaping path", _one(corpus, images=["../../outside.png"] * 3), r"field 'images\[0\]': .* outside the data root"),
+        ("escaping path", _one(corpus, images=["../../outside.png"] * 3),
+         r"field 'images\[0\]': .* outside the data root"),
         ("no question", _one(corpus, question=None), r"field 'question': missing"),
         ("bad K", _one(corpus, geom_token={**geo, "K": [[[0, 0, 0], [0, 0, 0], [0, 0, 0]]] * 3}), r"geom_token.K"),
         ("hist bins", _one(corpus, geom_token={**geo, "depth_hist": [[0.5, 0.5]] * 3}),
@@ -104,7 +107,8 @@ def _corrupt_corpus(corpus):
 def test_each_corruption_is_one_clear_error(tiny_records, case):
     cases = _corrupt_corpus(tiny_records)
     label, rec, pattern = cases[case]
-    (tiny_records.root.parent / "outside.png").write_bytes((tiny_records.root / tiny_records.records[0]["images"][0]).read_bytes())
+    first_image = tiny_records.root / tiny_records.records[0]["images"][0]
+    (tiny_records.root.parent / "outside.png").write_bytes(first_image.read_bytes())
     path = tiny_records.root / "bad.jsonl"
     line = rec if isinstance(rec, str) else json.dumps(rec)
     path.write_text(json.dumps(tiny_records.records[1]) + "\n" + line + "\n")

@@ -54,7 +54,7 @@ def write_records(root: Path, records=RECORDS, views: int = 2) -> Path:
             rec["images"].append(name)
         if i == 0:  # one record with camera geometry
             Rs, ts = zip(*[look_at([2.0 * np.cos(a), 2.0 * np.sin(a), 1.5], [0.0, 0.0, 1.0])
-                           for a in np.linspace(0, np.pi, views)])
+                           for a in np.linspace(0, np.pi, views)], strict=True)
             rec["geom_token"] = {"R": [r.tolist() for r in Rs], "t": [t.tolist() for t in ts],
                                  "K": [K.tolist()] * views, "depth_hist": [[1.0] + [0.0] * 15] * views}
         lines.append(json.dumps(rec))

@@ -142,7 +142,8 @@ def roomplan_records(eval_records):
 
     from vqkit.roomplan import ROOMPLAN_QUESTION, Opening, Room, RoomObject, Wall
 
-    room = Room(walls=[Wall("w0", (0.0, 1.5, 1.25), 3.0, 2.5, math.pi / 2), Wall("w1", (1.5, 0.0, 1.25), 3.0, 2.5, 0.0)],
+    room = Room(walls=[Wall("w0", (0.0, 1.5, 1.25), 3.0, 2.5, math.pi / 2),
+                       Wall("w1", (1.5, 0.0, 1.25), 3.0, 2.5, 0.0)],
                 doors=[Opening("d0", "door", "w1", (1.0, 0.0, 1.0), 0.9, 2.0, 0.0, True)],
                 objects=[RoomObject("o0", "chair", (1.0, 1.0, 0.45), (0.5, 0.9, 0.5), 0.0)])
     lines = []
@@ -170,7 +171,8 @@ def test_ask_roomplan_generates_like_eval(model, roomplan_records):
     rows, metrics = evaluate(model, cfg, roomplan_records, language=False, progress=False)
     assert metrics["roomplan"]["n"] == 2
     for i, row in enumerate(rows):
-        images = [str(roomplan_records.parent / p) for p in json.loads(roomplan_records.read_text().splitlines()[i])["images"]]
+        record = json.loads(roomplan_records.read_text().splitlines()[i])
+        images = [str(roomplan_records.parent / p) for p in record["images"]]
         room, problems, text = ask_roomplan(model, images, cfg=cfg)
         assert text == row["prediction"]  # same prompt, budget and stopping rule as eval
         parsed, parse_problems = Room.from_text(text)
@@ -181,7 +183,8 @@ def test_ask_roomplan_generates_like_eval(model, roomplan_records):
 def test_cli_ask_roomplan_writes_capturedroom_json(tiny_model_dir, model, roomplan_records, tmp_path, capsys):
     from vqkit.roomplan import Room
 
-    images = [str(roomplan_records.parent / p) for p in json.loads(roomplan_records.read_text().splitlines()[0])["images"]]
+    record = json.loads(roomplan_records.read_text().splitlines()[0])
+    images = [str(roomplan_records.parent / p) for p in record["images"]]
     room, problems, _ = ask_roomplan(model, images, cfg=_short_layouts(model))
     args = ["ask", "--model", str(tiny_model_dir), "--images", *images, "--roomplan",
             "--set", "eval.roomplan_max_new_tokens=24"]

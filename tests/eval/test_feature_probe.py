@@ -42,7 +42,7 @@ def _rooms(n: int, planted: bool, seed: int) -> tuple[torch.Tensor, torch.Tensor
         cells = GRID // 2
         for room in range(n):
             present = (targets[room] != ABSENT).nonzero().flatten().tolist()
-            for cat, slot in zip(present, torch.randperm(2 * cells * cells, generator=g).tolist()):
+            for cat, slot in zip(present, torch.randperm(2 * cells * cells, generator=g).tolist(), strict=False):
                 view, cell = divmod(slot, cells * cells)
                 patch = SPECIAL + (cell // cells) * 2 * GRID + (cell % cells) * 2  # the cell's top-left patch
                 feats[room, view, patch, cat] += 3.0

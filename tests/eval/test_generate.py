@@ -194,7 +194,8 @@ def test_rescore_reports_bad_rows(tmp_path, capsys):
 def test_roomplan_rows_are_scored_as_layouts():
     from vqkit.roomplan import Room
 
-    text = "wall 0 x=0 y=0 w=400 h=250 yaw=0\nwall 1 x=200 y=150 w=300 h=250 yaw=90\ntable x=50 y=60 w=120 h=75 d=80 yaw=0"
+    text = ("wall 0 x=0 y=0 w=400 h=250 yaw=0\nwall 1 x=200 y=150 w=300 h=250 yaw=90\n"
+            "table x=50 y=60 w=120 h=75 d=80 yaw=0")
     gold, problems = Room.from_text(text)
     assert not problems
     rows = [

@@ -24,7 +24,7 @@ def test_from_config_uses_tokenizer_vocab_and_is_seedable():
     b = build_llm(tiny_cfg(), vocab_size=300)
     assert a.get_input_embeddings().num_embeddings == 300
     assert a.config.hidden_size == 64 and a.dtype == torch.float32
-    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert torch.equal(p, q), n
     logits = a(input_ids=torch.tensor([[1, 2, 3]])).logits
     assert logits.shape == (1, 3, 300)

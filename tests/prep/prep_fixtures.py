@@ -235,7 +235,8 @@ def write_sqa3d(folder: Path, split: str, scene_ids: list[str], per_scene: int =
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"v1_balanced_questions_{split}_scannetv2.json").write_text(json.dumps({"questions": questions}))
-    (folder / f"v1_balanced_sqa_annotations_{split}_scannetv2.json").write_text(json.dumps({"annotations": annotations}))
+    annotations_file = folder / f"v1_balanced_sqa_annotations_{split}_scannetv2.json"
+    annotations_file.write_text(json.dumps({"annotations": annotations}))
     return questions
 
 
@@ -274,7 +275,8 @@ def export_arkit(scene: FixtureScene, root: Path, vid: str, fold: str = "Trainin
     (frames / "lowres_wide.traj").write_text("\n".join(lines) + "\n")
     data = []
     for k, box in enumerate(scene.boxes):
-        data.append({"uid": f"box-{k}", "label": box.label.replace("_", " ") if box.label == "tv_monitor" else box.label,
+        label = box.label.replace("_", " ") if box.label == "tv_monitor" else box.label
+        data.append({"uid": f"box-{k}", "label": label,
                      "segments": {"obbAligned": {"centroid": (box.center + offset).tolist(),
                                                  "axesLengths": box.lengths.tolist(),
                                                  "normalizedAxes": box.axes().reshape(-1).tolist()}}})
@@ -328,7 +330,7 @@ def export_synth_scannet(synth_dir: Path, scene_id: str, root: Path, layout: str
     for f in k_files:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(_mat_text(G.pose_matrix(np.asarray(cameras[0]["K"]), np.zeros(3))))
-    for i, (cam, (c_path, d_path, p_path)) in enumerate(zip(cameras, paths)):
+    for i, (cam, (c_path, d_path, p_path)) in enumerate(zip(cameras, paths, strict=True)):
         for p in (c_path, d_path, p_path):
             p.parent.mkdir(parents=True, exist_ok=True)
         Image.open(base / cam["image"]).convert("RGB").save(c_path, quality=95)

@@ -64,7 +64,7 @@ def test_objects_are_mapped_to_roomplan(arkit_tree, converted):
         shift = np.asarray(info["offset"]) + np.asarray(rec["world_offset"])
         boxes = [b for b in info["scene"].boxes if b.label != "plant_pot"]
         assert [o.category for o in room.objects] == [arkit.LABEL_TO_ROOMPLAN[b.label] for b in boxes]
-        for obj, box in zip(room.objects, boxes):
+        for obj, box in zip(room.objects, boxes, strict=True):
             np.testing.assert_allclose(obj.center, box.center + shift, atol=1e-6)
             w, d = sorted(box.lengths[:2], reverse=True)
             np.testing.assert_allclose(obj.size, (w, box.lengths[2], d), atol=1e-9)

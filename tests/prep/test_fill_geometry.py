@@ -42,7 +42,7 @@ def test_fills_only_missing_geometry_and_keeps_every_other_field(synth_dir, tiny
     old = [json.loads(line) for line in before.decode().splitlines()]
     new = [json.loads(line) for line in out.read_text().splitlines()]
     assert new[0] == old[0]
-    for a, b in zip(old[1:], new[1:]):
+    for a, b in zip(old[1:], new[1:], strict=True):
         assert {k: v for k, v in b.items() if k not in ("geom_token", "geom_token_from")} == \
                {k: v for k, v in a.items() if k != "geom_token"}
         assert b["geom_token_from"]["model"] == str(tiny_vggt_file)

@@ -63,7 +63,7 @@ def test_synth_scene_through_arkit_layout(synth_dir, tmp_path):
     got = Room.from_capturedroom(m["roomplan"]).objects
     want = [o for o in info["layout"]["objects"] if o["category"] in F.ROOMPLAN_TO_ARKIT]
     assert [o.category for o in got] == [o["category"] for o in want]
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g.center, np.asarray(w["center"]) + shift, atol=1e-6)
         ww, hh, dd = w["size"]
         assert g.size[1] == pytest.approx(hh) and sorted(g.size[::2]) == pytest.approx(sorted([ww, dd]))

@@ -30,9 +30,11 @@ def test_shuffle_views_moves_every_sample_and_keeps_text():
 
 def test_table_lists_every_qtype():
     full = {"overall": {"n": 3, "em": 66.7, "em_refined": 66.7},
-            "by_qtype": {"colour": {"n": 2, "em": 100.0, "em_refined": 100.0}, "counting": {"n": 1, "em": 0.0, "em_refined": 0.0}}}
+            "by_qtype": {"colour": {"n": 2, "em": 100.0, "em_refined": 100.0},
+                         "counting": {"n": 1, "em": 0.0, "em_refined": 0.0}}}
     blind = {"overall": {"n": 3, "em": 33.3, "em_refined": 33.3},
-             "by_qtype": {"colour": {"n": 2, "em": 50.0, "em_refined": 50.0}, "counting": {"n": 1, "em": 0.0, "em_refined": 0.0}}}
+             "by_qtype": {"colour": {"n": 2, "em": 50.0, "em_refined": 50.0},
+                          "counting": {"n": 1, "em": 0.0, "em_refined": 0.0}}}
     text = format_table(full, blind, {"loss_views": 0.5, "loss_shuffled_views": 1.0})
     assert "colour" in text and "counting" in text and "2.00x" in text
 

@@ -134,7 +134,8 @@ def test_records_without_poses_or_depth_are_named(synth_dir, tmp_path):
     data = tiny_pretrain_config(synth_dir, tmp_path / "run")
     data["data"]["train"] = [{"path": str(tmp_path / "nogeo.jsonl")}]
     data["data"]["allow_outside_root"] = True
-    with pytest.raises(DataError, match=r"no record with poses .* 0 view sets .* 3 records .* \(2 repeated views, 1 without poses"):
+    pattern = r"no record with poses .* 0 view sets .* 3 records .* \(2 repeated views, 1 without poses"
+    with pytest.raises(DataError, match=pattern):
         pretrain_encoder(config_from_dict(data), progress=False)
 
 
@@ -186,7 +187,8 @@ def test_semantic_objective_alone_writes_an_aggregator_file_and_scores_held_out_
     assert {k.split(".")[0] for k in keys} == {"aggregator"}  # the semantic head stays behind
     trained = ckpt.load_file(str(run_dir / "checkpoints" / "step_000006" / "trainable.safetensors"))
     assert any(k.startswith("semantic_head.") for k in trained)  # ... but resumes with the run
-    agg = Aggregator.from_config(EncoderConfig(**TINY_PRETRAIN_ENCODER, weights=str(result.final_dir / "model.safetensors")))
+    weights = str(result.final_dir / "model.safetensors")
+    agg = Aggregator.from_config(EncoderConfig(**TINY_PRETRAIN_ENCODER, weights=weights))
     assert torch.equal(agg.camera_token, trained["aggregator.camera_token"])
 
 
@@ -209,12 +211,14 @@ def test_semantic_settings_and_data_are_checked(synth_dir, tmp_path):
     with pytest.raises(ConfigError, match="semantic_classes must be in 2..255"):
         config_from_dict(_semantic_config(synth_dir, tmp_path / "a", semantic_classes=0))
     with pytest.raises(ConfigError, match=r"semantic_cells \(3\) must divide the patch size \(14\)"):
-        pretrain_encoder(config_from_dict(_semantic_config(synth_dir, tmp_path / "a", semantic_cells=3)), progress=False)
+        cfg = config_from_dict(_semantic_config(synth_dir, tmp_path / "a", semantic_cells=3))
+        pretrain_encoder(cfg, progress=False)
     # records without semantic maps: a one-line error naming what is missing and where
     plain = tmp_path / "plain.jsonl"
     write_jsonl(plain, [{k: v for k, v in json.loads(line).items() if k != "semantics"}
                         for line in (synth_dir / "train.jsonl").read_text().splitlines()])
     cfg = _semantic_config(synth_dir, tmp_path / "b")
     cfg["data"].update(train=[{"path": str(plain)}], image_root=str(synth_dir))
-    with pytest.raises(DataError, match=r"no record with semantic maps \(semantics\): 0 view sets .* without semantic maps"):
+    with pytest.raises(DataError,
+                       match=r"no record with semantic maps \(semantics\): 0 view sets .* without semantic maps"):
         pretrain_encoder(config_from_dict(cfg), progress=False)

@@ -38,11 +38,11 @@ def test_fused_and_default_adamw_take_the_same_step():
     models = [TwoGroups(), TwoGroups()]
     models[1].load_state_dict(models[0].state_dict())
     x = torch.randn(4, 3)
-    for model, device in zip(models, ("cpu", "cuda")):
+    for model, device in zip(models, ("cpu", "cuda"), strict=True):
         optimizer = build_optimizer(model, train_cfg, device=device)
         for _ in range(3):
             model.b(model.a(x)).square().sum().backward()
             optimizer.step()
             optimizer.zero_grad()
-    for p, q in zip(models[0].parameters(), models[1].parameters()):
+    for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

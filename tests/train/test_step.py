@@ -126,7 +126,7 @@ def test_accumulated_gradient_equals_one_big_batch(setup):
     with torch.no_grad():
         own = [float(model(batch).loss) for batch in micro_batches]
     means = result["step"].micro_batch_losses
-    assert len(means) == 3 and all(abs(a - b) <= TOLERANCE for a, b in zip(means, own))
+    assert len(means) == 3 and all(abs(a - b) <= TOLERANCE for a, b in zip(means, own, strict=True))
     assert abs(sum(means) / 3 - result["step"].loss) > 1000 * TOLERANCE
 
     # The old weighting (mean of the micro-batch means) is far from the big batch's gradient.

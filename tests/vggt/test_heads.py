@@ -286,7 +286,7 @@ def test_from_config_shares_the_aggregator_init_and_loads_weights(tmp_path):
     cfg = EncoderConfig(**TINY_AGG, seed=5, layers=[-2])
     model = VGGT.from_config(cfg, **TINY_HEADS)
     alone = Aggregator.from_config(cfg)
-    for (key, a), b in zip(model.aggregator.state_dict().items(), alone.state_dict().values()):
+    for (key, a), b in zip(model.aggregator.state_dict().items(), alone.state_dict().values(), strict=True):
         assert torch.equal(a, b), key
     assert not any(p.requires_grad for p in model.aggregator.parameters())
     assert all(p.requires_grad for p in model.camera_head.parameters())
@@ -302,7 +302,7 @@ def test_from_config_shares_the_aggregator_init_and_loads_weights(tmp_path):
 
 
 def _max_diff(a, b) -> float:
-    return max((x - y).abs().max().item() for x, y in zip(a, b))
+    return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
 
 
 def test_parity_camera_head_with_official():

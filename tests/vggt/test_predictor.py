@@ -182,11 +182,12 @@ def test_the_model_predicts_geometry_for_records_without_it(synth_dir, tiny_vggt
     with torch.no_grad():
         auto = model.vision_tokens(batch, [0, 1, 2])
         manual = model.vision_tokens(given, [0, 1, 2])
-        assert all(torch.allclose(a, m, atol=1e-5) for a, m in zip(auto, manual))
+        assert all(torch.allclose(a, m, atol=1e-5) for a, m in zip(auto, manual, strict=True))
         # from cached features (the demo-size aggregator's only layer is the heads' layer)
         cached = dict(batch, features=model.encode_views(batch["images"], batch["view_mask"]))
         del cached["images"]
-        assert all(torch.allclose(a, c, atol=1e-5) for a, c in zip(auto, model.vision_tokens(cached, [0, 1, 2])))
+        from_cache = model.vision_tokens(cached, [0, 1, 2])
+        assert all(torch.allclose(a, c, atol=1e-5) for a, c in zip(auto, from_cache, strict=True))
     # source heads: every sample's geometry is predicted, the records' are not used
     heads = dataclasses.replace(cfg.model, geometry=dataclasses.replace(cfg.model.geometry, source="heads"))
     assert Collator(model.tokenizer, heads, cfg.data)(samples)["predict_geometry"].all()

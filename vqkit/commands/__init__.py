@@ -28,7 +28,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("vqkit.commands.demo", "synthetic data -> train -> eval vs blind baseline, end to end on CPU"),
     "pretrain-encoder": ("vqkit.commands.pretrain_encoder", "train VGGT's aggregator with camera and depth heads"),
     "eval-geometry": ("vqkit.commands.eval_geometry", "pose and depth errors of a VGGT's heads vs untrained"),
-    "probe-features": ("vqkit.commands.probe_features", "how well an encoder's features tell the synthetic objects' colours"),
+    "probe-features": ("vqkit.commands.probe_features",
+                       "how well an encoder's features tell the synthetic objects' colours"),
 }
 
 

@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder-pretrain", default=None, metavar="CONFIG",
                         help="a vqkit pretrain-encoder config: pretrain the demo config's aggregator with it first; "
                              "default: the default demo's, or a given --config's own encoder")
-    parser.add_argument("--data-dir", default="data/synth", help="where the synthetic rooms are (generated when missing)")
+    parser.add_argument("--data-dir", default="data/synth",
+                        help="where the synthetic rooms are (generated when missing)")
     parser.add_argument("--run-dir", default="runs/demo", help="run folder (replaced if it holds an earlier demo)")
     parser.add_argument("--scenes", type=int, default=DEFAULT_SYNTH["scenes"], help="synthetic rooms to generate")
     parser.add_argument("--views", type=int, default=DEFAULT_SYNTH["views"], help="views per room")

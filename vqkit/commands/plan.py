@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             m["predicted_mb"] = pred.total(bs) / MB
             m["error"] = m["predicted_mb"] / m["peak_mb"] - 1
             result["probe"] = [m]
-            text += (f"\n\nprobe: one real step at batch {bs} (sequence {m['seq_len']}): peak RSS {m['peak_mb']:.0f} MB, "
-                     f"plan {m['predicted_mb']:.0f} MB ({100 * m['error']:+.1f}%)")
+            text += (f"\n\nprobe: one real step at batch {bs} (sequence {m['seq_len']}): "
+                     f"peak RSS {m['peak_mb']:.0f} MB, plan {m['predicted_mb']:.0f} MB ({100 * m['error']:+.1f}%)")
     print(json.dumps(result) if args.json else text)
     return 0

@@ -113,13 +113,14 @@ def geometry(argv: list[str]) -> int:
         epilog="examples:\n"
                "  vqkit prep geometry --records data/seed/val.jsonl --model runs/demo/final "
                "--out data/seed/val_geom.jsonl\n"
-               "  vqkit prep geometry --records val.jsonl --model runs/enc/encoder/model.safetensors --out val_pred.jsonl "
-               "--replace",
+               "  vqkit prep geometry --records val.jsonl --model runs/enc/encoder/model.safetensors "
+               "--out val_pred.jsonl --replace",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", required=True, type=Path, help="record file (JSONL or JSON array)")
     parser.add_argument("--model", required=True,
-                        help="vqkit model folder (RUN/final: its model.encoder weights and data settings) or a whole-VGGT "
-                             "weights file / folder / hub id (RUN/encoder/model.safetensors, the official model.pt)")
+                        help="vqkit model folder (RUN/final: its model.encoder weights and data settings) or a "
+                             "whole-VGGT weights file / folder / hub id (RUN/encoder/model.safetensors, the official "
+                             "model.pt)")
     parser.add_argument("--out", required=True, type=Path, help="output record file (not IN)")
     parser.add_argument("--replace", action="store_true", help="predict for every record, replacing its own geometry")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT")

@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out and Path(args.out).exists() and not args.overwrite:
         raise ConfigError(f"{args.out} exists; pass --overwrite to replace it or choose another --out")
     cfg = load_config(args.config, args.overrides)
-    scores = probe_features(cfg, args.data, cache_dir=args.cache, epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
+    scores = probe_features(cfg, args.data, cache_dir=args.cache, epochs=args.epochs, seed=args.seed,
+                            progress=not args.no_progress)
     scores["config"], scores["overrides"] = args.config, args.overrides
     print(f"object colour {100 * scores['colour_accuracy']:.1f}% (always the commonest: "
           f"{100 * scores['colour_chance']:.1f}%), presence {100 * scores['presence_accuracy']:.1f}% "

@@ -241,7 +241,8 @@ class FeatureCache:
             n += 1
         return n
 
-    def features(self, rec: Record, views: Sequence[int]) -> tuple[torch.Tensor, list[tuple[int, int]], tuple[int, int]]:
+    def features(self, rec: Record,
+                 views: Sequence[int]) -> tuple[torch.Tensor, list[tuple[int, int]], tuple[int, int]]:
         """Rows of ``views`` (record view indices, a subset of the cached ones) ->
         (features [V, P, C] in the cache dtype, source (w, h) of each view, common (H, W))."""
         shard, row, n, cached, sizes, hw = self.entry(rec)

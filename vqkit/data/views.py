@@ -42,7 +42,7 @@ def choose_views(num_available: int, num_views: int, sampling: str, dropout: flo
         keep = rng.random(len(views)) >= dropout
         if not keep.any():
             keep[rng.integers(len(views))] = True
-        views = [v for v, k in zip(views, keep) if k]
+        views = [v for v, k in zip(views, keep, strict=True) if k]
     return views
 
 

@@ -102,7 +102,7 @@ def iter_batches(dataset, indices: Sequence[int], collator, batch_size: int, num
 
     chunks = [list(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)]
     loader = DataLoader(dataset, batch_sampler=chunks, collate_fn=collator, num_workers=num_workers)
-    yield from zip(chunks, loader)
+    yield from zip(chunks, loader, strict=True)
 
 
 def generation_kwargs(cfg: Config) -> dict:
@@ -216,7 +216,7 @@ def _generate_shard(core, cfg, dataset, positions: list[int], collator, batch_si
                                     if any(is_layout_row(m) for m in batch["meta"])
                                     else cfg.eval.max_new_tokens)
         texts = core.generate(batch, max_new_tokens=budget, **gen_kwargs)
-        for pos, meta, text in zip(chunk, batch["meta"], texts):
+        for pos, meta, text in zip(chunk, batch["meta"], texts, strict=True):
             if meta.get("replaced_from") is not None:
                 # on_error=skip replaced an undecodable record: its answer is not this record's
                 skipped.append({"index": pos, "id": meta["replaced_from"]})

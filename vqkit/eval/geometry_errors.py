@@ -157,7 +157,8 @@ def format_geometry_table(result: dict[str, Any]) -> str:
         cells = []
         for c in columns:
             value = result[c].get(key)
-            cells.append(f"{'-' if value is None or (isinstance(value, float) and math.isnan(value)) else fmt.format(value):>12}")
+            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            cells.append(f"{'-' if missing else fmt.format(value):>12}")
         lines.append(f"{label:<44}" + "".join(cells))
     first = result[columns[0]]
     lines.append(f"{first['rooms']} rooms, {first['pairs']} view pairs, {first['views']} depth maps at "

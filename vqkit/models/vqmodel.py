@@ -258,8 +258,8 @@ class VQModel(nn.Module):
         predict = batch.get("predict_geometry")
         predicting = predict is not None and self.geometry is not None and bool(predict[samples].any())
         if predicting and self.geometry_predictor is None:
-            raise ConfigError("the batch asks for predicted geometry (model.geometry.source heads / auto) but the model "
-                              "has no VGGT heads: load it with load_model(..., geometry_source=...)")
+            raise ConfigError("the batch asks for predicted geometry (model.geometry.source heads / auto) but the "
+                              "model has no VGGT heads: load it with load_model(..., geometry_source=...)")
         outputs: list[torch.Tensor | None] = []
         if batch.get("features") is not None:
             feats = batch["features"][samples]
@@ -281,8 +281,9 @@ class VQModel(nn.Module):
         if use_geo:
             geometry = {k: (v[samples] if torch.is_tensor(v) else v) for k, v in batch["geometry"].items()}
             if predicting:
-                geometry = self.geometry_predictor.fill_batch(geometry, batch, samples, outputs, self.encoder.patch_start_idx,
-                                                              self.image_hw(batch), self.config.model.geometry)
+                geometry = self.geometry_predictor.fill_batch(geometry, batch, samples, outputs,
+                                                              self.encoder.patch_start_idx, self.image_hw(batch),
+                                                              self.config.model.geometry)
             geo_tokens = self.geometry(geometry, view_mask)  # [b, S, D]
             if not bool(geom_mask[samples].any()):
                 projected = projected + 0.0 * geo_tokens.sum()  # in the graph, without changing any value
@@ -302,7 +303,7 @@ class VQModel(nn.Module):
         seeing = [i for i, n in enumerate((batch["input_ids"] == self.image_pad_id).sum(dim=1).tolist()) if n]
         tokens = self.vision_tokens(batch, seeing) if seeing else []
         out: list[torch.Tensor | None] = [None] * batch["input_ids"].shape[0]
-        for i, t in zip(seeing, tokens):
+        for i, t in zip(seeing, tokens, strict=True):
             out[i] = t
         return out
 

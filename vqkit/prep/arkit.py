@@ -288,7 +288,7 @@ def _view_depths(frames_dir: Path, frames: list[tuple[Path, Path]], poses: list[
     from PIL import Image
 
     depths, heights = [], []
-    for (image, pincam), (R, t) in zip(frames, poses):
+    for (image, pincam), (R, t) in zip(frames, poses, strict=True):
         depth_path = frames_dir / "lowres_depth" / image.name
         if not depth_path.is_file():
             depths.append(None)

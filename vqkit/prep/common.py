@@ -299,7 +299,8 @@ class Summary:
             "warnings": dict(sorted(self.warnings.items())),
             **self.extra,
             "seconds": round(self.seconds, 3),
-            "scenes_per_s": round(self.scenes_converted / converted_s, 3) if converted_s > 0 and self.scenes_converted else None,
+            "scenes_per_s": (round(self.scenes_converted / converted_s, 3)
+                             if converted_s > 0 and self.scenes_converted else None),
         }
 
     def report(self, out_dir: Path) -> str:

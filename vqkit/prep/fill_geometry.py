@@ -10,8 +10,8 @@ the record conventions: ``R``, ``t`` world-to-camera relative to view 0 (the fir
 each image file as stored, ``depth_hist``. The scale (docs/design.md section 8) comes from the
 record's metric depth maps when it has ``depths``, else from the median-depth prior. Every other
 field keeps its value and place (key order), plus ``geom_token_from`` saying where the geometry came
-from (the model, and whether the scale came from depth maps or the prior). A prediction that is not finite is refused: that record keeps its
-``geom_token``, and the report counts it.
+from (the model, and whether the scale came from depth maps or the prior). A prediction that is not
+finite is refused: that record keeps its ``geom_token``, and the report counts it.
 
 ``model`` is a vqkit model folder (its ``model.encoder`` weights, image size, resize mode, depth bins
 and prior) or a whole-VGGT weights file, folder or hub id (``RUN/encoder/model.safetensors`` of
@@ -118,7 +118,8 @@ def predict_record_geometry(vggt, record, settings: PredictorSettings, where: st
                                        fields=[f"images[{i}]" for i in range(len(record.images))])
     reference = None
     if record.depths is not None:
-        depths = [load_depth(path, plan, field=f"depths[{i}]") for i, (path, plan) in enumerate(zip(record.depths, plans))]
+        depths = [load_depth(path, plan, field=f"depths[{i}]")
+                  for i, (path, plan) in enumerate(zip(record.depths, plans, strict=True))]
         reference = torch.stack(pad_to_common(depths, fill=0.0, shifts=shifts)[0])
     device = next(vggt.parameters()).device
     out = vggt(torch.stack(images)[None].to(device))
@@ -156,7 +157,8 @@ def fill_geometry(records: str | Path, out: str | Path, model: str | Path, *, re
     report = FillReport(records=len(raw))
     cache: dict[tuple, dict | DataError] = {}
     rows = []
-    for obj, record in tqdm(list(zip(raw, parsed)), desc="prep geometry", disable=not progress, dynamic_ncols=True):
+    pairs = list(zip(raw, parsed, strict=True))
+    for obj, record in tqdm(pairs, desc="prep geometry", disable=not progress, dynamic_ncols=True):
         if record.geometry is not None and not replace:
             report.kept += 1
             rows.append(obj)

@@ -106,7 +106,7 @@ def valid_frames(scene: SceneFrames) -> tuple[list[Frame], np.ndarray, int, int]
         poses.append(C.read_matrix(fr.pose))
     poses = np.array(poses).reshape(-1, 4, 4)
     ok = C.valid_poses(poses)
-    kept = [fr for fr, good in zip(present, ok) if good]
+    kept = [fr for fr, good in zip(present, ok, strict=True) if good]
     return kept, poses[ok], int((~ok).sum()), missing
 
 

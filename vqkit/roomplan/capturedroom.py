@@ -135,7 +135,8 @@ def to_capturedroom(room) -> dict:
     return out
 
 
-def _surface(uid: str, parent: str | None, category: dict, width: float, height: float, center: Vec3, yaw: float) -> dict:
+def _surface(uid: str, parent: str | None, category: dict, width: float, height: float, center: Vec3,
+             yaw: float) -> dict:
     return {
         "identifier": uid,
         "parentIdentifier": parent,
@@ -192,7 +193,8 @@ def read_capturedroom(data: dict, room, *, where: str = "roomplan", problems: li
                 notes.append(f"{s_where}.parentIdentifier: no wall {parent}")
             is_open = payload.get("isOpen") if kind == "door" else None
             oid = str(s.get("identifier") or f"{kind}{i}")
-            target.append(Opening(oid, kind, parent, center, dims[0], dims[1], yaw, None if is_open is None else bool(is_open)))
+            open_state = None if is_open is None else bool(is_open)
+            target.append(Opening(oid, kind, parent, center, dims[0], dims[1], yaw, open_state))
     for i, s in enumerate(_as_list(data, "objects", where)):
         o_where = f"{where}.objects[{i}]"
         s = _as_dict(s, o_where)

@@ -176,7 +176,7 @@ def score_layouts(predicted: Sequence[Room | str | None], gold: Sequence[Room],
     n_pred = {g: 0 for g in groups}
     n_gold = {g: 0 for g in groups}
     count_ok, count_err = 0, 0
-    for pr, gr in zip(rooms, gold):
+    for pr, gr in zip(rooms, gold, strict=True):
         _match_room(pr, gr, groups, thresholds, thin, tp, n_pred, n_gold)
         p_counts = _category_counts(pr)
         g_counts = _category_counts(gr)

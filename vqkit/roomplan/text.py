@@ -70,7 +70,8 @@ def room_to_text(room) -> str:
     qwalls = []
     for w in room.walls:
         h = _cm(w.height)
-        qwalls.append((w.id, _cm(w.center[0]), _cm(w.center[1]), _cm(w.center[2] - w.height / 2), _cm(w.width), h, _deg180(w.yaw)))
+        qwalls.append((w.id, _cm(w.center[0]), _cm(w.center[1]), _cm(w.center[2] - w.height / 2), _cm(w.width), h,
+                       _deg180(w.yaw)))
     if qwalls:
         mx = sum(q[1] for q in qwalls) / len(qwalls)
         my = sum(q[2] for q in qwalls) / len(qwalls)
@@ -91,7 +92,8 @@ def room_to_text(room) -> str:
         open_field = () if o.kind != "door" or o.is_open is None else (int(bool(o.is_open)),)
         i = index_of.get(o.wall_id) if o.wall_id is not None else None
         if i is None:
-            orphans.append((OPENING_KINDS.index(o.kind), _cm(o.center[0]), _cm(o.center[1]), z, w, h, _deg180(o.yaw), open_field))
+            orphans.append((OPENING_KINDS.index(o.kind), _cm(o.center[0]), _cm(o.center[1]), z, w, h, _deg180(o.yaw),
+                            open_field))
             continue
         q = qwalls[i]
         offset = np.asarray(o.center[:2]) * 100.0 - np.array([q[1], q[2]], dtype=np.float64)
@@ -240,7 +242,8 @@ class _TextReader:
                 continue
             idx = int(line.args[0])
             if idx in walls_by_index:
-                self.problems.append(f"line {n}: duplicate wall {idx} (first on line {walls_by_index[idx][1]}); skipped")
+                first = walls_by_index[idx][1]
+                self.problems.append(f"line {n}: duplicate wall {idx} (first on line {first}); skipped")
                 continue
             wall = Wall(f"wall{idx}", (f["x"] / 100, f["y"] / 100, (f["z"] + f["h"] / 2) / 100), f["w"] / 100,
                         f["h"] / 100, math.radians(f["yaw"]))

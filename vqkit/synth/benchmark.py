@@ -70,7 +70,8 @@ def _write_scene(job: tuple) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     nbytes = 0
     for v, cam in enumerate(cameras):
-        rgb_name, depth_name, semantic_name = f"rgb_{v:02d}.{image_format}", f"depth_{v:02d}.png", f"semantic_{v:02d}.png"
+        rgb_name, depth_name = f"rgb_{v:02d}.{image_format}", f"depth_{v:02d}.png"
+        semantic_name = f"semantic_{v:02d}.png"
         img = Image.fromarray(sc["rgb"][v])
         if image_format == "jpg":
             img.save(folder / rgb_name, quality=95)

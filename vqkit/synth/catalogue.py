@@ -132,7 +132,8 @@ def object_parts(category: str, w: float, d: float, h: float, on_floor: bool = T
                 (-0.02, 0.02, -y + 0.03, -y + 0.13, h, h + 0.12, GREY)]
     if category == "refrigerator":
         return [(-x, x, -y, y, 0, h, "main"), (-x + 0.02, x - 0.02, y, y + 0.01, h * 0.64, h * 0.66, DARK),
-                (x - 0.1, x - 0.06, y, y + 0.04, h * 0.7, h * 0.85, GREY), (x - 0.1, x - 0.06, y, y + 0.04, h * 0.4, h * 0.58, GREY)]
+                (x - 0.1, x - 0.06, y, y + 0.04, h * 0.7, h * 0.85, GREY),
+                (x - 0.1, x - 0.06, y, y + 0.04, h * 0.4, h * 0.58, GREY)]
     if category == "bathtub":
         t = 0.08
         return [(-x, x, -y, y, 0, 0.1, "main"), (-x + t, x - t, -y + t, y - t, 0.1, 0.12, WHITE),

@@ -265,8 +265,8 @@ class SceneQuestions:
         q = self.pick(sorted(sectors))
         centre = sectors[q]
         diff = [abs((bearing(o) - centre + 180) % 360 - 180) for o in self.objects if o["id"] not in exclude]
-        near = [o for o, d in zip([o for o in self.objects if o["id"] not in exclude], diff) if d < 55]
-        inside = [o for o, d in zip([o for o in self.objects if o["id"] not in exclude], diff) if d < 35]
+        near = [o for o, d in zip([o for o in self.objects if o["id"] not in exclude], diff, strict=True) if d < 55]
+        inside = [o for o, d in zip([o for o in self.objects if o["id"] not in exclude], diff, strict=True) if d < 35]
         cats = {o["category"] for o in near}
         if not inside or len(cats) != 1 or not any(o["visible_views"] for o in inside):
             return None  # nothing there, or several kinds of thing: no single right answer

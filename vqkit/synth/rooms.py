@@ -147,7 +147,7 @@ class _Furnisher:
         n_cat = int(rng.integers(3, 7))
         self.chosen = [cats[i] for i in rng.choice(len(cats), size=n_cat, replace=False)]
         colours = [COLOURS[i] for i in rng.choice(len(COLOURS), size=n_cat, replace=False)]
-        self.colour_of = dict(zip(self.chosen, colours))
+        self.colour_of = dict(zip(self.chosen, colours, strict=True))
         self.counts = {c: int(rng.integers(1, MAX_COUNT.get(c, 3) + 1)) for c in self.chosen}
         self.zones = _keep_out(room, doors, windows)
         self.placed: list[dict] = []
@@ -204,8 +204,10 @@ class _Furnisher:
                 cx, cy = (tfp[0] + tfp[2]) / 2, (tfp[1] + tfp[3]) / 2
                 along = rng.uniform(-0.25, 0.25)
                 off = d / 2 + 0.12
-                pos = [(cx + along * (tfp[2] - tfp[0]), tfp[1] - off), (cx + along * (tfp[2] - tfp[0]), tfp[3] + off),
-                       (tfp[0] - off, cy + along * (tfp[3] - tfp[1])), (tfp[2] + off, cy + along * (tfp[3] - tfp[1]))][side]
+                pos = [(cx + along * (tfp[2] - tfp[0]), tfp[1] - off),
+                       (cx + along * (tfp[2] - tfp[0]), tfp[3] + off),
+                       (tfp[0] - off, cy + along * (tfp[3] - tfp[1])),
+                       (tfp[2] + off, cy + along * (tfp[3] - tfp[1]))][side]
                 front = np.array([cx, cy]) - np.array(pos)
                 front = front / np.linalg.norm(front)
                 yaw = math.atan2(-front[0], front[1])
@@ -283,9 +285,10 @@ def sample_cameras(rng: np.random.Generator, room: dict, objects: list[dict], vi
     cand = np.stack([rng.uniform(0, W, 600), rng.uniform(0, D, 600)], axis=1)
     x, y = cand[:, 0], cand[:, 1]
     ok = (x > 0.4) & (x < W - 0.4) & (y > 0.4) & (y < D - 0.4)
-    blocked = [room["notch"]] if room["notch"] is not None else []
-    blocked += [o["_fp"] for o in objects if "_fp" in o]
-    for b, m in zip(blocked, [0.4] * (room["notch"] is not None) + [0.6] * len(blocked)):
+    footprints = [o["_fp"] for o in objects if "_fp" in o]
+    blocked = ([room["notch"]] if room["notch"] is not None else []) + footprints
+    margins = [0.4] * (room["notch"] is not None) + [0.6] * len(footprints)
+    for b, m in zip(blocked, margins, strict=True):
         ok &= ~((x > b[0] - m) & (x < b[2] + m) & (y > b[1] - m) & (y < b[3] + m))
     cand = cand[ok] if ok.any() else np.array([[W / 2, D / 2]])
     poly = np.array(room["polygon"])

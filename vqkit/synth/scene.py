@@ -58,13 +58,14 @@ def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list
         p0, u, n = wall_frame(wall)
         L = wall["length"]
 
-        def quad(a0, a1, z0, z1, label, rgb):
+        def quad(a0, a1, z0, z1, label, rgb, p0=p0, u=u):  # this wall's frame, bound now
             q0, q1 = p0 + u * a0, p0 + u * a1
-            mesh.add_quad([[q0[0], q0[1], z0], [q1[0], q1[1], z0], [q1[0], q1[1], z1], [q0[0], q0[1], z1]], label, rgb)
+            mesh.add_quad([[q0[0], q0[1], z0], [q1[0], q1[1], z0], [q1[0], q1[1], z1], [q0[0], q0[1], z1]],
+                          label, rgb)
 
         ops = sorted(openings[wall["id"]], key=lambda o: o[0]["offset"])
         cuts = sorted({0.0, L, *[o[0]["offset"] for o in ops], *[o[0]["offset"] + o[0]["width"] for o in ops]})
-        for a0, a1 in zip(cuts[:-1], cuts[1:]):
+        for a0, a1 in zip(cuts[:-1], cuts[1:], strict=True):
             hole = [o for o in ops if o[0]["offset"] <= a0 + 1e-9 and a1 <= o[0]["offset"] + o[0]["width"] + 1e-9]
             if not hole:
                 quad(a0, a1, 0.0, H, WALL, wall_rgb)
@@ -76,12 +77,13 @@ def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list
             quad(a0, a1, z1, H, WALL, wall_rgb)
             quad(a0, a1, z0, z1, label, rgb)
         # Frames (windows) and handles (doors) stand a few cm into the room: visual cues.
-        for op, label, rgb in ops:
+        for op, label, _ in ops:
             a, wdt, z0, z1 = op["offset"], op["width"], op["bottom"], op["bottom"] + op["height"]
             yaw = math.atan2(u[1], u[0])
             if label >= WINDOW_BASE:
                 f = 0.05
-                for lo, hi in [((a - f, 0, z0 - f), (a + wdt + f, 0.04, z0)), ((a - f, 0, z1), (a + wdt + f, 0.04, z1 + f)),
+                for lo, hi in [((a - f, 0, z0 - f), (a + wdt + f, 0.04, z0)),
+                               ((a - f, 0, z1), (a + wdt + f, 0.04, z1 + f)),
                                ((a - f, 0, z0), (a, 0.04, z1)), ((a + wdt, 0, z0), (a + wdt + f, 0.04, z1)),
                                ((a + wdt / 2 - 0.02, 0, z0), (a + wdt / 2 + 0.02, 0.03, z1))]:
                     mesh.add_box(lo, hi, label, FRAME_RGB, yaw=yaw, origin=(p0[0], p0[1], 0.0))
@@ -91,7 +93,8 @@ def build_mesh(room: dict, doors: list[dict], windows: list[dict], objects: list
     for i, obj in enumerate(objects):
         main = np.array(PALETTE[obj["colour"]])
         boxes = np.array([q[:6] for q in obj["_parts"]], dtype=float)
-        rgbs = [main if k == "main" else main * 0.7 + 0.03 if k == "shade" else k for k in (q[6] for q in obj["_parts"])]
+        rgbs = [main if k == "main" else main * 0.7 + 0.03 if k == "shade" else k
+                for k in (q[6] for q in obj["_parts"])]
         mesh.add_boxes(boxes, i, np.array(rgbs, dtype=float), yaw=obj["yaw"], origin=obj["_origin"])
     return mesh
 

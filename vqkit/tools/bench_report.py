@@ -63,9 +63,10 @@ def format_table(r: dict[str, Any]) -> str:
     """The figures as an aligned text table."""
     enc = r["encoder_8x518"]
     on_gpu = "cpu" not in r["device"]
+    decided_by = r.get("gradient_checkpointing_decided_by")
     lines = [f"vqkit bench on {r['device']}, batch {r['batch_size']}, {r['num_workers']} DataLoader workers; "
              f"gradient checkpointing {'on' if r['gradient_checkpointing'] else 'off'}"
-             f"{' (' + r['gradient_checkpointing_decided_by'] + ')' if r.get('gradient_checkpointing_decided_by') else ''}"
+             f"{' (' + decided_by + ')' if decided_by else ''}"
              f", Liger kernels {'on' if r['liger_kernels'] else 'off'}, {r['optimizer']}, encoder matmul weights "
              f"{r['encoder_matmul_dtype']}{', compiled' if r['encoder_compiled'] else ''}", ""]
     lines += _steps(r) + _flops(r)
@@ -84,6 +85,7 @@ def format_encoder(r: dict[str, Any]) -> str:
     """``vqkit bench --encoder-only``'s one figure."""
     enc = r["encoder_8x518"]
     util = f", {_pct(r['encoder_utilisation_8x518'])} of {r['peak_source']}" if r.get("peak_flops") else ""
-    return (f"aggregator, 8 frames of 518 x 518: {enc['s']:.3f} s (min-max {enc['spread'][0]:.3f}-{enc['spread'][1]:.3f};"
+    return (f"aggregator, 8 frames of 518 x 518: {enc['s']:.3f} s "
+            f"(min-max {enc['spread'][0]:.3f}-{enc['spread'][1]:.3f};"
             f" {1000 * enc['s_per_frame']:.1f} ms per frame; {enc['flops'] / 1e12:.2f} TFLOP{util}; {enc['setup']}; "
             f"attention {', '.join(f'{k} x{n}' for k, n in enc['attention'].items()) or 'none'})")

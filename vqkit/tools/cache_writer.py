@@ -263,7 +263,7 @@ def _encode_all(encoder, cfg: Config, view_sets: list[ViewSet], writer: _ShardWr
         first = view_sets[group[0][0]]
         if not torch.isfinite(features).all():
             raise DataError(f"{first.where}: non-finite encoder features in {store} (try --dtype bfloat16)")
-        for (i, _, sizes), f in zip(group, features):
+        for (i, _, sizes), f in zip(group, features, strict=True):
             writer.add(view_sets[i], f, sizes, images.shape[-2:])
 
     pending: dict[tuple, list] = {}  # (n views, 3, H, W) -> [(index, images, sizes)]

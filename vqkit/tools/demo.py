@@ -54,7 +54,8 @@ DEFAULT_ENCODER_PRETRAIN = "configs/demo_encoder.yaml"
 
 def format_table(full: dict, blind: dict, losses: dict) -> str:
     qtypes = sorted(set(full.get("by_qtype", {})) | set(blind.get("by_qtype", {})))
-    rows = [("overall", full["overall"], blind["overall"])] + [(q, full["by_qtype"].get(q, {}), blind["by_qtype"].get(q, {})) for q in qtypes]
+    rows = [("overall", full["overall"], blind["overall"])]
+    rows += [(q, full["by_qtype"].get(q, {}), blind["by_qtype"].get(q, {})) for q in qtypes]
     lines = [f"{'qtype':<20}{'n':>6}{'EM full':>10}{'EM blind':>10}{'refined full':>14}{'refined blind':>15}",
              "-" * 75]
     for name, f, b in rows:
@@ -210,7 +211,8 @@ def _print_next_steps(summary: dict, run_path: Path, final_dir: Path, data_dir: 
           f"(blind-trained baseline: {Path(summary['blind_eval_dir']) / 'predictions.jsonl'})")
     print(f"TensorBoard:  .venv/bin/tensorboard --logdir {run_path}")
     print("next:")
-    print("  notebooks:  .venv/bin/jupyter lab notebooks/   (01 data + 3D poses, 02 model, 03 debug run, 04 answer viewer)")
+    print("  notebooks:  .venv/bin/jupyter lab notebooks/   "
+          "(01 data + 3D poses, 02 model, 03 debug run, 04 answer viewer)")
     print(f"  ask:        .venv/bin/vqkit ask --model {final_dir} --images {data_dir}/scenes/scene00000/rgb_0*.png "
           f"--question \"What colour are the walls?\"")
     print("  real data:  docs/real_data.md (vqkit prep scanqa|sqa3d|arkit), then configs/stage1_3d.yaml")

@@ -212,7 +212,8 @@ def count_activations(model, cfg: Config, seq_len: int, num_views: int, feature_
         model.projector(feats, view_mask, shape.grid)
         if model.geometry is not None:
             bins = cfg.model.geometry.depth_bins
-            geo = {"R": torch.empty(1, num_views, 3, 3, device="meta"), "t": torch.empty(1, num_views, 3, device="meta"),
+            geo = {"R": torch.empty(1, num_views, 3, 3, device="meta"),
+                   "t": torch.empty(1, num_views, 3, device="meta"),
                    "K": torch.empty(1, num_views, 3, 3, device="meta"),
                    "depth_hist": torch.empty(1, num_views, bins, device="meta"), "image_hw": feature_hw}
             model.geometry(geo, view_mask)

@@ -57,7 +57,8 @@ def format_status(status: dict) -> str:
              f" ({100 * status['progress']:.1f}%){'  finished' if status['finished'] else ''}"
              f"{'  FAILED' if status.get('failed') and not status['finished'] else ''}"]
     if status["loss"] is not None:
-        lines.append(f"loss      {status['loss']:.4f}   lr {status['lr']:.2e}   {status['samples_per_s']:.1f} samples/s")
+        lines.append(f"loss      {status['loss']:.4f}   lr {status['lr']:.2e}   "
+                     f"{status['samples_per_s']:.1f} samples/s")
     if status["eta_s"] is not None and not status["finished"]:
         lines.append(f"eta       {status['eta_s'] / 60:.1f} min")
     if status["last_eval"]:

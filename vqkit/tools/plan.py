@@ -153,7 +153,8 @@ class MemoryPlan:
                 "activations_mb_per_sample": self.per_sample / MB, "fixed_transient_mb": self.fixed_transient / MB,
                 "pending_grads_mb": self.pending_grads / MB, "step_transient_mb": self.step_transient / MB,
                 "batch_size_per_gpu": self.batch_size, "grad_accum": self.grad_accum,
-                "global_batch": self.global_batch, "largest_batch_size_per_gpu": self.largest_batch, "capacity_mb": self.capacity / MB,
+                "global_batch": self.global_batch, "largest_batch_size_per_gpu": self.largest_batch,
+                "capacity_mb": self.capacity / MB,
                 "predicted_mb": self.total(self.batch_size) / MB, "trainable_params": self.trainable,
                 "gradient_checkpointing": self.gradient_checkpointing,
                 "gradient_checkpointing_decided_by": self.checkpointing_decided_by,
@@ -198,7 +199,8 @@ def answer_positions(cfg: Config, tokenizer, batch_size: int, max_records: int =
 
 
 def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.0, device: str = "cuda",
-              seq_len: int | None = None, batch_size: int | None = None, answer_tokens: int | None = None) -> MemoryPlan:
+              seq_len: int | None = None, batch_size: int | None = None,
+              answer_tokens: int | None = None) -> MemoryPlan:
     """Memory per GPU (or for one CPU process) for ``cfg``; see the module docstring. ``answer_tokens``:
     the positions per sample that get logits (default: measured on the training data, see
     :func:`answer_positions`; every position when the data cannot be read)."""
@@ -474,7 +476,8 @@ def probe_cpu(config_path: str, overrides: list[str], batch_size: int, data_dir:
         cmd += ["--data", data_dir]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if proc.returncode != 0:
-        raise ConfigError(f"probe step failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode
+        raise ConfigError(f"probe step failed: {reason}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

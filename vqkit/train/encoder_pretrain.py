@@ -235,8 +235,8 @@ class VGGTObjective(nn.Module):
             params = [(n, p) for n, p in trainable
                       if (n.startswith(prefix) if prefix else not n.startswith("aggregator."))]
             decays = [p.ndim >= 2 and "token" not in n and "norm" not in n for n, p in params]
-            decay = [p for (_, p), d in zip(params, decays) if d]
-            no_decay = [p for (_, p), d in zip(params, decays) if not d]
+            decay = [p for (_, p), d in zip(params, decays, strict=True) if d]
+            no_decay = [p for (_, p), d in zip(params, decays, strict=True) if not d]
             for label, ps, wd in ((name, decay, train_cfg.weight_decay), (f"{name}_no_decay", no_decay, 0.0)):
                 if ps:
                     groups.append({"name": label, "params": ps, "lr": lr, "weight_decay": wd})

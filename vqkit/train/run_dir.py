@@ -34,10 +34,10 @@ FAILED_FILE = "failed.json"
 
 #: Config keys a resumed run may change (dotted; a key ending in "." covers its whole section). They
 #: decide how long the run goes, what it logs, saves and evaluates, how data is read, and how a step is
-#: computed (checkpointing, compiled or fused kernels: the memory and speed, not the model or the data). ``train.max_steps`` moves the end of the cosine schedule: from the resumed step on,
-#: the learning rate follows the schedule of the new length. Every other change (learning rates,
-#: batch, data, model, seed, ...) is refused, since the checkpoint's optimizer and schedule state
-#: would silently keep the old values.
+#: computed (checkpointing, compiled or fused kernels: the memory and speed, not the model or the data).
+#: ``train.max_steps`` moves the end of the cosine schedule: from the resumed step on, the learning rate
+#: follows the schedule of the new length. Every other change (learning rates, batch, data, model, seed,
+#: ...) is refused, since the checkpoint's optimizer and schedule state would silently keep the old values.
 RESUMABLE_KEYS = (
     "train.max_steps", "train.log_every_steps", "train.save_every_steps", "train.keep_checkpoints",
     "train.eval_every_steps", "train.eval_samples", "train.max_nonfinite_steps", "train.output_dir",

@@ -93,7 +93,7 @@ def train_step(model, optimizer, micro_batches: Sequence[dict], *, accelerator=N
     device = next(p.device for p in model.parameters())
     loss = torch.zeros((), device=device)
     means = []
-    for batch, n in zip(micro_batches, counts):
+    for batch, n in zip(micro_batches, counts, strict=True):
         with autocast:
             out = model(move_to_device(batch, device))
         mean = loss_of(out)
@@ -121,7 +121,7 @@ def _check_tokens(global_tokens: int) -> int:
 def _means(means: list[torch.Tensor], counts: list[int]) -> list[float]:
     """The micro-batch means as floats (one device-to-host copy); NaN where there was nothing to average."""
     values = torch.stack(means).cpu().tolist()
-    return [value if n > 0 else math.nan for value, n in zip(values, counts)]
+    return [value if n > 0 else math.nan for value, n in zip(values, counts, strict=True)]
 
 
 def _share_of_step_loss(loss: torch.Tensor, count: int, global_tokens: int) -> torch.Tensor:
@@ -145,7 +145,8 @@ def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_
     reaches the optimizer is exactly that of the global token-weighted loss.
     """
     engine = accelerator.deepspeed_engine_wrapped.engine if uses_deepspeed(accelerator) else None
-    accumulation = engine.gradient_accumulation_steps() if engine is not None else accelerator.gradient_accumulation_steps
+    accumulation = (engine.gradient_accumulation_steps() if engine is not None
+                    else accelerator.gradient_accumulation_steps)
     if len(micro_batches) != accumulation:
         raise VQKitError(f"train_step got {len(micro_batches)} micro-batches but the accelerator accumulates "
                          f"{accumulation} (train.grad_accum)")
@@ -157,7 +158,7 @@ def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_
     last = len(micro_batches) - 1
     skipped = False
     means = []
-    for i, (batch, count) in enumerate(zip(micro_batches, counts)):
+    for i, (batch, count) in enumerate(zip(micro_batches, counts, strict=True)):
         with accelerator.accumulate(model):
             if accelerator.sync_gradients != (i == last):
                 raise VQKitError("accelerate's gradient accumulation is out of step with train_step's micro-batches")

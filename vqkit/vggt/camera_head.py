@@ -57,7 +57,8 @@ def activate_pose(pose_enc: Tensor, trans_act: str = "linear", quat_act: str = "
     """[..., 9] raw estimate -> activated pose encoding: translation [:3], quaternion [3:7] and field
     of view [7:] each through its named activation (:data:`POSE_ACTIVATIONS`)."""
     parts = (pose_enc[..., :3], pose_enc[..., 3:7], pose_enc[..., 7:])
-    return torch.cat([POSE_ACTIVATIONS[act](part) for part, act in zip(parts, (trans_act, quat_act, fl_act))], dim=-1)
+    activations = (trans_act, quat_act, fl_act)
+    return torch.cat([POSE_ACTIVATIONS[act](part) for part, act in zip(parts, activations, strict=True)], dim=-1)
 
 
 class PoseBranch(nn.Module):

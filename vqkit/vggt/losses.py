@@ -153,7 +153,7 @@ def camera_loss(pose_enc_list: Sequence[Tensor], gt_pose_enc: Tensor, frame_mask
         else:
             diff = _distance(pred[mask], gt_pose_enc[mask].to(pred.dtype), loss_type, huber_delta)
             parts = [diff[:, :3].clamp(max=TRANSLATION_CLAMP).mean(), diff[:, 3:7].mean(), diff[:, 7:].mean()]
-        totals = [total + weight * part for total, part in zip(totals, parts)]
+        totals = [total + weight * part for total, part in zip(totals, parts, strict=True)]
     loss_T, loss_R, loss_FL = (total / n for total in totals)
     return {"loss_camera": weight_trans * loss_T + weight_rot * loss_R + weight_focal * loss_FL,
             "loss_T": loss_T, "loss_R": loss_R, "loss_FL": loss_FL}

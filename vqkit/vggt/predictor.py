@@ -183,8 +183,9 @@ class GeometryPredictor(nn.Module):
         meta = batch.get("meta") or []
         ids = [meta[i].get("id", i) if i < len(meta) and isinstance(meta[i], dict) else i for i in samples]
         rows = {k: batch[k][samples] for k in ("pixel_boxes", "depths") if batch.get(k) is not None}
-        return self.fill(geometry, batch["predict_geometry"][samples], tokens, batch["view_mask"][samples].to(torch.bool),
-                         patch_start_idx, image_hw, geometry_cfg=geometry_cfg, pixel_boxes=rows.get("pixel_boxes"),
+        view_mask = batch["view_mask"][samples].to(torch.bool)
+        return self.fill(geometry, batch["predict_geometry"][samples], tokens, view_mask, patch_start_idx, image_hw,
+                         geometry_cfg=geometry_cfg, pixel_boxes=rows.get("pixel_boxes"),
                          reference_depth=rows.get("depths"), ids=ids)
 
 

@@ -214,7 +214,8 @@ class WeightsReport:
         return text
 
 
-def read_vggt_state_dict(source: str | os.PathLike, parts: Sequence[str] = VGGT_PARTS) -> tuple[dict[str, Tensor], list[str]]:
+def read_vggt_state_dict(source: str | os.PathLike,
+                         parts: Sequence[str] = VGGT_PARTS) -> tuple[dict[str, Tensor], list[str]]:
     """A whole-model checkpoint (the official ``model.pt`` / ``model.safetensors``, a folder or a hub
     id) -> (the tensors of ``parts``, every key the file holds), ``module.`` prefixes removed.
 

@@ -93,10 +93,10 @@ class AnswerViewer:
         max_views: views shown per example.
 
     Controls (ipywidgets): ``task``, ``qtype``, ``correct`` Dropdowns; ``slider`` (the example's number
-    in the filtered list, from 1, beside ``count``: "of N"), ``prev_button`` / ``next_button``. Display: ``text`` (HTML: question, situation,
-    gold answers, prediction and verdict) and ``image`` (PNG of the views and the cameras seen from
-    above over the layout; for Stage 2 the predicted (dashed) vs gold (solid) layout). State for
-    scripts and tests: ``filtered`` (row indices passing the filters), ``position``, ``current``
+    in the filtered list, from 1, beside ``count``: "of N"), ``prev_button`` / ``next_button``. Display:
+    ``text`` (HTML: question, situation, gold answers, prediction and verdict) and ``image`` (PNG of the views
+    and the cameras seen from above over the layout; for Stage 2 the predicted (dashed) vs gold (solid)
+    layout). State for scripts and tests: ``filtered`` (row indices passing the filters), ``position``, ``current``
     (the shown row or None), ``figure`` (the last matplotlib Figure), ``show(i)`` (``i`` from 0), ``next()``,
     ``prev()``.
     ``widget`` is the whole UI; a notebook cell displays the viewer itself.
@@ -227,7 +227,8 @@ class AnswerViewer:
     def _describe(self, row: dict, verdict: dict) -> str:
         e = html.escape
         ok = verdict["correct"]
-        mark = ('<b style="color:#2ca02c">\u2714 correct</b>' if ok else '<b style="color:#d62728">\u2718 incorrect</b>')
+        mark = ('<b style="color:#2ca02c">\u2714 correct</b>' if ok
+                else '<b style="color:#d62728">\u2718 incorrect</b>')
         parts = [f"<b>{e(str(row.get('id')))}</b> &middot; task <code>{e(str(row.get('task')))}</code> "
                  f"&middot; qtype <code>{e(str(row.get('qtype')))}</code>"
                  + (" &middot; blind" if row.get("blind") else "")]
@@ -239,7 +240,8 @@ class AnswerViewer:
             parts.append(f"<b>prediction:</b> {n_lines} layout lines, F1@0.5 {100 * verdict['f1']:.0f} &nbsp;{mark}")
             if verdict["problems"]:
                 parts.append(f"<b>parse problems:</b> {e('; '.join(verdict['problems'][:3]))}")
-            parts.append(f"<pre style='font-size:11px;max-height:12em;overflow:auto'>{e(row.get('prediction') or '')}</pre>")
+            prediction = e(row.get("prediction") or "")
+            parts.append(f"<pre style='font-size:11px;max-height:12em;overflow:auto'>{prediction}</pre>")
         else:
             parts.append(f"<b>gold answers:</b> {e(' | '.join(row.get('answers') or []))}")
             parts.append(f"<b>prediction:</b> {e(_shown(row.get('prediction')))} &nbsp;{mark}"
@@ -296,7 +298,8 @@ class AnswerViewer:
             ax = fig.add_subplot(grid[0, n:])
             gold = verdict.get("gold_room") if roomplan else (scene.room if scene is not None else None)
             if roomplan:
-                plot_layout_topdown(gold, verdict["pred_room"], ax=ax, title="layout: gold (solid) vs predicted (dashed)")
+                plot_layout_topdown(gold, verdict["pred_room"], ax=ax,
+                                    title="layout: gold (solid) vs predicted (dashed)")
                 legend = ax.get_legend()  # beside the plan, not over it
                 ax.legend(legend.legend_handles, [t.get_text() for t in legend.texts], loc="upper left",
                           bbox_to_anchor=(1.01, 1.0), fontsize=7)

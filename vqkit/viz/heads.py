@@ -68,7 +68,8 @@ def predict_room(weights: str | os.PathLike, source: Any, index: int = 0, *, dev
     images, plans, shifts = load_views(scene.images, size, mode)
     depth_true = None
     if scene.depths:
-        depth_true = pad_to_common([load_depth(p, plan) for p, plan in zip(scene.depths, plans)], 0.0, shifts)[0]
+        maps = [load_depth(p, plan) for p, plan in zip(scene.depths, plans, strict=True)]
+        depth_true = pad_to_common(maps, 0.0, shifts)[0]
     with torch.no_grad():
         out = vggt(torch.stack(images)[None].to(next(vggt.parameters()).device))
     reference = torch.stack(depth_true) if depth_true is not None else None
@@ -78,10 +79,12 @@ def predict_room(weights: str | os.PathLike, source: Any, index: int = 0, *, dev
     R_pred = pred.R @ R0
     t_pred = pred.t + np.einsum("vij,j->vi", pred.R, t0)
     rel_true, _ = geo.relative_poses(scene.R, scene.t)
-    errors = np.array([np.degrees(np.linalg.norm(geo.matrix_to_axis_angle(p.T @ q))) for p, q in zip(pred.R, rel_true)])
+    errors = np.array([np.degrees(np.linalg.norm(geo.matrix_to_axis_angle(p.T @ q)))
+                       for p, q in zip(pred.R, rel_true, strict=True)])
     return RoomPrediction(images=list(scene.images), R_true=scene.R, t_true=scene.t, K_true=scene.K, R_pred=R_pred,
                           t_pred=t_pred, K_pred=pred.K,
-                          depth_true=[d.numpy() for d in depth_true] if depth_true is not None else [None] * len(images),
+                          depth_true=([d.numpy() for d in depth_true] if depth_true is not None
+                                      else [None] * len(images)),
                           depth_pred=out.depth[0, ..., 0].cpu().numpy() * pred.scale, scale=pred.scale,
                           scale_source=pred.scale_source, rotation_error_deg=errors, title=scene.title)
 

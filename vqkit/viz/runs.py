@@ -91,19 +91,19 @@ def metrics_table(runs: dict[str, dict | str | os.PathLike]) -> HTMLTable:
     qtypes = sorted({q for m in loaded.values() for q in m.get("by_qtype", {})})
     columns = ["split"] + [f"{name} {k}" for name in loaded for k in ("EM", "EM-R")] + ["n"]
     rows = []
-    for label, get in [("overall", lambda m: m.get("overall") or {})] + \
-                      [(f"qtype {q}", (lambda q: lambda m: m.get("by_qtype", {}).get(q) or {})(q)) for q in qtypes]:
+    for label, qtype in [("overall", None)] + [(f"qtype {q}", q) for q in qtypes]:
         row: list[Any] = [label]
         n = None
         for m in loaded.values():
-            block = get(m)
+            block = (m.get("overall") if qtype is None else m.get("by_qtype", {}).get(qtype)) or {}
             row += [block.get("em"), block.get("em_refined")]
             n = n or block.get("n")
         rows.append(row + [n])
     for name, m in loaded.items():
         rp = m.get("roomplan")
         if rp:
-            f1 = {k: rp[k].get("f1@0.5") for k in ("walls", "doors", "windows", "objects") if isinstance(rp.get(k), dict)}
+            f1 = {k: rp[k].get("f1@0.5") for k in ("walls", "doors", "windows", "objects")
+                  if isinstance(rp.get(k), dict)}
             rows.append([f"{name} roomplan F1@0.5"] + [None] * (len(columns) - 2) + [rp.get("n")])
             rows[-1][1] = ", ".join(f"{k} {v:.0f}" if v is not None else f"{k} -" for k, v in f1.items())
     return HTMLTable(columns, rows)
@@ -123,7 +123,7 @@ def plot_qtype_bars(runs: dict[str, dict | str | os.PathLike], metric: str = "em
         xs = np.arange(len(groups)) + (k - (len(loaded) - 1) / 2) * width
         heights = [v if v is not None else 0.0 for v in values]
         bars = ax.bar(xs, heights, width, label=name)
-        for bar, v in zip(bars, values):
+        for bar, v in zip(bars, values, strict=True):
             if v is not None:
                 ax.annotate(f"{v:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
                             va="bottom", fontsize=7)

@@ -85,7 +85,9 @@ def load_scene_dir(scene_dir: str | os.PathLike) -> SceneView:
         raise DataError(f"{scene_dir}: not a scene folder (no cameras.json)")
     cams = read_cameras(cams_path)
     images = [str(scene_dir / name) for name in cams]
-    depths = [str(scene_dir / Path(c["depth"]).name) for c in cams.values()] if all("depth" in c for c in cams.values()) else None
+    depths = None
+    if all("depth" in c for c in cams.values()):
+        depths = [str(scene_dir / Path(c["depth"]).name) for c in cams.values()]
     g = geometry_from_cameras(cams, images, None, cams_path)
     return SceneView(images, depths, g.R.astype(np.float64), g.t.astype(np.float64), g.K.astype(np.float64),
                      room=_room_next_to(images[0]), scene_id=scene_dir.name, title=scene_dir.name)
@@ -116,7 +118,8 @@ def scene_from_record(record: Record | dict, root: str | os.PathLike | None = No
         depths = [str(base / p) for p in record["depths"]] if record.get("depths") else None
         g = record.get("geom_token")
         R, t, K = (None, None, None) if not g else (g["R"], g["t"], g["K"])
-        roomplan, rid, sid, question = record.get("roomplan"), record.get("id"), record.get("scene_id"), record.get("question")
+        roomplan, rid = record.get("roomplan"), record.get("id")
+        sid, question = record.get("scene_id"), record.get("question")
     else:
         raise TypeError(f"scene_from_record: expected a Record or a dict, got {type(record).__name__}")
     if not images:

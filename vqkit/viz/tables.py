@@ -39,7 +39,7 @@ class HTMLTable:
     def __str__(self) -> str:
         cells = [self.columns] + [[self._fmt(v) for v in r] for r in self.rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return ((self.caption + "\n") if self.caption else "") + "\n".join(lines)
 
