@@ -5,7 +5,7 @@
 Two copies of a small Qwen3 (Qwen3-4B's head width, vocabulary and RoPE; 4 layers 1024 wide) with the same
 random weights and LoRA adapters: the first as vqkit runs it without Liger (transformers' RMSNorm, SwiGLU and
 RoPE, the LM head and cross-entropy at the answer positions), the second with Liger's kernels swapped in and
-its fused linear cross-entropy (:func:`vqkit.models.liger.answer_loss`). The same bf16 batch goes through both;
+its fused linear cross-entropy (:func:`vqkit.models.answer_loss.answer_loss`). The same bf16 batch goes through both;
 the losses and the LoRA gradients must agree to bf16 rounding. The plain copy runs first: Liger's RoPE
 replacement is module-wide. Prints one JSON object with ``ok``; scripts/gpu_real_size.sh turns Liger on for
 its benchmark only when ``ok`` is true.
@@ -21,7 +21,7 @@ import time
 import torch
 
 from vqkit.config.schema import LLMConfig, LoRAConfig
-from vqkit.models.liger import answer_loss
+from vqkit.models.answer_loss import answer_loss
 from vqkit.models.llm import KNOWN_LLM_CONFIGS, apply_lora, build_llm
 
 LOSS_RTOL = 2e-2  # bf16 matmuls and a different reduction order

@@ -42,3 +42,13 @@ def test_cli_and_tokenizer(tmp_path):
     assert stats["scenes"] == {"train": 1, "val": 1, "test": 1}
     assert stats["args"]["train_questions_per_scene"] == 12 and stats["questions"]["train"] > 8
     assert stats["args"]["train_describe"] is True and stats["questions_per_qtype"]["train"]["describe"] == 1
+
+
+def test_summary_line_names_rooms_questions_and_the_blind_baseline(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert vqkit_main(["synth", "--out", str(out), "--scenes", "3", "--views", "1", "--image-size", "16",
+                       "--render-scale", "1", "--workers", "1", "--no-tokenizer", "--quiet"]) == 0
+    stats = json.loads((out / "stats.json").read_text())
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"vqkit synth: 3 scenes, {sum(stats['questions'].values())} questions in {out} (")
+    assert line.endswith(f"blind majority EM {stats['blind']['all']['majority_em']}")

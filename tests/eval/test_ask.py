@@ -196,7 +196,8 @@ def test_cli_ask_roomplan_writes_capturedroom_json(tiny_model_dir, model, roompl
     assert written == json.loads(json.dumps(room.to_capturedroom()))
     assert set(written) >= {"walls", "doors", "windows", "openings", "objects"}
     assert Room.from_capturedroom(written).to_text() == room.to_text()
-    assert f"{len(room.walls)} walls" in captured.err and str(out) in captured.err
+    assert f"layout: {room.counts()} written to {out}" in captured.err
+    assert room.counts().startswith(f"{len(room.walls)} walls, {len(room.doors)} doors, ")
     for problem in problems:
         assert problem in captured.err
     # without --out the JSON goes to stdout (and only the JSON: the report is on stderr)

@@ -19,6 +19,7 @@ from vqkit.eval.results import (
     evaluation_info,
     format_table,
     rescore,
+    rescore_into,
     trained_step,
     write_results,
 )
@@ -119,3 +120,17 @@ def test_table_shows_mra_for_numeric_answers():
     cells = {line.split()[1]: line.split()[2:] for line in lines if line.startswith("qtype")}
     assert cells == {"colour": ["1", "100.0", "100.0", "-"], "counting": ["1", "0.0", "0.0", "40.0"],
                      "measurement": ["1", "100.0", "100.0", "100.0"]}
+
+
+def test_rescore_into_writes_beside_the_predictions_or_refuses_another_evaluation(tmp_path):
+    rows = [{"id": "a", "task": "synth", "question": "q?", "prediction": "red", "answers": ["red"]}]
+    predictions = write_results(tmp_path / "eval", rows, {"overall": {"em": 0.0}}) / "predictions.jsonl"
+    metrics, written = rescore_into(predictions, language=False)  # in place: its own metrics.json is redone
+    assert written == tmp_path / "eval" / "metrics.json"
+    assert json.loads(written.read_text())["overall"]["em"] == metrics["overall"]["em"] == 100.0
+    other = write_results(tmp_path / "other", rows, {"overall": {"em": 0.0}})
+    before = (other / "metrics.json").read_text()
+    with pytest.raises(ConfigError, match="already holds an evaluation"):
+        rescore_into(predictions, other, language=False)
+    assert (other / "metrics.json").read_text() == before
+    assert rescore_into(predictions, other, overwrite=True, language=False)[1] == other / "metrics.json"

@@ -55,6 +55,15 @@ def test_resolving_without_a_gpu(auto_cfg):
     assert resolve_gradient_checkpointing(cfg) == (cfg, "the config")
 
 
+def test_a_cpu_run_turns_auto_off_even_beside_a_gpu(auto_cfg):
+    """``vqkit bench --device cpu``: checkpointing trades compute for GPU memory, so auto is off there."""
+    cfg, why = resolve_gradient_checkpointing(auto_cfg, device="cpu")
+    assert cfg.model.llm.gradient_checkpointing is False and why == "auto: off without a GPU"
+    assert auto_cfg.model.llm.gradient_checkpointing == "auto"
+    auto_cfg.model.llm.gradient_checkpointing = True
+    assert resolve_gradient_checkpointing(auto_cfg, device="cpu") == (auto_cfg, "the config")
+
+
 def test_plan_command_reports_the_decision(auto_cfg, tmp_path, capsys):
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(to_dict(auto_cfg)))

@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(text)
     else:
         sys.stdout.write(text)
-    counts = (f"{len(room.walls)} walls, {len(room.doors)} doors, {len(room.windows)} windows, "
-              f"{len(room.openings)} openings, {len(room.objects)} objects")
-    print(f"layout: {counts}" + (f" written to {args.out}" if args.out else ""), file=sys.stderr)
+    print(f"layout: {room.counts()}" + (f" written to {args.out}" if args.out else ""), file=sys.stderr)
     if problems:
         print(f"{len(problems)} parse problem(s) in the generated layout:", file=sys.stderr)
         for problem in problems:

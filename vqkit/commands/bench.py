@@ -50,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         result["config"] = args.config
         print(json.dumps(result) if args.json else format_encoder(result))
         return 0
-    decided_by = "the config"
-    if args.device != "cpu":
-        cfg, decided_by = resolve_gradient_checkpointing(cfg, gpus=1, batch_size=args.batch_size)
-    elif cfg.model.llm.gradient_checkpointing == "auto":
-        cfg.model.llm.gradient_checkpointing, decided_by = False, "auto: off without a GPU"
+    cfg, decided_by = resolve_gradient_checkpointing(cfg, gpus=1, batch_size=args.batch_size, device=args.device)
     result = run_bench(cfg, steps=args.steps, warmup=args.warmup, data_batches=args.data_batches,
                        batch_size=args.batch_size, device=args.device, cache_dir=args.cache,
                        progress=not args.json, peak_tflops=args.peak_tflops, encoder_repeats=args.encoder_repeats)

@@ -30,27 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from vqkit.config import load_config
-    from vqkit.data.feature_cache import read_index
-    from vqkit.errors import ConfigError
-    from vqkit.tools.cache_writer import build_feature_cache
+    from vqkit.tools.cache_writer import build_feature_cache, format_cache_summary, splits_with_sources
     from vqkit.utils import distributed
 
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, args.overrides)
-    splits = ("train", "val") if args.split == "both" else (args.split,)
-    splits = tuple(s for s in splits if (cfg.data.train if s == "train" else cfg.data.val))
-    if not splits:
-        raise ConfigError(f"{args.config}: no data sources for --split {args.split}")
+    splits = splits_with_sources(cfg, args.split, where=args.config)
     try:
         out = build_feature_cache(cfg, args.out, splits, batch_size=args.batch_size, dtype=args.dtype,
                                   overwrite=args.overwrite, shard_rows=args.shard_rows, num_workers=args.workers,
                                   progress=not args.no_progress)
         if distributed.rank_and_world()[0] == 0:
-            index = read_index(out)
-            st = index["stats"]
-            print(f"{out}: {len(index['entries'])} view sets ({st['encoded_now']} encoded now, "
-                  f"{st['records']} records) in {len(index['shards'])} shard(s), features "
-                  f"{index['feature_shape']} {index['dtype']}, {st['seconds']:.1f} s")
+            print(format_cache_summary(out))
     finally:
         distributed.destroy()
     return 0

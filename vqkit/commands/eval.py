@@ -13,13 +13,11 @@ from pathlib import Path
 from vqkit.commands.common import add_overrides_argument
 from vqkit.errors import CheckpointError, ConfigError
 from vqkit.eval.results import (
-    METRICS_FILE,
     check_out_dir,
     default_out_dir,
     evaluation_info,
     format_table,
-    rescore,
-    write_metrics,
+    rescore_into,
     write_results,
 )
 from vqkit.utils import distributed
@@ -82,13 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.predictions:
         if args.model or args.data:
             raise ConfigError("--predictions re-scores a file: do not combine it with --model/--data")
-        out = Path(args.out) if args.out else Path(args.predictions).parent
-        if out.resolve() != Path(args.predictions).resolve().parent:
-            check_out_dir(out, args.overwrite)  # beside its predictions, metrics.json is re-scored in place
-        metrics = rescore(args.predictions, language=language)
-        write_metrics(out / METRICS_FILE, metrics)
+        metrics, written = rescore_into(args.predictions, args.out, overwrite=args.overwrite, language=language)
         print(format_table(metrics))
-        print(f"metrics written to {out / METRICS_FILE}")
+        print(f"metrics written to {written}")
         return 0
     if not args.model:
         raise ConfigError("--model DIR is required (or --predictions FILE to re-score)")

@@ -7,15 +7,13 @@ import argparse
 import json
 
 from vqkit.commands.common import add_overrides_argument
-from vqkit.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
     from vqkit.config import load_config
     from vqkit.tools.bench import ensure_data
-    from vqkit.tools.plan import MB, format_plan, make_plan, measure_step, probe_cpu, probe_gpu, step_setup
+    from vqkit.tools.plan import format_plan, make_plan
+    from vqkit.tools.plan_probe import measure_step, probe_plan, step_setup
 
     parser = argparse.ArgumentParser(
         prog="vqkit plan",
@@ -53,28 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     result = plan.as_dict()
     text = format_plan(plan, args.config)
     if args.probe:
-        cfg.model.llm.gradient_checkpointing = plan.gradient_checkpointing  # the real steps run the plan's choice
-        if args.device == "cuda":
-            if not torch.cuda.is_available():
-                raise ConfigError("--probe on the GPU needs CUDA; use --device cpu --probe on this machine")
-            rows = probe_gpu(cfg, plan_args, args.max_batch)
-            result["probe"] = rows
-            fits = [r["batch_size"] for r in rows if r["fits"]]
-            text += "\n\nprobe (real steps):\n" + "\n".join(
-                f"  batch {r['batch_size']:5d}: " + (f"peak {r['peak_mb']:9.0f} MB, plan {r['predicted_mb']:9.0f} MB "
-                                                    f"({100 * (r['predicted_mb'] / r['peak_mb'] - 1):+.0f}%), "
-                                                    f"{r['step_s']:.2f} s/step, {r['samples_per_s']:.1f} samples/s"
-                                                    if r["fits"] else "out of memory") for r in rows)
-            text += f"\nlargest batch that ran: {max(fits) if fits else 0}"
-        else:
-            bs = args.batch_size or cfg.train.batch_size_per_gpu
-            m = probe_cpu(args.config, [*args.overrides, "model.llm.gradient_checkpointing="
-                          f"{str(plan.gradient_checkpointing).lower()}"], bs, args.data)
-            pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs, answer_tokens=m["answer_tokens"])
-            m["predicted_mb"] = pred.total(bs) / MB
-            m["error"] = m["predicted_mb"] / m["peak_mb"] - 1
-            result["probe"] = [m]
-            text += (f"\n\nprobe: one real step at batch {bs} (sequence {m['seq_len']}): "
-                     f"peak RSS {m['peak_mb']:.0f} MB, plan {m['predicted_mb']:.0f} MB ({100 * m['error']:+.1f}%)")
+        result["probe"], probe_text = probe_plan(cfg, plan, config_path=args.config, overrides=args.overrides,
+                                                 plan_args=plan_args, batch_size=args.batch_size,
+                                                 data_dir=args.data, max_batch=args.max_batch)
+        text += probe_text
     print(json.dumps(result) if args.json else text)
     return 0

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqkit.config import load_config
     from vqkit.errors import ConfigError
-    from vqkit.tools.feature_probe import probe_features
+    from vqkit.tools.feature_probe import format_scores, probe_features
     from vqkit.utils.files import write_json_atomic
 
     args = build_parser().parse_args(argv)
@@ -45,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     scores = probe_features(cfg, args.data, cache_dir=args.cache, epochs=args.epochs, seed=args.seed,
                             progress=not args.no_progress)
     scores["config"], scores["overrides"] = args.config, args.overrides
-    print(f"object colour {100 * scores['colour_accuracy']:.1f}% (always the commonest: "
-          f"{100 * scores['colour_chance']:.1f}%), presence {100 * scores['presence_accuracy']:.1f}% "
-          f"({100 * scores['presence_chance']:.1f}%) on {scores['val_rooms']} validation rooms; "
-          f"{scores['seconds'] / 60:.1f} min")
+    print(format_scores(scores))
     if args.out:
         write_json_atomic(args.out, scores)
         print(f"scores written to {args.out}")

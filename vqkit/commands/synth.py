@@ -9,7 +9,7 @@ from vqkit.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vqkit.synth.benchmark import QUESTIONS_PER_SCENE, RENDER_SCALE, generate
+    from vqkit.synth.benchmark import QUESTIONS_PER_SCENE, RENDER_SCALE, format_summary, generate
 
     # Defaults are written into each help text: ArgumentDefaultsHelpFormatter printed "(default: None)"
     # for the required --out and for --workers, whose default is computed.
@@ -51,7 +51,5 @@ def main(argv: list[str] | None = None) -> int:
                      train_questions_per_scene=a.train_questions_per_scene, train_describe=a.train_describe,
                      l_shape_prob=a.l_shape_prob, image_format=a.image_format, split_fractions=fractions,
                      tokenizer=not a.no_tokenizer, vocab_size=a.vocab_size, progress=not a.quiet)
-    t = stats["timings"]
-    print(f"vqkit synth: {a.scenes} scenes, {sum(stats['questions'].values())} questions in {a.out} "
-          f"({t['scenes_per_s']} scenes/s); blind majority EM {stats['blind'].get('all', {}).get('majority_em')}")
+    print(format_summary(stats, a.out))
     return 0

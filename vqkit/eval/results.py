@@ -190,6 +190,17 @@ def rescore(predictions_path: str | os.PathLike, *, language: bool = True) -> di
     return metrics
 
 
+def rescore_into(predictions_path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                 overwrite: bool = False, language: bool = True) -> tuple[dict, Path]:
+    """Re-score a predictions.jsonl (:func:`rescore`) and write its ``metrics.json`` into ``out_dir``
+    (default: beside the predictions, where it is re-scored in place; another folder that holds an
+    evaluation is refused unless ``overwrite``). Returns the metrics and the file written."""
+    out = Path(out_dir) if out_dir else Path(predictions_path).parent
+    if out.resolve() != Path(predictions_path).resolve().parent:
+        check_out_dir(out, overwrite)
+    metrics = rescore(predictions_path, language=language)
+    return metrics, write_metrics(out / METRICS_FILE, metrics)
+
 
 # --------------------------------------------------------------------------------------------
 # Table

@@ -1,31 +1,19 @@
-"""The answer loss of the LLM, and Liger's kernels for it (``model.llm.liger_kernels``).
-
-:func:`answer_loss` is the training loss of :class:`~vqkit.models.vqmodel.VQModel`: the mean
-cross-entropy over the label tokens, with the LM head run only at the positions whose next token is
-labelled in some sample of the batch (a question's answer and its end token; the vision and prompt
-positions need no logits). Two ways, the same value:
-
-- plain (the default): transformers' forward with ``logits_to_keep`` at those positions, then the
-  cross-entropy in fp32;
-- fused (``liger_kernels: true``): the decoder's hidden states at those positions go to Liger's fused
-  linear cross-entropy, which computes the LM head and the loss in chunks and never holds the
-  ``[positions, vocabulary]`` logits (151,936 columns for Qwen3).
+"""Liger's kernels for the LLM (``model.llm.liger_kernels``).
 
 :func:`apply_liger_kernels` swaps in Liger's RMSNorm, SwiGLU and RoPE kernels (Liger's own instance
 patching, as its authors document it; its RoPE replacement is module-wide, so every model of that
-architecture in the process uses it). Liger's kernels are Triton GPU kernels: asking for them on a CPU
-run, or without the ``liger-kernel`` package (``pip install 'vqkit[gpu]'``), is a one-line
-:class:`~vqkit.errors.ConfigError`, never a silent fallback.
+architecture in the process uses it); :func:`liger_fused_linear_cross_entropy` is the fused LM head +
+cross-entropy that :func:`vqkit.models.answer_loss.answer_loss` uses when the kernels are on. Liger's
+kernels are Triton GPU kernels: asking for them on a CPU run, or without the ``liger-kernel`` package
+(``pip install 'vqkit[gpu]'``), is a one-line :class:`~vqkit.errors.ConfigError`, never a silent fallback.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import inspect
-from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vqkit.errors import ConfigError
@@ -62,11 +50,6 @@ def apply_liger_kernels(model: nn.Module, device: str | torch.device | None = No
     return model
 
 
-def _causal_lm(llm: nn.Module) -> nn.Module:
-    """The transformers model under a peft wrapper (the LoRA layers are inside it)."""
-    return llm.get_base_model() if hasattr(llm, "get_base_model") else llm
-
-
 _LIGER_LOSS: list = []
 
 
@@ -79,32 +62,4 @@ def liger_fused_linear_cross_entropy(weight: torch.Tensor, hidden: torch.Tensor,
     return _LIGER_LOSS[0](weight, hidden, targets)
 
 
-def answer_loss(llm: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                *, fused: bool = False, fused_loss: Callable | None = None):
-    """The mean cross-entropy over the label tokens (module docstring), as a transformers
-    ``CausalLMOutputWithPast``: ``loss``, and ``logits`` [B, K, V] at the K positions whose next token is
-    labelled in some sample (None when ``fused``).
-
-    ``fused_loss(lm_head_weight [V, D], hidden [N, D], targets [N])``: the fused LM head + loss (default
-    Liger's; tests pass a plain one to check the hidden-state path on the CPU).
-    """
-    targets = labels[:, 1:]
-    keep = (targets != -100).any(dim=0).nonzero().flatten()  # position p predicts token p + 1
-    if not fused:
-        out = llm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False, logits_to_keep=keep)
-        logits = out.logits
-        out.loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1),
-                                   ignore_index=-100)
-        return out
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
-    model = _causal_lm(llm)
-    hidden = model.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                 use_cache=False).last_hidden_state
-    hidden = hidden[:, keep]
-    loss = (fused_loss or liger_fused_linear_cross_entropy)(
-        model.get_output_embeddings().weight, hidden.reshape(-1, hidden.shape[-1]), targets[:, keep].reshape(-1))
-    return CausalLMOutputWithPast(loss=loss, logits=None)
-
-
-__all__ = ["answer_loss", "apply_liger_kernels", "require_liger"]
+__all__ = ["apply_liger_kernels", "liger_fused_linear_cross_entropy", "require_liger"]

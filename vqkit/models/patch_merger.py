@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqkit.errors import ConfigError
+from vqkit.models.view_tokens import check_grid, check_views
 
 
 def merged_grid(grid_hw: tuple[int, int], merge_size: int) -> tuple[int, int]:
@@ -108,18 +109,10 @@ class PatchMerger(nn.Module):
         if grid_hw is None:
             raise ConfigError("the patch merger needs the patch grid (grid_hw) of the views")
         _, s, p, _ = tokens.shape
-        rows, cols = (int(v) for v in grid_hw)
-        if rows * cols + self.num_special_tokens != p:
-            raise ConfigError(f"the projector got {p} tokens per view, but a {rows}x{cols} patch grid "
-                              f"has {rows * cols} + {self.num_special_tokens} special tokens")
-        if s > self.max_views:
-            raise ConfigError(f"model.projector.max_views is {self.max_views} but a batch has {s} views; "
-                              f"raise max_views or lower data.num_views")
+        check_views(s, self.max_views)
         m = self.merge_size
+        check_grid(p, grid_hw, num_special_tokens=self.num_special_tokens, max_grid=self.max_grid, merge_size=m)
         out_rows, out_cols = merged_grid(grid_hw, m)
-        if max(out_rows, out_cols) > self.max_grid:
-            raise ConfigError(f"a {rows}x{cols} patch grid merged {m}x{m} has {out_rows}x{out_cols} cells, more "
-                              f"than model.projector.max_grid={self.max_grid}; raise max_grid")
         x = self.mlp(merge_patches(self.norm(tokens[:, :, self.num_special_tokens:]), grid_hw, m))  # [B, S, T, D]
         x = x + self.view_embed[:s, None, :].to(x.dtype)
         if self.row_embed is not None:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqkit.errors import ConfigError
+from vqkit.models.view_tokens import check_grid, check_views
 
 
 class FeedForward(nn.Sequential):
@@ -132,13 +133,8 @@ class PerceiverResampler(nn.Module):
 
     def position_embedding(self, num_tokens: int, grid_hw: tuple[int, int]) -> torch.Tensor:
         """[P, dim]: the special tokens' embeddings, then row + column embeddings in row-major order."""
-        rows, cols = (int(v) for v in grid_hw)
-        if rows * cols + self.num_special_tokens != num_tokens:
-            raise ConfigError(f"the projector got {num_tokens} tokens per view, but a {rows}x{cols} patch grid "
-                              f"has {rows * cols} + {self.num_special_tokens} special tokens")
-        if max(rows, cols) > self.max_grid:
-            raise ConfigError(f"a {rows}x{cols} patch grid exceeds model.projector.max_grid={self.max_grid}; "
-                              f"raise max_grid")
+        rows, cols = check_grid(num_tokens, grid_hw, num_special_tokens=self.num_special_tokens,
+                                max_grid=self.max_grid)
         patches = (self.row_embed[:rows, None, :] + self.col_embed[None, :cols, :]).flatten(0, 1)
         return torch.cat([self.special_embed, patches], dim=0)
 
@@ -147,9 +143,7 @@ class PerceiverResampler(nn.Module):
         """tokens [B, S, P, C_in], view_mask bool [B, S] (True = real view), grid_hw (rows, cols) of
         the patch grid (needed with ``pos_embed``) -> [B, num_latents, D_llm]."""
         b, s, p, _ = tokens.shape
-        if s > self.max_views:
-            raise ConfigError(f"model.projector.max_views is {self.max_views} but a batch has {s} views; "
-                              f"raise max_views or lower data.num_views")
+        check_views(s, self.max_views)
         x = self.input_proj(self.input_norm(tokens))  # [B, S, P, dim]
         x = x + self.view_embed.weight[:s, None, :]  # view s's embedding on each of its P tokens
         if self.row_embed is not None:

@@ -31,8 +31,8 @@ from torch import nn
 from vqkit.config.io import save_config
 from vqkit.config.schema import Config
 from vqkit.errors import CheckpointError, ConfigError, DataError
+from vqkit.models.answer_loss import answer_loss
 from vqkit.models.geometry_tokens import GeometryEncoder
-from vqkit.models.liger import answer_loss
 from vqkit.models.llm import is_lora_param, turn_attention_mask
 from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
@@ -365,7 +365,7 @@ class VQModel(nn.Module):
         ranks, :mod:`vqkit.train.step`), and ``logits`` [B, K, V]
         covers only the K positions whose next token is labelled in some sample (the LM head over
         every vision and prompt position would cost more than the rest of a small model's step;
-        :func:`vqkit.models.liger.answer_loss`). With ``liger_kernels`` the loss is fused and
+        :func:`vqkit.models.answer_loss.answer_loss`). With ``liger_kernels`` the loss is fused and
         ``logits`` is None.
         Without labels: ``logits`` [B, L, V] for every position.
         """

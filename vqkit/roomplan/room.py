@@ -29,6 +29,11 @@ class Room:
         """Doors, windows and openings together."""
         return [*self.doors, *self.windows, *self.openings]
 
+    def counts(self) -> str:
+        """How many of each element, e.g. "4 walls, 1 doors, 0 windows, 0 openings, 3 objects"."""
+        return (f"{len(self.walls)} walls, {len(self.doors)} doors, {len(self.windows)} windows, "
+                f"{len(self.openings)} openings, {len(self.objects)} objects")
+
     def is_empty(self) -> bool:
         return not (self.walls or self.doors or self.windows or self.openings or self.objects)
 

@@ -234,6 +234,14 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     return _ordered_stats(stats)
 
 
+def format_summary(stats: dict, out_dir: str | os.PathLike) -> str:
+    """:func:`generate`'s stats in one line: rooms, questions, speed and the blind majority baseline."""
+    t = stats["timings"]
+    return (f"vqkit synth: {stats['args']['scenes']} scenes, {sum(stats['questions'].values())} questions in "
+            f"{out_dir} ({t['scenes_per_s']} scenes/s); blind majority EM "
+            f"{stats['blind'].get('all', {}).get('majority_em')}")
+
+
 def _render_scenes(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
     """Every scene of ``jobs`` rendered and written, in job order (one process, or a pool)."""
     from tqdm.auto import tqdm

@@ -45,8 +45,8 @@ import torch
 
 from vqkit.config.schema import Config
 from vqkit.data.dataset import build_dataloader, build_dataset
+from vqkit.models.answer_loss import answer_loss
 from vqkit.models.builder import build_encoder, build_model
-from vqkit.models.liger import answer_loss
 from vqkit.synth.benchmark import generate, use_synthetic_data
 from vqkit.tokenizer import load_tokenizer
 from vqkit.tools.bench_report import format_table  # noqa: F401 - vqkit.tools.bench.format_table
@@ -123,7 +123,7 @@ def full_step(model, optimizer, batch: dict, autocast) -> float:
 def split_step(model, optimizer, batch: dict, autocast, phase) -> None:
     """The same step in parts, each run under ``phase(part)`` (a timer or a FLOP ledger): encoder,
     projector (+ geometry; its forward, and its backward after the LLM's), LLM forward + backward
-    (:func:`vqkit.models.liger.answer_loss`, as ``VQModel.forward``), optimizer.
+    (:func:`vqkit.models.answer_loss.answer_loss`, as ``VQModel.forward``), optimizer.
 
     The vision tokens are cut from the graph at the LLM input (a leaf that receives the LLM's
     gradient), so the projector's backward runs on its own: the parts add up to a full step up to

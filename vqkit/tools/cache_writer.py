@@ -29,6 +29,7 @@ from vqkit.data.feature_cache import (
     FEATURES_KEY,
     INDEX_FILE,
     cache_spec,
+    read_index,
     record_views,
     spec_differences,
     spec_key,
@@ -178,6 +179,25 @@ def _merge_index(out: Path, cfg: Config, spec: dict, key: str, dtype: str, old: 
         "shards": names, "entries": {k: [position[v[0]], *v[1:]] for k, v in merged.items()},
         "stats": {**stats, "seconds": max(p["seconds"] for p in parts)},
     }
+
+
+def splits_with_sources(cfg: Config, split: str, where: str = "the config") -> tuple[str, ...]:
+    """The splits ``split`` names (train, val or both) that have data sources in ``cfg``; none is a
+    one-line ConfigError naming ``where`` the config came from."""
+    splits = ("train", "val") if split == "both" else (split,)
+    splits = tuple(s for s in splits if (cfg.data.train if s == "train" else cfg.data.val))
+    if not splits:
+        raise ConfigError(f"{where}: no data sources for --split {split}")
+    return splits
+
+
+def format_cache_summary(out_dir: str | Path) -> str:
+    """One line on the cache in ``out_dir`` from its index: view sets, shards, feature shape, time."""
+    index = read_index(out_dir)
+    st = index["stats"]
+    return (f"{out_dir}: {len(index['entries'])} view sets ({st['encoded_now']} encoded now, "
+            f"{st['records']} records) in {len(index['shards'])} shard(s), features "
+            f"{index['feature_shape']} {index['dtype']}, {st['seconds']:.1f} s")
 
 
 def build_feature_cache(cfg: Config, out_dir: str | Path, splits: Sequence[str] = ("train", "val"), *,

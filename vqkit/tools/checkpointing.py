@@ -22,16 +22,17 @@ from vqkit.utils.runtime import resolve_device
 
 
 def resolve_gradient_checkpointing(cfg: Config, *, gpus: int | None = None, zero: int | None = None,
-                                   gpu_mem_gb: float | None = None, batch_size: int | None = None
-                                   ) -> tuple[Config, str]:
+                                   gpu_mem_gb: float | None = None, batch_size: int | None = None,
+                                   device: str | None = None) -> tuple[Config, str]:
     """``cfg`` with ``llm.gradient_checkpointing: auto`` replaced by the plan's decision for this machine
     (``vqkit.tools.plan._decide_checkpointing``), and why. GPUs default to ``WORLD_SIZE``, ZeRO to the stage of
-    ``train.deepspeed``, the memory to this process's GPU's; without CUDA it is off (checkpointing
-    trades compute for GPU memory). Other settings come back unchanged ("the config")."""
+    ``train.deepspeed``, the memory to this process's GPU's; without CUDA, or for a run on the CPU
+    (``device="cpu"``), it is off (checkpointing trades compute for GPU memory). Other settings come back
+    unchanged ("the config")."""
     if cfg.model.llm.gradient_checkpointing != "auto":
         return cfg, "the config"
     cfg = copy.deepcopy(cfg)
-    if not torch.cuda.is_available():
+    if device == "cpu" or not torch.cuda.is_available():
         cfg.model.llm.gradient_checkpointing = False
         return cfg, "auto: off without a GPU"
     if zero is None:

@@ -54,6 +54,14 @@ def _rooms(path: str, cache: FeatureCache, cfg, data_dir: Path) -> tuple[torch.T
     return torch.stack(feats), torch.tensor(targets)
 
 
+def format_scores(scores: dict) -> str:
+    """:func:`probe_features`' scores in one line, each beside its always-the-commonest baseline."""
+    return (f"object colour {100 * scores['colour_accuracy']:.1f}% (always the commonest: "
+            f"{100 * scores['colour_chance']:.1f}%), presence {100 * scores['presence_accuracy']:.1f}% "
+            f"({100 * scores['presence_chance']:.1f}%) on {scores['val_rooms']} validation rooms; "
+            f"{scores['seconds'] / 60:.1f} min")
+
+
 def probe_features(cfg, data_dir: str | Path = "data/synth", *, cache_dir: str | Path | None = None,
                    epochs: int = 30, seed: int = 0, progress: bool = True, log=print) -> dict:
     """Encode the synthetic rooms in ``data_dir`` with ``cfg``'s encoder (cached in ``cache_dir``, default

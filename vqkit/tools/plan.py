@@ -33,24 +33,14 @@ that share / batch, so batch x grad_accum x N is exactly the config's global bat
 tensors, so the prediction is comparable with the peak RSS of a real step: the framework baseline
 (this process after importing torch/transformers and building the tokenizer), the training records
 (measured by loading them), and the allocator's overhead (:data:`CPU_ALLOCATOR_OVERHEAD`). ``--probe``
-checks the plan with real steps: on a GPU at increasing batch sizes until one no longer fits (max
-allocated memory per size, one model for all); on the CPU one step at the configured batch in a
-fresh process (peak RSS), each compared with the plan at the measured sequence length.
-
-Checked against real steps (docs/benchmarks/h200_stage1_real_size): the stage-1 model at its real
-size on an H200 within 6% from batch 1 to 64; on this kind of 2-core CPU the demo config and a larger
-one within 4%.
+checks the plan with real steps (:mod:`vqkit.tools.plan_probe`); how close the plan comes to them on a
+GPU and on the CPU is recorded in docs/benchmarks/.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,23 +49,16 @@ import torch
 
 from vqkit.config.schema import Config
 from vqkit.data.collate import Collator
-from vqkit.data.dataset import build_dataset
-from vqkit.data.feature_cache import attach_feature_cache
 from vqkit.data.schema import load_records
 from vqkit.errors import ConfigError, DataError
 from vqkit.models.builder import build_model
 from vqkit.tokenizer import load_tokenizer
-from vqkit.tools.bench import ensure_data, peak_rss_mb
 from vqkit.tools.memory_accounting import (
     CPU_ALLOCATOR_OVERHEAD,
     count_activations,
-    current_rss,
     framework_baseline,
     training_data_resident,
 )
-from vqkit.train.optim import build_optimizer
-from vqkit.train.step import train_step
-from vqkit.utils.runtime import autocast, move_to_device, set_seed
 from vqkit.vggt.aggregator import feature_shape
 
 MB = 2**20
@@ -424,79 +407,3 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
                  f"({plan.checkpointing_decided_by})")
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)
-
-
-# Probes: real steps.
-def step_setup(cfg: Config, device: str) -> dict[str, Any]:
-    """What real probe steps need, built once: the model, its optimizer, the training set and the
-    collator (a generated synthetic set when the config's data is missing)."""
-    cfg, _ = ensure_data(cfg)
-    set_seed(cfg.train.seed)
-    dev = torch.device(device)
-    tokenizer = load_tokenizer(cfg.model.llm)
-    dataset = build_dataset(cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
-    if cfg.data.feature_cache:
-        attach_feature_cache(dataset, cfg)
-    model = build_model(cfg, tokenizer=tokenizer, device=dev)
-    model.train()
-    return {"device": dev, "dataset": dataset, "collator": Collator(tokenizer, cfg.model, cfg.data, mode="train"),
-            "model": model, "optimizer": build_optimizer(model, cfg.train, device=dev),
-            "autocast": autocast(dev, cfg.train.mixed_precision)}
-
-
-def measure_step(setup: dict[str, Any], batch_size: int, steps: int = 2) -> dict[str, Any]:
-    """Run ``steps`` real training steps at ``batch_size`` (samples repeat when the set is smaller);
-    returns peak memory (max allocated on a GPU, peak RSS on the CPU) and the padded sequence length."""
-    dev, dataset = setup["device"], setup["dataset"]
-    batch = setup["collator"]([dataset[i % len(dataset)] for i in range(batch_size)])
-    batch = move_to_device(batch, dev)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    before = current_rss()
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        train_step(setup["model"], setup["optimizer"], [batch], autocast=setup["autocast"])
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        step_s = time.perf_counter() - t0  # the last step's: the first ones warm up
-    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak_rss_mb() * MB
-    labelled = (batch["labels"][:, 1:] != -100).any(dim=0)  # the positions VQModel.forward computes logits at
-    return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": int(batch["input_ids"].shape[1]),
-            "answer_tokens": int(labelled.sum()), "rss_before_step_mb": before / MB, "step_s": step_s,
-            "samples_per_s": batch_size / step_s}
-
-
-def probe_cpu(config_path: str, overrides: list[str], batch_size: int, data_dir: str | None = None) -> dict[str, Any]:
-    """One real step in a fresh process (so its peak RSS is this step's alone)."""
-    cmd = [sys.executable, "-m", "vqkit", "plan", "--config", config_path, "--measure", str(batch_size),
-           "--device", "cpu"]
-    for o in overrides:
-        cmd += ["--set", o]
-    if data_dir:
-        cmd += ["--data", data_dir]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if proc.returncode != 0:
-        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode
-        raise ConfigError(f"probe step failed: {reason}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def probe_gpu(cfg: Config, plan_args: dict, max_batch: int = 4096) -> list[dict[str, Any]]:
-    """Real steps at batch 1, 2, 4, ... (one model, built once) until one runs out of memory or
-    ``max_batch`` is passed; each with the plan's prediction at the measured sequence length."""
-    setup = step_setup(cfg, "cuda")
-    out = []
-    bs = 1
-    while bs <= max_batch:
-        try:
-            m = measure_step(setup, bs)
-        except torch.cuda.OutOfMemoryError:
-            out.append({"batch_size": bs, "fits": False})
-            break
-        finally:
-            setup["optimizer"].zero_grad(set_to_none=True)
-            torch.cuda.empty_cache()
-        pred = make_plan(cfg, **plan_args, seq_len=m["seq_len"], batch_size=bs, answer_tokens=m["answer_tokens"])
-        out.append({**m, "fits": True, "predicted_mb": pred.total(bs) / MB})
-        bs *= 2
-    return out
