@@ -1,6 +1,7 @@
 """The run directory: the signals that ask a run to stop become a flag checked between steps (StopRequest);
 a resumed run keeps its checkpoint's config (or refuses the change in one line); a failed attempt is
-recorded in RUN/failed.json, and a folder that never trained is reused by a retry."""
+recorded in RUN/failed.json, and a folder that never trained is reused by a retry; a run locks its folder
+from the moment it takes it, so a second run on that folder fails in one line while the first lives."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import json
 import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
-from helpers import tiny_train_config
+import yaml
+from helpers import REPO, tiny_train_config
 
 from vqkit.config import config_from_dict
 from vqkit.config.io import load_config, to_dict
@@ -18,7 +24,9 @@ from vqkit.errors import ConfigError, DataError, VQKitError
 from vqkit.train import run
 from vqkit.train.run_dir import (
     FAILED_FILE,
+    LOCK_FILE,
     RESUMABLE_KEYS,
+    RunDirLock,
     StopRequest,
     prepare_run_dir,
     read_failure,
@@ -138,3 +146,76 @@ def test_prepare_run_dir_keeps_a_run_that_trained(tmp_path):
     assert (run_dir / "metrics.jsonl").exists()
     prepare_run_dir(run_dir, resuming=False, overwrite=True, is_main=True)
     assert sorted(p.name for p in run_dir.iterdir()) == ["notes.txt"]  # the user's own file stays
+
+
+def _lock_holder_pid(run_dir) -> int | None:
+    try:
+        return json.loads((run_dir / LOCK_FILE).read_text())["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def test_a_run_still_starting_holds_its_folder_against_a_second_run(synth_dir, tmp_path):
+    """Two real processes on one reused folder (a failed attempt's): the first `vqkit train` locks it as
+    it starts; the second fails in one line naming the folder and the first's pid and host, and leaves
+    the folder alone. Killed (a crash), the first holds nothing: a new run takes the folder."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    record_failure(run_dir, RuntimeError("an earlier attempt"), step=0)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(tiny_train_config(synth_dir, run_dir, max_steps=100000, save_every_steps=0)))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "vqkit", "train", "--config", str(config), "--no-progress"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while _lock_holder_pid(run_dir) != first.pid:
+            assert first.poll() is None, first.stderr.read()
+            assert time.time() < deadline, "the first run never took its folder"
+            time.sleep(0.05)
+        second = config_from_dict(tiny_train_config(synth_dir, run_dir, max_steps=2, save_every_steps=0))
+        with pytest.raises(VQKitError) as err:
+            run(second, progress=False)
+        assert str(err.value) == (f"run directory {run_dir} is in use by another run (pid {first.pid} on "
+                                  f"{socket.gethostname()}); wait for it to end, or choose another --output-dir")
+        assert _lock_holder_pid(run_dir) == first.pid
+    finally:
+        first.kill()  # SIGKILL: no cleanup runs, as in a crash
+        first.wait(timeout=60)
+        first.stderr.close()
+    failure = read_failure(run_dir)  # the earlier attempt's, or none if the first run got to replace it
+    assert failure is None or failure["error"] == "RuntimeError: an earlier attempt"  # never the second's
+    result = run(config_from_dict(tiny_train_config(synth_dir, run_dir, max_steps=2, save_every_steps=0)),
+                 progress=False)
+    assert result.steps == 2 and (run_dir / "final").is_dir()
+    assert _lock_holder_pid(run_dir) == os.getpid()  # the last holder, recorded
+    with RunDirLock(run_dir) as lock:  # released when the run ended
+        assert lock.held
+
+
+def test_the_lock_is_exclusive_between_processes_and_ends_with_its_holder(tmp_path):
+    """A lock held by another live process is refused without waiting, whatever its file says; the
+    holder's normal exit frees it."""
+    run_dir = tmp_path / "fresh" / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from vqkit.train.run_dir import RunDirLock; "
+                               f"lock = RunDirLock({str(run_dir)!r}).acquire(); print('held', flush=True); "
+                               "sys.stdin.read()"],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(VQKitError, match=rf"^run directory {run_dir} is in use by another run "
+                                             rf"\(pid {holder.pid} on "):
+            RunDirLock(run_dir).acquire()
+        (run_dir / LOCK_FILE).write_text("garbage")  # what the file says does not decide: the lock does
+        with pytest.raises(VQKitError, match=r"in use by another run \(its holder is starting\)"):
+            RunDirLock(run_dir).acquire()
+    finally:
+        holder.stdin.close()  # the holder exits normally
+        holder.wait(timeout=60)
+        holder.stdout.close()
+    lock = RunDirLock(run_dir).acquire()
+    assert _lock_holder_pid(run_dir) == os.getpid()
+    lock.release()
+    assert not lock.held
+

@@ -42,6 +42,7 @@ from vqkit.train.accelerator import describe, gather_trainable, make_accelerator
 from vqkit.train.logging import RunLogger, format_duration
 from vqkit.train.optim import cosine_schedule
 from vqkit.train.run_dir import (
+    RunDirLock,
     StopRequest,
     prepare_run_dir,
     record_failure,
@@ -156,6 +157,7 @@ class TrainingLoop:
         self.nonfinite_in_a_row = 0
         self.interrupted = False
         self.run_dir: Path | None = None  # set once the run directory is this run's
+        self.run_lock = RunDirLock(cfg.train.output_dir)  # the main process's, from setup to the end
         self.rank = 0
         self.config_changes: dict = {}
 
@@ -197,6 +199,8 @@ class TrainingLoop:
         self.accelerator = accelerator = make_accelerator(cfg)
         self.is_main = accelerator.is_main_process
         self.rank = accelerator.process_index
+        if self.is_main:  # the folder is this run's before anything in it is read or removed
+            self.run_lock.acquire()
         self.resumed_from = ckpt.resolve_resume(self.resume, cfg.train.output_dir)
         if self.resumed_from is not None:  # before anything is written: a refused change leaves the run as it was
             self.config_changes = resume_config_changes(self._checkpoint_config(self.resumed_from), to_dict(cfg),
@@ -366,10 +370,12 @@ class TrainingLoop:
         result = TrainResult(run_dir=self.run_dir, final_dir=final_dir, steps=self.step, last_loss=self.last_loss,
                              minutes=(time.time() - self.started) / 60, interrupted=self.interrupted)
         self.accelerator.end_training()
+        self.run_lock.release()
         return result
 
     def run(self) -> TrainResult:
-        """setup, train, cleanup; a failure is recorded in RUN/failed.json and raised."""
+        """setup, train, cleanup; a failure is recorded in RUN/failed.json and raised. The run folder's
+        lock is released however the run ends."""
         try:
             self.setup()
             self.train()
@@ -377,3 +383,5 @@ class TrainingLoop:
         except Exception as e:
             self.record_failure(e)
             raise
+        finally:
+            self.run_lock.release()

@@ -1,11 +1,17 @@
-"""The run directory: created for a new run, refused when it holds another run, the record of a run
-that failed, the check that a resumed run keeps its checkpoint's config, and the signals that ask a run
-to stop (Ctrl-C, Slurm's SIGTERM) turned into a checkpoint-then-exit.
+"""The run directory: locked by the run that takes it, created for a new run, refused when it holds
+another run, the record of a run that failed, the check that a resumed run keeps its checkpoint's
+config, and the signals that ask a run to stop (Ctrl-C, Slurm's SIGTERM) turned into a
+checkpoint-then-exit.
 
 Layout: ``RUN/config.yaml`` (resolved config), ``RUN/metrics.jsonl`` and ``RUN/tb/`` (logs),
 ``RUN/checkpoints/step_NNNNNN/`` (complete, resumable), ``RUN/final/`` (the model folder; ``RUN/encoder/``
 for ``vqkit pretrain-encoder``), ``RUN/eval*/``,
-``RUN/failed.json`` (the error of the last attempt, when it failed).
+``RUN/failed.json`` (the error of the last attempt, when it failed), ``RUN/run.lock`` (:class:`RunDirLock`).
+
+From the moment a run takes its folder (before it reads a checkpoint or removes anything) until it
+ends, its main process holds an exclusive lock on ``RUN/run.lock``: a second run on the same folder
+fails in one line naming the holder. The operating system drops the lock when the holder exits, even
+by a crash or ``kill -9``, so a lock never outlives its run.
 
 A folder *holds a run* when it has a complete checkpoint, a final model or logged training steps; an
 attempt that failed before its first logged step leaves none of these, so a retry with the same
@@ -14,9 +20,12 @@ attempt that failed before its first logged step leaves none of these, so a retr
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -31,6 +40,7 @@ from vqkit.utils.files import write_json_atomic
 RUN_OUTPUTS = ("config.yaml", "metrics.jsonl", "tb", "checkpoints", "final", "eval", "eval_views_removed",
                "failed.json", "encoder")
 FAILED_FILE = "failed.json"
+LOCK_FILE = "run.lock"
 
 #: Config keys a resumed run may change (dotted; a key ending in "." covers its whole section). They
 #: decide how long the run goes, what it logs, saves and evaluates, how data is read, and how a step is
@@ -44,6 +54,66 @@ RESUMABLE_KEYS = (
     "train.overwrite", "eval.", "data.val", "data.num_workers", "data.persistent_workers", "data.feature_cache",
     "model.llm.gradient_checkpointing", "model.llm.liger_kernels", "model.encoder.compile",
 )
+
+
+class RunDirLock:
+    """An exclusive ``flock`` on ``RUN/run.lock`` for as long as a run uses its folder.
+
+    :meth:`acquire` creates the folder, takes the lock without waiting and writes the holder (pid, host)
+    into the file; a folder locked by another process is a one-line :class:`~vqkit.errors.VQKitError`
+    naming the folder and that holder. :meth:`release` (or the process's exit, however it ends) drops
+    it. The file stays: removing it would let two processes lock two different files of one name.
+    """
+
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self._file = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def acquire(self) -> RunDirLock:
+        if self.held:
+            return self
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "a+")  # held open for the life of the run
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = _describe_holder(f.read())
+            f.close()
+            raise VQKitError(f"run directory {self.run_dir} is in use by another run ({holder}); wait for it to "
+                             f"end, or choose another --output-dir") from None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}) + "\n")
+        f.flush()
+        self._file = f
+        return self
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> RunDirLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _describe_holder(text: str) -> str:
+    """"pid N on HOST" from a lock file's content (what the holder wrote when it took the lock)."""
+    try:
+        holder = json.loads(text)
+        return f"pid {int(holder['pid'])} on {holder['host']}"
+    except (ValueError, KeyError, TypeError):
+        return "its holder is starting"  # locked, but the holder has not written its pid yet
 
 
 def _logged_steps(run_dir: Path) -> int:
