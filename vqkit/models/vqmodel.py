@@ -40,6 +40,7 @@ from vqkit.models.stopping import RepeatedLineStop
 from vqkit.roomplan.text import trim_repeated_lines
 from vqkit.tokenizer import IM_END, vision_token_count, vision_token_ids
 from vqkit.utils.distributed import zero3_partitioned
+from vqkit.utils.files import write_safetensors
 from vqkit.version import __version__
 from vqkit.vggt.aggregator import feature_shape
 from vqkit.vggt.predictor import cached_layer_outputs
@@ -437,14 +438,11 @@ class VQModel(nn.Module):
         partitions parameters, so the trainer gathers them first); default
         :meth:`trainable_state_dict`.
         """
-        from safetensors.torch import save_file
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = self.trainable_state_dict() if state_dict is None else {
             k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
-        save_file(state, str(folder / TRAINABLE_FILE),
-                  metadata={"format": "pt", "vqkit_version": __version__})
+        write_safetensors(folder / TRAINABLE_FILE, state, metadata={"format": "pt", "vqkit_version": __version__})
         save_config(self.config, folder / CONFIG_FILE)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(folder / TOKENIZER_DIR))

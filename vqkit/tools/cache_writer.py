@@ -37,7 +37,7 @@ from vqkit.data.feature_cache import (
 from vqkit.data.images import load_views
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.utils import distributed
-from vqkit.utils.files import write_atomic, write_json_atomic
+from vqkit.utils.files import write_json_atomic, write_safetensors
 from vqkit.utils.runtime import autocast, resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,12 +128,9 @@ class _ShardWriter:
     def flush(self) -> None:
         if not self._buffer:
             return
-        from safetensors.torch import save_file
-
         name = f"shard_{self.rank:02d}_{self.start_id + len(self.shards):05d}.safetensors"
         features = torch.cat(self._buffer).contiguous()
-        write_atomic(self.out / name, lambda tmp: save_file({FEATURES_KEY: features}, str(tmp),
-                                                            metadata={"key": self.key, "format": "pt"}))
+        write_safetensors(self.out / name, {FEATURES_KEY: features}, metadata={"key": self.key, "format": "pt"})
         self.shards.append(name)
         for key, entry in self._pending:
             self.entries[key] = [name, *entry]

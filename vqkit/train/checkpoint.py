@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from vqkit.errors import CheckpointError
+from vqkit.utils.files import write_safetensors
 
 COMPLETE = "COMPLETE"
 TRAINER_STATE = "trainer_state.json"
@@ -161,16 +162,16 @@ def save_checkpoint(run_dir: str | Path, step: int, *, accelerator, model, optim
         model.save_checkpoint(str(tmp / "deepspeed"), tag="state", exclude_frozen_parameters=True)
     elif accelerator.is_main_process:
         tensors, meta = _optimizer_to_files(optimizer.state_dict())
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        write_safetensors(tmp / "optimizer.safetensors", tensors)
         _write_json(tmp / "optimizer.json", meta)
     if accelerator.is_main_process:
         if trainable_state is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in trainable_state.items()},
-                      str(tmp / "trainable.safetensors"))
+            write_safetensors(tmp / "trainable.safetensors",
+                              {k: v.detach().cpu().contiguous() for k, v in trainable_state.items()})
         _write_json(tmp / "scheduler.json", scheduler.state_dict())
         _write_json(tmp / TRAINER_STATE, trainer_state)
     rng_tensors, rng_meta = _rng_to_files()
-    save_file(rng_tensors, str(tmp / f"rng_rank{rank}.safetensors"))
+    write_safetensors(tmp / f"rng_rank{rank}.safetensors", rng_tensors)
     _write_json(tmp / f"rng_rank{rank}.json", rng_meta)
     accelerator.wait_for_everyone()
 

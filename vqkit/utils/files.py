@@ -1,8 +1,9 @@
-"""Files vqkit writes and reads: atomic writes, JSON lines, JSON without NaN.
+"""Files vqkit writes and reads: atomic writes, JSON lines, JSON without NaN, safetensors.
 
 Every result file is written to a temporary name in the same folder and renamed into place, so a
 reader (``vqkit monitor``, a notebook, a resumed run) never sees half a file and a crash leaves the
-previous version intact.
+previous version intact. Every safetensors file goes through :func:`write_safetensors`, so identical
+tensors and metadata give identical bytes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import math
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,48 @@ def read_safetensors_header(f) -> tuple[dict, int]:
     if not isinstance(header, dict):
         raise ValueError("the safetensors header is not a JSON object")
     return header, 8 + size
+
+
+def write_safetensors(path: str | os.PathLike, tensors: Mapping[str, Any],
+                      metadata: Mapping[str, str] | None = None) -> Path:
+    """``safetensors.torch.save_file``, atomically and byte-stable: identical tensors and metadata give
+    identical bytes, in any process. safetensors lays the tensors out in a fixed order (by dtype, then
+    name) but writes the ``__metadata__`` entries in the order of a hash map that is seeded per
+    process; the header is rewritten with them sorted by key."""
+    from safetensors.torch import save_file
+
+    def write(tmp: Path) -> None:
+        save_file(dict(tensors), str(tmp), metadata=dict(metadata) if metadata else None)
+        _sort_safetensors_metadata(tmp)
+
+    return write_atomic(path, write)
+
+
+def _sort_safetensors_metadata(path: Path) -> None:
+    """Rewrite a safetensors file's header with its ``__metadata__`` keys sorted (in place when the
+    header keeps its length, as it does: the same keys and values in another order)."""
+    with open(path, "r+b") as f:
+        header, data_start = read_safetensors_header(f)
+        metadata = header.get("__metadata__")
+        if not metadata:
+            return
+        header["__metadata__"] = dict(sorted(metadata.items()))
+        text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+        text += b" " * (-len(text) % 8)  # safetensors pads its header with spaces to 8 bytes
+        if len(text) == data_start - 8:
+            f.seek(8)
+            f.write(text)
+            return
+        f.seek(data_start)
+        rewritten = temporary_path(path)
+        try:
+            with open(rewritten, "wb") as out:
+                out.write(struct.pack("<Q", len(text)) + text)
+                while chunk := f.read(1 << 24):
+                    out.write(chunk)
+            os.replace(rewritten, path)
+        finally:
+            rewritten.unlink(missing_ok=True)
 
 
 def json_sha256(obj: Any) -> str:

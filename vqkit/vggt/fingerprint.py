@@ -33,8 +33,9 @@ CONTENT_HASH_MAX_BYTES = 256 << 20
 
 def _safetensors_digest(path: Path) -> str | None:
     """sha256 over a safetensors file's metadata (keys sorted) and its tensors by name (name, dtype,
-    shape, bytes); None when the file is not one. Not over the raw bytes: the writer orders the
-    metadata keys differently from one process to the next, so the same weights saved twice differ."""
+    shape, bytes); None when the file is not one. Not over the raw bytes: safetensors itself orders
+    the metadata keys differently from one process to the next, so the same weights saved twice by
+    another writer differ (vqkit's own, :func:`vqkit.utils.files.write_safetensors`, sorts them)."""
     try:
         with open(path, "rb") as f:
             header, _ = read_safetensors_header(f)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from vqkit.errors import CheckpointError
-from vqkit.utils.files import write_atomic
+from vqkit.utils.files import write_safetensors
 from vqkit.version import __version__
 from vqkit.vggt.weights import (
     VGGT_PARTS,
@@ -124,8 +124,6 @@ def save_vggt_file(model: nn.Module, path: str | os.PathLike, enc_cfg, *, head_s
                    image_size: int, resize_mode: str, extra: Mapping | None = None) -> os.PathLike:
     """Write ``model`` (a :class:`VGGT`) as one safetensors file in the official layout, atomically,
     with its description (module docstring); ``extra`` adds JSON fields to it (e.g. the training step)."""
-    from safetensors.torch import save_file
-
     state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
              for k, v in model.state_dict().items()}
     description = {"encoder": {k: getattr(enc_cfg, k) for k in ENCODER_ARCH_FIELDS},
@@ -133,7 +131,7 @@ def save_vggt_file(model: nn.Module, path: str | os.PathLike, enc_cfg, *, head_s
                              if k in HEAD_SIZE_ARGS},
                    "image_size": int(image_size), "resize_mode": resize_mode, **dict(extra or {})}
     metadata = {"format": "pt", "vqkit_version": __version__, META_KEY: json.dumps(description)}
-    return write_atomic(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
+    return write_safetensors(path, state, metadata=metadata)
 
 
 def encoder_config_of(info: VGGTFileInfo, base=None):
