@@ -27,8 +27,7 @@ $(BIN)/.vqkit-installed: pyproject.toml Makefile
 setup: $(BIN)/.vqkit-installed
 
 # Generate the synthetic benchmark, pretrain the demo aggregator, train the demo model and a blind
-# baseline, evaluate both (configs/demo.yaml + configs/demo_encoder.yaml;
-# 8.5 to ~14.5 minutes on 2 cores by machine: docs/demo.md).
+# baseline, evaluate both (configs/demo.yaml + configs/demo_encoder.yaml; its time by machine: docs/demo.md).
 demo: setup
 	$(BIN)/vqkit demo
 

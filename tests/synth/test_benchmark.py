@@ -1,5 +1,8 @@
 """vqkit.synth.benchmark: the dataset on disk (records, Stage 2 targets, splits), deterministic for a
-seed and independent of the worker count, reused only when made with the same arguments."""
+seed and independent of the worker count, reused only when made with the same arguments. Train and val
+alone are byte-identical to those of a set with all three splits (every room has its own seed, the
+split assignment is over all rooms), the test rooms are not rendered, and a set with more splits than
+asked for is reused."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import json
 import pytest
 
 from vqkit import synth
+from vqkit.errors import ConfigError
+from vqkit.synth.benchmark import ensure_synth, generate, split_scenes
 from vqkit.synth.questions import DESCRIBE_QUESTION, describe_objects
 
 
@@ -122,3 +127,51 @@ def test_bad_arguments_are_config_errors(tmp_path):
         synth.generate(tmp_path, scenes=1, image_format="gif")
     with pytest.raises(ConfigError, match="train-questions-per-scene"):
         synth.generate(tmp_path, scenes=1, train_questions_per_scene=0)
+
+
+ARGS = {"scenes": 9, "views": 1, "image_size": 16, "seed": 5, "render_scale": 1, "train_questions_per_scene": 10,
+        "train_describe": True}
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "stats.json"}
+
+
+def test_train_and_val_alone_are_the_same_bytes_without_the_test_rooms(tmp_path):
+    full, partial = tmp_path / "full", tmp_path / "partial"
+    generate(full, workers=1, progress=False, **ARGS)
+    stats = generate(partial, workers=2, progress=False, splits=("val", "train"), **ARGS)
+    test_rooms = {f"scenes/scene{i:05d}" for i in split_scenes(ARGS["scenes"], ARGS["seed"])["test"]}
+    assert test_rooms
+    kept = {name: data for name, data in _files(full).items()
+            if not name.startswith(("test.jsonl", "roomplan_test.jsonl"))
+            and not any(name.startswith(room + "/") for room in test_rooms)}
+    assert _files(partial) == kept  # records, rooms and the tokenizer, byte for byte
+    assert stats["args"]["splits"] == ["train", "val"] and set(stats["scenes"]) == {"train", "val"}
+    assert stats["blind_evaluated_on"] == "val"
+    written = json.loads((partial / "stats.json").read_text())
+    assert written["args"]["splits"] == ["train", "val"]
+
+
+def test_a_set_with_more_splits_is_reused_and_one_with_fewer_is_completed(tmp_path, capsys):
+    synth_args = {k: ARGS[k] for k in ("scenes", "views", "image_size", "seed", "render_scale",
+                                       "train_questions_per_scene", "train_describe")}
+    out = tmp_path / "set"
+    ensure_synth(out, splits=("train", "val"), progress=False, **synth_args)
+    assert not (out / "test.jsonl").exists()
+    before = (out / "val.jsonl").read_bytes()
+    ensure_synth(out, progress=False, **synth_args)  # all three asked for: the test split is added
+    assert "regenerating the synthetic rooms" in capsys.readouterr().out
+    assert (out / "test.jsonl").is_file() and (out / "val.jsonl").read_bytes() == before
+    stats = ensure_synth(out, splits=("train", "val"), progress=False, **synth_args)  # a superset: reused
+    assert "reusing the synthetic rooms" in capsys.readouterr().out
+    assert stats["args"]["splits"] == ["train", "val", "test"]
+    # Regenerated for other rooms with fewer splits, no test split of the earlier rooms stays behind.
+    ensure_synth(out, splits=("train", "val"), progress=False, **{**synth_args, "seed": 6})
+    assert not (out / "test.jsonl").exists() and not (out / "roomplan_test.jsonl").exists()
+
+
+def test_the_splits_must_include_train(tmp_path):
+    with pytest.raises(ConfigError, match=r"the splits to write are train and any of val, test; got \['val'\]"):
+        generate(tmp_path / "x", scenes=3, splits=("val",), progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -92,10 +93,16 @@ def test_demo_runs_end_to_end_and_writes_its_summary(tmp_path, monkeypatch):
 def test_the_default_demo_pretrains_its_aggregator_first(tmp_path, monkeypatch):
     """The default demo (no config given): configs/demo.yaml, its aggregator pretrained by
     configs/demo_encoder.yaml into RUN_encoder, the demo model (and its feature cache) on the
-    weights it wrote; training rooms get 16 questions, val rooms 8."""
+    weights it wrote; training rooms get 16 questions, val rooms 8. Its stages (pretraining, cache,
+    two trainings, three evaluations) read each records file once, and no test room is rendered."""
     import yaml
 
+    import vqkit.data.schema as schema
+    from vqkit.synth.benchmark import split_scenes
+
     monkeypatch.chdir(REPO)
+    reads, parse = Counter(), schema.iter_json_objects
+    monkeypatch.setattr(schema, "iter_json_objects", lambda path: reads.update([path.name]) or parse(path))
     summary = _tiny_demo(tmp_path, steps=2, scenes=12, config=None,
                          encoder_overrides=["train.max_steps=2", "train.batch_size_per_gpu=2",
                                             "train.save_every_steps=0", "train.log_every_steps=1"])
@@ -114,6 +121,11 @@ def test_the_default_demo_pretrains_its_aggregator_first(tmp_path, monkeypatch):
     assert stats["args"]["train_questions_per_scene"] == 16 and stats["args"]["questions_per_scene"] == 8
     assert stats["args"]["render_scale"] == 1 and stats["args"]["train_describe"] is True
     assert stats["questions_per_qtype"]["train"]["describe"] == stats["scenes"]["train"]
+    assert reads == {"train.jsonl": 1, "val.jsonl": 1}
+    assert stats["args"]["splits"] == ["train", "val"] and not (tmp_path / "synth" / "test.jsonl").exists()
+    rendered = {p.name for p in (tmp_path / "synth" / "scenes").iterdir()}
+    test_rooms = {f"scene{i:05d}" for i in split_scenes(12, 0)["test"]}
+    assert test_rooms and not rendered & test_rooms and len(rendered) == 12 - len(test_rooms)
 
 
 @pytest.mark.slow

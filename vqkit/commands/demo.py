@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     run_demo(args.config, args.data_dir, args.run_dir, args.overrides,
              synth={"scenes": args.scenes, "views": args.views, "image_size": args.image_size, "seed": args.seed,
                     "train_questions_per_scene": args.train_questions_per_scene, "render_scale": args.render_scale,
-                    "train_describe": args.train_describe},
+                    "train_describe": args.train_describe, "splits": DEFAULT_SYNTH["splits"]},
              progress=not args.no_progress,
              encoder_pretrain=args.encoder_pretrain, encoder_overrides=args.encoder_set)
     return 0

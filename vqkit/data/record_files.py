@@ -1,8 +1,11 @@
 """Reading record files: a path or glob to files, and a file to its JSON objects with their line numbers
-(``.jsonl``: one object per line; ``.json``: a top-level array, each element at the line it starts on)."""
+(``.jsonl``: one object per line; ``.json``: a top-level array, each element at the line it starts on);
+:func:`read_records_once`, within which each records file is read and validated once
+(:func:`vqkit.data.schema.load_records` consults it)."""
 
 from __future__ import annotations
 
+import contextlib
 import glob as globlib
 import json
 import os
@@ -80,3 +83,46 @@ def _iter_json_array(path: Path, text: str) -> Iterator[tuple[int, Any]]:
         else:
             raise DataError(f"{path}:{text.count(chr(10), 0, i) + 1}: not valid JSON "
                             f"(expected ',' or ']' after a record)")
+
+
+# (files with their size and mtime, load options) -> (records, their LoadReport), while
+# read_records_once() is open; None outside it.
+_READ_ONCE: dict[tuple, tuple[list, Any]] | None = None
+
+
+@contextlib.contextmanager
+def read_records_once() -> Iterator[None]:
+    """Within this block, :func:`~vqkit.data.schema.load_records` reads and validates each records file
+    once: a later call for the same files, unchanged on disk (size, modification time), with the same
+    options gets a new list of the first call's :class:`~vqkit.data.schema.Record` objects (which
+    nothing in vqkit changes). For a pipeline that reads its records at every stage (``vqkit demo``:
+    the aggregator's pretraining, the feature cache, two trainings, three evaluations); a block inside
+    another shares the outer one's records."""
+    global _READ_ONCE
+    outermost = _READ_ONCE is None
+    if outermost:
+        _READ_ONCE = {}
+    try:
+        yield
+    finally:
+        if outermost:
+            _READ_ONCE = None
+
+
+def read_once_key(pattern: str, *options: Any) -> tuple | None:
+    """What identifies a load inside :func:`read_records_once` (None outside it): the files with their
+    size and modification time, and the load's options."""
+    if _READ_ONCE is None:
+        return None
+    files = tuple((str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in expand_paths(pattern))
+    return (files, *options)
+
+
+def read_earlier(key: tuple | None) -> tuple[list, Any] | None:
+    """(records, report) of an earlier load with ``key`` in this :func:`read_records_once` block."""
+    return None if key is None or _READ_ONCE is None else _READ_ONCE.get(key)
+
+
+def remember(key: tuple | None, records: list, report: Any) -> None:
+    if key is not None and _READ_ONCE is not None:
+        _READ_ONCE[key] = (records, report)

@@ -36,7 +36,7 @@ import numpy as np
 
 from vqkit.cameras import are_rotations
 from vqkit.data.conversations import conversation_records, is_conversation
-from vqkit.data.record_files import expand_paths, iter_json_objects
+from vqkit.data.record_files import expand_paths, iter_json_objects, read_earlier, read_once_key, remember
 from vqkit.data.video import media_file
 from vqkit.errors import DataError
 
@@ -418,7 +418,7 @@ def load_records(pattern: str, *, image_root: str | None = None, allow_outside_r
                  report: LoadReport | None = None, limit: int | None = None, format: str = "auto",
                  video_frames: int = 32) -> list[Record]:
     """Read and validate every record of a ``.json``/``.jsonl`` file or glob (the first ``limit`` only,
-    when given).
+    when given); inside :func:`vqkit.data.record_files.read_records_once`, each file once.
 
     ``format``: ``records`` (vqkit's record format), ``conversations`` (LLaVA / Qwen-VL-finetune
     samples, read by :func:`vqkit.data.conversations.conversation_records`: one record per assistant
@@ -434,6 +434,12 @@ def load_records(pattern: str, *, image_root: str | None = None, allow_outside_r
     if format not in ("auto", "records", "conversations"):
         raise DataError(f"a source's format must be auto, records or conversations, got {format!r}")
     report = report if report is not None else LoadReport()
+    key = read_once_key(pattern, image_root, allow_outside_root, on_error, depth_bins, check_files, limit, format,
+                        video_frames)
+    if (earlier := read_earlier(key)) is not None:
+        report.merge(earlier[1])
+        return list(earlier[0])
+    this_call = LoadReport()
     records: list[Record] = []
     for path in expand_paths(pattern):
         file_report = LoadReport()
@@ -457,5 +463,7 @@ def load_records(pattern: str, *, image_root: str | None = None, allow_outside_r
         if file_report.num_skipped:
             log.warning("%s: skipped %d bad record(s) or sample(s) of %d; first: %s", path, file_report.num_skipped,
                         file_report.num_skipped + file_report.num_loaded, file_report.errors[0])
-        report.merge(file_report)
-    return records
+        this_call.merge(file_report)
+    report.merge(this_call)
+    remember(key, records, this_call)
+    return list(records)

@@ -263,7 +263,7 @@ def spatial_score(prediction: str, answer: str, qtype: str | None) -> float | No
 # pycocoevalcap
 # --------------------------------------------------------------------------------------------
 
-_METEOR = None  # one METEOR Java process per Python process: it takes ~15 s to load on 2 cores
+_METEOR = None  # one METEOR Java process per Python process: it takes seconds to load
 _METEOR_LOCK = threading.Lock()
 
 

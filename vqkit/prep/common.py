@@ -51,7 +51,7 @@ def load_json(path: Path, what: str) -> Any:
 def read_matrix(path: Path, rows: int = 4) -> np.ndarray:
     """A whitespace-separated text matrix (ScanNet pose / intrinsic files) -> float64 [rows, 4].
 
-    Parsing by hand is ~10x faster than ``np.loadtxt`` and matters: a ScanNet scene has thousands of
+    Parsing by hand is much faster than ``np.loadtxt`` and matters: a ScanNet scene has thousands of
     pose files. ``-inf`` / ``nan`` parse as floats (invalid ScanNet frames are all -inf).
     """
     try:
@@ -131,7 +131,7 @@ def write_view(src: Path, dst: Path, K: np.ndarray, image_size: int,
     """Resize the colour image ``src`` to width ``image_size`` and save it as JPEG ``dst``.
 
     Returns (K of the written image [3, 3], original (w, h), written (w, h)). JPEG sources are
-    decoded at a reduced DCT scale first (``Image.draft``), which is ~4x faster for 1296x968 frames;
+    decoded at a reduced DCT scale first (``Image.draft``), several times faster for 1296x968 frames;
     K is scaled from the original size to the written size either way.
     """
     from PIL import Image

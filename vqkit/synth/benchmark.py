@@ -29,6 +29,7 @@ import multiprocessing as mp
 import os
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ SPLITS = ("train", "val", "test")
 # Questions per room: every val and test room's (the benchmark), and the training rooms' by default.
 QUESTIONS_PER_SCENE = 8
 # zlib level of the PNGs (lossless at any level): 1, as OpenCV writes them, encodes a scene's 12
-# images in half the time of PIL's default 6 for ~30% more bytes.
+# images much faster than PIL's default 6, for somewhat larger files.
 PNG_LEVEL = 1
 
 
@@ -168,7 +169,7 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
              questions_per_scene: int = QUESTIONS_PER_SCENE, l_shape_prob: float = 0.3, image_format: str = "png",
              split_fractions=(0.8, 0.1, 0.1), tokenizer: bool = True, vocab_size: int = 1024,
              progress: bool = True, train_questions_per_scene: int | None = None,
-             train_describe: bool = False) -> dict:
+             train_describe: bool = False, splits: Sequence[str] = SPLITS) -> dict:
     """Generate the synthetic benchmark into ``out_dir`` and return its stats (also in stats.json).
 
     Deterministic for ``seed``: the JSONL files are byte-identical for the same arguments whatever
@@ -178,41 +179,40 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     test splits (the benchmark) do not change. ``train_describe`` adds to every training room, after
     those, the ``describe`` question (:func:`vqkit.synth.questions.describe_objects`: every category
     the views show, with its colour and count), again leaving val and test as they are.
+
+    ``splits`` (train and any of val, test; default all three) are the splits written: the rooms of
+    the others are not rendered, and their record files are removed. The rooms are still assigned
+    to splits over all ``scenes`` and each derives from its own seed, so a split's files are
+    byte-identical to those of a run that writes every split.
     """
-    if scenes < 1 or views < 1:
-        raise ConfigError(f"vqkit synth: --scenes and --views must be >= 1 (got {scenes}, {views})")
-    if image_size < 16 or render_scale < 1:
-        raise ConfigError(f"vqkit synth: --image-size must be >= 16 and --render-scale >= 1 "
-                          f"(got {image_size}, {render_scale})")
-    if image_format not in ("png", "jpg"):
-        raise ConfigError(f"vqkit synth: --image-format must be png or jpg, got {image_format!r}")
     train_qps = questions_per_scene if train_questions_per_scene is None else train_questions_per_scene
-    if questions_per_scene < 1 or train_qps < 1:
-        raise ConfigError(f"vqkit synth: --questions-per-scene and --train-questions-per-scene must be >= 1 "
-                          f"(got {questions_per_scene}, {train_qps})")
-    if len(split_fractions) != 3 or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) < 0:
-        raise ConfigError(f"vqkit synth: split fractions must be 3 non-negative numbers summing to 1, "
-                          f"got {split_fractions}")
+    _check_arguments(scenes, views, image_size, render_scale, image_format, questions_per_scene, train_qps,
+                     split_fractions, splits)
+    splits = tuple(s for s in SPLITS if s in splits)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    assignment = split_scenes(scenes, seed, split_fractions)
+    rendered = sorted(i for s in splits for i in assignment[s])
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    workers = min(workers, scenes)
+    workers = min(workers, len(rendered))
     nthreads = 1 if workers > 1 else 0
-    splits = split_scenes(scenes, seed, split_fractions)
-    train = set(splits["train"])
+    train = set(assignment["train"])
     jobs = [(str(out), seed, i, views, image_size, render_scale, l_shape_prob,
              train_qps if i in train else questions_per_scene, train_describe and i in train, image_format, nthreads)
-            for i in range(scenes)]
+            for i in rendered]
 
     t0 = time.perf_counter()
-    results = _render_scenes(jobs, workers, progress)
+    results = dict(zip(rendered, _render_scenes(jobs, workers, progress), strict=True))
     t_scenes = time.perf_counter() - t0
 
-    records = {s: [r for i in splits[s] for r in question_records(results[i])] for s in SPLITS}
-    roomplan = {s: [roomplan_record(results[i]) for i in splits[s]] for s in SPLITS}
+    records = {s: [r for i in assignment[s] for r in question_records(results[i])] for s in splits}
+    roomplan = {s: [roomplan_record(results[i]) for i in assignment[s]] for s in splits}
     for s in SPLITS:
-        write_jsonl_atomic(out / f"{s}.jsonl", records[s])
-        write_jsonl_atomic(out / f"roomplan_{s}.jsonl", roomplan[s])
+        for name in (f"{s}.jsonl", f"roomplan_{s}.jsonl"):
+            if s in splits:
+                write_jsonl_atomic(out / name, records[s] if name == f"{s}.jsonl" else roomplan[s])
+            else:  # an earlier set's split would no longer match these rooms
+                (out / name).unlink(missing_ok=True)
 
     t_tok = 0.0
     if tokenizer:
@@ -220,18 +220,37 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
         train_tokenizer(tokenizer_texts(records["train"], roomplan["train"]), out / "tokenizer", vocab_size=vocab_size)
         t_tok = time.perf_counter() - t1
 
-    stats = _stats(records, results, splits)
+    stats = _stats(records, list(results.values()), assignment)
     stats["args"] = {"scenes": scenes, "views": views, "image_size": image_size, "seed": seed, "workers": workers,
                      "render_scale": render_scale, "questions_per_scene": questions_per_scene,
                      "train_questions_per_scene": train_qps, "train_describe": train_describe,
-                     "l_shape_prob": l_shape_prob,
-                     "image_format": image_format}
-    stats["timings"] = {"scenes_s": round(t_scenes, 3), "scenes_per_s": round(scenes / t_scenes, 3),
-                        "views_per_s": round(scenes * views / t_scenes, 2),
-                        "render_s_per_scene": round(float(np.mean([r["render_s"] for r in results])), 5),
+                     "l_shape_prob": l_shape_prob, "image_format": image_format, "splits": list(splits)}
+    stats["timings"] = {"scenes_s": round(t_scenes, 3), "scenes_per_s": round(len(jobs) / t_scenes, 3),
+                        "views_per_s": round(len(jobs) * views / t_scenes, 2),
+                        "render_s_per_scene": round(float(np.mean([r["render_s"] for r in results.values()])), 5),
                         "tokenizer_s": round(t_tok, 3), "total_s": round(time.perf_counter() - t0, 3)}
     write_json_atomic(out / "stats.json", _ordered_stats(stats))  # last: its presence marks a complete set
     return _ordered_stats(stats)
+
+
+def _check_arguments(scenes, views, image_size, render_scale, image_format, questions_per_scene, train_qps,
+                     split_fractions, splits) -> None:
+    """:func:`generate`'s arguments, each wrong one a one-line ConfigError."""
+    if scenes < 1 or views < 1:
+        raise ConfigError(f"vqkit synth: --scenes and --views must be >= 1 (got {scenes}, {views})")
+    if image_size < 16 or render_scale < 1:
+        raise ConfigError(f"vqkit synth: --image-size must be >= 16 and --render-scale >= 1 "
+                          f"(got {image_size}, {render_scale})")
+    if image_format not in ("png", "jpg"):
+        raise ConfigError(f"vqkit synth: --image-format must be png or jpg, got {image_format!r}")
+    if questions_per_scene < 1 or train_qps < 1:
+        raise ConfigError(f"vqkit synth: --questions-per-scene and --train-questions-per-scene must be >= 1 "
+                          f"(got {questions_per_scene}, {train_qps})")
+    if len(split_fractions) != 3 or abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) < 0:
+        raise ConfigError(f"vqkit synth: split fractions must be 3 non-negative numbers summing to 1, "
+                          f"got {split_fractions}")
+    if "train" not in splits or not set(splits) <= set(SPLITS):
+        raise ConfigError(f"vqkit synth: the splits to write are train and any of val, test; got {list(splits)}")
 
 
 def format_summary(stats: dict, out_dir: str | os.PathLike) -> str:
@@ -285,22 +304,25 @@ def _ordered_stats(stats: dict) -> dict:
     return {k: stats[k] for k in _STATS_ORDER}
 
 
-def _stats(records: dict, results: list[dict], splits: dict) -> dict:
-    """Counts per split and qtype, answer distributions and the text-only baselines."""
-    heldout = records["val"] + records["test"] or records["train"]
+def _stats(records: dict, results: list[dict], assignment: dict) -> dict:
+    """Counts per written split (``records``' keys) and qtype, answer distributions and the text-only
+    baselines."""
+    heldout_splits = [s for s in ("val", "test") if records.get(s)]
+    heldout = [r for s in heldout_splits for r in records[s]] or records["train"]
     answers = defaultdict(Counter)
-    for s in SPLITS:
-        for r in records[s]:
+    for rows in records.values():
+        for r in rows:
             if r["qtype"] != DESCRIBE_QTYPE:  # a room's own list, not an answer class
                 answers[r["qtype"]][r["answer"]] += 1
     return {
         "generator_version": GENERATOR_VERSION,
-        "scenes": {s: len(splits[s]) for s in SPLITS},
-        "questions": {s: len(records[s]) for s in SPLITS},
-        "questions_per_qtype": {s: dict(sorted(Counter(r["qtype"] for r in records[s]).items())) for s in SPLITS},
+        "scenes": {s: len(assignment[s]) for s in records},
+        "questions": {s: len(rows) for s, rows in records.items()},
+        "questions_per_qtype": {s: dict(sorted(Counter(r["qtype"] for r in rows).items()))
+                                for s, rows in records.items()},
         "answers_per_qtype": {qt: dict(c.most_common()) for qt, c in sorted(answers.items())},
         "blind": blind_baselines(records["train"], heldout),
-        "blind_evaluated_on": "val+test" if records["val"] + records["test"] else "train",
+        "blind_evaluated_on": "+".join(heldout_splits) or "train",
         "semantic_classes": {"names": SEMANTIC_CLASSES, "unlabelled": UNLABELLED},
         "objects_per_scene": round(float(np.mean([len(r["layout"]["objects"]) for r in results])), 3),
         "bytes_per_scene": int(np.mean([r["bytes"] for r in results])),
@@ -309,12 +331,13 @@ def _stats(records: dict, results: list[dict], splits: dict) -> dict:
 
 def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_size: int, seed: int,
                  train_questions_per_scene: int = QUESTIONS_PER_SCENE, render_scale: int = RENDER_SCALE,
-                 train_describe: bool = False, progress: bool = True) -> dict:
+                 train_describe: bool = False, splits: Sequence[str] = SPLITS, progress: bool = True) -> dict:
     """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments by
-    this generator version (then its stats are returned and nothing is written); a set made with other
-    arguments is regenerated in place, saying which differ. Val and test rooms always get
-    :data:`QUESTIONS_PER_SCENE` questions, ``train_questions_per_scene`` is the training rooms', and
-    ``train_describe`` adds the training rooms' ``describe`` question (:func:`generate`)."""
+    this generator version, with at least ``splits`` (then its stats are returned and nothing is
+    written); a set made with other arguments is regenerated in place, saying which differ. Val and
+    test rooms always get :data:`QUESTIONS_PER_SCENE` questions, ``train_questions_per_scene`` is the
+    training rooms', ``train_describe`` adds the training rooms' ``describe`` question, and only
+    ``splits`` are rendered (:func:`generate`)."""
     data_dir = Path(data_dir)
     stats_file = data_dir / "stats.json"
     if stats_file.is_file():
@@ -327,16 +350,20 @@ def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_
         defaults = {"questions_per_scene": QUESTIONS_PER_SCENE, "render_scale": RENDER_SCALE, "train_describe": False}
         have = {k: args.get(k, defaults.get(k)) for k in want}
         have["train_questions_per_scene"] = args.get("train_questions_per_scene", have["questions_per_scene"])
-        if have == want and stats.get("generator_version") == GENERATOR_VERSION:
+        have_splits = args.get("splits", list(SPLITS))  # a set written before splits were chosen has all
+        if (have == want and set(splits) <= set(have_splits)
+                and stats.get("generator_version") == GENERATOR_VERSION):
             print(f"reusing the synthetic rooms in {data_dir}", flush=True)
             return stats
         differ = [f"{k} {have[k]} -> {want[k]}" for k in want if have[k] != want[k]]
+        if not set(splits) <= set(have_splits):
+            differ.append(f"splits {','.join(have_splits)} -> {','.join(s for s in SPLITS if s in splits)}")
         if stats.get("generator_version") != GENERATOR_VERSION:
             differ.append(f"generator version {stats.get('generator_version')} -> {GENERATOR_VERSION}")
         print(f"regenerating the synthetic rooms in {data_dir} ({', '.join(differ)})", flush=True)
     return generate(data_dir, scenes=scenes, views=views, image_size=image_size, seed=seed, progress=progress,
                     train_questions_per_scene=train_questions_per_scene, render_scale=render_scale,
-                    train_describe=train_describe)
+                    train_describe=train_describe, splits=splits)
 
 
 def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True) -> None:

@@ -35,8 +35,8 @@ _BASELINE: list[int] = []
 
 
 # On the CPU the peak RSS exceeds the live tensors: glibc keeps the buffers the forward frees (norm
-# outputs, casts, attention scratch) in its arenas instead of returning them. Measured with the probe on
-# the demo config and a 6-layer 512-wide LoRA config: +24% to +31% of the saved activations.
+# outputs, casts, attention scratch) in its arenas instead of returning them. The factor comes from the
+# CPU probe (`vqkit plan --device cpu --probe`) on the demo config and a 6-layer 512-wide LoRA config.
 CPU_ALLOCATOR_OVERHEAD = 1.3
 
 _DATA_RESIDENT: dict[tuple, int] = {}
