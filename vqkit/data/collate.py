@@ -294,7 +294,7 @@ class Collator:
         enc = [self.encode_sample(s["question"], s.get("situation"), s.get("answer"), s["R"].shape[0],
                                   bool(s["has_geometry"]) or p, image_hw, s.get("turns", ()),
                                   s.get("vision_at"), s.get("system"))
-               for s, p in zip(samples, predict)]
+               for s, p in zip(samples, predict, strict=True)]
         batch["predict_geometry"] = torch.tensor(predict, dtype=torch.bool)
         batch["geom_mask"] = batch["geom_mask"] | batch["predict_geometry"]  # samples with geometry tokens
         batch.update(self._tokens(enc))
@@ -305,7 +305,7 @@ class Collator:
                         "answer are longer); they are kept whole. Raise data.max_length.",
                         num_overlong, self.data_cfg.max_length)
         meta = []
-        for s, e in zip(samples, enc):
+        for s, e in zip(samples, enc, strict=True):
             m = dict(s["meta"])
             m["answer"] = s.get("answer")
             m["num_vision_tokens"] = e["num_vision"]
@@ -365,7 +365,9 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     hist = torch.zeros(B, S, bins)
     geom_mask = torch.zeros(B, dtype=torch.bool)
     depths = torch.zeros(B, S, H, W) if any("depths" in s for s in samples) else None
-    semantics = torch.full((B, S, H, W), UNLABELLED, dtype=torch.long) if any("semantics" in s for s in samples) else None
+    semantics = None
+    if any("semantics" in s for s in samples):
+        semantics = torch.full((B, S, H, W), UNLABELLED, dtype=torch.long)
     boxes = torch.zeros(B, S, 4, dtype=torch.long) if all("pixel_box" in s for s in samples) else None
     features = None
     if "features" in samples[0]:

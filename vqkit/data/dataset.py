@@ -175,21 +175,22 @@ class RecordDataset(Dataset):
             geo = geometry.select(views)
             sample["R"] = torch.from_numpy(geo.R.astype(np.float32))
             sample["t"] = torch.from_numpy(geo.t.astype(np.float32))
-            K = np.stack([p.intrinsics(k) for p, k in zip(plans, geo.K)])
+            K = np.stack([p.intrinsics(k) for p, k in zip(plans, geo.K, strict=True)])
             K[:, 0, 2] += Ks_shift[:, 0]
             K[:, 1, 2] += Ks_shift[:, 1]
             sample["K"] = torch.from_numpy(K.astype(np.float32))
             if geo.depth_hist is not None:
                 sample["depth_hist"] = torch.from_numpy(geo.depth_hist.astype(np.float32))
         if cfg.load_depth and rec.depths is not None:
-            depths = [load_depth(rec.depths[v], p, field=f"depths[{v}]") for v, p in zip(views, plans)]
+            depths = [load_depth(rec.depths[v], p, field=f"depths[{v}]") for v, p in zip(views, plans, strict=True)]
             depths = pad_to_common(depths, fill=0.0, shifts=Ks_shift)[0]
             sample["depths"] = torch.stack(depths)
             if geometry is not None and geometry.depth_hist is None:
                 sample["depth_hist"] = torch.from_numpy(np.stack(
                     [depth_histogram(d.numpy(), self.depth_bins, self.max_depth) for d in depths]))
         if cfg.load_semantics and rec.semantics is not None:
-            maps = [load_semantics(rec.semantics[v], p, field=f"semantics[{v}]") for v, p in zip(views, plans)]
+            maps = [load_semantics(rec.semantics[v], p, field=f"semantics[{v}]")
+                    for v, p in zip(views, plans, strict=True)]
             sample["semantics"] = torch.stack(pad_to_common(maps, fill=UNLABELLED, shifts=Ks_shift)[0])
         meta = rec.meta()
         meta["views"] = views
