@@ -265,7 +265,7 @@ def test_from_config_is_seeded_frozen_and_leaves_the_global_rng_alone():
     assert torch.equal(before, after)
     b = Aggregator.from_config(tiny_cfg(seed=3))
     c = Aggregator.from_config(tiny_cfg(seed=4))
-    for (key, va), vb, vc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values()):
+    for (key, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(va, vb), key
     assert not torch.equal(a.frame_blocks[0].attn.qkv.weight, c.frame_blocks[0].attn.qkv.weight)
     assert a.default_layers == [-2] and not any(p.requires_grad for p in a.parameters())
