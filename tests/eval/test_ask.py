@@ -331,10 +331,18 @@ def test_photos_without_cameras_get_predicted_geometry(tiny_model_dir, tiny_vggt
     assert vqkit_main([*ask, "--model", str(tiny_model_dir), "--encoder-weights", str(tiny_vggt_file),
                        "--set", "model.geometry.source=auto"]) == 0
     assert "camera geometry predicted" in capsys.readouterr().err and len(calls) == 2
-    # auto without head weights: no prediction, said; heads without them: one line
+    # ... which is what its note suggests when the encoder has the heads (and only then)
+    assert vqkit_main([*ask, "--model", str(tiny_model_dir), "--encoder-weights", str(tiny_vggt_file)]) == 0
+    assert (f"--set model.geometry.source=auto predicts it with the camera and depth heads of {tiny_vggt_file}"
+            in capsys.readouterr().err) and len(calls) == 2
+    # auto without head weights: no prediction, said once, with what works instead of the same --set again;
+    # heads without them: one line
     assert vqkit_main([*ask, "--model", str(tiny_model_dir), "--set", "model.geometry.source=auto"]) == 0
-    assert "no prediction of camera geometry (model.geometry.source auto): model.encoder.weights is not set" in \
-        capsys.readouterr().err and len(calls) == 2
+    err = capsys.readouterr().err
+    assert len(calls) == 2 and len(err.strip().splitlines()) == 1, err
+    assert "(model.geometry.source auto cannot predict it: model.encoder.weights is not set" in err
+    assert "--cameras FILE gives the photos' poses" in err and "model.geometry.source: auto (the demo's recipe" in err
+    assert "--set model.geometry.source=auto" not in err
     assert vqkit_main([*ask, "--model", str(tiny_model_dir), "--set", "model.geometry.source=heads"]) == 2
     err = capsys.readouterr().err
     assert "model.geometry.source is heads but the geometry cannot be predicted" in err

@@ -46,3 +46,27 @@ def test_fused_and_default_adamw_take_the_same_step():
             optimizer.zero_grad()
     for p, q in zip(models[0].parameters(), models[1].parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_a_schedule_that_cannot_fit_is_one_warning_with_its_peak():
+    """warmup_steps 100 beside max_steps 20 used to peak the learning rate at a fifth of train.lr in silence."""
+    from vqkit.train.optim import cosine_schedule, schedule_warning
+
+    train_cfg = TrainConfig(lr=1e-3, proj_lr=5e-4, warmup_steps=100, max_steps=20)
+    optimizer = build_optimizer(TwoGroups(), train_cfg, device="cpu")
+    scheduler = cosine_schedule(optimizer, train_cfg)
+    used = []
+    for _ in range(train_cfg.max_steps):  # the learning rate each optimizer step is taken with
+        used.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    warning = schedule_warning(train_cfg)
+    assert len(warning.splitlines()) == 1
+    assert warning.startswith("train.warmup_steps (100) >= train.max_steps (20): the learning rate never leaves its "
+                              f"warmup and peaks at {max(used):.2e} instead of train.lr 1.00e-03")
+    assert "2.00e-04" in warning and "(train.proj_lr: 1.00e-04 instead of 5.00e-04)" in warning
+    assert "--set train.warmup_steps=2" in warning
+    # warmup == max_steps reaches train.lr at the last step but never decays: still said
+    assert "peaks at 1.00e-03" in schedule_warning(TrainConfig(lr=1e-3, warmup_steps=20, max_steps=20))
+    assert schedule_warning(TrainConfig(warmup_steps=19, max_steps=20)) is None
+    assert schedule_warning(TrainConfig(warmup_steps=0, max_steps=1)) is None

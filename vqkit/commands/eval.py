@@ -8,10 +8,12 @@ silently); ``--blind`` on a model trained with views writes ``RUN/eval_views_rem
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from vqkit.commands.common import add_overrides_argument
 from vqkit.errors import CheckpointError, ConfigError
+from vqkit.eval.missing_geometry import effective_source
 from vqkit.eval.results import (
     check_out_dir,
     default_out_dir,
@@ -71,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_note(text: str, warning: bool) -> None:
+    print(f"vqkit eval: {'warning' if warning else 'note'}: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     from vqkit.eval.generate import evaluate
     from vqkit.models.builder import load_model, load_model_config
@@ -94,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     if not model_dir.is_dir():
         raise CheckpointError(f"model folder not found: {model_dir}")
     cfg = load_model_config(model_dir, args.overrides)
+    if args.encoder_weights:
+        cfg.model.encoder.weights = args.encoder_weights  # where the heads are looked for
+    # auto without VGGT heads in the encoder weights: answered from the records' geometry, and said so
+    source, fallback = effective_source(cfg)
+    cfg.model.geometry.source = source
     info = evaluation_info(model_dir, cfg, args.data, args.blind)
     out = check_out_dir(Path(args.out) if args.out else default_out_dir(model_dir, info["views_removed"]),
                         args.overwrite)  # before the model loads: a refusal costs nothing
@@ -101,10 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rank, world = distributed.rank_and_world()
         model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights,
-                           geometry_source=cfg.model.geometry.source)  # --set model.geometry.source=heads
+                           geometry_source=source)  # --set model.geometry.source=heads
         predictions, metrics = evaluate(model, cfg, args.data, blind=args.blind, batch_size=args.batch_size,
                                         max_new_tokens=args.max_new_tokens, limit=args.limit,
-                                        language=language)
+                                        language=language, on_note=_print_note, geometry_fallback=fallback)
         if rank == 0:
             metrics["info"].update(info)
             write_results(out, predictions, metrics)

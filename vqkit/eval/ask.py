@@ -62,6 +62,7 @@ from vqkit.data.video import (
 from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
 from vqkit.eval.generate import generation_kwargs
+from vqkit.eval.missing_geometry import effective_source, how_to_give_geometry
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room
 
 log = logging.getLogger("vqkit.ask")
@@ -109,20 +110,12 @@ def _cameras_beside(paths: list[str], depth_bins: int) -> tuple[Any, str | None]
 
 def _geometry_of(cfg, cameras: str | Path | bool | None, paths: list[str], notes: list[str]) -> tuple[Any, str]:
     """The photos' Geometry from ``cameras`` (see :func:`prepare_ask`) or None, and the geometry source
-    the answer uses; what happens is said in ``notes`` (geometry missing, or predicted by the heads)."""
+    the answer uses; what happens is said in ``notes`` (geometry missing, or predicted by the heads), with
+    a suggestion that works for this model (:func:`vqkit.eval.missing_geometry.how_to_give_geometry`)."""
     geo = cfg.model.geometry
     if cameras is False:
         return None, "records"  # --no-geometry: neither given nor predicted
-    source = geo.source
-    if source != "records":
-        from vqkit.vggt.predictor import geometry_heads_available
-
-        available, why = geometry_heads_available(cfg.model.encoder)
-        if not available and source == "heads":
-            raise ConfigError(f"model.geometry.source is heads but the geometry cannot be predicted: {why}")
-        if not available:
-            source = "records"
-            notes.append(f"no prediction of camera geometry (model.geometry.source auto): {why}")
+    source, why_not = effective_source(cfg)
     if source == "heads":
         if cameras is not None:
             notes.append(f"{cameras} is not used: model.geometry.source is heads (geometry predicted from the photos)")
@@ -138,9 +131,9 @@ def _geometry_of(cfg, cameras: str | Path | bool | None, paths: list[str], notes
                      f"{why}; depth histograms at the scale of a {geo.median_depth_m:g} m median depth "
                      f"(model.geometry.median_depth_m)")
     elif why.startswith("no --cameras"):
-        notes.append(f"no camera geometry: {why}, so the answer uses no geometry tokens (a model trained on posed "
-                     f"views answers best with them; --set model.geometry.source=auto predicts them with the "
-                     f"encoder's VGGT heads; --no-geometry says this is intended)")
+        cannot = f" (model.geometry.source auto cannot predict it: {why_not})" if why_not else ""
+        notes.append(f"no camera geometry: {why}, so the answer uses no geometry tokens{cannot}; a model trained on "
+                     f"posed views answers best with them: {how_to_give_geometry(cfg, photos=True)}")
     else:
         notes.append(f"no camera geometry: {why}")
     return None, source

@@ -24,7 +24,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -33,6 +33,7 @@ from vqkit.data.collate import Collator
 from vqkit.data.dataset import build_dataset
 from vqkit.data.feature_cache import attach_feature_cache
 from vqkit.errors import CheckpointError, ConfigError, DataError
+from vqkit.eval.missing_geometry import geometry_report
 from vqkit.eval.results import compute_metrics, is_layout_row, prediction_row
 from vqkit.utils import distributed
 
@@ -128,7 +129,8 @@ def unwrap_model(model, accelerator=None):
 def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool = False,
              batch_size: int | None = None, max_new_tokens: int | None = None, limit: int | None = None,
              accelerator=None, language: bool = True, progress: bool = True, tokenizer=None,
-             sync_ranks: bool | None = None) -> tuple[list[dict], dict]:
+             sync_ranks: bool | None = None, on_note: Callable[[str, bool], None] | None = None,
+             geometry_fallback: str = "") -> tuple[list[dict], dict]:
     """Generate an answer for every example and score them.
 
     Args:
@@ -146,11 +148,11 @@ def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool 
         tokenizer: default the model's.
         sync_ranks: keep ranks in step (same number of generate calls, ``synced_gpus``); None =
             when DeepSpeed ZeRO-3 partitions the model.
+        on_note, geometry_fallback: what is said about records without camera geometry (:func:`_report_geometry`).
 
-    Returns ``(predictions, metrics)`` on every rank: predictions in file order, one dict per
-    example (index, id, task, qtype, question, prediction, answers, scene_id, images, blind, and
-    situation / gold roomplan / a conversation's assistant ``turn`` when present); metrics as
-    :func:`compute_metrics` plus ``info``.
+    Returns ``(predictions, metrics)`` on every rank: predictions in file order, one dict per example (index,
+    id, task, qtype, question, prediction, answers, scene_id, images, blind, and situation / gold roomplan /
+    a conversation's assistant ``turn`` when present); metrics as :func:`compute_metrics` plus ``info``.
     """
     from tqdm.auto import tqdm
 
@@ -169,6 +171,7 @@ def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool 
         raise DataError("nothing to evaluate: the dataset is empty (or --limit 0)")
     mine = shard_indices(n, rank, world)
     blind = blind or cfg.data.blind  # a model trained blind is evaluated blind
+    report = _report_geometry(cfg, dataset, n, blind, rank == 0, on_note, geometry_fallback)
     collator = Collator(tokenizer, cfg.model, cfg.data, mode="generate", blind=blind)
     gen_kwargs = generation_kwargs(cfg)
     zero3 = world > 1 and (zero3_active(core, accelerator) if sync_ranks is None else sync_ranks)
@@ -199,9 +202,24 @@ def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool 
             "batch_size": batch_size, "max_new_tokens": max_new_tokens,
             "generation": {k: v for k, v in gen_kwargs.items() if k != "synced_gpus"}, "synced_ranks": zero3,
             "seconds": round(time.time() - started, 2),
+            **({"geometry": report.as_info()} if report is not None else {}),
         }
 
     return rows, distributed.broadcast_object(metrics)
+
+
+def _report_geometry(cfg, dataset, n: int, blind: bool, main: bool, on_note, fallback: str):
+    """What is done about the records without camera geometry (:func:`geometry_report`), said on the main
+    process before generating: ``on_note(text, is_warning)``, or None to log warnings only. ``fallback``:
+    why a config asking for ``model.geometry.source`` auto was loaded with ``records`` (no heads)."""
+    report = geometry_report(cfg, dataset, n, blind=blind, source=cfg.model.geometry.source,
+                             why_not_predicted=fallback)
+    if main and report is not None and report.text:
+        if on_note is not None:
+            on_note(report.text, report.warning)
+        elif report.warning:
+            log.warning("%s", report.text)
+    return report
 
 
 def _generate_shard(core, cfg, dataset, positions: list[int], collator, batch_size: int, max_new_tokens, gen_kwargs,

@@ -22,6 +22,7 @@ answer loss of the full model rises when each question is shown another room's v
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -38,6 +39,7 @@ from vqkit.synth.questions import DESCRIBE_QTYPE
 from vqkit.tools.cache_writer import build_feature_cache
 from vqkit.train import run
 from vqkit.train.encoder_pretrain import WEIGHTS_FILE, pretrain_encoder
+from vqkit.train.encoder_weights import check_encoder_weights
 
 # Why each default (the runs behind them: docs/experiments/demo_levers.md):
 # 16 questions per training room: with data.turns every reading of a room's views trains all of them.
@@ -186,11 +188,12 @@ def _train_blind(cfg, run_path: Path, progress: bool):
 
 def _pretrain_encoder(config: str, overrides: list[str] | None, encoder, data_dir: Path, run_path: Path,
                       progress: bool) -> Path:
-    """Pretrain the demo's aggregator (``encoder``: the demo config's ``model.encoder``, whatever the
-    pretraining config names) with ``config`` on the synthetic rooms into ``RUN_encoder`` (replacing the
+    """Pretrain the demo's aggregator (``encoder``: the architecture of the demo config's ``model.encoder``,
+    whatever the pretraining config names; its weights are what this run writes, so it starts from the
+    pretraining config's own) with ``config`` on the synthetic rooms into ``RUN_encoder`` (replacing the
     previous demo's); returns the weights file."""
     cfg = load_config(config, overrides)
-    cfg.model.encoder = copy.deepcopy(encoder)
+    cfg.model.encoder = dataclasses.replace(encoder, weights=cfg.model.encoder.weights)
     use_synthetic_data(cfg, data_dir, tokenizer=False)
     out = run_path.parent / f"{run_path.name}_encoder"
     cfg.train.output_dir, cfg.train.overwrite = str(out), True
@@ -204,7 +207,9 @@ def _pretrain_encoder(config: str, overrides: list[str] | None, encoder, data_di
 
 def _feature_cache(cfg, cache_dir: Path, progress: bool) -> Path:
     """The demo's feature cache: what an earlier demo encoded with the same encoder is reused; a cache
-    of another encoder config is the demo's own, so it is rebuilt."""
+    of another encoder config is the demo's own, so it is rebuilt. A config's own aggregator that is not
+    there is refused first, naming the command that writes it."""
+    check_encoder_weights(cfg)
     try:
         return build_feature_cache(cfg, cache_dir, progress=progress)
     except CheckpointError as e:

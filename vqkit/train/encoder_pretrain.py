@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from vqkit.config.io import save_config
 from vqkit.config.schema import Config
 from vqkit.errors import ConfigError
+from vqkit.train.encoder_weights import ENCODER_DIR, WEIGHTS_FILE
 from vqkit.train.loop import LogWindow, StepOutcome, TrainingLoop, TrainResult
 from vqkit.train.optim import build_optimizer
 from vqkit.train.step import train_step
@@ -61,9 +62,6 @@ from vqkit.vggt.weights_file import describe_vggt_file, save_vggt_file
 
 log = logging.getLogger(__name__)
 
-ENCODER_DIR = "encoder"
-"""RUN/encoder/: the trained weights (model.safetensors), their config and step."""
-WEIGHTS_FILE = "model.safetensors"
 
 
 def head_sizes(cfg: Config) -> dict:

@@ -39,8 +39,9 @@ from vqkit.config.schema import Config
 from vqkit.errors import ConfigError, VQKitError
 from vqkit.train import checkpoint as ckpt
 from vqkit.train.accelerator import describe, gather_trainable, make_accelerator
+from vqkit.train.encoder_weights import check_encoder_weights
 from vqkit.train.logging import RunLogger, format_duration
-from vqkit.train.optim import cosine_schedule
+from vqkit.train.optim import cosine_schedule, schedule_warning
 from vqkit.train.run_dir import (
     RunDirLock,
     StopRequest,
@@ -196,6 +197,7 @@ class TrainingLoop:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
+        check_encoder_weights(cfg)  # before anything is written: a missing file names the command that makes it
         self.accelerator = accelerator = make_accelerator(cfg)
         self.is_main = accelerator.is_main_process
         self.rank = accelerator.process_index
@@ -235,6 +237,8 @@ class TrainingLoop:
         self.logger.print(self.core.parameter_table())
         if self.resumed_from is not None:
             self.logger.print(f"resumed from {self.resumed_from} at step {self.step}")
+        if (warning := schedule_warning(cfg.train)) is not None:
+            self.logger.print(f"warning: {warning}")
         if self.config_changes:
             self.logger.print("config changed on resume: " + ", ".join(
                 f"{k} {v[0]!r} -> {v[1]!r}" for k, v in self.config_changes.items()))

@@ -34,14 +34,29 @@ def optimizer_kind(optimizer: torch.optim.Optimizer) -> str:
     return "foreach" if foreach else "for-loop"
 
 
+def lr_factor(step: int, train_cfg) -> float:
+    """The schedule's multiplier of the base learning rates at optimizer step ``step`` (0-based): linear
+    warmup over ``train.warmup_steps``, then cosine decay to ``train.min_lr_ratio`` at ``train.max_steps``."""
+    warmup, total, floor = train_cfg.warmup_steps, train_cfg.max_steps, train_cfg.min_lr_ratio
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def cosine_schedule(optimizer, train_cfg):
     """Linear warmup to the base LRs, then cosine decay to base * min_lr_ratio at max_steps."""
-    warmup, total, floor = train_cfg.warmup_steps, train_cfg.max_steps, train_cfg.min_lr_ratio
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, train_cfg))
 
-    def factor(step: int) -> float:
-        if warmup > 0 and step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def schedule_warning(train_cfg) -> str | None:
+    """One line when the schedule cannot fit its steps (``train.warmup_steps >= train.max_steps``: the
+    learning rate is still warming up when training ends), saying the peak it reaches; else None."""
+    warmup, total = train_cfg.warmup_steps, train_cfg.max_steps
+    if warmup < total:
+        return None
+    peak = max(lr_factor(step, train_cfg) for step in range(total))
+    return (f"train.warmup_steps ({warmup}) >= train.max_steps ({total}): the learning rate never leaves its "
+            f"warmup and peaks at {peak * train_cfg.lr:.2e} instead of train.lr {train_cfg.lr:.2e} "
+            f"(train.proj_lr: {peak * train_cfg.proj_lr:.2e} instead of {train_cfg.proj_lr:.2e}), with no decay; "
+            f"set train.warmup_steps below {total} (e.g. --set train.warmup_steps={total // 10})")
