@@ -139,8 +139,11 @@ def test_outside_root_allowed_when_configured(tiny_records, tmp_path):
     rec = _one(tiny_records, images=[str(outside)] * 3)  # absolute path outside the root
     path = tiny_records.root / "abs.jsonl"
     path.write_text(json.dumps(rec) + "\n")
-    with pytest.raises(DataError, match="outside the data root"):
+    with pytest.raises(DataError, match="outside the data root") as refused:
         load_records(str(path))
+    # The way to allow it, in each place a user meets it: a config, Python, notebook 01.
+    assert "data.allow_outside_root: true" in str(refused.value)
+    assert "allow_outside_root=True in load_records and notebook 01's parameters" in str(refused.value)
     (r,) = load_records(str(path), allow_outside_root=True)
     assert r.images[0] == str(outside)
 

@@ -14,6 +14,7 @@ from helpers import random_room
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from vqkit.roomplan import Opening, Room, RoomObject, Wall, box_corners_2d  # noqa: E402
 from vqkit.viz import plot_layout_topdown  # noqa: E402
@@ -91,3 +92,35 @@ def test_the_prediction_is_dashed_over_the_gold_in_its_own_place():
     assert len(dashed) == 3 + 2  # three walls, the sofa's outline and its tick
     assert {t.get_text() for t in ax.texts} == {o.category for o in gold.objects}  # gold is labelled, pred not
     plt.close(ax.figure)
+
+
+def test_names_do_not_overprint_and_the_legend_lists_what_is_drawn_beside_the_plan():
+    """A television on a storage unit (the same centre): both names readable, apart. The legend sits
+    beside the plan (covering none of it) and lists the kinds drawn: no "opening" for a room without
+    one, no gold/predicted line styles when only gold is drawn."""
+    wall = Wall("w", (0.0, -2.0, 1.3), 4.0, 2.6, 0.0)
+    door = Opening("d", "door", "w", (0.5, -2.0, 1.05), 0.9, 2.1, 0.0, True)
+    storage = RoomObject("s", "storage", (0.0, 1.0, 0.4), (1.2, 0.8, 0.4), 0.0)
+    television = RoomObject("t", "television", (0.0, 1.0, 1.0), (1.0, 0.6, 0.1), 0.0)
+    room = Room(walls=[wall], doors=[door], objects=[storage, television])
+    ax = plot_layout_topdown(room, title="scene")
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    names = {t.get_text(): _words(t, renderer) for t in ax.texts}  # the words, no leader line
+    assert set(names) == {"storage", "television"}
+    assert not names["storage"].overlaps(names["television"])
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["wall", "door"]
+    assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 9
+    # With a prediction: its kinds too, and the two line styles.
+    pred = Room(walls=[wall], windows=[Opening("n", "window", "w", (-1.0, -2.0, 1.5), 1.0, 1.0, 0.0)])
+    ax = plot_layout_topdown(room, pred)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["wall", "door", "window", "gold", "predicted"]
+
+
+def _words(annotation, renderer):
+    """Where an annotation's words are on the figure (its box without the leader line)."""
+    annotation.update_positions(renderer)
+    return Text.get_window_extent(annotation, renderer)

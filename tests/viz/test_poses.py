@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex
+from matplotlib.text import Text
 from PIL import Image
 
 from vqkit import cameras as geo
@@ -59,14 +60,21 @@ def as_set(points: np.ndarray) -> set[tuple]:
 
 def test_records_without_geometry_or_layout(tiny_records):
     """Records in the original format (geom_token null, no depths) and real-data records without a
-    layout still draw: views only, no frusta, no point cloud."""
+    layout: the views still draw; the pose figure, with nothing to place in 3D, says so in one line
+    (which record, why, what to do) instead of drawing empty axes."""
+    from vqkit.errors import DataError
+
     records = load_records(str(tiny_records.path))
     seed_style = viz.load_scene(records[-1])
     assert not seed_style.has_geometry and seed_style.depths is None and seed_style.room is None
     assert viz.frusta(seed_style) == [] and len(viz.fused_point_cloud(seed_style)[0]) == 0
-    fig = viz.pose_figure(seed_style, backend="plotly")
-    assert [t.name for t in fig.data] == []
-    viz.pose_figure(seed_style, backend="matplotlib")
+    for backend in ("plotly", "matplotlib"):
+        with pytest.raises(DataError) as refused:
+            viz.pose_figure(seed_style, backend=backend)
+        message = str(refused.value)
+        assert message == viz.no_poses_message(seed_style) and "\n" not in message
+        assert message.startswith(f"{records[-1].id}: its views have no camera poses (geom_token is null)")
+        assert "vqkit prep geometry" in message
     assert [ax.get_title() for ax in viz.views_grid(seed_style).axes] == ["view 0", "view 1", "view 2"]
     posed = viz.pose_figure(records[0], backend="plotly")
     assert {t.name for t in posed.data if t.name} == {"point cloud", "view 0", "view 1", "view 2"}
@@ -116,7 +124,8 @@ def test_pose_figure_matplotlib_png(synth, tmp_path):
     fig = viz.pose_figure(synth / "scenes" / "scene00002", backend="matplotlib")
     ax3d, ax2d = fig.axes[:2]
     assert ax3d.name == "3d" and ax2d.get_title() == "from above"
-    labels = {t.get_text() for t in ax3d.get_legend().get_texts()}
+    (legend,) = fig.legends  # one legend, for both panels
+    labels = {t.get_text() for t in legend.get_texts()}
     assert {"view 0", "view 1", "wall"} <= labels
     fig.savefig(tmp_path / "pose.png", dpi=60)
     assert (tmp_path / "pose.png").read_bytes()[:8] == PNG
@@ -139,8 +148,11 @@ def test_matplotlib_pose_figure_draws_cameras_and_room_in_place(synth):
         colour = viz_scene.VIEW_COLOURS[v]
         frustum = [finite(*data) for data, c in drawn3d if c == colour]
         assert any(as_set(f) == as_set(np.vstack([centre, corners])) for f in frustum), f"view {v}"
+        # Its number at the centre or further along its viewing direction (where it prints over no other).
         (number,) = [t for t in ax3d.texts if t.get_text() == str(v)]
-        np.testing.assert_allclose(number.get_position_3d(), centre, atol=1e-9)
+        along = np.asarray(number.get_position_3d()) - centre
+        axis = corners.mean(0) - centre
+        assert np.linalg.norm(np.cross(along, axis)) < 1e-9 * max(1.0, np.linalg.norm(along))
         marks = [line for line in ax2d.lines if line.get_marker() == "o" and to_hex(line.get_color()) == colour]
         assert len(marks) == 1 and np.allclose(marks[0].get_xydata(), [centre[:2]], atol=1e-9)
     top_view = [as_set(finite(*line.get_data())) for line in ax2d.lines]
@@ -187,3 +199,48 @@ def test_views_grid(synth):
     assert {fig.axes[2 + v].images[0].get_clim() for v in range(2)} == {(0, max(float(d.max()) for d in depths))}
     no_depth = viz.views_grid(rec, depth=False)
     assert sorted(ax.get_title() for ax in no_depth.axes) == ["view 0", "view 1"]
+
+
+def _pixels(fig, artist):
+    return artist.get_window_extent(fig.canvas.get_renderer())
+
+
+def _projected_box(ax3d, text):
+    """A 3D text's box on the figure, where the axes' projection puts it."""
+    from mpl_toolkits.mplot3d import proj3d
+
+    fig = ax3d.figure
+    x, y, _ = proj3d.proj_transform(*text.get_position_3d(), ax3d.get_proj())
+    px, py = ax3d.transData.transform((x, y))
+    probe = fig.text(0, 0, text.get_text(), fontsize=text.get_fontsize(), fontweight=text.get_fontweight())
+    box = _pixels(fig, probe)
+    probe.remove()
+    return box.translated(px - box.x0, py - box.y0)
+
+
+def test_pose_figure_legend_is_legible_and_beside_the_panels_and_camera_numbers_apart(synth):
+    """Two cameras 3 cm apart looking different ways: their numbers print over each other neither in 3D
+    nor from above. The legend (views, kinds, categories) is in text of at least 9 pt, beside both
+    panels, covering neither."""
+    scene = viz.load_scene(synth / "scenes" / "scene00002")
+    scene.R = np.stack([scene.R[0], scene.R[1]])
+    scene.t = np.stack([scene.t[0], scene.t[0] + scene.R[0] @ np.array([0.03, 0.0, 0.0])])  # 3 cm to the side
+    fig = viz.pose_figure(scene, backend="matplotlib")
+    fig.canvas.draw()
+    ax3d, ax2d = fig.axes[:2]
+    (legend,) = fig.legends
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= 9
+    legend_box = _pixels(fig, legend)
+    for ax in (ax3d, ax2d):
+        assert not legend_box.overlaps(_pixels(fig, ax)), ax.get_title()
+    numbers = {t.get_text(): _projected_box(ax3d, t) for t in ax3d.texts if t.get_text() in ("0", "1")}
+    assert not numbers["0"].overlaps(numbers["1"])
+    above = {t.get_text(): _words(t, fig.canvas.get_renderer()) for t in ax2d.texts
+             if t.get_text() in ("0", "1")}
+    assert len(above) == 2 and not above["0"].overlaps(above["1"])
+
+
+def _words(annotation, renderer):
+    """Where an annotation's words are on the figure (its box without the leader line)."""
+    annotation.update_positions(renderer)
+    return Text.get_window_extent(annotation, renderer)

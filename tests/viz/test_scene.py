@@ -135,3 +135,36 @@ def test_layout_segments_outline_every_element_in_its_colour():
         viz_scene.KIND_COLOURS[k] for k in ("wall", "door", "window")]
     assert segs["sofa"]["colour"] == viz_scene.hex_colour(viz_scene.category_colour("sofa"))
     assert len(segs["sofa"]["edges"]) == 12 and len(segs["wall w"]["edges"]) == 4
+
+
+def _lab(hex_colour: str) -> np.ndarray:
+    """CIELAB (D65) of an sRGB colour: distances in it follow how different two colours look."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.asarray(to_rgb(hex_colour))
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ linear
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_every_kind_category_and_view_has_a_colour_of_its_own():
+    """Legends tell elements apart by colour: every layout category, element kind and view frustum
+    (and the white background) differ by a clearly visible CIELAB distance; no category shares a
+    kind's colour (door and toilet) or a view's (view 0's frustum and the door)."""
+    from itertools import combinations
+
+    from matplotlib.colors import to_hex
+
+    from vqkit.roomplan import CATEGORIES
+
+    named = {f"kind {k}": c for k, c in viz_scene.KIND_COLOURS.items()}
+    named |= {f"category {k}": to_hex(viz_scene.category_colour(k)) for k in CATEGORIES}
+    named |= {f"view {v}": c for v, c in enumerate(viz_scene.VIEW_COLOURS)}
+    named["background"] = "#ffffff"
+    assert len(named) == 4 + len(CATEGORIES) + len(viz_scene.VIEW_COLOURS) + 1
+    close = [(a, b, round(float(np.linalg.norm(_lab(named[a]) - _lab(named[b]))), 1))
+             for a, b in combinations(named, 2) if np.linalg.norm(_lab(named[a]) - _lab(named[b])) < 25]
+    assert close == []
+    assert to_hex(viz_scene.category_colour("not-a-category")) not in named.values()

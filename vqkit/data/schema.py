@@ -242,8 +242,9 @@ class RecordContext:
         # os.path, not pathlib: this runs for every image of every record when a corpus loads.
         full = os.path.normpath(os.path.join(self.root_str, os.path.expanduser(value)))
         if not self.allow_outside_root and not (full == self.root_str or full.startswith(self.root_prefix)):
-            raise self.error(field_name, f"{value} resolves outside the data root {self.root} "
-                                         f"(set data.allow_outside_root: true to allow it)")
+            raise self.error(field_name, f"{value} resolves outside the data root {self.root} (to allow it: "
+                                         f"data.allow_outside_root: true in a config, allow_outside_root=True "
+                                         f"in load_records and notebook 01's parameters)")
         if self.check_files and not exists(media_file(full)):
             raise self.error(field_name, f"file not found: {media_file(full)}")
         return full

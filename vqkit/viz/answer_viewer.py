@@ -21,7 +21,8 @@ from vqkit.errors import DataError
 from vqkit.eval.metrics import exact_match, refined_match
 from vqkit.eval.results import is_layout_row, read_predictions
 from vqkit.roomplan import Room, score_layouts
-from vqkit.viz.layouts import draw_room, plot_layout_topdown
+from vqkit.viz.labels import label_points_2d
+from vqkit.viz.layouts import draw_room, label_objects_of, plot_layout_topdown
 from vqkit.viz.poses import draw_frustum_2d
 from vqkit.viz.scene import VIEW_COLOURS, SceneView, frusta, scene_from_images, scene_from_record
 
@@ -294,20 +295,19 @@ class AnswerViewer:
                 ax.imshow(np.asarray(img.convert("RGB")))
             ax.set_title(f"view {v}", fontsize=9, color=VIEW_COLOURS[v % len(VIEW_COLOURS)])
             ax.axis("off")
+        map_ax, gold, cameras = None, None, []
         if has_map:
-            ax = fig.add_subplot(grid[0, n:])
+            ax = map_ax = fig.add_subplot(grid[0, n:])
             gold = verdict.get("gold_room") if roomplan else (scene.room if scene is not None else None)
             if roomplan:
-                plot_layout_topdown(gold, verdict["pred_room"], ax=ax,
+                plot_layout_topdown(gold, verdict["pred_room"], ax=ax, labels=False,
                                     title="layout: gold (solid) vs predicted (dashed)")
-                legend = ax.get_legend()  # beside the plan, not over it
-                ax.legend(legend.legend_handles, [t.get_text() for t in legend.texts], loc="upper left",
-                          bbox_to_anchor=(1.01, 1.0), fontsize=7)
             elif gold is not None:
-                draw_room(ax, gold, "-", 0.8, label_objects=True)
+                draw_room(ax, gold, "-", 0.8, label_objects=False)
             if scene is not None and scene.has_geometry:
-                for v, c in enumerate(frusta(scene, self.frustum_depth)[:n]):
-                    draw_frustum_2d(ax, c, VIEW_COLOURS[v % len(VIEW_COLOURS)], str(v))
+                cameras = frusta(scene, self.frustum_depth)[:n]
+                for v, c in enumerate(cameras):
+                    draw_frustum_2d(ax, c, VIEW_COLOURS[v % len(VIEW_COLOURS)])
             ax.set_aspect("equal")
             ax.grid(True, lw=0.3, alpha=0.5)
             if not roomplan:
@@ -318,6 +318,13 @@ class AnswerViewer:
             ax.text(0.5, 0.5, "no views", ha="center", va="center")
             ax.axis("off")
         fig.tight_layout()
+        if map_ax is not None:  # names last, on the final layout: none prints over another
+            taken: list = []
+            label_points_2d(map_ax, [c[0, :2] for c in cameras], [str(v) for v in range(len(cameras))],
+                            [VIEW_COLOURS[v % len(VIEW_COLOURS)] for v in range(len(cameras))], fontsize=9,
+                            fontweight="bold", centred=False, taken=taken)
+            if gold is not None:
+                label_objects_of(map_ax, gold, fontsize=7, taken=taken)
         return fig
 
     def snapshot(self):

@@ -8,11 +8,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vqkit.data.images import open_view
+from vqkit.errors import DataError
 from vqkit.utils.open3d import import_open3d
+from vqkit.viz.labels import label_points_2d, label_points_3d
 from vqkit.viz.scene import (
     FRUSTUM_EDGES,
     KIND_COLOURS,
     VIEW_COLOURS,
+    SceneView,
     frusta,
     fused_point_cloud,
     layout_segments,
@@ -40,9 +43,13 @@ def pose_figure(source: Any, backend: str = "plotly", *, frustum_depth: float = 
         stride, voxel, max_points: point cloud density (see :func:`fused_point_cloud`).
 
     Frusta are coloured per view with the view number at the camera centre; the image's top edge
-    is drawn thicker so the camera's roll is visible.
+    is drawn thicker so the camera's roll is visible. A scene without camera poses draws its layout
+    alone; with no layout either there is nothing to place in 3D: a DataError
+    (:func:`no_poses_message`) says so instead of an empty figure.
     """
     scene = load_scene(source)
+    if not scene.has_geometry and scene.room is None:
+        raise DataError(no_poses_message(scene))
     if backend == "auto":
         try:
             import plotly  # noqa: F401
@@ -54,11 +61,22 @@ def pose_figure(source: Any, backend: str = "plotly", *, frustum_depth: float = 
     cams = frusta(scene, frustum_depth)
     segments = layout_segments(scene.room) if scene.room is not None else []
     title = title if title is not None else (scene.title or "scene")
+    if not scene.has_geometry:
+        title += " (no camera poses: the layout only)"
     if backend == "plotly":
         return _pose_plotly(points, colours, cams, segments, title, point_size or 2.0)
     if backend == "matplotlib":
         return _pose_matplotlib(points, colours, cams, segments, title, point_size or 1.5, topdown)
     raise ValueError(f"pose_figure: backend must be 'plotly', 'matplotlib' or 'auto', got {backend!r}")
+
+
+def no_poses_message(scene: SceneView) -> str:
+    """What to say for a scene whose views have no camera poses: where they are missing and how to
+    get them."""
+    name = scene.extra.get("id") or scene.title or "this scene"
+    return (f"{name}: its views have no camera poses (geom_token is null), so there are no frusta and no point "
+            f"cloud to draw; choose a record with poses, or predict them with VGGT's camera head "
+            f"(`vqkit prep geometry`, notebook 05)")
 
 
 def _pose_plotly(points, colours, cams, segments, title, point_size):
@@ -106,9 +124,8 @@ def _set_equal_3d(ax, arrays: list[np.ndarray]) -> None:
 
 def _pose_matplotlib(points, colours, cams, segments, title, point_size, topdown):
     import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
 
-    fig = plt.figure(figsize=(13, 6) if topdown else (8, 6))
+    fig = plt.figure(figsize=(14, 6) if topdown else (9, 6))
     ax = fig.add_subplot(1, 2 if topdown else 1, 1, projection="3d")
     axes2d = fig.add_subplot(1, 2, 2) if topdown else None
     if len(points):
@@ -129,14 +146,13 @@ def _pose_matplotlib(points, colours, cams, segments, title, point_size, topdown
                 c = s["corners"]
                 axes2d.plot(c[:2, 0], c[:2, 1], color=s["colour"], lw=4 if s["kind"] == "wall" else 6,
                             alpha=0.8, solid_capstyle="butt")
-    for v, c in enumerate(cams):
-        colour = VIEW_COLOURS[v % len(VIEW_COLOURS)]
+    view_colours = [VIEW_COLOURS[v % len(VIEW_COLOURS)] for v in range(len(cams))]
+    for c, colour in zip(cams, view_colours, strict=True):
         line = polyline(c, FRUSTUM_EDGES)
         ax.plot(line[:, 0], line[:, 1], line[:, 2], color=colour, lw=1.5)
         ax.plot(c[[1, 2], 0], c[[1, 2], 1], c[[1, 2], 2], color=colour, lw=3.5)
-        ax.text(*c[0], str(v), color=colour, fontsize=9, fontweight="bold")
         if axes2d is not None:
-            draw_frustum_2d(axes2d, c, colour, str(v))
+            draw_frustum_2d(axes2d, c, colour)
     arrays = [points, *cams, *[s["corners"] for s in segments]]
     if any(len(a) for a in arrays):
         _set_equal_3d(ax, arrays)
@@ -148,35 +164,53 @@ def _pose_matplotlib(points, colours, cams, segments, title, point_size, topdown
         fig.suptitle(title)  # spans both panels; a long title does not fit over the 3D axes alone
     else:
         ax.set_title(title)
-    handles = [Line2D([], [], color=VIEW_COLOURS[v % len(VIEW_COLOURS)], lw=2, label=f"view {v}")
-               for v in range(len(cams))]
-    kinds = {s["kind"] for s in segments}
-    handles += [Line2D([], [], color=c, lw=2, label=k) for k, c in KIND_COLOURS.items() if k in kinds]
-    cats = {s["label"]: s["colour"] for s in segments if s["kind"] == "object"}
-    handles += [Line2D([], [], color=c, lw=2, label=k) for k, c in sorted(cats.items())]
-    if handles:
-        ax.legend(handles=handles, loc="upper left", fontsize=7, framealpha=0.8)
     if axes2d is not None:
         axes2d.set_aspect("equal")
         axes2d.set_xlabel("x (m)")
         axes2d.set_ylabel("y (m)")
         axes2d.grid(True, lw=0.3, alpha=0.5)
         axes2d.set_title("from above")
-    fig.tight_layout()
+    handles = _pose_legend_handles(len(cams), segments)
+    if handles:  # beside the panels, covering neither
+        fig.legend(handles=handles, loc="center right", fontsize=10, framealpha=0.9)
+    fig.tight_layout(rect=(0, 0, 0.86 if handles else 1, 1))
+    _number_cameras(ax, axes2d, cams, view_colours)
     return fig
 
 
-def draw_frustum_2d(ax: Axes, corners: np.ndarray, colour: str, label: str | None = None) -> None:
-    """A frustum [5, 3] seen from above: the centre and the footprint of its image rectangle."""
+def _pose_legend_handles(num_views: int, segments: list[dict]) -> list:
+    """The pose figure's legend: views, then the element kinds and object categories drawn."""
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=VIEW_COLOURS[v % len(VIEW_COLOURS)], lw=2, label=f"view {v}")
+               for v in range(num_views)]
+    kinds = {s["kind"] for s in segments}
+    handles += [Line2D([], [], color=c, lw=2, label=k) for k, c in KIND_COLOURS.items() if k in kinds]
+    cats = {s["label"]: s["colour"] for s in segments if s["kind"] == "object"}
+    handles += [Line2D([], [], color=c, lw=2, label=k) for k, c in sorted(cats.items())]
+    return handles
+
+
+def _number_cameras(ax3d, axes2d, cams: list[np.ndarray], colours: list[str]) -> None:
+    """Each view's number at its camera, none printed over another: in 3D at the camera centre or
+    further along its viewing direction, from above beside the centre (placed on the final layout)."""
+    candidates = [[c[0] + k * (c[1:].mean(0) - c[0]) for k in (0.0, 0.6, 1.2, 1.8, -0.6)] for c in cams]
+    names = [str(v) for v in range(len(cams))]
+    label_points_3d(ax3d, candidates, names, colours)
+    if axes2d is not None:
+        label_points_2d(axes2d, [c[0, :2] for c in cams], names, colours, fontsize=9, fontweight="bold",
+                        centred=False)
+
+
+def draw_frustum_2d(ax: Axes, corners: np.ndarray, colour: str) -> None:
+    """A frustum [5, 3] seen from above: the centre and the footprint of its image rectangle (its
+    number: :func:`vqkit.viz.labels.label_points_2d` once the figure's layout is final)."""
     c = corners[:, :2]
     for k in range(1, 5):
         ax.plot([c[0, 0], c[k, 0]], [c[0, 1], c[k, 1]], color=colour, lw=1.2)
     ring = c[[1, 2, 3, 4, 1]]
     ax.plot(ring[:, 0], ring[:, 1], color=colour, lw=1.2)
     ax.plot(c[0, 0], c[0, 1], "o", color=colour, ms=5)
-    if label is not None:
-        ax.annotate(label, c[0], textcoords="offset points", xytext=(4, 4), color=colour, fontsize=9,
-                    fontweight="bold")
 
 
 def open3d_geometries(source: Any, *, frustum_depth: float = 0.5, stride: int = 2, voxel: float = 0.05) -> list:

@@ -27,10 +27,18 @@ from vqkit.roomplan import CATEGORIES, Room, box_corners_2d
 from vqkit.synth.scene import room_from_layout
 from vqkit.utils.open3d import import_open3d
 
-# Element colours; objects take a colour per category from a qualitative map.
+# One palette for everything a figure tells apart by colour: element kinds, the 16 object categories and
+# the views' frusta. Every colour differs from every other (and from the white background) by a CIELAB
+# distance of at least 28, so no legend entry can be mistaken for another (picked greedily, farthest
+# first, from the kinds' colours; tests/viz/test_scene.py checks the distances).
 KIND_COLOURS = {"wall": "#333333", "door": "#d62728", "window": "#1f77b4", "opening": "#2ca02c"}
 # One colour per view for frusta (cycled).
-VIEW_COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"]
+VIEW_COLOURS = ["#ff5ae1", "#c39600", "#5a5ae1", "#a53c69", "#0fb496", "#ff0078", "#5a690f", "#b4693c"]
+CATEGORY_COLOURS = dict(zip(CATEGORIES, [
+    "#e1b4ff", "#c3d287", "#00d2ff", "#ffa5b4", "#694b96", "#960f87", "#3c694b", "#96b41e",
+    "#7896ff", "#008796", "#ff873c", "#00e196", "#ff6978", "#a57896", "#ff87d2", "#d287ff"], strict=True))
+# A category outside RoomPlan's 16 (never written by vqkit, possible in a hand-edited file).
+OTHER_CATEGORY_COLOUR = "#8c8c8c"
 
 
 
@@ -278,11 +286,11 @@ def hex_colour(rgba: Sequence[float]) -> str:
 
 
 def category_colour(category: str) -> tuple:
-    import matplotlib
+    """The RGBA colour of an object category (:data:`CATEGORY_COLOURS`): one of its own, unlike any
+    kind's or view's colour."""
+    from matplotlib.colors import to_rgba
 
-    cmap = matplotlib.colormaps["tab20"]
-    i = CATEGORIES.index(category) if category in CATEGORIES else len(CATEGORIES)
-    return cmap(i % 20)
+    return to_rgba(CATEGORY_COLOURS.get(category, OTHER_CATEGORY_COLOUR))
 
 
 def polyline(corners: np.ndarray, edges: Iterable[tuple[int, int]]) -> np.ndarray:
