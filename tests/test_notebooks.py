@@ -62,7 +62,8 @@ def test_parameters_are_visible_to_papermill():
     for name in NOTEBOOKS:
         params = papermill.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))
         assert "work_dir" in params, name
-    assert {"data_dir", "data_file", "scenes", "views", "image_size", "record_index", "interactive"} <= \
+    assert {"data_dir", "data_file", "scenes", "views", "image_size", "record_index", "interactive",
+            "allow_outside_root"} <= \
         set(papermill.inspect_notebook(str(REPO / "notebooks" / "01_data_inspection.ipynb")))
     assert {"config_path", "run_dir", "max_steps", "overrides"} <= \
         set(papermill.inspect_notebook(str(REPO / "notebooks" / "03_debug_run.ipynb")))
@@ -110,7 +111,7 @@ def _kernel_installed() -> bool:
 @pytest.mark.ci
 def test_notebooks_execute_in_order(tmp_path):
     """01 generates the tiny synthetic set, 02 assembles the demo model and plans stage 1, 03 trains
-    20 steps, 04 evaluates that run (and its blind baseline) and builds the answer viewer, 05 pretrains
+    20 steps, 04 evaluates that run (with its views and with them removed) and builds the answer viewer, 05 pretrains
     the encoder's camera and depth heads for 20 steps and draws a room; every cell must run without error.
     Paths are relative to a temporary working folder."""
     import papermill
@@ -147,6 +148,24 @@ def test_notebooks_execute_in_order(tmp_path):
     # 01: the interactive pose figure, static figures, tables.
     assert {"application/vnd.plotly.v1+json", "image/png", "text/html"} <= mimetypes("01_data_inspection")
     assert (tmp_path / "data" / "synth_nb" / "train.jsonl").is_file()
+    # 01 on photos without poses, kept outside the records' folder: the allow_outside_root parameter
+    # lets them in, the pose cells say there is nothing to place in 3D, and with interactive = False
+    # the static pose figure (the layout only) appears once.
+    source = json.loads((tmp_path / "data" / "synth_nb" / "val.jsonl").read_text().splitlines()[0])
+    bare = {k: source[k] for k in ("id", "scene_id", "question", "answer", "qtype")}
+    bare["images"] = [str(tmp_path / "data" / "synth_nb" / p) for p in source["images"]]
+    (tmp_path / "phone").mkdir()
+    (tmp_path / "phone" / "bare.jsonl").write_text(json.dumps(bare) + "\n")
+    out = tmp_path / "01_bare.out.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "01_data_inspection.ipynb"), str(out), kernel_name=KERNEL,
+                               parameters={"work_dir": str(tmp_path), "data_file": "phone/bare.jsonl",
+                                           "allow_outside_root": True, "interactive": False},
+                               cwd=str(tmp_path), progress_bar=False)
+    cells = {c["id"]: c for c in json.loads(out.read_text())["cells"]}
+    pose_outputs = cells["01-08"]["outputs"] + cells["01-10"]["outputs"]
+    said = "".join("".join(o.get("text", [])) for o in pose_outputs)
+    assert f"{bare['id']}: its views have no camera poses (geom_token is null)" in said
+    assert sum("image/png" in o.get("data", {}) for o in pose_outputs) == 1
     # 02: parameters, shapes, and the stage-1 plan.
     assert re.search(r"batch_size_per_gpu \d+ x grad_accum \d+ x 8 GPU", text("02_model_assembly"))
     # 03: a finished run with checkpoints and a final model.
@@ -166,6 +185,9 @@ def test_notebooks_execute_in_order(tmp_path):
     rows = [json.loads(line) for line in (results / "with_views" / "predictions.jsonl").read_text().splitlines()]
     assert len(rows) == 16 and len({r["scene_id"] for r in rows}) == 3
     assert "application/vnd.jupyter.widget-view+json" in mimetypes("04_evaluation")
+    # A Stage 1 model (questions only) is not asked for Stage 2 layouts; the cell says why.
+    assert "runs/nb_debug is a Stage 1 model (trained on questions, no layouts)" in text("04_evaluation")
+    assert not (results / "roomplan").exists()
     # 05: a pretrained encoder in the official layout, its errors beside the untrained ones, two figures.
     assert (tmp_path / "runs" / "nb_encoder" / "encoder" / "model.safetensors").is_file()
     assert re.search(r"rotation error \(median, deg\)\s+[\d.]+\s+[\d.]+", text("05_geometry_heads"))

@@ -85,6 +85,11 @@ def test_table_marks_kinds_absent_from_both_sides():
     assert openings.split() == ["openings", "f1@0.25", "-", "f1@0.5", "-"]
     assert "(-: no doors, windows, openings, objects predicted or in gold; left out of any average)" in table
     assert "100.0" not in table
+    # Layouts alone: the table is their scores, with no empty question-answering rows above them.
+    assert table.splitlines()[0].startswith("roomplan (1 rooms") and "overall" not in table
+    # Questions and layouts together: both parts.
+    mixed = format_table({**metrics, "overall": {"n": 2, "em": 50.0, "em_refined": 50.0}})
+    assert mixed.splitlines()[1].split() == ["overall", "2", "50.0", "50.0"] and "roomplan (1 rooms" in mixed
 
 
 def test_sqa3d_rows_report_sqa3d_s_labels():

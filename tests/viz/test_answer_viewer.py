@@ -176,3 +176,38 @@ def test_viewer_rejects_bad_input(tmp_path):
     bad.write_text('{"prediction": "x"}\n')
     with pytest.raises(Exception, match="answers"):
         viz.AnswerViewer(bad)
+
+
+def test_viewer_leaves_nothing_for_a_notebook_to_show_on_its_own(predictions, tmp_path, monkeypatch):
+    """In a notebook the viewer draws inside widget callbacks, after which the kernel runs its
+    post-execute hooks: matplotlib-inline then shows every open pyplot figure under the widget's
+    message, in JupyterLab's Log Console (a half-drawn "cameras from above" when a step failed midway),
+    and a warning printed there lands in it too. No pyplot figure exists at any time while the viewer
+    draws (not even when drawing fails), and stepping through QA and Stage 2 examples warns nothing."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    open_while_saving = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (open_while_saving.append(plt.get_fignums()),
+                                                                 save(fig, *a, **k))[1])
+    plt.close("all")
+    monkeypatch.setattr(plt, "isinteractive", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        viewer = viz.AnswerViewer(predictions, dpi=50)
+        for _ in range(len(viewer.rows) - 1):
+            viewer.next()
+            assert plt.get_fignums() == [], viewer.current["id"]
+        assert viewer.current.get("roomplan") is not None  # a layout came too
+    assert len(open_while_saving) == len(viewer.rows) and all(nums == [] for nums in open_while_saving)
+    # A step that fails midway (a view file gone) leaves no half-drawn figure behind either.
+    rows = _rows(predictions)[:2]
+    rows[1]["images"] = [str(tmp_path / "gone.png")] + rows[1]["images"][1:]
+    rows[1]["id"] = "elsewhere"
+    viewer = viz.AnswerViewer(rows, dpi=50)
+    with pytest.raises(Exception):  # noqa: B017 (whatever the failure, it is the caller's to see)
+        viewer.next()
+    assert plt.get_fignums() == []

@@ -28,7 +28,13 @@ def test_predicted_room_shares_view_0_and_draws(tiny_vggt_file, synth_dir):
     assert np.median(pred) == pytest.approx(np.median(true), rel=1e-3)
     cameras = viz.plot_predicted_cameras(prediction)
     legend = [t.get_text() for t in cameras.axes[1].get_legend().get_texts()]
-    assert legend[:2] == ["view 0 true", "view 0 predicted (0 deg off)"]
+    assert legend[:2] == ["view 0 true", "view 0 predicted (0 deg, 0.0 m off)"]
+    # Another view: how far off in rotation and in position, the distance between the two centres.
+    centre = (lambda R, t: -R.T @ t)  # noqa: E731
+    metres = np.linalg.norm(centre(prediction.R_pred[1], prediction.t_pred[1])
+                            - centre(prediction.R_true[1], prediction.t_true[1]))
+    assert prediction.position_error_m[1] == pytest.approx(metres, abs=1e-6)
+    assert legend[3] == (f"view 1 predicted ({prediction.rotation_error_deg[1]:.0f} deg, {metres:.1f} m off)")
     depth = viz.plot_predicted_depth(prediction)
     assert len(depth.axes) >= 8
 

@@ -38,22 +38,23 @@ def test_training_curves_read_the_log(tmp_path):
 
 def test_metrics_table_and_bars(tmp_path):
     model = {"overall": {"n": 10, "em": 70.0, "em_refined": 75.0},
-             "by_qtype": {"colour": {"n": 6, "em": 80.0, "em_refined": 80.0}, "counting": {"n": 4, "em": 55.0}}}
+             "by_qtype": {"colour": {"n": 6, "em": 80.0, "em_refined": 80.0}, "counting": {"n": 4, "em": 37.5}}}
     blind = {"overall": {"n": 10, "em": 30.0, "em_refined": 31.0}, "by_qtype": {"colour": {"n": 6, "em": 20.0}}}
     (tmp_path / "metrics.json").write_text(json.dumps(blind))
     table = viz.metrics_table({"model": model, "blind": tmp_path})
     assert table.columns == ["split", "model EM", "model EM-R", "blind EM", "blind EM-R", "n"]
     assert table.rows[0] == ["overall", 70.0, 75.0, 30.0, 31.0, 10]
-    assert table.rows[2] == ["qtype counting", 55.0, None, None, None, 4]
+    assert table.rows[2] == ["qtype counting", 37.5, None, None, None, 4]
     fig = viz.plot_qtype_bars({"model": model, "blind": blind})
     ax = fig.axes[0]
     heights = [p.get_height() for p in ax.patches]
-    assert heights == [70.0, 80.0, 55.0, 30.0, 20.0, 0.0]  # blind has no counting score
+    assert heights == [70.0, 80.0, 37.5, 30.0, 20.0, 0.0]  # blind has no counting score
     assert [t.get_text() for t in ax.get_xticklabels()] == ["overall", "colour", "counting"]
     # each run's bars stand side by side over their group, model left of blind
     centres = [p.get_x() + p.get_width() / 2 for p in ax.patches]
     np.testing.assert_allclose(centres, [-0.2, 0.8, 1.8, 0.2, 1.2, 2.2])
-    assert [t.get_text() for t in ax.texts] == ["70", "80", "55", "30", "20"]  # no label on a missing score
+    # One decimal, as the tables (37.5, not 38); no label on a missing score.
+    assert [t.get_text() for t in ax.texts] == ["70.0", "80.0", "37.5", "30.0", "20.0"]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["model", "blind"]
     refined = viz.plot_qtype_bars({"model": model}, metric="em_refined").axes[0]
     assert [p.get_height() for p in refined.patches] == [75.0, 80.0, 0.0]
@@ -64,7 +65,7 @@ def test_metrics_table_shows_layout_scores():
     stage2 = {"overall": {"n": 4, "em": 0.0}, "roomplan": {"n": 4, "walls": {"f1@0.5": 87.5},
                                                            "doors": {"f1@0.5": None}, "objects": {"f1@0.5": 41.2}}}
     table = viz.metrics_table({"stage2": stage2})
-    assert table.rows[-1] == ["stage2 roomplan F1@0.5", "walls 88, doors -, objects 41", None, 4]
+    assert table.rows[-1] == ["stage2 roomplan F1@0.5", "walls 87.5, doors -, objects 41.2", None, 4]
 
 
 def test_run_to_evaluate_prefers_the_run_then_the_demo_then_says_what_to_run(tmp_path, capsys):

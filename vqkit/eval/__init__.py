@@ -9,7 +9,7 @@
 From a notebook::
 
     from vqkit.eval import evaluate, write_results, format_table, rescore, score
-    predictions, metrics = evaluate(model, cfg, "data/synth/val.jsonl")   # blind=True: the baseline
+    predictions, metrics = evaluate(model, cfg, "data/synth/val.jsonl")   # blind=True: its views removed
     print(format_table(metrics))
 
     from vqkit.eval.ask import ask

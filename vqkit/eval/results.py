@@ -238,9 +238,8 @@ def _roomplan_lines(rp: dict) -> list[str]:
     return lines
 
 
-def format_table(metrics: dict) -> str:
-    """The metrics as a readable table: overall, per task, per question type (and Stage 2 F1), all
-    rates in percent."""
+def _qa_lines(metrics: dict) -> list[str]:
+    """The question-answering rows of :func:`format_table`: overall, per task, per question type."""
     numeric = any(m.get("mra") is not None for m in metrics.get("by_qtype", {}).values())
     show = [c for c in _COLUMNS if c[0] in ("n", "em", "em_refined") or (c[0] == "mra" and numeric)
             or metrics["overall"].get(c[0]) is not None]
@@ -252,9 +251,19 @@ def format_table(metrics: dict) -> str:
     lines = [f"{'':<{width}}" + "".join(f"{title:>9}" for _, title in show)]
     for name, m in rows:
         lines.append(f"{name:<{width}}" + "".join(f"{_cell(m.get(key)):>9}" for key, _ in show))
+    return lines
+
+
+def format_table(metrics: dict) -> str:
+    """The metrics as a readable table: overall, per task, per question type (and Stage 2 F1), all
+    rates in percent. An evaluation of Stage 2 layouts alone has no question-answering rows: its table
+    is the layout scores, without an empty "overall 0" row."""
     rp = metrics.get("roomplan")
+    lines: list[str] = []
+    if metrics["overall"].get("n") or not rp:
+        lines = _qa_lines(metrics)
     if rp:
-        lines += [""] + _roomplan_lines(rp)
+        lines += ([""] if lines else []) + _roomplan_lines(rp)
     info = metrics.get("info") or {}
     if info.get("skipped"):
         lines.append(f"skipped {len(info['skipped'])} record(s) whose files could not be decoded")

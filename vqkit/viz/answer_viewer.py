@@ -232,7 +232,7 @@ class AnswerViewer:
                 else '<b style="color:#d62728">\u2718 incorrect</b>')
         parts = [f"<b>{e(str(row.get('id')))}</b> &middot; task <code>{e(str(row.get('task')))}</code> "
                  f"&middot; qtype <code>{e(str(row.get('qtype')))}</code>"
-                 + (" &middot; blind" if row.get("blind") else "")]
+                 + (" &middot; views removed" if row.get("blind") else "")]
         if row.get("situation"):
             parts.append(f"<b>situation:</b> {e(row['situation'])}")
         parts.append(f"<b>question:</b> {e(row.get('question') or '')}")
@@ -252,7 +252,7 @@ class AnswerViewer:
     def _caption(self, row: dict, verdict: dict) -> str:
         """The text panel as plain lines (for :meth:`render_figure` with ``with_text``)."""
         lines = [f"{row.get('id')}   task {row.get('task')}   qtype {row.get('qtype')}"
-                 + ("   (blind)" if row.get("blind") else "")]
+                 + ("   (views removed)" if row.get("blind") else "")]
         if row.get("situation"):
             lines.append(f"situation: {row['situation']}")
         lines.append(f"question: {row.get('question') or ''}")
@@ -267,8 +267,14 @@ class AnswerViewer:
     def render_figure(self, row: dict, verdict: dict | None = None, with_text: bool = False):
         """The matplotlib Figure shown for ``row``: its views, then the cameras from above over the
         layout (Stage 2: predicted dashed vs gold solid). ``with_text`` adds the question, gold
-        answers and prediction above the images (for static exports). Usable without widgets."""
-        import matplotlib.pyplot as plt
+        answers and prediction above the images (for static exports). Usable without widgets.
+
+        The Figure is not pyplot's: the viewer draws inside widget callbacks, and the kernel runs its
+        post-execute hooks after each widget message, where matplotlib-inline shows every open pyplot
+        figure, under that message, in JupyterLab's Log Console. A Figure pyplot never held is shown
+        only where it is asked for (the viewer's image, or a cell that returns it)."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
         verdict = verdict if verdict is not None else judge(row)
         scene = self.scene_of(row)
@@ -278,7 +284,8 @@ class AnswerViewer:
         ncols = n + (2 if has_map else 0)
         map_h = 2.9 if not has_map else 4.2
         text_h = 1.1 if with_text else 0.0
-        fig = plt.figure(figsize=(2.4 * max(1, ncols), map_h + text_h), dpi=self.dpi)
+        fig = Figure(figsize=(2.4 * max(1, ncols), map_h + text_h), dpi=self.dpi)
+        FigureCanvasAgg(fig)  # measures text for the layout and the labels
         rows = fig.add_gridspec(2 if with_text else 1, max(1, ncols),
                                 height_ratios=[text_h, map_h] if with_text else None)
         grid = rows[1:, :] if with_text else rows
@@ -340,8 +347,6 @@ class AnswerViewer:
         return HTML(f"<div>{self.text.value}</div><img src='data:image/png;base64,{png}'/>")
 
     def _render(self) -> None:
-        import matplotlib.pyplot as plt
-
         row = self.current
         if row is None:
             self.text.value = "<i>no example matches these filters</i>"
@@ -353,8 +358,7 @@ class AnswerViewer:
         fig = self.render_figure(row, verdict)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=self.dpi)
-        plt.close(fig)  # the PNG is what is shown; keep no open figures in long browsing sessions
-        self.figure = fig
+        self.figure = fig  # pyplot never holds it (render_figure): nothing to close, nothing shown twice
         self.image.value = buf.getvalue()
 
     def _ipython_display_(self) -> None:

@@ -46,7 +46,14 @@ class RoomPrediction:
     scale_source: str
     rotation_error_deg: np.ndarray
     """[V] angle between each predicted and true camera rotation (view 0: 0 by construction)."""
+    position_error_m: np.ndarray
+    """[V] distance in metres between each predicted and true camera centre, in the world of the
+    true view 0 at the prediction's ``scale`` (view 0: 0 by construction)."""
     title: str = ""
+
+    def error_text(self, view: int) -> str:
+        """How far the heads put a camera from where it stood, e.g. ``"18 deg, 2.7 m off"``."""
+        return f"{self.rotation_error_deg[view]:.0f} deg, {self.position_error_m[view]:.1f} m off"
 
 
 def predict_room(weights: str | os.PathLike, source: Any, index: int = 0, *, device=None) -> RoomPrediction:
@@ -81,12 +88,15 @@ def predict_room(weights: str | os.PathLike, source: Any, index: int = 0, *, dev
     rel_true, _ = geo.relative_poses(scene.R, scene.t)
     errors = np.array([np.degrees(np.linalg.norm(geo.matrix_to_axis_angle(p.T @ q)))
                        for p, q in zip(pred.R, rel_true, strict=True)])
+    centres_true = -np.einsum("vji,vj->vi", scene.R, scene.t)  # -R^T t per view
+    centres_pred = -np.einsum("vji,vj->vi", R_pred, t_pred)
     return RoomPrediction(images=list(scene.images), R_true=scene.R, t_true=scene.t, K_true=scene.K, R_pred=R_pred,
                           t_pred=t_pred, K_pred=pred.K,
                           depth_true=([d.numpy() for d in depth_true] if depth_true is not None
                                       else [None] * len(images)),
                           depth_pred=out.depth[0, ..., 0].cpu().numpy() * pred.scale, scale=pred.scale,
-                          scale_source=pred.scale_source, rotation_error_deg=errors, title=scene.title)
+                          scale_source=pred.scale_source, rotation_error_deg=errors,
+                          position_error_m=np.linalg.norm(centres_pred - centres_true, axis=1), title=scene.title)
 
 
 def _image_size(image) -> tuple[int, int]:
@@ -98,8 +108,9 @@ def _image_size(image) -> tuple[int, int]:
 
 
 def plot_predicted_cameras(prediction: RoomPrediction, *, frustum_depth: float = 0.5):
-    """Frusta seen from above and in 3D: true solid, predicted dashed (same colour per view), with each
-    view's rotation error in the legend. Returns the Figure."""
+    """Frusta seen from above and in 3D: true solid, predicted dashed (same colour per view), with how
+    far each view's prediction is off in the legend: rotation and position (``"18 deg, 2.7 m off"``).
+    Returns the Figure."""
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=(12, 5.5))
@@ -110,7 +121,7 @@ def plot_predicted_cameras(prediction: RoomPrediction, *, frustum_depth: float =
         w, h = _image_size(image)  # the true and the predicted frustum span the same stored image
         for K, R, t, style, label in ((prediction.K_true[v], prediction.R_true[v], prediction.t_true[v], "-", "true"),
                                       (prediction.K_pred[v], prediction.R_pred[v], prediction.t_pred[v], "--",
-                                       f"predicted ({prediction.rotation_error_deg[v]:.0f} deg off)")):
+                                       f"predicted ({prediction.error_text(v)})")):
             c = geo.frustum_corners(K, R, t, w, h, frustum_depth)
             line = polyline(c, FRUSTUM_EDGES)
             ax3d.plot(line[:, 0], line[:, 1], line[:, 2], style, color=colour, lw=1.5)

@@ -105,7 +105,7 @@ def metrics_table(runs: dict[str, dict | str | os.PathLike]) -> HTMLTable:
             f1 = {k: rp[k].get("f1@0.5") for k in ("walls", "doors", "windows", "objects")
                   if isinstance(rp.get(k), dict)}
             rows.append([f"{name} roomplan F1@0.5"] + [None] * (len(columns) - 2) + [rp.get("n")])
-            rows[-1][1] = ", ".join(f"{k} {v:.0f}" if v is not None else f"{k} -" for k, v in f1.items())
+            rows[-1][1] = ", ".join(f"{k} {v:.1f}" if v is not None else f"{k} -" for k, v in f1.items())
     return HTMLTable(columns, rows)
 
 
@@ -125,8 +125,8 @@ def plot_qtype_bars(runs: dict[str, dict | str | os.PathLike], metric: str = "em
         bars = ax.bar(xs, heights, width, label=name)
         for bar, v in zip(bars, values, strict=True):
             if v is not None:
-                ax.annotate(f"{v:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
-                            va="bottom", fontsize=7)
+                ax.annotate(f"{v:.1f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center",
+                            va="bottom", fontsize=7)  # one decimal, as the tables: 37.5, not 38
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
     ax.set_ylabel({"em": "EM (%)", "em_refined": "refined EM (%)"}.get(metric, metric))
     ax.set_ylim(0, 105)
