@@ -22,9 +22,14 @@ $(BIN)/.vqkit-installed: pyproject.toml Makefile
 	# Recommended"), which needs Node.js and the npm registry. vqkit runs no dash app in JupyterLab: the
 	# tarball leaves the build (vqkit.utils.open3d keeps dash's comm off the frontend too).
 	rm -f $(VENV)/share/jupyter/lab/extensions/dash-jupyterlab.tgz
+	# JupyterLab's announcements plugin asks, in a pop-up over the notebook, whether to fetch Jupyter
+	# news from the internet; this environment's JupyterLab (`jupyter lab`, the browser test) goes without.
+	$(BIN)/jupyter labextension disable --level=sys_prefix "@jupyterlab/apputils-extension:announcements" >/dev/null 2>&1
 	touch $@
 
+# Also: `git add` of a notebook stages it without outputs (the strip-notebooks filter of .gitattributes).
 setup: $(BIN)/.vqkit-installed
+	@$(PYTHON) scripts/strip_notebooks.py --install-filter
 
 # Generate the synthetic benchmark, pretrain the demo aggregator, train the demo model and a blind
 # baseline, evaluate both (configs/demo.yaml + configs/demo_encoder.yaml; its time by machine: docs/demo.md).

@@ -4,6 +4,13 @@
     python scripts/strip_notebooks.py                 # clean notebooks/*.ipynb in place
     python scripts/strip_notebooks.py --check         # exit 1 and list notebooks that need it (CI)
     python scripts/strip_notebooks.py a.ipynb b.ipynb
+    python scripts/strip_notebooks.py --filter < a.ipynb  # the stripped text on stdout (git's clean filter)
+    python scripts/strip_notebooks.py --install-filter    # make setup: `git add` strips notebooks itself
+
+The git filter is nbstripout's way: ``.gitattributes`` names the ``strip-notebooks`` filter for
+``*.ipynb``, and ``--install-filter`` defines it in this clone's git config, so saving a notebook in
+JupyterLab keeps its outputs on disk while ``git add`` / ``git commit`` take it stripped (``git status``
+and ``git diff`` show only what a person changed).
 
 Kept: cell sources, cell ids, cell tags (papermill's ``parameters``), the kernelspec (the ``vqkit``
 kernel the notebooks run on) and the language name. Everything else (outputs, execution counts,
@@ -49,15 +56,59 @@ def dumps(nb: dict) -> str:
 
 
 def needs_cleaning(path: Path) -> bool:
-    text = path.read_text(encoding="utf-8")
+    return needs_cleaning_text(path.read_text(encoding="utf-8"))
+
+
+def needs_cleaning_text(text: str) -> bool:
     return dumps(clean_notebook(json.loads(text))) != text
+
+
+#: The git filter's name (``.gitattributes``: ``*.ipynb filter=strip-notebooks``) and its clean command,
+#: run by git from the top of the work tree.
+FILTER = "strip-notebooks"
+FILTER_COMMAND = "python3 scripts/strip_notebooks.py --filter"
+
+
+def filter_text(text: str) -> str:
+    """What git stores of a notebook: stripped, or the text unchanged when it is not a notebook's JSON
+    (a half-written file is committed as it is rather than lost)."""
+    try:
+        nb = json.loads(text)
+    except ValueError:
+        return text
+    return dumps(clean_notebook(nb)) if isinstance(nb, dict) and "cells" in nb else text
+
+
+def install_filter(repo: Path = REPO) -> bool:
+    """Define the ``strip-notebooks`` clean filter in ``repo``'s git config; False outside a git clone."""
+    import subprocess
+
+    inside = subprocess.run(["git", "-C", str(repo), "rev-parse", "--git-dir"], capture_output=True, check=False)
+    if inside.returncode != 0:
+        return False
+    subprocess.run(["git", "-C", str(repo), "config", f"filter.{FILTER}.clean", FILTER_COMMAND], check=True)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="strip_notebooks.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: notebooks/*.ipynb)")
     parser.add_argument("--check", action="store_true", help="only report; exit 1 when any needs cleaning")
+    parser.add_argument("--filter", action="store_true", help="strip stdin to stdout (git's clean filter)")
+    parser.add_argument("--install-filter", action="store_true",
+                        help="define the strip-notebooks git filter in this clone (make setup does)")
     args = parser.parse_args(argv)
+    if args.filter:  # bytes in, bytes out: notebooks are UTF-8 whatever the locale
+        data = sys.stdin.buffer.read()
+        try:
+            data = filter_text(data.decode("utf-8")).encode("utf-8")
+        except UnicodeDecodeError:
+            pass  # not a notebook's text: stored as it is
+        sys.stdout.buffer.write(data)
+        return 0
+    if args.install_filter:
+        install_filter()
+        return 0
     paths = args.paths or sorted((REPO / "notebooks").glob("*.ipynb"))
     dirty = [p for p in paths if needs_cleaning(p)]
     for p in dirty:

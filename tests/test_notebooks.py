@@ -88,6 +88,58 @@ def test_strip_removes_outputs_and_metadata(tmp_path):
     assert cleaned == json.loads((REPO / "notebooks" / "01_data_inspection.ipynb").read_text())
 
 
+def _git(repo: Path, *args: str) -> str:
+    import subprocess
+
+    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_git_stages_notebooks_without_their_outputs(tmp_path):
+    """Saving a notebook in JupyterLab writes its outputs into the file; git's clean filter (nbstripout's
+    way: .gitattributes names it, make setup defines it) stages it stripped, so the outputs stay on disk,
+    out of commits and out of ``git diff``. The committed notebooks have no outputs."""
+    import shutil
+
+    strip = _strip_module()
+    assert "*.ipynb filter=strip-notebooks" in (REPO / ".gitattributes").read_text().splitlines()
+    setup = (REPO / "Makefile").read_text().split("\nsetup:")[1].split("\n\n")[0]
+    assert "scripts/strip_notebooks.py --install-filter" in setup
+    # A fresh clone as make setup leaves it, and a notebook saved with outputs.
+    repo = tmp_path / "clone"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "notebooks").mkdir()
+    shutil.copy(REPO / "scripts" / "strip_notebooks.py", repo / "scripts")
+    shutil.copy(REPO / ".gitattributes", repo)
+    clean = (REPO / "notebooks" / "01_data_inspection.ipynb").read_text()
+    (repo / "notebooks" / "01.ipynb").write_text(clean)
+    _git(repo, "init", "-q")
+    assert strip.install_filter(repo)
+    assert _git(repo, "config", "filter.strip-notebooks.clean").strip() == strip.FILTER_COMMAND
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "notebooks")
+    saved = json.loads(clean)
+    code = next(c for c in saved["cells"] if c["cell_type"] == "code")
+    code["outputs"] = [{"output_type": "stream", "name": "stdout", "text": ["1.7 MB of figures\n"]}]
+    code["execution_count"] = 7
+    (repo / "notebooks" / "01.ipynb").write_text(json.dumps(saved, indent=1))
+    assert _git(repo, "diff") == ""  # only outputs changed: nothing to commit
+    _git(repo, "add", "notebooks/01.ipynb")
+    assert _git(repo, "show", ":notebooks/01.ipynb") == clean
+    assert "1.7 MB of figures" in (repo / "notebooks" / "01.ipynb").read_text()  # kept on disk
+    # A change to a cell's source is staged, without the outputs beside it.
+    code["source"] = ["print('changed')"]
+    (repo / "notebooks" / "01.ipynb").write_text(json.dumps(saved, indent=1))
+    _git(repo, "add", "notebooks/01.ipynb")
+    staged = _git(repo, "show", ":notebooks/01.ipynb")
+    assert "print('changed')" in staged and "figures" not in staged and not strip.needs_cleaning_text(staged)
+    # What this repository has committed: no outputs (when it is a git clone; a source tarball is not).
+    if (REPO / ".git").exists():
+        for name in NOTEBOOKS:
+            committed = json.loads(_git(REPO, "show", f"HEAD:notebooks/{name}.ipynb"))
+            assert all(c.get("outputs", []) == [] for c in committed["cells"]), name
+
+
 def test_jupyterlab_opens_without_a_build_request():
     """JupyterLab 4 is prebuilt: a source extension left in the environment's application folder
     (dash's, through open3d) made every page load ask for a rebuild. ``make setup`` removes it."""
@@ -99,6 +151,21 @@ def test_jupyterlab_opens_without_a_build_request():
                             env={k: v for k, v in os.environ.items() if k != "JUPYTERLAB_DIR"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "[]", f"JupyterLab asks for a build: {result.stdout}"
+
+
+def test_jupyterlab_does_not_offer_news():
+    """JupyterLab's announcements plugin asks, in a pop-up that covers the notebook, whether to fetch
+    Jupyter news; ``make setup`` disables it in this environment (so for ``jupyter lab`` and the
+    browser test)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], capture_output=True,
+                            text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "JUPYTERLAB_DIR"})
+    listed = result.stdout + result.stderr
+    assert result.returncode == 0, listed[-2000:]
+    disabled = listed.split("Disabled extensions:")[-1] if "Disabled extensions:" in listed else ""
+    assert "@jupyterlab/apputils-extension:announcements" in disabled, f"run make setup\n{listed}"
 
 
 def _kernel_installed() -> bool:

@@ -4,11 +4,15 @@ playwright-core (tests/browser/package.json; never a browser download).
 Notebooks 01 and 03 run first with papermill in a temporary folder (the data and the 20-step run that
 04 evaluates); JupyterLab then opens 04 there, runs all its cells, and the answer viewer is used as a
 person would: next, next until another room, a qtype filter. The first open must be clean: no "Build
-Recommended" dialog, no console error (dash's "Exception opening new comm" among them), no widget
-error, no open3d / DeepSpeed banner in the outputs. The screenshot is left in the test's tmp folder.
+Recommended" dialog, no pop-up (JupyterLab's offer to fetch news among them), no console error (dash's
+"Exception opening new comm" among them), no widget error, no open3d / DeepSpeed banner in the outputs;
+and after the viewer's steps JupyterLab's Log Console, where the kernel's output outside any cell goes
+(a figure a widget step left open, a warning), is empty. The legend colours of notebook 01's pose figure
+are all different. The screenshots are left in the test's tmp folder.
 
-Setup: ``apt-get install chromium`` and ``npm ci --prefix tests/browser`` (.ci/run does both);
-elsewhere the test is skipped when either is missing.
+Setup: ``apt-get install chromium`` and ``npm ci --prefix tests/browser``. ``.ci/run`` does both, and CI
+(``CI`` set) runs this test (marked ``ci``) and fails it when either is missing; elsewhere it is skipped
+with the reason.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.ci]  # about a minute; CI runs it
 
 HERE = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -44,6 +48,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _pose_legend(notebook: dict) -> dict[str, str]:
+    """Legend entry -> line colour of the interactive pose figure in an executed notebook 01."""
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            figure = output.get("data", {}).get("application/vnd.plotly.v1+json")
+            if figure:
+                return {t["name"]: t["line"]["color"] for t in figure["data"]
+                        if t.get("showlegend", True) and t.get("mode") == "lines"}
+    raise AssertionError("notebook 01 drew no interactive pose figure")
 
 
 @pytest.fixture
@@ -122,13 +137,14 @@ def test_notebook_04_in_jupyterlab(browser_tools, notebook_04, jupyterlab, tmp_p
     errors = [m["text"] for m in seen["console"] if m["type"] == "error"]
     assert errors == [], errors
     assert seen["pageErrors"] == [] and seen["widgetErrors"] == 0
+    assert seen["toasts"] == [], seen["toasts"]  # no news offer (make setup turns it off), nothing else
     printed = "\n".join(seen["outputText"])
     assert not [b for b in BANNERS if b in printed], printed
 
     # The viewer: the slider and the counter agree; next shows the next example; stepping on reaches
     # another room with other pictures; a filter changes what is shown.
     first, second, other, settled = seen["first"], seen["second"], seen["otherRoom"], seen["settled"]
-    shown = "of 18"  # the 16 questions and the 2 Stage 2 layouts of the notebook's defaults
+    shown = "of 16"  # the notebook's 16 questions (a Stage 1 model is asked for no layouts)
     assert (first["readout"], first["count"]) == ("1", shown)
     assert (second["readout"], second["count"]) == ("2", shown) and second["html"] != first["html"]
     scene = first["html"].split()[0].split("_")[0]
@@ -136,6 +152,17 @@ def test_notebook_04_in_jupyterlab(browser_tools, notebook_04, jupyterlab, tmp_p
     assert other["pictureHash"] != first["pictureHash"]
     # After the filter (and anything the browser sent back): its first example, of fewer.
     n = int(settled["count"].split()[-1])
-    assert settled["readout"] == "1" and 1 <= n < 18 and f"qtype {seen['qtypeChoice']}" in settled["html"]
+    assert settled["readout"] == "1" and 1 <= n < 16 and f"qtype {seen['qtypeChoice']}" in settled["html"]
     assert settled["html"] == seen["filtered"]["html"]
     assert screenshot.stat().st_size > 10_000
+
+    # Nothing reached JupyterLab's Log Console (no figure a widget step left open, no warning); the
+    # probe's control, code run outside any cell, shows there.
+    assert seen["logConsole"] == [] and seen["logConsoleImages"] == 0, seen["logConsole"]
+    assert any("log console probe" in entry for entry in seen["logConsoleControl"]), seen["logConsoleControl"]
+
+    # Notebook 01's pose figure: every legend entry (views, element kinds, object categories) in a
+    # colour of its own.
+    legend = _pose_legend(json.loads((tmp_path / "01_data_inspection.out.ipynb").read_text()))
+    assert {"view 0", "wall"} <= set(legend) and len(legend) >= 6, legend
+    assert len(set(legend.values())) == len(legend), legend

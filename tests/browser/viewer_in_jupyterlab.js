@@ -63,6 +63,7 @@ async function changed(page, before, pictureFrom) {
     }, null, { timeout: 120000 });
     await page.waitForTimeout(3000);  // the build check and other start-up dialogs come now
     seen.dialogs.push(...await page.locator('.jp-Dialog').allInnerTexts());
+    seen.toasts = await page.locator('.Toastify__toast').allInnerTexts();  // e.g. "get notified about news?"
 
     await page.evaluate(() => window.jupyterapp.commands.execute('notebook:run-all-cells'));
     await page.waitForFunction(() => {
@@ -105,7 +106,23 @@ async function changed(page, before, pictureFrom) {
     seen.settled = await viewerState(page);
     seen.dialogs.push(...await page.locator('.jp-Dialog').allInnerTexts());
     seen.widgetErrors = await page.locator('text=Error displaying widget').count();
+    seen.toasts.push(...await page.locator('.Toastify__toast').allInnerTexts());
     await page.screenshot({ path: screenshot, fullPage: false });
+    // JupyterLab's Log Console: what the kernel sent outside any cell (a figure shown after a widget
+    // step, a warning printed in a widget callback), at its default level (warnings and errors).
+    await page.evaluate(() => window.jupyterapp.commands.execute('logconsole:open', { insertMode: 'split-bottom' }));
+    await page.waitForSelector('.jp-LogConsolePanel', { timeout: 30000 });
+    await page.waitForTimeout(1000);
+    seen.logConsole = await page.locator('.jp-LogConsolePanel .jp-OutputArea-child').allInnerTexts();
+    seen.logConsoleImages = await page.locator('.jp-LogConsolePanel img').count();
+    // The probe's control: output of code run outside any cell must show there.
+    await page.evaluate(() => {
+      const nb = [...window.jupyterapp.shell.widgets('main')].find((w) => w.sessionContext);
+      return nb.sessionContext.session.kernel.requestExecute({ code: 'print("log console probe")' }).done;
+    });
+    await page.waitForTimeout(1500);
+    seen.logConsoleControl = await page.locator('.jp-LogConsolePanel .jp-OutputArea-child').allInnerTexts();
+    await page.screenshot({ path: screenshot.replace(/\.png$/, '_log_console.png'), fullPage: false });
   } catch (e) {
     seen.failure = String(e && e.stack || e).slice(0, 3000);
   } finally {
