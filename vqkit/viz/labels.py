@@ -27,6 +27,13 @@ STEP_POINTS = 10.0
 PAD_PIXELS = 2.0
 
 
+def _halo() -> list:
+    """A white outline around a label's letters: legible over the lines and points it sits on."""
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=2.5, foreground="white")]
+
+
 def _overlap(box: Bbox, taken: list[Bbox]) -> float:
     """The area of ``box`` (with :data:`PAD_PIXELS` around it) covered by the boxes in ``taken``
     (pixels squared)."""
@@ -71,8 +78,8 @@ def label_points_2d(ax: Axes, points: list, texts: list[str], colours: list, *, 
     for point, text, colour in zip(points, texts, colours, strict=True):
         xy = (float(point[0]), float(point[1]))
         ann = ax.annotate(text, xy, xytext=(0, 0), textcoords="offset points", ha="center", va="center",
-                          fontsize=fontsize,
-                          fontweight=fontweight, color=colour, annotation_clip=False)
+                          fontsize=fontsize, fontweight=fontweight, color=colour, annotation_clip=False,
+                          path_effects=_halo())
         best, best_cover = offsets[0], None
         for dx, dy in offsets:
             ann.xyann = (dx * STEP_POINTS, dy * STEP_POINTS)
@@ -86,6 +93,7 @@ def label_points_2d(ax: Axes, points: list, texts: list[str], colours: list, *, 
             ann.remove()  # again, with a leader line from the label to what it names
             ann = ax.annotate(text, xy, xytext=ann.xyann, textcoords="offset points", ha="center", va="center",
                               fontsize=fontsize, fontweight=fontweight, color=colour, annotation_clip=False,
+                              path_effects=_halo(),
                               arrowprops={"arrowstyle": "-", "lw": 0.6, "color": colour, "shrinkA": 1, "shrinkB": 0})
         taken.append(_text_box(ann, renderer))
         out.append(ann)
@@ -119,5 +127,5 @@ def label_points_3d(ax, candidates: list[list], texts: list[str], colours: list,
                 break
         taken.append(best_box)
         out.append(ax.text(*np.asarray(best, dtype=float), text, color=colour, fontsize=fontsize,
-                           fontweight=fontweight))
+                           fontweight=fontweight, path_effects=_halo()))
     return out

@@ -174,6 +174,8 @@ def _pose_matplotlib(points, colours, cams, segments, title, point_size, topdown
     if handles:  # beside the panels, covering neither
         fig.legend(handles=handles, loc="center right", fontsize=10, framealpha=0.9)
     fig.tight_layout(rect=(0, 0, 0.86 if handles else 1, 1))
+    if topdown:
+        fig.subplots_adjust(wspace=0.3)  # tight_layout does not see the 3D axes' z label
     _number_cameras(ax, axes2d, cams, view_colours)
     return fig
 
