@@ -137,9 +137,7 @@ def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool 
         model: a :class:`vqkit.models.vqmodel.VQModel` (or a DDP/DeepSpeed/accelerate wrapper of one).
         cfg: the config (default: the model's own); ``cfg.eval`` holds the generation options.
         data: see :func:`build_eval_dataset` (a path, sources, a Dataset, or None = ``data.val``).
-        blind: drop the vision block (and with it vision and geometry tokens): a model trained with views
-            evaluated with them removed (how much it leans on them); a model trained blind
-            (``data.blind``, the text-only baseline) is always evaluated so.
+        blind: drop the vision block (vision and geometry tokens): the model with its views removed.
         batch_size: generation batch per rank (default ``eval.batch_size``).
         max_new_tokens: budget for every example (default ``eval.max_new_tokens``, and
             ``eval.roomplan_max_new_tokens`` for batches with Stage 2 records).
@@ -172,7 +170,6 @@ def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool 
     if n == 0:
         raise DataError("nothing to evaluate: the dataset is empty (or --limit 0)")
     mine = shard_indices(n, rank, world)
-    label = " (trained blind)" if cfg.data.blind else (" (views removed)" if blind else "")  # the bar's
     blind = blind or cfg.data.blind  # a model trained blind is evaluated blind
     report = _report_geometry(cfg, dataset, n, blind, rank == 0, on_note, geometry_fallback)
     collator = Collator(tokenizer, cfg.model, cfg.data, mode="generate", blind=blind)
@@ -185,8 +182,8 @@ def evaluate(model, cfg: Config | None = None, data: Any = None, *, blind: bool 
 
     # Every rank runs ceil(ceil(n / world) / batch_size) batches under ZeRO-3 (see module docstring).
     n_steps = math.ceil(math.ceil(n / world) / batch_size)
-    bar = tqdm(total=n_steps, desc="eval" + label, unit="batch",
-               disable=not progress or rank != 0, dynamic_ncols=True)
+    bar = tqdm(total=n_steps, desc="eval" + (" (trained blind)" if cfg.data.blind else " (views removed)" * blind),
+               unit="batch", disable=not progress or rank != 0, dynamic_ncols=True)
     was_training = core.training
     core.eval()
     try:
