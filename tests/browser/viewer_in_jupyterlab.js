@@ -115,12 +115,15 @@ async function changed(page, before, pictureFrom) {
     await page.waitForTimeout(1000);
     seen.logConsole = await page.locator('.jp-LogConsolePanel .jp-OutputArea-child').allInnerTexts();
     seen.logConsoleImages = await page.locator('.jp-LogConsolePanel img').count();
-    // The probe's control: output of code run outside any cell must show there.
+    // The probe's control: what a widget callback prints (a figure it left open would go the same way)
+    // must show there. The viewer's next button gets a second handler that prints, and is pressed.
     await page.evaluate(() => {
       const nb = [...window.jupyterapp.shell.widgets('main')].find((w) => w.sessionContext);
-      return nb.sessionContext.session.kernel.requestExecute({ code: 'print("log console probe")' }).done;
+      const code = 'viewer.next_button.on_click(lambda _: print("log console probe"))';
+      return nb.sessionContext.session.kernel.requestExecute({ code, silent: true }).done;
     });
-    await page.waitForTimeout(1500);
+    await next.click();
+    await page.waitForTimeout(2000);
     seen.logConsoleControl = await page.locator('.jp-LogConsolePanel .jp-OutputArea-child').allInnerTexts();
     await page.screenshot({ path: screenshot.replace(/\.png$/, '_log_console.png'), fullPage: false });
   } catch (e) {
