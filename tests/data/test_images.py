@@ -87,6 +87,21 @@ def test_jpeg_draft_decoding_keeps_size_and_content(tmp_path):
     assert (jpg - png).abs().mean() < 0.02
 
 
+def test_a_decoded_image_is_loaded_as_its_file(tmp_path):
+    """Evaluation harnesses hand over PIL images: the same tensor and plan as the file they came from,
+    also for a JPEG opened lazily (decoded at reduced scale as from the file) and an RGBA image."""
+    y, x = np.mgrid[0:120, 0:160]
+    arr = np.stack([x * 255 // 160, y * 255 // 120, np.full_like(x, 90)], -1).astype(np.uint8)
+    Image.fromarray(arr).save(tmp_path / "a.jpg", quality=90)
+    rgba = np.concatenate([arr, np.full_like(arr[..., :1], 128)], -1)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "b.png")
+    for name in ("a.jpg", "b.png"):
+        path = str(tmp_path / name)
+        want, plan = load_image(path, 56)
+        got, got_plan = load_image(Image.open(path), 56)
+        assert got.equal(want) and got_plan == plan, name
+
+
 def test_undecodable_files_raise_data_error_naming_them(tmp_path):
     good = tmp_path / "good.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(good)

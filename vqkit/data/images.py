@@ -97,9 +97,10 @@ def _open(path: str, what: str) -> Image.Image:
     return img
 
 
-def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Tensor, ResizePlan]:
+def load_image(path: str | Image.Image, image_size: int, mode: str = "crop") -> tuple[torch.Tensor, ResizePlan]:
     """Load an image as float32 [3, H, W] in [0, 1] with VGGT's preprocessing, plus its :class:`ResizePlan`
-    (``plan.intrinsics(K)`` gives the K of the returned image).
+    (``plan.intrinsics(K)`` gives the K of the returned image). ``path`` may be an image already decoded
+    (a PIL image, as evaluation harnesses hand them over).
 
     A file that cannot be decoded (truncated, not an image) raises DataError naming it. A video's
     frame reference (``clip.mp4#frame=12``, :mod:`vqkit.data.video`) decodes that frame.
@@ -107,8 +108,11 @@ def load_image(path: str, image_size: int, mode: str = "crop") -> tuple[torch.Te
     return prepare_image(open_view(path), path, image_size, mode)
 
 
-def open_view(path: str) -> Image.Image:
-    """The PIL image of a view: an image file, or a video's frame reference (decoded)."""
+def open_view(path: str | Image.Image) -> Image.Image:
+    """The PIL image of a view: an image file, a video's frame reference (decoded), or an image already
+    decoded (a PIL image, as evaluation harnesses hand them over)."""
+    if isinstance(path, Image.Image):
+        return path
     parsed = parse_frame_ref(path)
     if parsed is not None:
         return decode_frames(parsed[0], [parsed[1]])[0]
@@ -236,7 +240,7 @@ def _video_frames(paths: list[str], fields: list[str] | None) -> dict[int, Image
     decoded once for all of its frames."""
     by_video: dict[str, list[tuple[int, int]]] = {}
     for k, path in enumerate(paths):
-        parsed = parse_frame_ref(path)
+        parsed = parse_frame_ref(path) if isinstance(path, str) else None  # a decoded image is none
         if parsed is not None:
             by_video.setdefault(parsed[0], []).append((k, parsed[1]))
     out = {}
