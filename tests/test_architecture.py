@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("vqkit.models",),
     ("vqkit.eval",),
     ("vqkit.train",),
-    ("vqkit.viz", "vqkit.tools"),
+    ("vqkit.viz", "vqkit.tools", "vqkit.lmms"),
     ("vqkit.commands", "vqkit.__main__", "vqkit.train.__main__", "vqkit"),
 ]
 MAX_MODULE_LINES = 500
