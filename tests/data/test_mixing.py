@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from helpers import make_corpus
@@ -57,3 +61,17 @@ def test_rates_take_a_share_of_each_source(tmp_path):
         build_dataset(bad.data, "train")
     with pytest.raises(ConfigError, match="a %N suffix or rate:, not both"):
         config_from_dict({"data": {"train": [{"path": f"{a.path}%25", "rate": 30}]}})
+
+
+def test_mix_shares_script_counts_what_the_sampler_draws(synth_dir, tmp_path):
+    """scripts/mix_shares.py: a 3:1 mix of two record files gives 75% / 25% of the first steps' samples."""
+    repo = Path(__file__).resolve().parents[2]
+    mix = (f"data.train=[{{path: {synth_dir / 'train.jsonl'}, weight: 3}}, "
+           f"{{path: {synth_dir / 'val.jsonl'}, weight: 1, name: other}}]")
+    proc = subprocess.run([sys.executable, str(repo / "scripts" / "mix_shares.py"), "--config",
+                           str(repo / "configs" / "first_demo.yaml"), "--set", mix, "--set", "data.feature_cache=null",
+                           "--set", "train.batch_size_per_gpu=4", "--set", "train.grad_accum=1", "--steps", "5"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "first 5 steps (20 samples): " in proc.stdout
+    assert proc.stdout.strip().endswith("75.00%, other 25.00%"), proc.stdout
