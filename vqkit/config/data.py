@@ -73,8 +73,9 @@ class DataConfig:
     view_dropout: float = 0.0
     """Training only: drop each view with this probability (always keeps at least one)."""
     geometry_dropout: float = 0.0
-    """Training only: leave out a record's camera geometry (its geometry tokens) with this probability,
-    so the model also answers photos without poses (``vqkit ask --no-geometry``, phone photos)."""
+    """Training only: leave out a record's camera geometry with this probability, so the model also answers
+    photos without poses: with ``model.geometry.source: auto`` the encoder's heads predict it (phone photos),
+    else the sample has no geometry tokens (``vqkit ask --no-geometry``)."""
     image_size: int = 448
     """Target image width (and height in crop mode); a multiple of 14."""
     resize_mode: Literal["crop", "pad"] = "crop"

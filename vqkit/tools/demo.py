@@ -5,7 +5,8 @@
    ``encoder_pretrain`` (a ``vqkit pretrain-encoder`` config: the default demo's is
    configs/demo_encoder.yaml), pretrain the demo-size
    aggregator on the rooms' semantic maps into ``RUN_encoder`` (beside the run folder), as DINOv2
-   pretrains the real VGGT's encoder; the demo model's frozen aggregator then loads those weights,
+   pretrains the real VGGT's encoder, with VGGT's camera and depth heads beside it; the demo model's
+   frozen aggregator then loads those weights, and its heads give photos without cameras their geometry,
 2. encode every view set once with the frozen aggregator (``vqkit cache-features``),
 3. train the demo config (the default: configs/demo.yaml, a 4-block aggregator read through the
    patch merger by a tiny Qwen3 with the synthetic tokenizer, 16 questions about the views a sample),
@@ -151,7 +152,7 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
         "by_qtype": {q: {"full": metrics["by_qtype"][q], "blind": blind_metrics["by_qtype"].get(q)}
                      for q in metrics.get("by_qtype", {})},
         "n_val": metrics["overall"]["n"], "synth": synth, "config": config, "encoder_pretrain": encoder_pretrain,
-        "encoder_weights": cfg.model.encoder.weights,
+        "encoder_weights": cfg.model.encoder.weights, "geometry_source": cfg.model.geometry.source,
         "eval_dir": str(eval_dir), "blind_eval_dir": str(blind_eval_dir),
     }
     (run_path / "demo_summary.json").write_text(json.dumps(summary, indent=1))
@@ -229,5 +230,8 @@ def _print_next_steps(summary: dict, run_path: Path, final_dir: Path, data_dir: 
           "(01 data + 3D poses, 02 model, 03 debug run, 04 answer viewer)")
     print(f"  ask:        .venv/bin/vqkit ask --model {final_dir} --images {data_dir}/scenes/scene00000/rgb_0*.png "
           f"--question \"What colour are the walls?\"")
+    if summary["geometry_source"] == "auto":  # photos without a cameras.json: the encoder's heads predict them
+        print(f"  your photos: .venv/bin/vqkit ask --model {final_dir} --images my_room/*.jpg --question "
+              f"\"What colour is the floor?\"   (their cameras predicted by the encoder's VGGT heads)")
     print("  real data:  docs/real_data.md (vqkit prep scanqa|sqa3d|arkit), then configs/stage1_3d.yaml")
     print("  cluster:    README.md, 'Training on a cluster' (scripts/slurm/train.sbatch)")
