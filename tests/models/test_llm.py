@@ -7,7 +7,8 @@ import torch
 
 from vqkit.config import LLMConfig, LoRAConfig
 from vqkit.errors import ConfigError
-from vqkit.models.llm import KNOWN_LLM_CONFIGS, apply_lora, build_llm, is_lora_param, resolve_dtype, turn_attention_mask
+from vqkit.models.llm import KNOWN_LLM_CONFIGS, apply_lora, build_llm, is_lora_param, resolve_dtype
+from vqkit.models.llm_attention import turn_attention_mask
 
 TINY = dict(model_type="qwen3", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128)

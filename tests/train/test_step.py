@@ -1,6 +1,8 @@
 """The training step: the loss weighted per label token across micro-batches and ranks, so the
 accumulated gradient is the one of a single forward/backward over the whole global batch, and one
-non-finite check per step that skips it everywhere.
+non-finite check per step that skips it everywhere. Packed micro-batches (``data.packing``: each
+micro-batch's samples in one row) give the same loss and gradients as the unpacked batch, for answers
+of one question, of several turns (``data.turns``), layouts and a mix, in one process and in two.
 
 Gradients are read as the update of plain SGD at lr 1 (before - after): what reaches the optimizer,
 under DDP and DeepSpeed alike. The micro-batches mix one-word QA answers with Stage 2 layouts of
@@ -30,6 +32,7 @@ from vqkit.models.vqmodel import VQModel
 from vqkit.train.step import label_tokens, train_step
 
 TOLERANCE = 1e-6  # fp32
+PACKED_TOLERANCE = 1e-5  # fp32: packed rows sum the same terms in another order
 
 # Micro-batches of the 1-process tests as (source, index) lists: short QA answers, one layout, a mix.
 ONE_PROCESS = [[("qa", 0), ("qa", 1), ("qa", 2), ("qa", 3)], [("room", 0)], [("room", 1), ("qa", 4)]]
@@ -51,15 +54,20 @@ def step_config(synth_dir: Path, run_dir: Path, **train) -> dict:
     return cfg
 
 
-def collated(cfg, groups) -> tuple[list[dict], dict, Collator]:
-    """(micro-batches, the whole batch of their samples) for ``groups`` of (source, index)."""
+def collated(cfg, groups, pack: bool | None = None) -> tuple[list[dict], dict]:
+    """(micro-batches, the whole batch of their samples, unpacked) for ``groups`` of (source, index); the
+    micro-batches are packed when ``pack`` (default: ``data.packing``)."""
     from vqkit.tokenizer import load_tokenizer
 
     dataset = build_dataset(cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
     sources = {"qa": dataset.datasets[0], "room": dataset.datasets[1]}
-    collator = Collator(load_tokenizer(cfg.model.llm), cfg.model, cfg.data, mode="train")
+    tokenizer = load_tokenizer(cfg.model.llm)
+    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train")
+    packer = Collator(tokenizer, cfg.model, cfg.data, mode="train", pack=True)
+    pack = cfg.data.packing if pack is None else pack
     samples = [[sources[source][i] for source, i in group] for group in groups]
-    return [collator(group) for group in samples], collator([s for group in samples for s in group])
+    whole = collator([s for group in samples for s in group])
+    return [(packer if pack else collator)(group) for group in samples], whole
 
 
 def trainable(model) -> dict[str, torch.Tensor]:
@@ -198,6 +206,58 @@ def test_non_finite_loss_skips_the_whole_step(setup, monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------
+# Packed micro-batches == the unpacked batch
+# --------------------------------------------------------------------------------------------
+
+PACKED_CASES = {
+    "qa": [[("qa", 0), ("qa", 1), ("qa", 2), ("qa", 3)], [("qa", 4), ("qa", 5)]],
+    "turns": [[("qa", 0), ("qa", 9), ("qa", 17)], [("qa", 30), ("qa", 41)]],
+    "layouts": [[("room", 0), ("room", 1)], [("room", 2)]],
+    "mix": ONE_PROCESS,
+}
+
+
+@pytest.mark.parametrize("case", list(PACKED_CASES))
+def test_packed_step_equals_the_unpacked_batch(synth_dir, tmp_path, case):
+    data = step_config(synth_dir, tmp_path / "run")
+    data["train"]["grad_accum"] = len(PACKED_CASES[case])
+    if case == "turns":
+        data["data"]["turns"] = 4  # up to 3 more questions about the same room in a sample, each masked
+    cfg = config_from_dict(data)
+    packed, whole = collated(cfg, PACKED_CASES[case], pack=True)
+    assert all(b["input_ids"].shape[0] == 1 and int(b["attention_mask"].sum()) == b["input_ids"].numel()
+               for b in packed)  # one row, no padding
+    assert ("turn_of" in whole) == (case == "turns")
+    model = build_model(cfg).eval()
+    reference, reference_loss = one_big_batch(model, whole)
+    result = {}
+
+    def step(m, optimizer):
+        result["step"] = train_step(m, optimizer, packed)
+
+    update = sgd_update(copy.deepcopy(model), step)
+    assert result["step"].global_tokens == label_tokens(whole)
+    assert abs(result["step"].loss - reference_loss) <= PACKED_TOLERANCE
+    assert max_difference(update, reference) <= PACKED_TOLERANCE
+
+
+def test_packed_samples_do_not_see_each_other(setup):
+    """Changing one sample of a packed row changes no other sample's loss (attention stays inside each)."""
+    cfg, model, _, _ = setup
+    packed, _ = collated(cfg, [[("qa", 0), ("room", 0), ("qa", 1)]], pack=True)
+    batch = packed[0]
+    first, second = batch["cu_seqlens"][1:3].tolist()
+    altered = dict(batch, images=batch["images"].clone())
+    altered["images"][1] = 1.0 - altered["images"][1]  # the layout sample's views: its vision tokens
+    with torch.no_grad():
+        a, b = model(batch).logits, model(altered).logits
+    labelled = (batch["labels"][0, 1:] != -100).nonzero().flatten()  # the positions the logits are kept at
+    outside = (labelled < first - 1) | (labelled >= second - 1)
+    assert torch.equal(a[0, outside], b[0, outside])
+    assert not torch.equal(a[0, ~outside], b[0, ~outside])
+
+
+# --------------------------------------------------------------------------------------------
 # Two processes (torchrun, gloo) == one process holding both halves
 # --------------------------------------------------------------------------------------------
 
@@ -267,10 +327,11 @@ accelerator.end_training()
 """
 
 
-def _two_processes(synth_dir: Path, tmp_path: Path, deepspeed: str | None) -> None:
+def _two_processes(synth_dir: Path, tmp_path: Path, deepspeed: str | None, packing: bool = False) -> None:
     from safetensors.torch import load_file
 
     data = step_config(synth_dir, tmp_path / "run", **({"deepspeed": str(REPO / deepspeed)} if deepspeed else {}))
+    data["data"]["packing"] = packing
     config = tmp_path / "cfg.json"
     config.write_text(json.dumps(data))
     script = tmp_path / "worker.py"
@@ -295,18 +356,20 @@ def _two_processes(synth_dir: Path, tmp_path: Path, deepspeed: str | None) -> No
         for name, param in named.items():
             if not param.requires_grad:
                 param.copy_(weights["model"][name])
-    _, whole = collated(cfg, [group for rank in TWO_PROCESSES for group in rank])
+    _, whole = collated(cfg, [group for rank in TWO_PROCESSES for group in rank], pack=False)
     reference, reference_loss = one_big_batch(model, whole)
     assert max_difference(weights["after_skip"], weights["before"]) == 0.0
     update = {k: weights["before"][k] - weights["after_step"][k] for k in reference}
-    assert max_difference(update, reference) <= TOLERANCE
+    tolerance = PACKED_TOLERANCE if packing else TOLERANCE
+    assert max_difference(update, reference) <= tolerance
 
     infos = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for info in infos:
         skip, step = info["results"]
         assert skip["skipped"] and not step["skipped"]
         assert step["global_tokens"] == label_tokens(whole)
-        assert abs(step["loss"] - reference_loss) <= TOLERANCE
+        assert step["global_samples"] == whole["view_mask"].shape[0]
+        assert abs(step["loss"] - reference_loss) <= tolerance
     assert infos[0]["results"][1]["loss"] == infos[1]["results"][1]["loss"]
     if deepspeed:  # the engine counted the skipped step as DeepSpeed counts an overflow
         assert [(i["global_steps"], i["skipped_steps"]) for i in infos] == [(2, 1), (2, 1)]
@@ -322,3 +385,9 @@ def test_two_process_ddp_equals_one_process(synth_dir, tmp_path):
 @pytest.mark.parametrize("deepspeed", ["configs/deepspeed/zero2.json", "configs/deepspeed/zero3.json"])
 def test_two_process_deepspeed_equals_one_process(synth_dir, tmp_path, deepspeed):
     _two_processes(synth_dir, tmp_path, deepspeed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("deepspeed", [None, "configs/deepspeed/zero2.json"], ids=["ddp", "zero2"])
+def test_two_process_packed_equals_one_unpacked_batch(synth_dir, tmp_path, deepspeed):
+    _two_processes(synth_dir, tmp_path, deepspeed, packing=True)

@@ -79,13 +79,26 @@ def test_existing_run_dir_is_never_overwritten_silently(synth_dir, tmp_path):
     run(cfg, progress=False)
 
 
-def test_kill_after_checkpoint_then_resume_gives_the_same_losses(synth_dir, tmp_path):
+def packed_token_batches(data: dict) -> dict:
+    """A config packed into micro-batches of at most 300 tokens (several samples each, not a fixed number)."""
+    data["data"].update(packing=True, packing_buffer=8, turns=3)
+    data["train"]["tokens_per_batch"] = 300
+    return data
+
+
+@pytest.mark.parametrize("batching", ["samples", "packed tokens"])
+def test_kill_after_checkpoint_then_resume_gives_the_same_losses(synth_dir, tmp_path, batching):
     steps = {"max_steps": 8, "save_every_steps": 4}
+
+    def config(run_dir):
+        data = tiny_config(synth_dir, run_dir, **steps)
+        return packed_token_batches(data) if batching == "packed tokens" else data
+
     reference = tmp_path / "reference"
-    run(config_from_dict(tiny_config(synth_dir, reference, **steps)), progress=False)
+    run(config_from_dict(config(reference)), progress=False)
 
     killed = tmp_path / "killed"
-    config = write_config(tmp_path, tiny_config(synth_dir, killed, **steps))
+    config = write_config(tmp_path, config(killed))
     proc = cli("--config", str(config), "--no-progress")
     marker = killed / "checkpoints" / "step_000004" / ckpt.COMPLETE
     deadline = time.time() + 240
@@ -251,6 +264,27 @@ def test_torchrun_two_process_zero3(synth_dir, tmp_path):
     # order that varies between processes).
     resumed = load_file(str(run_dir / "final" / "trainable.safetensors"))
     assert resumed.keys() == final.keys() and all(torch.equal(resumed[k], final[k]) for k in final)
+
+
+@pytest.mark.slow
+def test_torchrun_two_process_packed_token_batches_resume_each_rank_where_it_was(synth_dir, tmp_path):
+    """Batches measured in tokens give each rank its own number of batches per epoch: a checkpoint keeps
+    every rank's data position, and a resumed 2-process run trains the same steps again."""
+    run_dir = tmp_path / "packed"
+    data = packed_token_batches(tiny_config(synth_dir, run_dir, max_steps=6, save_every_steps=3))
+    data["data"]["packing_buffer"] = 4
+    logged = _torchrun(tmp_path, synth_dir, run_dir, data=data)
+    state = json.loads((run_dir / "checkpoints" / "step_000003" / ckpt.TRAINER_STATE).read_text())
+    positions = state["data_positions"]
+    assert len(positions) == 2 and positions[0] != positions[1]  # the ranks are at different batches
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoints" / "step_000006")
+    shutil.rmtree(run_dir / "final")
+    out = _launch_torchrun(tmp_path / "cfg.yaml", "--resume", "auto")
+    assert "step_000003 at step 3" in out, out[-3000:]
+    resumed = losses(run_dir)
+    assert all(abs(resumed[step] - logged[step]) <= 1e-6 for step in (4, 5, 6)), (resumed, logged)
 
 
 def test_monitor_reads_progress(synth_dir, tmp_path, capsys):

@@ -88,6 +88,14 @@ class DataConfig:
     one sample: the first turn as the prompt template lays it out, the others as text-only follow-ups
     after it, each masked from the others so it sees the first turn's prompt (question and views) and
     itself only. The views are read once for several answers. Turns that would pass max_length are left out."""
+    packing: bool = False
+    """Training only: lay each micro-batch's samples one after another in one row of tokens instead of
+    padding them (views, vision and geometry tokens, turns and labels stay each sample's own; positions
+    restart with every sample and attention never crosses samples: flash-attention's varlen path on CUDA,
+    SDPA per sample elsewhere). The step's loss and gradients are the unpacked step's; the padding is gone."""
+    packing_buffer: int = 64
+    """With train.tokens_per_batch: samples looked ahead when filling micro-batches (first-fit-decreasing;
+    more fills them better, and moves samples further from the shuffled order)."""
     prompt_template: str = "chat"
     """'chat' = the tokenizer's chat template; otherwise a format string with {question}, <image>
     and {answer} (optionally {situation}), e.g. "{question}\\n<image>\\n{answer}" (question before the views)."""
@@ -122,6 +130,7 @@ class DataConfig:
         check(0.0 <= self.geometry_dropout <= 1.0, "data.geometry_dropout must be in [0, 1]")
         check(self.max_length >= 16, "data.max_length must be >= 16")
         check(self.turns >= 1, "data.turns must be >= 1")
+        check(self.packing_buffer >= 1, "data.packing_buffer must be >= 1")
         if self.prompt_template != "chat":
             check("{question}" in self.prompt_template and "<image>" in self.prompt_template
                   and "{answer}" in self.prompt_template,

@@ -43,3 +43,12 @@ class Config:
         check(self.data.turns == 1 or self.model.llm.attn_implementation in ("sdpa", "eager"),
               f"data.turns > 1 keeps the turns apart with a 4D attention mask, which "
               f"model.llm.attn_implementation={self.model.llm.attn_implementation!r} does not take; use sdpa or eager")
+        attention = self.model.llm.attn_implementation
+        check(not self.data.packing or attention == "sdpa" or attention.startswith("flash_attention"),
+              f"data.packing keeps packed samples apart with SDPA per sample or flash-attention's varlen kernel; "
+              f"model.llm.attn_implementation={attention!r} has neither: use sdpa (or flash_attention_2 on CUDA)")
+        check(not self.data.packing or self.data.turns == 1 or attention == "sdpa",
+              "data.packing with data.turns > 1 needs model.llm.attn_implementation sdpa (the turn mask)")
+        check(self.train.tokens_per_batch is None or self.train.tokens_per_batch >= self.data.max_length,
+              f"train.tokens_per_batch={self.train.tokens_per_batch} is less than data.max_length="
+              f"{self.data.max_length}: the longest sample would not fit a batch; raise it to at least that")

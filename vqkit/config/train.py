@@ -20,6 +20,11 @@ class TrainConfig:
     """Micro-batch per process."""
     grad_accum: int = 1
     """Micro-batches per optimizer step; global batch = batch_size_per_gpu * grad_accum * world size."""
+    tokens_per_batch: int | None = None
+    """Micro-batches measured in tokens instead of samples (batch_size_per_gpu is then unused): each holds
+    as many samples as fit this many tokens per process (packed with data.packing: their sum; else the
+    count times the longest), so a step's work no longer depends on which samples it drew. At least
+    data.max_length, so that every sample fits."""
     lr: float = 2e-4
     """Learning rate of the LLM parameters (LoRA adapters or full LLM)."""
     proj_lr: float = 1e-4
@@ -59,6 +64,9 @@ class TrainConfig:
         check(self.max_steps >= 1, "train.max_steps must be >= 1")
         check(self.batch_size_per_gpu >= 1, "train.batch_size_per_gpu must be >= 1")
         check(self.grad_accum >= 1, "train.grad_accum must be >= 1")
+        check(self.tokens_per_batch is None or self.tokens_per_batch >= 16,
+              f"train.tokens_per_batch must be >= 16 (or null for batches of batch_size_per_gpu samples), "
+              f"got {self.tokens_per_batch}")
         check(self.lr > 0 and self.proj_lr > 0, "train.lr and train.proj_lr must be > 0")
         check(self.log_every_steps >= 1, "train.log_every_steps must be >= 1")
         check(self.save_every_steps >= 0, "train.save_every_steps must be >= 0")

@@ -31,7 +31,11 @@ A training sample with ``turns`` (a conversation's later turns, or with ``data.t
 about the same views) gets them as follow-up turns after its answer, laid out as the template lays out
 a text-only turn, each answer labelled, whole turns only while they fit in ``max_length``; the batch
 then carries ``turn_of`` [B, L] (0 for the first turn's prompt, k for turn k), from which ``VQModel``
-builds the mask that keeps the turns from seeing each other (``vqkit.models.llm.turn_attention_mask``).
+builds the mask that keeps the turns from seeing each other (``vqkit.models.llm_attention.turn_attention_mask``).
+
+A packing collator (``pack=True``: ``data.packing`` in training) lays the batch's samples one after another in
+one row instead of padding them (:func:`vqkit.data.packing.pack_tokens`: ``position_ids`` and ``cu_seqlens``
+say where each sample starts); the vision half is the same.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from vqkit.data.images import UNLABELLED
+from vqkit.data.packing import pack_tokens
 from vqkit.errors import ConfigError
 from vqkit.tokenizer import answer_end_token_id, vision_token_count, vision_token_ids
 
@@ -72,6 +77,7 @@ class Collator:
         data_cfg: prompt_template, system_prompt, max_length.
         mode: "train" (prompt + answer, labels, right padding) or "generate" (prompt, left padding).
         blind: no vision block (text-only baseline).
+        pack: (train mode) the samples in one row, no padding (module docstring; ``data.packing``).
 
     Returns a dict: ``images`` [B, S, 3, H, W], ``view_mask`` [B, S],
     ``geometry`` {R [B,S,3,3], t [B,S,3], K [B,S,3,3], depth_hist [B,S,bins], image_hw (H, W)},
@@ -80,12 +86,16 @@ class Collator:
     inside the padded input, x0 y0 x1 y1), ``input_ids`` / ``attention_mask`` / ``labels`` [B, L], ``meta`` (list),
     ``num_truncated``, ``num_overlong``, ``num_skipped`` (ints), optional ``depths`` [B, S, H, W] and
     ``semantics`` [B, S, H, W] (class indices, UNLABELLED outside the images) and ``features`` [B, S, P, C].
+    Packed, the token tensors are [1, T] and ``position_ids`` [1, T], ``cu_seqlens`` [B + 1] join them.
     """
 
     def __init__(self, tokenizer, model_cfg: ModelConfig, data_cfg: DataConfig, mode: str = "train",
-                 blind: bool = False):
+                 blind: bool = False, pack: bool = False):
         if mode not in ("train", "generate"):
             raise ConfigError(f"Collator mode must be 'train' or 'generate', got {mode!r}")
+        if pack and mode != "train":
+            raise ConfigError("only training batches are packed (Collator mode 'train')")
+        self.pack = pack
         self.tokenizer = tokenizer
         self.model_cfg = model_cfg
         self.data_cfg = data_cfg
@@ -318,8 +328,22 @@ class Collator:
     def _views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return collate_views(samples)
 
+    def token_length(self, question: str, situation: str | None, answer: str | None, num_views: int,
+                     has_geometry: bool, image_hw: tuple[int, int] | None = None,
+                     turns: Sequence[dict[str, Any]] = (), vision_at: int | None = None,
+                     system: str | None = None) -> int:
+        """A training sample's tokens as this collator lays it out (what ``train.tokens_per_batch`` counts);
+        ``image_hw`` sizes a patch merger's vision block (its batch's padded size; the sample's own, or a
+        bound)."""
+        predict = self.predicts_geometry({"has_geometry": has_geometry})
+        hw = image_hw or (self.data_cfg.image_size, self.data_cfg.image_size)
+        return len(self.encode_sample(question, situation, answer, num_views, has_geometry or predict, hw,
+                                      turns, vision_at, system)["input_ids"])
+
     def _tokens(self, enc: list[dict[str, Any]]) -> dict[str, Any]:
-        """input_ids, attention_mask and labels of encoded samples, padded to the longest."""
+        """input_ids, attention_mask and labels of encoded samples, padded to the longest (or packed)."""
+        if self.pack:
+            return pack_tokens(enc)
         B = len(enc)
         L = max(len(e["input_ids"]) for e in enc)
         input_ids = torch.full((B, L), self.pad_id, dtype=torch.long)

@@ -35,8 +35,17 @@ from vqkit.cameras import depth_histogram
 from vqkit.config.data import SourceConfig
 from vqkit.data.collate import Collator
 from vqkit.data.feature_cache import attach_feature_cache
-from vqkit.data.images import UNLABELLED, load_depth, load_semantics, load_views, pad_to_common, plan_resize
+from vqkit.data.images import (
+    UNLABELLED,
+    image_file_size,
+    load_depth,
+    load_semantics,
+    load_views,
+    pad_to_common,
+    plan_resize,
+)
 from vqkit.data.mixing import MixedDataset, ShardedSampler, _index
+from vqkit.data.packing import TokenBatchSampler
 from vqkit.data.schema import LoadReport, Record, load_records
 from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
@@ -113,6 +122,11 @@ class RecordDataset(Dataset):
         sample["meta"]["is_padding"] = is_padding
         return sample
 
+    def item_tokens(self, item, collator) -> int:
+        """:meth:`token_length` of a sampler item (an index or a ShardedSampler tuple)."""
+        epoch, index, _ = _index(item, self.epoch)
+        return self.token_length(index, epoch, index, collator)
+
     def rng(self, epoch: int, key: int, attempt: int = 0) -> np.random.Generator:
         """The generator of item ``key`` in ``epoch``: a function of (seed, stream, epoch, key) only."""
         return np.random.default_rng((self.seed, self.stream, epoch, key, attempt))
@@ -145,7 +159,9 @@ class RecordDataset(Dataset):
         raise DataError(f"{self.name}: {MAX_REPLACEMENTS} records in a row could not be decoded "
                         f"(last: {self.record(tried).where}); the corpus looks broken")
 
-    def _load(self, rec: Record, rng: np.random.Generator) -> dict[str, Any]:
+    def _plan(self, rec: Record, rng: np.random.Generator) -> tuple[list[int], Any, list[dict] | None]:
+        """What a sample draws at random, in the order it draws it: its views, whether its geometry is
+        dropped, and its other turns (a conversation's later turns, or ``data.turns``; None without)."""
         cfg = self.cfg
         views = choose_views(rec.num_views, cfg.num_views, cfg.view_sampling, cfg.view_dropout,
                              self.train, rng)
@@ -153,6 +169,41 @@ class RecordDataset(Dataset):
         # Drawn only when asked for, so runs without geometry dropout keep their random streams.
         if geometry is not None and self.train and cfg.geometry_dropout > 0 and rng.random() < cfg.geometry_dropout:
             geometry = None
+        turns = None
+        later = self._later_turns.get(id(rec))
+        if later:
+            turns = [_turn(self.records[i]) for i in later]
+        elif self._same_views and rec.conversation is None:
+            # Drawn last, so the views and geometry dropout above keep their random streams.
+            others = [i for i in self._same_views[tuple(rec.images)] if self.records[i] is not rec]
+            picked = rng.permutation(len(others))[: self.cfg.turns - 1]
+            turns = [_turn(self.records[others[k]]) for k in picked]
+        return views, geometry, turns
+
+    def token_length(self, index: int, epoch: int, key: int, collator) -> int:
+        """The tokens ``collator`` lays sample ``index`` out in, with the draws ``get(index, epoch, key)``
+        makes (views, geometry dropout, turns), without loading images (:mod:`vqkit.data.packing`). A
+        patch merger's vision block is sized by the sample's own image size (the cached one, or its
+        files' headers); a record that ``on_error: skip`` replaces is counted as itself."""
+        rec = self.record(index)
+        views, geometry, turns = self._plan(rec, self.rng(epoch, key, 0))
+        hw = None
+        if collator.model_cfg.projector.type == "patch_merger" and not collator.blind:
+            hw = self._image_hw(rec, views)
+        return collator.token_length(rec.question, rec.prompt_situation, rec.target_text(), len(views),
+                                     geometry is not None, hw, turns or (), rec.vision_at, rec.system)
+
+    def _image_hw(self, rec: Record, views: list[int]) -> tuple[int, int]:
+        """The (padded) size of a record's chosen views as the model sees them."""
+        if self.feature_cache is not None:
+            return tuple(self.feature_cache.entry(rec)[5])
+        cfg = self.cfg
+        sizes = [plan_resize(*image_file_size(rec.images[v]), cfg.image_size, cfg.resize_mode).out for v in views]
+        return max(h for _, h in sizes), max(w for w, _ in sizes)
+
+    def _load(self, rec: Record, rng: np.random.Generator) -> dict[str, Any]:
+        cfg = self.cfg
+        views, geometry, turns = self._plan(rec, rng)
         features = None
         if self.feature_cache is not None:
             # Cached encoder features of the chosen views (vqkit.data.feature_cache); K follows the same resize
@@ -200,14 +251,8 @@ class RecordDataset(Dataset):
             sample["vision_at"] = rec.vision_at
         if rec.system is not None:
             sample["system"] = rec.system
-        later = self._later_turns.get(id(rec))
-        if later:
-            sample["turns"] = [_turn(self.records[i]) for i in later]
-        elif self._same_views and rec.conversation is None:
-            # Drawn last, so the views and geometry dropout above keep their random streams.
-            others = [i for i in self._same_views[tuple(rec.images)] if self.records[i] is not rec]
-            picked = rng.permutation(len(others))[: self.cfg.turns - 1]
-            sample["turns"] = [_turn(self.records[others[k]]) for k in picked]
+        if turns is not None:
+            sample["turns"] = turns
         return sample
 
 
@@ -301,13 +346,19 @@ def build_dataset(data_cfg: DataConfig, split: str, *, geometry_cfg: GeometryCon
 def build_dataloader(cfg: Config, split: str, tokenizer, *, batch_size: int, shuffle: bool,
                      blind: bool = False, generate: bool = False, rank: int = 0, world_size: int = 1,
                      epoch: int = 0, drop_last: bool | None = None, dataset: Dataset | None = None,
-                     seed: int | None = None, collate_fn=None) -> DataLoader:
+                     seed: int | None = None, collate_fn=None, pack: bool = False,
+                     tokens_per_batch: int | None = None) -> DataLoader:
     """A DataLoader of collated batches (``vqkit.data.collate.Collator``, or ``collate_fn``) for ``split``.
 
     Sharded over ``world_size`` ranks with :class:`ShardedSampler` (call
     ``loader.sampler.set_epoch(e)`` each epoch, or :func:`set_epoch`). Workers and persistent workers
     come from ``cfg.data``; memory is pinned when CUDA is available. ``drop_last`` defaults to True for
     training (equal batch sizes), False otherwise. ``dataset`` reuses an already built dataset.
+
+    Training only: ``pack`` lays each batch's samples in one row (``data.packing``); ``tokens_per_batch``
+    makes batches of at most that many tokens instead of ``batch_size`` samples
+    (:class:`vqkit.data.packing.TokenBatchSampler`, ``data.packing_buffer`` samples looked ahead; every
+    batch is kept).
     """
     seed = cfg.train.seed if seed is None else seed
     if dataset is None:
@@ -323,20 +374,25 @@ def build_dataloader(cfg: Config, split: str, tokenizer, *, batch_size: int, shu
     sampler = ShardedSampler(len(dataset), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
                              drop_last=False, epoch=epoch, strata=strata)
     collator = collate_fn or Collator(tokenizer, cfg.model, cfg.data, mode="generate" if generate else "train",
-                                      blind=blind)
+                                      blind=blind, pack=pack)
     workers = cfg.data.num_workers
+    batching: dict[str, Any] = {"batch_size": batch_size, "sampler": sampler, "drop_last": drop_last}
+    if tokens_per_batch:
+        if generate:
+            raise ConfigError("batches measured in tokens are for training (tokens_per_batch with generate)")
+        batching = {"batch_sampler": TokenBatchSampler(sampler, lambda item: dataset.item_tokens(item, collator),
+                                                       tokens_per_batch, packed=pack, buffer=cfg.data.packing_buffer)}
     return DataLoader(
-        dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator, num_workers=workers,
-        pin_memory=torch.cuda.is_available(), drop_last=drop_last,
+        dataset, collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
         persistent_workers=bool(cfg.data.persistent_workers and workers > 0),
         prefetch_factor=2 if workers > 0 else None,
         # Worker seeds follow the loader's generator; samples do not depend on them (per-item rngs).
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(seed), **batching,
     )
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:
     """Set the epoch of a loader's sampler and dataset (either may carry it)."""
-    for obj in (loader.sampler, loader.dataset):
+    for obj in (loader.sampler, loader.batch_sampler, loader.dataset):
         if hasattr(obj, "set_epoch"):
             obj.set_epoch(epoch)

@@ -18,6 +18,7 @@ zeros (= invalid) in the padding; semantic maps (8-bit PNG, class index) likewis
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,16 @@ def _open(path: str, what: str) -> Image.Image:
     except (OSError, Image.DecompressionBombError, ValueError) as e:
         raise DataError(f"{path}: cannot read the {what} ({e})") from None
     return img
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def image_file_size(path: str) -> tuple[int, int]:
+    """(width, height) of a view file: an image's from its header (the pixels are not decoded), a video
+    frame reference's from that frame (a video has no header per frame)."""
+    if parse_frame_ref(path) is not None:
+        return open_view(path).size
+    with _open(path, "image") as img:
+        return img.size
 
 
 def load_image(path: str | Image.Image, image_size: int, mode: str = "crop") -> tuple[torch.Tensor, ResizePlan]:

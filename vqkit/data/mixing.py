@@ -118,6 +118,12 @@ class MixedDataset(Dataset):
         src, rec = self.epoch_plan(self.epoch if epoch is None else epoch)
         return int(src[index]), int(rec[index])
 
+    def item_tokens(self, item, collator) -> int:
+        """The tokens of a sampler item as ``collator`` lays it out (:meth:`RecordDataset.token_length`)."""
+        epoch, index, _ = _index(item, self.epoch)
+        k, r = self.locate(index, epoch)
+        return self.datasets[k].token_length(r, epoch, index, collator)
+
     def __getitem__(self, item) -> dict[str, Any]:
         epoch, index, is_padding = _index(item, self.epoch)
         if not 0 <= index < len(self):

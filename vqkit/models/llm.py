@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from vqkit.errors import ConfigError
+from vqkit.models.llm_attention import llm_attention
 
 # Configs of LLMs the kit plans for, used instead of the hub where no weights are loaded (the meta-device
 # memory plan, random-weight benchmarks), so `vqkit plan` needs no network. Values from the published
@@ -95,19 +96,18 @@ def build_llm(llm_cfg, vocab_size: int | None, device: str | torch.device | None
 
     dtype = resolve_dtype(llm_cfg, device)
     is_meta = device is not None and torch.device(device).type == "meta"
+    attention = llm_attention(llm_cfg.attn_implementation)  # sdpa: vqkit's, which also runs packed rows
     if llm_cfg.from_config or is_meta:
         config = llm_config(llm_cfg, vocab_size, allow_known=is_meta)
         if is_meta:
             with torch.device("meta"):
-                model = AutoModelForCausalLM.from_config(config, dtype=dtype,
-                                                         attn_implementation=llm_cfg.attn_implementation)
+                model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
         else:
-            model = AutoModelForCausalLM.from_config(config, dtype=dtype,
-                                                     attn_implementation=llm_cfg.attn_implementation)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
     else:
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                llm_cfg.name_or_path, dtype=dtype, attn_implementation=llm_cfg.attn_implementation,
+                llm_cfg.name_or_path, dtype=dtype, attn_implementation=attention,
                 **{k: v for k, v in llm_cfg.config_overrides.items() if k != "model_type"})
         except OSError as e:
             raise ConfigError(f"model.llm.name_or_path: cannot load {llm_cfg.name_or_path!r} "
@@ -147,19 +147,3 @@ def apply_lora(model: nn.Module, lora_cfg) -> nn.Module:
 def is_lora_param(name: str) -> bool:
     """True for the LoRA adapter weights of a peft-wrapped LLM."""
     return "lora_" in name
-
-
-def turn_attention_mask(attention_mask: torch.Tensor, turn_of: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The 4D additive mask [B, 1, L, L] of a multi-turn training batch (``data.turns``): each token sees
-    the earlier tokens of the first turn's prompt (question and views) and of its own turn, never another
-    turn's question or answer, so no answer can be copied from a neighbour: every turn reads the views
-    as a sample of its own would. ``turn_of`` [B, L]: 0 for the shared prompt, k for turn k's tokens.
-    transformers passes a 4D mask to the attention as it is (sdpa and eager; flash-attention takes none)."""
-    L = turn_of.shape[1]
-    causal = torch.ones(L, L, dtype=torch.bool, device=turn_of.device).tril()
-    same_turn = (turn_of[:, None, :] == 0) | (turn_of[:, None, :] == turn_of[:, :, None])
-    allowed = causal & same_turn & attention_mask.bool()[:, None, :]
-    # Padding rows see themselves only, so their softmax stays finite (their outputs are never read).
-    allowed |= torch.eye(L, dtype=torch.bool, device=turn_of.device)
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=turn_of.device)
-    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]

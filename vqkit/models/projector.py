@@ -27,6 +27,7 @@ from torch import nn
 
 from vqkit.errors import ConfigError
 from vqkit.models.view_tokens import check_grid, check_views
+from vqkit.utils.attention import warn_math_fallback
 
 
 class FeedForward(nn.Sequential):
@@ -72,6 +73,7 @@ class PerceiverAttention(nn.Module):
             # media were all padding (no NaN from an all-masked softmax row).
             keep = torch.cat([media_mask, media_mask.new_ones(b, num_latents)], dim=1)
             mask = keep[:, None, None, :]  # [B, 1, 1, N + L], broadcast over heads and queries
+        warn_math_fallback("the Perceiver", q, k, v, mask)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.to_out(out.transpose(1, 2).flatten(2))
 

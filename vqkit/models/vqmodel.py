@@ -30,10 +30,12 @@ from torch import nn
 
 from vqkit.config.io import save_config
 from vqkit.config.schema import Config
+from vqkit.data.packing import count_per_sample, is_packed
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.models.answer_loss import answer_loss
 from vqkit.models.geometry_tokens import GeometryEncoder
-from vqkit.models.llm import is_lora_param, turn_attention_mask
+from vqkit.models.llm import is_lora_param
+from vqkit.models.llm_attention import packed_llm_inputs, turn_attention_mask
 from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.stopping import RepeatedLineStop
@@ -301,9 +303,10 @@ class VQModel(nn.Module):
         """Per sample, its vision tokens [N_i, D_llm], or None for a blind sample (no placeholders).
         The encoder runs only for the samples that see (never for a fully blind batch)."""
         batch = self._to_device(batch)
-        seeing = [i for i, n in enumerate((batch["input_ids"] == self.image_pad_id).sum(dim=1).tolist()) if n]
+        counts = count_per_sample(batch, batch["input_ids"] == self.image_pad_id)
+        seeing = [i for i, n in enumerate(counts) if n]
         tokens = self.vision_tokens(batch, seeing) if seeing else []
-        out: list[torch.Tensor | None] = [None] * batch["input_ids"].shape[0]
+        out: list[torch.Tensor | None] = [None] * len(counts)
         for i, t in zip(seeing, tokens, strict=True):
             out[i] = t
         return out
@@ -318,7 +321,7 @@ class VQModel(nn.Module):
         embed = self.llm.get_input_embeddings()
         inputs_embeds = embed(input_ids)
         is_pad = input_ids == self.image_pad_id
-        n_placeholders = is_pad.sum(dim=1).tolist()
+        n_placeholders = count_per_sample(batch, is_pad)
         samples = [i for i, n in enumerate(n_placeholders) if n > 0]
         if not samples:
             return inputs_embeds
@@ -340,8 +343,9 @@ class VQModel(nn.Module):
                     f"{image_hw[0]}x{image_hw[1]} px); build the Collator from the same model config")
         tokens = self.vision_tokens(batch, samples)
         flat = torch.cat(tokens, dim=0).to(inputs_embeds.dtype)
-        # masked_scatter fills the placeholder positions in row-major order: sample by sample, in
-        # prompt order, which is the order of `tokens`. Out of place, so autograd reaches `flat`.
+        # masked_scatter fills the placeholder positions in row-major order: sample by sample (a packed
+        # row holds them in sample order too), in prompt order, which is the order of `tokens`. Out of
+        # place, so autograd reaches `flat`.
         return inputs_embeds.masked_scatter(is_pad.unsqueeze(-1), flat)
 
     def _to_device(self, batch: dict) -> dict:
@@ -368,17 +372,27 @@ class VQModel(nn.Module):
         every vision and prompt position would cost more than the rest of a small model's step;
         :func:`vqkit.models.answer_loss.answer_loss`). With ``liger_kernels`` the loss is fused and
         ``logits`` is None.
-        Without labels: ``logits`` [B, L, V] for every position.
+        Without labels: ``logits`` [B, L, V] for every position. A packed batch (``data.packing``) is one row
+        whose samples attend only to themselves (:mod:`vqkit.models.llm_attention`): the same loss.
         """
         batch = self._to_device(batch)
         inputs_embeds = self.embed_inputs(batch)
         labels = batch.get("labels")
+        mask, llm_kwargs = self.llm_attention_inputs(batch, inputs_embeds.dtype)
+        if labels is None:
+            return self.llm(inputs_embeds=inputs_embeds, attention_mask=mask, use_cache=False, **llm_kwargs)
+        return answer_loss(self.llm, inputs_embeds, mask, labels, fused=self.config.model.llm.liger_kernels,
+                           **llm_kwargs)
+
+    def llm_attention_inputs(self, batch: dict, dtype: torch.dtype) -> tuple[object, dict]:
+        """The LLM's ``attention_mask`` argument and further forward kwargs for a (device) batch: the padding
+        mask; with ``turn_of`` the 4D turn mask; packed, what :func:`packed_llm_inputs` gives."""
+        if is_packed(batch):
+            return packed_llm_inputs(self.llm, batch)
         mask = batch["attention_mask"]
         if "turn_of" in batch:  # several questions about the same views, each turn on its own
-            mask = turn_attention_mask(mask, batch["turn_of"], inputs_embeds.dtype)
-        if labels is None:
-            return self.llm(inputs_embeds=inputs_embeds, attention_mask=mask, use_cache=False)
-        return answer_loss(self.llm, inputs_embeds, mask, labels, fused=self.config.model.llm.liger_kernels)
+            mask = turn_attention_mask(mask, batch["turn_of"], dtype)
+        return mask, {}
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 16, *, stop_on_repeated_line: bool | None = None,

@@ -75,6 +75,8 @@ class StepOutcome:
     """A loss was not finite on some rank: no update anywhere."""
     parts: dict[str, float] = field(default_factory=dict)
     """Further values to average over the window (e.g. the loss's terms), weighted like ``loss``."""
+    samples: int = 0
+    """Samples the step trained on, over every rank (0: the configured batch, ``samples_per_step``)."""
 
 
 class BatchStream:
@@ -93,16 +95,18 @@ class BatchStream:
     def _batches(self):
         while True:
             loader = self.make_loader(self.epoch)
-            if len(loader) == 0:
-                raise VQKitError("the training set is smaller than one batch per process; lower "
-                                 "train.batch_size_per_gpu or add data")
-            if self.batch_in_epoch:
+            skipped = self.batch_in_epoch
+            if skipped:
                 from accelerate.data_loader import skip_first_batches
 
                 loader = skip_first_batches(loader, self.batch_in_epoch)
             for batch in loader:
                 self.batch_in_epoch += 1
                 yield batch
+            # (Not len(loader): batches measured in tokens would be counted by tokenizing the whole epoch.)
+            if self.batch_in_epoch == 0 and not skipped:
+                raise VQKitError("the training set is smaller than one batch per process; lower "
+                                 "train.batch_size_per_gpu or add data")
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     def take(self, n: int) -> list[dict]:
@@ -116,11 +120,13 @@ class LogWindow:
 
     def __init__(self):
         self.weighted, self.n, self.weight, self.t0 = 0.0, 0, 0.0, time.time()
+        self.samples = 0
         self.parts: dict[str, float] = {}
 
     def add(self, outcome: StepOutcome) -> None:
         self.weighted += outcome.loss * outcome.weight
         self.n += 1
+        self.samples += outcome.samples
         self.weight += outcome.weight
         for key, value in outcome.parts.items():
             self.parts[key] = self.parts.get(key, 0.0) + value * outcome.weight
@@ -160,6 +166,7 @@ class TrainingLoop:
         self.run_dir: Path | None = None  # set once the run directory is this run's
         self.run_lock = RunDirLock(cfg.train.output_dir)  # the main process's, from setup to the end
         self.rank = 0
+        self.samples_seen = 0
         self.config_changes: dict = {}
 
     # ------------------------------------------------------------------ hooks
@@ -228,7 +235,11 @@ class TrainingLoop:
                                          optimizer=self.optimizer, scheduler=self.scheduler,
                                          load_trainable=self.core.load_trainable_state_dict)
             self.step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+            positions = state.get("data_positions") or []
+            if len(positions) == accelerator.num_processes:  # each rank's own (token batches differ by rank)
+                epoch, batch_in_epoch = positions[self.rank]
             self.nonfinite_in_a_row = state.get("nonfinite_in_a_row", 0)
+            self.samples_seen = state.get("samples_seen", self.step * self.samples_per_step)
 
         self.bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=self.name, dynamic_ncols=True,
                         disable=not self.is_main or self.progress is False, mininterval=1.0)
@@ -267,10 +278,24 @@ class TrainingLoop:
         t = self.cfg.train
         return t.batch_size_per_gpu * t.grad_accum * self.accelerator.num_processes
 
-    def trainer_state(self) -> dict:
-        return {"step": self.step, "epoch": self.stream.epoch, "batch_in_epoch": self.stream.batch_in_epoch,
-                "nonfinite_in_a_row": self.nonfinite_in_a_row, "world_size": self.accelerator.num_processes,
-                "samples_seen": self.step * self.samples_per_step, "config": to_dict(self.cfg)}
+    def trainer_state(self, data_positions: list | None = None) -> dict:
+        """What a checkpoint stores besides the weights: the step, rank 0's data position (and with
+        ``data_positions`` every rank's: :meth:`data_positions`), counters and the config."""
+        state = {"step": self.step, "epoch": self.stream.epoch, "batch_in_epoch": self.stream.batch_in_epoch,
+                 "nonfinite_in_a_row": self.nonfinite_in_a_row, "world_size": self.accelerator.num_processes,
+                 "samples_seen": self.samples_seen, "config": to_dict(self.cfg)}
+        if data_positions is not None:
+            state["data_positions"] = data_positions
+        return state
+
+    def data_positions(self) -> list[list[int]]:
+        """Every rank's (epoch, batch in epoch), gathered (collective: every rank calls it). Ranks differ
+        when batches are measured in tokens, each rank's samples filling its own number of batches."""
+        import torch
+
+        mine = torch.tensor([self.stream.epoch, self.stream.batch_in_epoch], dtype=torch.long,
+                            device=self.accelerator.device)
+        return self.accelerator.gather(mine).view(-1, 2).tolist()
 
     def write_final_state(self, folder: Path) -> None:
         """``folder/trainer_state.json``: the finished run's step and data position (its config is the
@@ -281,9 +306,10 @@ class TrainingLoop:
     def save_checkpoint(self) -> Path:
         """A complete checkpoint of the current step (every rank must call this)."""
         trainable = gather_trainable(self.accelerator, self.core)
+        state = self.trainer_state(self.data_positions())
         return ckpt.save_checkpoint(self.run_dir, self.step, accelerator=self.accelerator, model=self.model,
                                     optimizer=self.optimizer, scheduler=self.scheduler, trainable_state=trainable,
-                                    trainer_state=self.trainer_state(), keep=self.cfg.train.keep_checkpoints)
+                                    trainer_state=state, keep=self.cfg.train.keep_checkpoints)
 
     # ------------------------------------------------------------------ train
 
@@ -297,6 +323,7 @@ class TrainingLoop:
                 while self.step < cfg.train.max_steps:
                     outcome = self.run_step(self.stream.take(cfg.train.grad_accum))
                     self.step += 1
+                    self.samples_seen += outcome.samples or self.samples_per_step
                     self.bar.update(1)
                     if outcome.skipped:
                         self._count_nonfinite()
@@ -335,8 +362,9 @@ class TrainingLoop:
         max_steps = self.cfg.train.max_steps
         elapsed = time.time() - window.t0
         lrs = self.scheduler.get_last_lr()
+        samples = window.samples or window.n * self.samples_per_step
         record = {"step": self.step, "loss": window.loss, "lr": lrs[0], "proj_lr": lrs[-1],
-                  "samples_per_s": window.n * self.samples_per_step / max(elapsed, 1e-9)}
+                  "samples_per_s": samples / max(elapsed, 1e-9)}
         extra, text = self.log_fields(window, elapsed)
         record.update(extra)
         record.update(epoch=self.stream.epoch, elapsed_s=time.time() - self.started)

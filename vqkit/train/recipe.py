@@ -45,7 +45,8 @@ class Recipe(TrainingLoop):
         loader = build_dataloader(cfg, "train", self.tokenizer, batch_size=cfg.train.batch_size_per_gpu,
                                   shuffle=True, rank=self.accelerator.process_index,
                                   world_size=self.accelerator.num_processes, epoch=epoch, drop_last=True,
-                                  blind=cfg.data.blind, dataset=getattr(self, "dataset", None))
+                                  blind=cfg.data.blind, dataset=getattr(self, "dataset", None),
+                                  pack=cfg.data.packing, tokens_per_batch=cfg.train.tokens_per_batch)
         if getattr(self, "dataset", None) is None:
             from vqkit.data.mixing import describe_sources
 
@@ -56,7 +57,8 @@ class Recipe(TrainingLoop):
     def run_step(self, micro_batches: list[dict]) -> StepOutcome:
         result = train_step(self.model, self.optimizer, micro_batches, accelerator=self.accelerator,
                             max_grad_norm=self.cfg.train.max_grad_norm)
-        return StepOutcome(loss=result.loss, weight=result.global_tokens, skipped=result.skipped)
+        return StepOutcome(loss=result.loss, weight=result.global_tokens, skipped=result.skipped,
+                           samples=result.global_samples)
 
     def log_fields(self, window: LogWindow, elapsed: float) -> tuple[dict, str]:
         tokens_per_s = window.weight / max(elapsed, 1e-9)  # the window's weight is its label tokens

@@ -50,6 +50,8 @@ class StepResult:
     """Label tokens in the whole global batch: every micro-batch of every rank."""
     skipped: bool
     """A loss was not finite on some rank: no update was made anywhere."""
+    global_samples: int = 0
+    """Samples in the whole global batch (with ``train.tokens_per_batch`` a step's count varies)."""
     micro_batch_losses: list[float] = field(default_factory=list)
     """This rank's micro-batches' own means (``loss_of(model output)``, by default the mean over the
     micro-batch's label tokens), unweighted, in order; NaN for a micro-batch without any. Not the
@@ -63,6 +65,11 @@ def label_tokens(batch: dict) -> int:
     if labels is None:
         raise DataError("a training micro-batch has no labels (build the Collator in train mode)")
     return int((labels[:, 1:] != IGNORE_INDEX).sum())
+
+
+def batch_samples(batch: dict) -> int:
+    """The samples of a micro-batch (its view sets: packed or not, each sample has one)."""
+    return int(batch["view_mask"].shape[0])
 
 
 def _loss_attribute(out) -> torch.Tensor:
@@ -86,8 +93,10 @@ def train_step(model, optimizer, micro_batches: Sequence[dict], *, accelerator=N
     if not micro_batches:
         raise ValueError("train_step needs at least one micro-batch")
     counts = [count(batch) for batch in micro_batches]
+    samples = sum(batch_samples(batch) for batch in micro_batches)
     if accelerator is not None:
-        return _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_grad_norm, loss_of)
+        return _accelerated_step(model, optimizer, micro_batches, counts, samples, accelerator, max_grad_norm,
+                                 loss_of)
     global_tokens = _check_tokens(sum(counts))
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     device = next(p.device for p in model.parameters())
@@ -109,7 +118,7 @@ def train_step(model, optimizer, micro_batches: Sequence[dict], *, accelerator=N
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return StepResult(loss=step_loss, tokens=sum(counts), global_tokens=global_tokens, skipped=skipped,
-                      micro_batch_losses=_means(means, counts))
+                      global_samples=samples, micro_batch_losses=_means(means, counts))
 
 
 def _check_tokens(global_tokens: int) -> int:
@@ -134,8 +143,9 @@ def _share_of_step_loss(loss: torch.Tensor, count: int, global_tokens: int) -> t
     return loss.float() * (count / global_tokens)
 
 
-def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_grad_norm, loss_of) -> StepResult:
-    """Long because the order of the collectives is the point: the token count before the first
+def _accelerated_step(model, optimizer, micro_batches, counts, samples, accelerator, max_grad_norm,
+                      loss_of) -> StepResult:
+    """Long because the order of the collectives is the point: the token (and sample) count before the first
     forward, the loss sum after the last forward and before the last backward (under DeepSpeed that
     backward also steps the engine), the optimizer step after it.
 
@@ -151,8 +161,9 @@ def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_
         raise VQKitError(f"train_step got {len(micro_batches)} micro-batches but the accelerator accumulates "
                          f"{accumulation} (train.grad_accum)")
     local_tokens = sum(counts)
-    global_tokens = _check_tokens(int(accelerator.reduce(
-        torch.tensor(local_tokens, dtype=torch.long, device=accelerator.device), reduction="sum")))
+    totals = accelerator.reduce(torch.tensor([local_tokens, samples], dtype=torch.long, device=accelerator.device),
+                                reduction="sum").tolist()
+    global_tokens, global_samples = _check_tokens(int(totals[0])), int(totals[1])
     undo_averaging = accumulation * accelerator.num_processes
     loss = torch.zeros((), device=accelerator.device)
     last = len(micro_batches) - 1
@@ -187,4 +198,4 @@ def _accelerated_step(model, optimizer, micro_batches, counts, accelerator, max_
                          "keep bf16.check_grad_overflow and zero_optimization.compute_grad_norm at their defaults); "
                          "resume from the last checkpoint")
     return StepResult(loss=float(loss), tokens=local_tokens, global_tokens=global_tokens, skipped=skipped,
-                      micro_batch_losses=_means(means, counts))
+                      global_samples=global_samples, micro_batch_losses=_means(means, counts))

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vqkit.utils.attention import warn_math_fallback
+
 
 class LayerScale(nn.Module):
     """Per-channel learned scale of a residual branch: ``x * gamma`` (gamma [C])."""
@@ -159,6 +161,7 @@ class Attention(nn.Module):
         # LayerNorm runs in float32 under autocast; SDPA wants one dtype (bf16 there)
         q, k = q.to(v.dtype), k.to(v.dtype)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # [B, 1, 1, N]: over heads, queries
+        warn_math_fallback("the aggregator", q, k, v, mask)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.proj(x.transpose(1, 2).reshape(B, N, C))
 
