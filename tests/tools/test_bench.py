@@ -59,9 +59,22 @@ def test_bench_json_has_the_figures(corpus, tokenizer_dir, tmp_path, capsys):  #
     assert r["optimizer"] == "AdamW (for-loop)" and r["encoder_matmul_dtype"] == "float32"
     enc = r["encoder_8x518"]
     assert enc["frames"] == 8 and enc["size"] == 518 and "fp32" in enc["setup"] and enc["flops"] > 0
+    # Packing: the same samples unpadded and packed, from images and cached; the config trains unpacked.
+    p = r["packing"]
+    assert r["data_packing"] is False and r["step_s"] == p["uncached_unpacked"]["step_s"]
+    for source in ("uncached", "cached"):
+        unpacked, packed = p[f"{source}_unpacked"], p[f"{source}_packed"]
+        assert unpacked["samples"] == packed["samples"] == 4
+        assert unpacked["label_tokens"] == packed["label_tokens"] == r["label_tokens"] > 0
+        assert unpacked["tokens"] == packed["tokens"] == packed["seq_len"]  # one row, every token real
+        assert packed["padding_share"] == 0.0 < unpacked["padding_share"]
+        assert packed["label_tokens_per_s"] == pytest.approx(packed["label_tokens"] / packed["step_s"])
+        assert p[f"{source}_speedup"] == pytest.approx(packed["label_tokens_per_s"] / unpacked["label_tokens_per_s"])
+        assert set(packed["breakdown_s"]) == set(r["breakdown_s"])
     table = format_table(r)
     for text in ("DataLoader samples/s", "LLM fwd+bwd", "MFU (model FLOPs)", "hardware FLOPs utilisation",
-                 "padding share", "8 frames of 518 x 518", "fp32 on the CPU"):
+                 "padding share", "8 frames of 518 x 518", "fp32 on the CPU", "packed over unpacked, label tokens/s",
+                 "1x"):
         assert text in table, text
 
 

@@ -12,7 +12,11 @@ What it measures (each after warm-up, the median of repeated runs):
   needs, no recomputation) and **hardware FLOPs** (as run: gradient checkpointing's recomputed forward
   and fused attention's recomputed scores included), each as utilisation of the card's dense bf16 peak
   (MFU and the hardware utilisation); which attention kernel each part ran; the padding share of the
-  batch (padding tokens / all tokens, what packing would remove);
+  batch (padding tokens / all tokens);
+- packing: the same step on the same samples unpadded and packed (``data.packing``: one row, attention per
+  sample), from images and from cached features: padding share, label tokens/s (the answer tokens the
+  loss is taken over, per second of the step) and the per-part breakdown of each, whichever the config
+  trains with (the figures above are the config's own);
 - the frozen aggregator's forward for 8 frames of 518 x 518 at batch 1 (VGGT's published speed is
   0.11 s on an H100): bf16 on a GPU; on the CPU in fp32 with the config's (small) aggregator;
 - tokens/s through the LLM, peak memory (RSS of the process on CPU, max allocated on a GPU).
@@ -20,8 +24,10 @@ What it measures (each after warm-up, the median of repeated runs):
 The cache: ``data.feature_cache`` when set, otherwise one is built for the training split in a
 temporary folder (so the cached figures never depend on a stale cache). Missing data (the demo
 reads ``data/synth``) is generated with :func:`vqkit.synth.benchmark.generate` into a temporary folder,
-or taken from ``--data DIR``. The step is the trainer's own (:func:`vqkit.train.step.train_step`); a
-``gradient_checkpointing: auto`` is resolved by ``vqkit bench`` with the memory plan before this runs.
+or taken from ``--data DIR``. The step's samples are the training loader's first batch (with
+``train.tokens_per_batch``, its first batch measured in tokens). The step is the trainer's own
+(:func:`vqkit.train.step.train_step`); a ``gradient_checkpointing: auto`` is resolved by ``vqkit bench``
+with the memory plan before this runs.
 
 Timings on a shared machine are noisy: the table prints the spread (min-max) next to the median, and
 the CPU time, which contention disturbs far less.
@@ -32,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import glob
+import itertools
 import logging
 import resource
 import statistics
@@ -44,7 +51,9 @@ from typing import Any
 import torch
 
 from vqkit.config.schema import Config
+from vqkit.data.collate import Collator
 from vqkit.data.dataset import build_dataloader, build_dataset
+from vqkit.data.packing import count_per_sample
 from vqkit.models.answer_loss import answer_loss
 from vqkit.models.builder import build_encoder, build_model
 from vqkit.synth.benchmark import generate, use_synthetic_data
@@ -53,7 +62,7 @@ from vqkit.tools.bench_report import format_table  # noqa: F401 - vqkit.tools.be
 from vqkit.tools.cache_writer import build_feature_cache
 from vqkit.tools.flops import FlopLedger, card_peak
 from vqkit.train.optim import build_optimizer, optimizer_kind
-from vqkit.train.step import train_step
+from vqkit.train.step import label_tokens, train_step
 from vqkit.utils.runtime import autocast as autocast_for
 from vqkit.utils.runtime import move_to_device, set_seed
 
@@ -134,7 +143,7 @@ def split_step(model, optimizer, batch: dict, autocast, phase) -> None:
             model.encode_views(batch["images"], batch["view_mask"])
     input_ids = batch["input_ids"]
     is_pad = input_ids == model.image_pad_id
-    samples = [i for i, n in enumerate(is_pad.sum(dim=1).tolist()) if n > 0]
+    samples = [i for i, n in enumerate(count_per_sample(batch, is_pad)) if n > 0]
     with phase("projector"), autocast:
         tokens = model.vision_tokens(dict(batch, features=feats), samples)
         inputs_embeds = model.llm.get_input_embeddings()(input_ids)
@@ -142,9 +151,9 @@ def split_step(model, optimizer, batch: dict, autocast, phase) -> None:
     leaf = flat.detach().requires_grad_(True)
     with phase("llm"):
         with autocast:
-            out = answer_loss(model.llm, inputs_embeds.masked_scatter(is_pad.unsqueeze(-1), leaf),
-                              batch["attention_mask"], batch["labels"],
-                              fused=model.config.model.llm.liger_kernels)
+            mask, llm_kwargs = model.llm_attention_inputs(batch, inputs_embeds.dtype)  # turns, packed rows
+            out = answer_loss(model.llm, inputs_embeds.masked_scatter(is_pad.unsqueeze(-1), leaf), mask,
+                              batch["labels"], fused=model.config.model.llm.liger_kernels, **llm_kwargs)
         out.loss.backward()
     with phase("projector"):
         flat.backward(leaf.grad)
@@ -203,6 +212,7 @@ def measure_steps(model, optimizer, batch: dict, autocast, device: torch.device,
     return {"step": _median_spread(times), "cpu": statistics.median(cpu),
             "parts": {k: statistics.median(p[k] for p in parts) for k in parts[0]},
             "ledgers": count_flops(model, optimizer, batch, autocast), "tokens": int(mask.sum()),
+            "label_tokens": label_tokens(batch), "samples": int(batch["view_mask"].shape[0]),
             "padding_share": 1.0 - float(mask.sum()) / mask.numel(), "seq_len": int(mask.shape[1]),
             "answer_positions": int((batch["labels"][:, 1:] != -100).any(dim=0).sum())}
 
@@ -279,9 +289,11 @@ def run_bench(cfg: Config, *, steps: int = 5, warmup: int = 2, data_batches: int
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         results = {}
-        for name in ("uncached", "cached"):
-            say(f"bench: {name} training steps")
-            results[name] = measure_steps(model, optimizer, batches[name], autocast, dev, steps=steps, warmup=warmup)
+        for (name, packed), batch in batches.items():
+            say(f"bench: {name} training steps{', packed' if packed else ''}")
+            results[name, packed] = measure_steps(model, optimizer, batch, autocast, dev, steps=steps,
+                                                  warmup=warmup)
+            model.load_trainable(state)  # every variant steps from the same weights
         model.load_trainable(state)
         peak_mem = (torch.cuda.max_memory_allocated(dev) / 2**20) if dev.type == "cuda" else peak_rss_mb()
         say("bench: the aggregator on 8 frames of 518 px")
@@ -289,7 +301,10 @@ def run_bench(cfg: Config, *, steps: int = 5, warmup: int = 2, data_batches: int
                                compiled=cfg.model.encoder.compile)
         peak, source = card_peak(device_name(dev), peak_tflops) if dev.type == "cuda" or peak_tflops else \
             (None, "no peak on the CPU (--peak-tflops sets one)")
-        out = _figures(results, bs, dev, data, peak)
+        packing = cfg.data.packing
+        out = _figures({name: results[name, packing] for name in ("uncached", "cached")}, bs, dev, data, peak)
+        out.update(packing=packing_figures(results), data_packing=packing,
+                   tokens_per_batch=cfg.train.tokens_per_batch)
         out.update(peak_flops=peak, peak_source=source, num_workers=cfg.data.num_workers, peak_mem_mb=peak_mem,
                    peak_rss_mb=peak_rss_mb(), generated_data=generated,
                    encoder_s_per_8_frames_518=encoder["s"], encoder_8x518=encoder,
@@ -304,8 +319,9 @@ def run_bench(cfg: Config, *, steps: int = 5, warmup: int = 2, data_batches: int
 
 def _data(cfg: Config, tokenizer, bs: int, data_batches: int, dev: torch.device, cache_dir: str | None,
           tmp: Path, say) -> tuple[dict, dict, int]:
-    """DataLoader figures from images and from the cache (built when needed), one batch of each on
-    ``dev``, and the batch size (lowered to the training set's size)."""
+    """DataLoader figures from images and from the cache (built when needed); the step's batches: the
+    training loader's first batch from images and from the cache, each unpadded and packed, on ``dev``
+    (keyed ``(source, packed)``); and the batch size (lowered to the training set's size)."""
     image_cfg = copy.deepcopy(cfg)
     image_cfg.data.feature_cache = None
     dataset = build_dataset(image_cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
@@ -313,9 +329,9 @@ def _data(cfg: Config, tokenizer, bs: int, data_batches: int, dev: torch.device,
         bs = len(dataset)
         log.warning("the training set has only %d samples: batch size lowered to %d", bs, bs)
     say(f"bench: DataLoader from images ({cfg.data.num_workers} workers, batch {bs})")
-    loader = build_dataloader(image_cfg, "train", tokenizer, batch_size=bs, shuffle=True, drop_last=True)
+    loader = _train_loader(image_cfg, tokenizer, bs, dataset)
     data = {"images": time_loader(loader, data_batches)}
-    batches = {"uncached": move_to_device(next(iter(loader)), dev)}
+    batches = _step_batches(cfg, tokenizer, loader, bs, dev, "uncached")
 
     cache_used = cfg.data.feature_cache or cache_dir
     data["cache_build_s"] = None
@@ -329,10 +345,43 @@ def _data(cfg: Config, tokenizer, bs: int, data_batches: int, dev: torch.device,
     cached_cfg = copy.deepcopy(cfg)
     cached_cfg.data.feature_cache = str(cache_used)
     say("bench: DataLoader from cached features")
-    cached_loader = build_dataloader(cached_cfg, "train", tokenizer, batch_size=bs, shuffle=True, drop_last=True)
+    cached_loader = _train_loader(cached_cfg, tokenizer, bs)
     data["cached"] = time_loader(cached_loader, data_batches)
-    batches["cached"] = move_to_device(next(iter(cached_loader)), dev)
+    batches.update(_step_batches(cfg, tokenizer, cached_loader, bs, dev, "cached"))
     return data, batches, bs
+
+
+def _train_loader(cfg: Config, tokenizer, bs: int, dataset=None):
+    """The training loader as ``vqkit train`` builds it (packing, batches measured in tokens)."""
+    return build_dataloader(cfg, "train", tokenizer, batch_size=bs, shuffle=True, drop_last=True, dataset=dataset,
+                            pack=cfg.data.packing, tokens_per_batch=cfg.train.tokens_per_batch)
+
+
+def _step_batches(cfg: Config, tokenizer, loader, bs: int, dev: torch.device, name: str) -> dict:
+    """The loader's first batch of samples collated unpadded and packed: ``{(name, packed): batch}``."""
+    if loader.batch_sampler is not None and cfg.train.tokens_per_batch:
+        items = next(iter(loader.batch_sampler))
+    else:
+        items = list(itertools.islice(iter(loader.sampler), bs))
+    samples = [loader.dataset[item] for item in items]
+    return {(name, packed): move_to_device(Collator(tokenizer, cfg.model, cfg.data, pack=packed)(samples), dev)
+            for packed in (False, True)}
+
+
+def packing_figures(results: dict) -> dict[str, Any]:
+    """The same samples unpadded and packed, from images and cached: per variant the step (median s), the
+    per-part breakdown, label tokens and their rate, padding share; and packed over unpadded."""
+    out: dict[str, Any] = {}
+    for (name, packed), r in results.items():
+        out[f"{name}_{'packed' if packed else 'unpacked'}"] = {
+            "step_s": r["step"][0], "step_s_spread": list(r["step"][1:]), "cpu_s": r["cpu"],
+            "breakdown_s": r["parts"], "samples": r["samples"], "label_tokens": r["label_tokens"],
+            "label_tokens_per_s": r["label_tokens"] / r["step"][0], "tokens": r["tokens"],
+            "padding_share": r["padding_share"], "seq_len": r["seq_len"]}
+    for name in ("uncached", "cached"):
+        out[f"{name}_speedup"] = (out[f"{name}_packed"]["label_tokens_per_s"]
+                                  / out[f"{name}_unpacked"]["label_tokens_per_s"])
+    return out
 
 
 def _flops(result: dict, step_s: float, peak: float | None) -> dict[str, Any]:
@@ -359,9 +408,12 @@ def _figures(results: dict, bs: int, dev: torch.device, data: dict, peak: float 
     unc, cac = results["uncached"], results["cached"]
     step_s, step_c = unc["step"][0], cac["step"][0]
     fu, fc = _flops(unc, step_s, peak), _flops(cac, step_c, peak)
+    bs = cac["samples"]  # the step's samples (a batch measured in tokens holds as many as fit)
     train_sps = bs / step_c
     return {
         "config": None, "device": device_name(dev), "batch_size": bs,
+        "label_tokens": cac["label_tokens"], "label_tokens_per_s": unc["label_tokens"] / step_s,
+        "label_tokens_per_s_cached": cac["label_tokens"] / step_c,
         "data_samples_per_s": data["images"]["samples_per_s"],
         "data_samples_per_s_cached": data["cached"]["samples_per_s"], "cache_build_s": data["cache_build_s"],
         "step_s": step_s, "step_s_cached": step_c,

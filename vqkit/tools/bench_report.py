@@ -59,6 +59,36 @@ def _flops(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _packing(r: dict[str, Any]) -> list[str]:
+    """The same samples unpadded and packed: padding, label tokens/s, the step and its parts."""
+    p = r.get("packing")
+    if not p:
+        return []
+    v = [p[f"{source}_{form}"] for source in ("uncached", "cached") for form in ("unpacked", "packed")]
+    trains = "packed" if r.get("data_packing") else "unpacked"
+    if r.get("tokens_per_batch"):
+        trains += f", batches of {r['tokens_per_batch']} tokens"
+    lines = ["", f"packing: the same {v[0]['samples']} samples unpadded and packed in one row (the config trains "
+                 f"{trains})",
+             f"{'':28}{'images':>12}{'images':>12}{'cached':>12}{'cached':>12}",
+             f"{'':28}{'unpacked':>12}{'packed':>12}{'unpacked':>12}{'packed':>12}",
+             f"{'rows x length':28}" + "".join(f"{_rows(x):>12}" for x in v),
+             f"{'padding share':28}" + "".join(f"{_pct(x['padding_share']):>12}" for x in v),
+             f"{'training step':28}" + "".join(f"{1000 * x['step_s']:10.1f}ms" for x in v)]
+    for key, label in (("encoder", "  encoder (frozen)"), ("projector", "  projector fwd+bwd"),
+                       ("llm_fwd_bwd", "  LLM fwd+bwd"), ("optimizer", "  optimizer")):
+        lines.append(f"{label:28}" + "".join(f"{1000 * x['breakdown_s'][key]:10.1f}ms" for x in v))
+    lines.append(f"{'label tokens/s':28}" + "".join(f"{x['label_tokens_per_s']:12.0f}" for x in v))
+    lines.append(f"packed over unpacked, label tokens/s: {p['uncached_speedup']:.2f}x from images, "
+                 f"{p['cached_speedup']:.2f}x cached ({v[0]['label_tokens']} label tokens a step)")
+    return lines
+
+
+def _rows(x: dict[str, Any]) -> str:
+    rows = round(x["tokens"] / max(1e-9, 1 - x["padding_share"]) / x["seq_len"])
+    return f"{rows}x{x['seq_len']}"
+
+
 def format_table(r: dict[str, Any]) -> str:
     """The figures as an aligned text table."""
     enc = r["encoder_8x518"]
@@ -69,7 +99,7 @@ def format_table(r: dict[str, Any]) -> str:
              f"{' (' + decided_by + ')' if decided_by else ''}"
              f", Liger kernels {'on' if r['liger_kernels'] else 'off'}, {r['optimizer']}, encoder matmul weights "
              f"{r['encoder_matmul_dtype']}{', compiled' if r['encoder_compiled'] else ''}", ""]
-    lines += _steps(r) + _flops(r)
+    lines += _steps(r) + _flops(r) + _packing(r)
     lines += ["", f"aggregator, 8 frames of 518 x 518: {enc['s']:.3f} s ({1000 * enc['s_per_frame']:.1f} ms per frame; "
                   f"{enc['setup']}; attention "
                   f"{', '.join(f'{k} x{n}' for k, n in enc['attention'].items()) or 'none'})"]
