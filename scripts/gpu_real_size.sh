@@ -8,14 +8,17 @@
 #                      exit status and seconds; "liger_check": Liger on vs off on a small Qwen3 on this GPU
 #   bench.json         `vqkit bench` at BATCH with this code: s/step from images and cached features, model
 #                      and hardware FLOPs per part and their utilisation (mfu_model*, mfu_hardware*), attention
-#                      kernels, padding share, peak memory, the aggregator's 8 x 518 forward
+#                      kernels, padding share, peak memory, the aggregator's 8 x 518 forward; and the same
+#                      samples unpadded and packed (its "packing" section: padding share, label tokens/s, parts)
+#   packing.json       `vqkit bench` at BATCH with data.packing=true: the packed step's MFU, memory and kernels
 #   before_bench.json  `vqkit bench` at BATCH with the code before the change (.before/, see `prepare`)
 #   encoder.json       `vqkit bench --encoder-only`: the aggregator on 8 frames of 518 px, {"eager", "compiled"}
-#   plan.json          `vqkit plan` at BATCH (memory, and the plan's gradient-checkpointing decision)
-#   probe.json         `vqkit plan --probe` up to MAX_BATCH (only with PROBE=1)
+#   plan.json          `vqkit plan` at BATCH (memory, and the plan's gradient-checkpointing decision); with PROBE=1
+#                      `vqkit plan --probe` up to MAX_BATCH instead (the same plan, and real steps beside it)
 #   summary.json       scripts/gpu_real_size_summary.py: the acceptance figures (MFU >= 35% cached / 30% from
-#                      images, aggregator 8 x 518 <= 0.11 s, plan within 10% of the measured peak), written
-#                      again after every stage, so a run cut short still reports what it measured
+#                      images, aggregator 8 x 518 <= 0.11 s, plan within 10% of the measured peak; packed over
+#                      unpacked), written again after every stage, so a run cut short still reports what it
+#                      measured
 #   log.txt            everything printed
 #
 #   scripts/gpu_real_size.sh prepare             on the CPU machine, once: the data, .before/ and .whl/ below
@@ -23,7 +26,7 @@
 #   DRY_RUN=1 scripts/gpu_real_size.sh OUT_DIR   the same stages end to end on this CPU at a tiny size
 #
 # Environment: CONFIG (configs/stage1_3d.yaml), DATA (data/synth448), BATCH (16, the config's batch), STEPS (3),
-# STAGES (default "liger after before encoder plan", most important first; add "probe" or set PROBE=1),
+# STAGES (default "liger after packing before encoder plan", most important first; add "probe" or set PROBE=1),
 # MAX_BATCH (64), LIGER (1 = model.llm.liger_kernels for the "after" bench when liger-kernel is importable and
 # passes the liger check; 0 = off), DEADLINE_S (540: no stage starts, and a running one is stopped, after that
 # many seconds, so the whole run ends inside the device machine's 600 s per command), PYTHON (python3).
@@ -103,7 +106,7 @@ else
     DEADLINE_S=${DEADLINE_S:-540}
 fi
 for extra in "$@"; do overrides+=(--set "$extra"); done
-STAGES=${STAGES:-liger after before encoder plan}
+STAGES=${STAGES:-liger after packing before encoder plan}
 [ -n "${PROBE:-}" ] && STAGES="$STAGES probe"
 [ -f "$DATA/train.jsonl" ] || { echo "no $DATA/train.jsonl: run 'scripts/gpu_real_size.sh prepare' on the CPU machine"; exit 2; }
 DATA=$(realpath "$DATA")
@@ -155,6 +158,13 @@ run_stage() {  # the commands of one stage; runs in a subshell with errexit on
         mv "$OUT_DIR/bench.json.tmp" "$OUT_DIR/bench.json"
         $PY -c 'import json, sys; from vqkit.tools.bench_report import format_table; print(format_table(json.load(open(sys.argv[1]))))' \
             "$OUT_DIR/bench.json" ;;
+    packing)
+        echo "== bench at batch $BATCH, trained packed (data.packing=true: the batch's samples in one row)"
+        $PY -m vqkit bench --config "$CONFIG" "${bench_args[@]}" "${after_overrides[@]}" --set data.packing=true \
+            > "$OUT_DIR/packing.json.tmp"
+        mv "$OUT_DIR/packing.json.tmp" "$OUT_DIR/packing.json"
+        $PY -c 'import json, sys; from vqkit.tools.bench_report import format_table; print(format_table(json.load(open(sys.argv[1]))))' \
+            "$OUT_DIR/packing.json" ;;
     encoder)
         local name compiled
         for compiled in false true; do
@@ -180,10 +190,12 @@ run_stage() {  # the commands of one stage; runs in a subshell with errexit on
         $PY -c 'import json, sys; p = json.load(open(sys.argv[1])); print({k: p.get(k) for k in ("batch_size_per_gpu", "predicted_mb", "capacity_mb", "gradient_checkpointing", "gradient_checkpointing_decided_by")})' \
             "$OUT_DIR/plan.json" ;;
     probe)
+        # plan.json again, with the real steps beside the plan (at most 8 files come back from the GPU machine)
         echo "== probe: real steps up to batch ${MAX_BATCH:-64}"
         $PY -m vqkit plan --config "$CONFIG" --gpus 1 --gpu-mem "$GPU_MEM" --probe --data "$DATA" --batch-size "$BATCH" \
-            --max-batch "${MAX_BATCH:-64}" "${DEVICE[@]}" "${after_overrides[@]}" --json > "$OUT_DIR/probe.json" ;;
-    *) echo "unknown stage $stage (liger after before encoder plan probe)"; return 2 ;;
+            --max-batch "${MAX_BATCH:-64}" "${DEVICE[@]}" "${after_overrides[@]}" --json > "$OUT_DIR/plan.json.tmp"
+        mv "$OUT_DIR/plan.json.tmp" "$OUT_DIR/plan.json" ;;
+    *) echo "unknown stage $stage (liger after packing before encoder plan probe)"; return 2 ;;
     esac
 }
 

@@ -2,12 +2,13 @@
 
     python scripts/gpu_real_size_summary.py OUT_DIR --config configs/stage1_3d.yaml [--set k=v ...]
 
-Reads bench.json (this code), before_bench.json (the code before the change, if run), encoder.json
-(the aggregator's 8 x 518 forward, eager and compiled) and probe.json (real steps beside the plan, if
-run), env.json (the machine, Liger's check, each stage's exit status); plans the bench's batch at its
-measured sequence length with ``vqkit.tools.plan.make_plan`` (once: a summary.json that already holds the plan
-of the same bench is reused, as the script summarises after every stage); writes summary.json and prints it
-as lines. Files that are missing (a stage not run yet) are left out.
+Reads bench.json (this code; its "packing" section: the same samples unpadded and packed), packing.json
+(the bench trained packed, if run), before_bench.json (the code before the change, if run), encoder.json
+(the aggregator's 8 x 518 forward, eager and compiled), plan.json's "probe" (real steps beside the plan, if
+run; probe.json in older runs), env.json (the machine, Liger's check, each stage's exit status); plans the
+bench's batch at its measured sequence length with ``vqkit.tools.plan.make_plan`` (once: a summary.json that
+already holds the plan of the same bench is reused, as the script summarises after every stage); writes
+summary.json and prints it as lines. Files that are missing (a stage not run yet) are left out.
 """
 
 from __future__ import annotations
@@ -99,8 +100,19 @@ def summarise(out: Path, config: str, overrides: list[str], data: str | None = N
     if encoder:
         summary["encoder_s_per_8_frames_518"] = encoder
         acceptance[f"aggregator 8 x 518 <= {ENCODER_8X518_S} s"] = min(encoder.values()) <= ENCODER_8X518_S
-    probe = read(out, "probe.json")
-    if probe:
+    packed = read(out, "packing.json")
+    if after and after.get("packing"):
+        p = after["packing"]
+        fields = ("padding_share", "label_tokens_per_s", "step_s", "breakdown_s")
+        summary["packing"] = {"speedup_label_tokens_per_s": {"from_images": p["uncached_speedup"],
+                                                             "cached": p["cached_speedup"]},
+                              **{k: {f: v[f] for f in fields} for k, v in p.items() if isinstance(v, dict)}}
+    if packed:
+        summary.setdefault("packing", {})["trained_packed"] = {k: packed.get(k) for k in (
+            "step_s", "step_s_cached", "mfu_model", "mfu_model_cached", "mfu_hardware", "mfu_hardware_cached",
+            "padding_share", "label_tokens_per_s", "label_tokens_per_s_cached", "attention_kernels", "peak_mem_mb")}
+    probe = read(out, "probe.json") or {"probe": (read(out, "plan.json") or {}).get("probe", [])}
+    if probe.get("probe"):
         keys = ("batch_size", "fits", "peak_mb", "predicted_mb", "seq_len", "step_s")
         summary["probe"] = [{k: r.get(k) for k in keys} for r in probe.get("probe", [])]
     summary["acceptance"] = acceptance

@@ -192,11 +192,14 @@ def test_gpu_real_size_script_runs_end_to_end_on_the_cpu(tmp_path):
 
     from helpers import REPO
 
-    env = {**os.environ, "DRY_RUN": "1", "STAGES": "plan after", "PYTHON": sys.executable}
+    env = {**os.environ, "DRY_RUN": "1", "STAGES": "plan after packing", "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu_real_size.sh"), str(tmp_path / "out")], env=env,
                           capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["files"] == ["bench.json", "env.json", "plan.json"]
+    assert summary["files"] == ["bench.json", "env.json", "packing.json", "plan.json"]
+    packing = summary["packing"]
+    assert packing["trained_packed"]["padding_share"] == 0.0 and packing["cached_packed"]["padding_share"] == 0.0
+    assert packing["speedup_label_tokens_per_s"]["cached"] > 0
     assert summary["after"]["model_flops_per_step"] > 0 and summary["memory"]["predicted_mb"] > 0
     assert "aggregator 8 x 518 <= 0.11 s" in summary["acceptance"]
