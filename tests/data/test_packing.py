@@ -11,9 +11,16 @@ from helpers import tiny_train_config
 from vqkit.config import config_from_dict
 from vqkit.data.collate import Collator
 from vqkit.data.dataset import ShardedSampler, build_dataloader, build_dataset
-from vqkit.data.packing import TokenBatchSampler, first_fit_decreasing, micro_batch_cost, pack_tokens
+from vqkit.data.packing import (
+    TokenBatchSampler,
+    first_fit_decreasing,
+    micro_batch_cost,
+    pack_tokens,
+    sample_token_stats,
+)
 from vqkit.errors import ConfigError
 from vqkit.tokenizer import load_tokenizer
+from vqkit.train.step import label_tokens
 
 
 def qa_config(synth_dir, tmp_path, **data):
@@ -70,9 +77,13 @@ def test_token_length_is_the_collated_length_without_loading_images(synth_dir, t
     sampler = ShardedSampler(len(dataset), seed=5, epoch=2)
     items = list(sampler)[:40]
     planned = [dataset.item_tokens(item, collator) for item in items]
-    actual = [int(collator([dataset[item]])["attention_mask"].sum()) for item in items]
-    assert planned == actual
-    assert len(set(actual)) > 3  # views, geometry and turns drawn differently per sample
+    collated = [collator([dataset[item]]) for item in items]
+    assert planned == [int(batch["attention_mask"].sum()) for batch in collated]
+    assert len(set(planned)) > 3  # views, geometry and turns drawn differently per sample
+    stats = sample_token_stats(dataset, collator, limit=40)
+    first = [collator([dataset[i]]) for i in range(40)]
+    assert stats["mean_tokens"] == pytest.approx(sum(int(b["attention_mask"].sum()) for b in first) / 40)
+    assert stats["mean_label_tokens"] == pytest.approx(sum(label_tokens(b) for b in first) / 40)
 
 
 def test_first_fit_decreasing_fills_bins_within_the_budget():

@@ -328,17 +328,17 @@ class Collator:
     def _views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return collate_views(samples)
 
-    def token_length(self, question: str, situation: str | None, answer: str | None, num_views: int,
-                     has_geometry: bool, image_hw: tuple[int, int] | None = None,
-                     turns: Sequence[dict[str, Any]] = (), vision_at: int | None = None,
-                     system: str | None = None) -> int:
-        """A training sample's tokens as this collator lays it out (what ``train.tokens_per_batch`` counts);
-        ``image_hw`` sizes a patch merger's vision block (its batch's padded size; the sample's own, or a
-        bound)."""
+    def planned(self, question: str, situation: str | None, answer: str | None, num_views: int,
+                has_geometry: bool, image_hw: tuple[int, int] | None = None,
+                turns: Sequence[dict[str, Any]] = (), vision_at: int | None = None,
+                system: str | None = None) -> dict[str, Any]:
+        """A training sample's :meth:`encode_sample` before its views are loaded: its tokens and labels as
+        this collator lays it out (what ``train.tokens_per_batch`` counts). ``image_hw`` sizes a patch
+        merger's vision block (its batch's padded size: the sample's own, or a bound)."""
         predict = self.predicts_geometry({"has_geometry": has_geometry})
         hw = image_hw or (self.data_cfg.image_size, self.data_cfg.image_size)
-        return len(self.encode_sample(question, situation, answer, num_views, has_geometry or predict, hw,
-                                      turns, vision_at, system)["input_ids"])
+        return self.encode_sample(question, situation, answer, num_views, has_geometry or predict, hw, turns,
+                                  vision_at, system)
 
     def _tokens(self, enc: list[dict[str, Any]]) -> dict[str, Any]:
         """input_ids, attention_mask and labels of encoded samples, padded to the longest (or packed)."""

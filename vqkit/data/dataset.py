@@ -122,10 +122,14 @@ class RecordDataset(Dataset):
         sample["meta"]["is_padding"] = is_padding
         return sample
 
-    def item_tokens(self, item, collator) -> int:
-        """:meth:`token_length` of a sampler item (an index or a ShardedSampler tuple)."""
+    def item_encoding(self, item, collator) -> dict[str, Any]:
+        """:meth:`planned` of a sampler item (an index or a ShardedSampler tuple)."""
         epoch, index, _ = _index(item, self.epoch)
-        return self.token_length(index, epoch, index, collator)
+        return self.planned(index, epoch, index, collator)
+
+    def item_tokens(self, item, collator) -> int:
+        """The tokens of a sampler item as ``collator`` lays it out (:meth:`planned`)."""
+        return len(self.item_encoding(item, collator)["input_ids"])
 
     def rng(self, epoch: int, key: int, attempt: int = 0) -> np.random.Generator:
         """The generator of item ``key`` in ``epoch``: a function of (seed, stream, epoch, key) only."""
@@ -180,18 +184,18 @@ class RecordDataset(Dataset):
             turns = [_turn(self.records[others[k]]) for k in picked]
         return views, geometry, turns
 
-    def token_length(self, index: int, epoch: int, key: int, collator) -> int:
-        """The tokens ``collator`` lays sample ``index`` out in, with the draws ``get(index, epoch, key)``
-        makes (views, geometry dropout, turns), without loading images (:mod:`vqkit.data.packing`). A
-        patch merger's vision block is sized by the sample's own image size (the cached one, or its
-        files' headers); a record that ``on_error: skip`` replaces is counted as itself."""
+    def planned(self, index: int, epoch: int, key: int, collator) -> dict[str, Any]:
+        """Sample ``index``'s tokens and labels as ``collator`` lays them out (``Collator.planned``), with the
+        draws ``get(index, epoch, key)`` makes (views, geometry dropout, turns), without loading images
+        (:mod:`vqkit.data.packing`). A patch merger's vision block is sized by the sample's own image size
+        (the cached one, or its files' headers); a record that ``on_error: skip`` replaces counts as itself."""
         rec = self.record(index)
         views, geometry, turns = self._plan(rec, self.rng(epoch, key, 0))
         hw = None
         if collator.model_cfg.projector.type == "patch_merger" and not collator.blind:
             hw = self._image_hw(rec, views)
-        return collator.token_length(rec.question, rec.prompt_situation, rec.target_text(), len(views),
-                                     geometry is not None, hw, turns or (), rec.vision_at, rec.system)
+        return collator.planned(rec.question, rec.prompt_situation, rec.target_text(), len(views),
+                                geometry is not None, hw, turns or (), rec.vision_at, rec.system)
 
     def _image_hw(self, rec: Record, views: list[int]) -> tuple[int, int]:
         """The (padded) size of a record's chosen views as the model sees them."""

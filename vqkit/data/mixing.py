@@ -118,11 +118,14 @@ class MixedDataset(Dataset):
         src, rec = self.epoch_plan(self.epoch if epoch is None else epoch)
         return int(src[index]), int(rec[index])
 
-    def item_tokens(self, item, collator) -> int:
-        """The tokens of a sampler item as ``collator`` lays it out (:meth:`RecordDataset.token_length`)."""
+    def item_encoding(self, item, collator) -> dict[str, Any]:
+        """A sampler item's tokens and labels as ``collator`` lays them out (:meth:`RecordDataset.planned`)."""
         epoch, index, _ = _index(item, self.epoch)
         k, r = self.locate(index, epoch)
-        return self.datasets[k].token_length(r, epoch, index, collator)
+        return self.datasets[k].planned(r, epoch, index, collator)
+
+    def item_tokens(self, item, collator) -> int:
+        return len(self.item_encoding(item, collator)["input_ids"])
 
     def __getitem__(self, item) -> dict[str, Any]:
         epoch, index, is_padding = _index(item, self.epoch)

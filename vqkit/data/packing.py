@@ -100,6 +100,21 @@ def first_fit_decreasing(lengths: Sequence[int], budget: int, packed: bool) -> l
     return bins
 
 
+def sample_token_stats(dataset, collator, limit: int = 512) -> dict[str, float]:
+    """Tokens and label tokens (targets: the first one is never one) of the first ``limit`` training
+    samples as ``collator`` lays them out, from their records without loading images: ``mean_tokens``,
+    ``max_tokens``, ``mean_label_tokens`` (what a packed row holds per sample; ``vqkit plan``)."""
+    tokens, labels = [], []
+    for item in range(min(limit, len(dataset))):
+        enc = dataset.item_encoding(item, collator)
+        tokens.append(len(enc["input_ids"]))
+        labels.append(sum(label != IGNORE_INDEX for label in enc["labels"][1:]))
+    if not tokens:
+        return {"mean_tokens": 0.0, "max_tokens": 0, "mean_label_tokens": 0.0, "samples": 0}
+    return {"mean_tokens": sum(tokens) / len(tokens), "max_tokens": max(tokens),
+            "mean_label_tokens": sum(labels) / len(labels), "samples": len(tokens)}
+
+
 class TokenBatchSampler(Sampler):
     """Micro-batches (lists of the sampler's items) of at most ``budget`` tokens (module docstring).
 
@@ -165,4 +180,4 @@ class TokenBatchSampler(Sampler):
 
 
 __all__ = ["TokenBatchSampler", "count_per_sample", "first_fit_decreasing", "is_packed", "micro_batch_cost",
-           "pack_tokens"]
+           "pack_tokens", "sample_token_stats"]
