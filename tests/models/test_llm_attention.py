@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 from helpers import TINY_QWEN3
 
+from vqkit.errors import ConfigError
 from vqkit.models import llm_attention
 from vqkit.models.liger import answer_loss
 from vqkit.models.llm_attention import (
     ATTENTION,
+    PackedLayout,
     build_layout,
     flash_kwargs,
     packed_llm_inputs,
@@ -87,6 +89,11 @@ def test_unpacked_batches_run_transformers_sdpa_unchanged():
     assert torch.equal(*logits)
     kwargs = {"attention_mask": mask, "max_new_tokens": 5, "do_sample": False, "pad_token_id": 0}
     assert torch.equal(ours.generate(input_ids=ids, **kwargs), theirs.generate(input_ids=ids, **kwargs))
+    packed = {"position_ids": torch.arange(9)[None], "cu_seqlens": torch.tensor([0, 4, 9]),
+              "input_ids": ids[:1]}
+    assert isinstance(packed_llm_inputs(ours, packed)[0]["full_attention"], PackedLayout)
+    with pytest.raises(ConfigError, match="transformers' own would attend across the packed samples"):
+        packed_llm_inputs(theirs, packed)
 
 
 def _varlen_reference(module, query, key, value, attention_mask, dropout=0.0, scaling=None, cu_seq_lens_q=None,

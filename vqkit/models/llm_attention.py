@@ -211,6 +211,9 @@ def packed_llm_inputs(llm, batch: dict) -> tuple[object, dict]:
         if "turn_of" in batch:
             raise ConfigError(f"data.turns needs a 4D attention mask, which {implementation} does not take; use sdpa")
         return None, {**kwargs, **flash_kwargs(cu_seqlens)}
+    if implementation == "sdpa":
+        raise ConfigError("a packed batch needs vqkit's SDPA: transformers' own would attend across the packed "
+                          "samples; build the LLM with vqkit.models.llm.build_llm")
     if implementation != ATTENTION:
         raise ConfigError(f"data.packing needs model.llm.attn_implementation sdpa or flash_attention_2/3, "
                           f"got {implementation!r}")
