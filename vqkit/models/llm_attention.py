@@ -117,10 +117,11 @@ def sample_lengths(cu_seqlens: torch.Tensor) -> list[int]:
 
 
 def build_layout(cu_seqlens: torch.Tensor, tokens: int, turn_of: torch.Tensor | None = None,
-                 ratio: float = GROUP_RATIO) -> PackedLayout:
+                 ratio: float | None = None) -> PackedLayout:
     """The groups of a packed batch: samples sorted by length (longest first, ties in row order) and cut
     into groups whose shortest is at least ``ratio`` of their longest. ``turn_of``: the batch's turn
     numbers flattened like its rows (``data.turns``), or None."""
+    ratio = GROUP_RATIO if ratio is None else ratio
     lengths = sample_lengths(cu_seqlens)
     starts = cu_seqlens[:-1].tolist()
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
