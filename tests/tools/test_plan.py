@@ -128,6 +128,30 @@ def test_logits_only_at_the_answer_positions(corpus, tokenizer_dir):  # noqa: F8
     assert every.per_sample > measured.per_sample
 
 
+def test_packed_rows_count_a_sample_at_its_own_tokens(corpus, tokenizer_dir):  # noqa: F811
+    """Packed, a sample costs its mean length with logits at its label tokens; a micro-batch of
+    tokens_per_batch tokens holds that budget over a sample's tokens. A patch merger's vision block is
+    sized from the records' images."""
+    from vqkit.tools.plan import format_plan
+    from vqkit.tools.plan_tokens import packed_sample
+
+    cfg = tiny_config(corpus.root, tokenizer_dir, turns=3)
+    cfg.model.projector.type = "patch_merger"
+    padded = make_plan(cfg, device="cpu", gpu_mem_gb=4)
+    cfg.data.packing = True
+    packed = make_plan(cfg, device="cpu", gpu_mem_gb=4)
+    sample = packed_sample(cfg, load_tokenizer(cfg.model.llm))
+    assert packed.packing and packed.seq_len == round(sample["mean_tokens"]) < padded.seq_len == cfg.data.max_length
+    assert packed.answer_tokens == round(sample["mean_label_tokens"]) <= padded.answer_tokens
+    assert packed.per_sample < padded.per_sample
+    assert "packed rows" in format_plan(packed)
+    cfg.train.tokens_per_batch = 10 * cfg.data.max_length
+    budget = make_plan(cfg, device="cpu", gpu_mem_gb=4)
+    assert budget.batch_size == cfg.train.tokens_per_batch // packed.seq_len and budget.tokens_per_batch == 640
+    assert not budget.notes or "global batch" not in " ".join(budget.notes)
+    assert "tokens_per_batch 640" in format_plan(budget)
+
+
 def test_real_size_plan_matches_the_h200_measurement():
     """The stage-1 model at its real size (VGGT-1B + Qwen3-4B, random weights) was run on an H200 by
     scripts/gpu_real_size.sh; the plan, built on the meta device here, must stay close to it.

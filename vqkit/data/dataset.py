@@ -198,11 +198,15 @@ class RecordDataset(Dataset):
                                 geometry is not None, hw, turns or (), rec.vision_at, rec.system)
 
     def _image_hw(self, rec: Record, views: list[int]) -> tuple[int, int]:
-        """The (padded) size of a record's chosen views as the model sees them."""
+        """The (padded) size of a record's chosen views as the model sees them (a bound when the files
+        cannot be read here; loading them would fail later)."""
         if self.feature_cache is not None:
             return tuple(self.feature_cache.entry(rec)[5])
         cfg = self.cfg
-        sizes = [plan_resize(*image_file_size(rec.images[v]), cfg.image_size, cfg.resize_mode).out for v in views]
+        try:
+            sizes = [plan_resize(*image_file_size(rec.images[v]), cfg.image_size, cfg.resize_mode).out for v in views]
+        except DataError:  # not readable here (a plan away from the data): the largest a view can be
+            return cfg.image_size, cfg.image_size
         return max(h for _, h in sizes), max(w for w, _ in sizes)
 
     def _load(self, rec: Record, rng: np.random.Generator) -> dict[str, Any]:

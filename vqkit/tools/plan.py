@@ -10,10 +10,12 @@ and its saved tensors are counted there (:mod:`vqkit.tools.memory_accounting`). 
 - AdamW state: two fp32 moments (+ an fp32 master copy under DeepSpeed bf16), partitioned by ZeRO;
 - activations: the saved tensors of the projector, geometry encoder and LLM for one sample of
   ``--seq-len`` tokens (default ``data.max_length``, the longest a sample can be), times the batch.
-  The LM head runs only where a batch has labels (:func:`answer_positions`, measured on the training
-  data). With ``llm.gradient_checkpointing`` the LLM keeps only each layer's input plus one layer's
-  activations during recomputation. The frozen encoder runs without grad, so it only adds a
-  transient working set (cached features skip it);
+  The LM head runs only where a batch has labels (:func:`vqkit.tools.plan_tokens.answer_positions`,
+  measured on the training data). Packed (``data.packing``) a sample is its mean length, logits at its
+  mean label tokens (:func:`vqkit.tools.plan_tokens.packed_sample`); ``train.tokens_per_batch`` over
+  those tokens (padded: ``data.max_length``) is a micro-batch's samples. With checkpointing the LLM
+  keeps each layer's input and one layer's activations during recomputation. The frozen encoder runs
+  without grad, so it only adds a transient working set (cached features skip it);
 - the peak of a step is the larger of two moments: the start of the backward pass (activations,
   autocast's weight copies, and not yet the gradients of the projector, whose backward comes last)
   and the optimizer step (every gradient; on a GPU torch's fused AdamW updates in place, with no
@@ -48,9 +50,7 @@ from typing import Any
 import torch
 
 from vqkit.config.schema import Config
-from vqkit.data.collate import Collator
-from vqkit.data.schema import load_records
-from vqkit.errors import ConfigError, DataError
+from vqkit.errors import ConfigError
 from vqkit.models.builder import build_model
 from vqkit.tokenizer import load_tokenizer
 from vqkit.tools.memory_accounting import (
@@ -59,14 +59,13 @@ from vqkit.tools.memory_accounting import (
     framework_baseline,
     training_data_resident,
 )
+from vqkit.tools.plan_tokens import answer_positions, packed_sample
 from vqkit.vggt.aggregator import feature_shape
 
 MB = 2**20
 GB = 2**30
 # CUDA context + allocator fragmentation kept free when fitting a batch on a GPU.
 GPU_RESERVE_GB = 2.0
-
-
 
 
 @dataclass
@@ -94,7 +93,11 @@ class MemoryPlan:
     step_transient: int = 0
     """The optimizer step's temporaries (the CPU's AdamW: one parameter's; the GPU's fused AdamW: none)."""
     answer_tokens: int = 0
-    """Positions per sample that get logits (the answer span of a batch)."""
+    """Positions per sample that get logits (the answer span of a batch; packed, the sample's label tokens)."""
+    packing: bool = False
+    """``data.packing``: ``seq_len`` is a sample's mean tokens in a packed row."""
+    tokens_per_batch: int | None = None
+    """``train.tokens_per_batch``: the micro-batch's tokens, and ``batch_size`` the samples they hold."""
     batch_size: int = 1
     grad_accum: int = 1
     global_batch: int = 1
@@ -136,6 +139,7 @@ class MemoryPlan:
                 "activations_mb_per_sample": self.per_sample / MB, "fixed_transient_mb": self.fixed_transient / MB,
                 "pending_grads_mb": self.pending_grads / MB, "step_transient_mb": self.step_transient / MB,
                 "batch_size_per_gpu": self.batch_size, "grad_accum": self.grad_accum,
+                "packing": self.packing, "tokens_per_batch": self.tokens_per_batch,
                 "global_batch": self.global_batch, "largest_batch_size_per_gpu": self.largest_batch,
                 "capacity_mb": self.capacity / MB,
                 "predicted_mb": self.total(self.batch_size) / MB, "trainable_params": self.trainable,
@@ -154,31 +158,6 @@ def _load_tokenizer_if_local(cfg: Config):
     if not Path(path).exists():
         return None
     return load_tokenizer(cfg.model.llm)
-
-
-def answer_positions(cfg: Config, tokenizer, batch_size: int, max_records: int = 512) -> int | None:
-    """How many positions of a training batch get logits: ``VQModel.forward`` runs the LM head only
-    where some sample of the batch has a label (its answer and end token), so a right-padded batch
-    needs the span from the earliest answer start to the latest answer end. Measured on the first
-    ``max_records`` records of the first training source, in batches of ``batch_size``; None when the
-    data or the tokenizer cannot be read here."""
-    if tokenizer is None or not cfg.data.train:
-        return None
-    try:
-        records = load_records(cfg.data.train[0].path, check_files=False, limit=max_records)
-    except (DataError, OSError):
-        return None
-    if not records:
-        return None
-    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train")
-    spans = []
-    for rec in records:
-        enc = collator.encode_sample(rec.question, rec.situation, rec.target_text(),
-                                     min(len(rec.images), cfg.data.num_views), cfg.model.geometry.enabled)
-        labelled = sum(label != -100 for label in enc["labels"])
-        spans.append((len(enc["input_ids"]) - labelled, len(enc["input_ids"])))
-    return max(max(end for _, end in chunk) - min(start for start, _ in chunk)
-               for chunk in (spans[i:i + max(1, batch_size)] for i in range(0, len(spans), max(1, batch_size))))
 
 
 def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.0, device: str = "cuda",
@@ -207,7 +186,15 @@ def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.
         model.encoder.store_matmul_weights(torch.bfloat16)  # as build_encoder does for a GPU
     baseline = framework_baseline() if not on_gpu else 0
     T = int(seq_len or cfg.data.max_length)
-    plan = MemoryPlan(device=device, gpus=gpus, zero=zero, seq_len=T, baseline=baseline)
+    if not on_gpu:  # the records' memory first (training_data_resident), then read them for the packed rows
+        training_data_resident(cfg)
+    packed = packed_sample(cfg, tokenizer) if cfg.data.packing and seq_len is None else None
+    if packed:  # a packed row holds its samples' own tokens and runs the LM head at their labels only
+        T, answer_tokens = round(packed["mean_tokens"]), answer_tokens or round(packed["mean_label_tokens"])
+    if cfg.train.tokens_per_batch and batch_size is None:
+        batch_size = max(1, cfg.train.tokens_per_batch // T)
+    plan = MemoryPlan(device=device, gpus=gpus, zero=zero, seq_len=T, baseline=baseline, packing=cfg.data.packing,
+                      tokens_per_batch=cfg.train.tokens_per_batch)
 
     _count_static(plan, model, cfg, gpus, zero, on_gpu, deepspeed_bf16)
     _count_activations(plan, model, cfg, tokenizer, llm_dtype, on_gpu, deepspeed_bf16, batch_size, answer_tokens)
@@ -344,7 +331,7 @@ def _fit_batch(plan: MemoryPlan, cfg: Config, gpus: int, gpu_mem_gb: float, on_g
     equals it exactly, so the batch is the largest that fits *and* divides the samples each GPU takes
     per step (an explicit ``batch_size`` that does not divide them gets a note with the global batch
     it gives instead)."""
-    per_gpu = cfg.train.batch_size_per_gpu * cfg.train.grad_accum  # samples per GPU per optimizer step
+    per_gpu = (batch_size if plan.tokens_per_batch else cfg.train.batch_size_per_gpu) * cfg.train.grad_accum
     global_batch = per_gpu * gpus
     plan.global_batch = global_batch
     plan.capacity = int((gpu_mem_gb - (GPU_RESERVE_GB if on_gpu else 0.0)) * GB)
@@ -378,8 +365,13 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
     gb = (lambda b: f"{b / MB:9.1f} MB") if small else (lambda b: f"{b / GB:9.2f} GB")  # noqa: E731
     where = (f"{plan.gpus} GPU(s), ZeRO-{plan.zero}" if plan.zero else f"{plan.gpus} GPU(s), no ZeRO") \
         if plan.device == "cuda" else "one CPU process (fp32)"
-    lines = [f"vqkit plan {cfg_path}: {where}, sequence {plan.seq_len} tokens "
-             f"(logits at {plan.answer_tokens})", ""]
+    if plan.packing:
+        sequence = f"packed rows, {plan.seq_len} tokens a sample (logits at its {plan.answer_tokens} labels)"
+    else:
+        sequence = f"sequence {plan.seq_len} tokens (logits at {plan.answer_tokens})"
+    if plan.tokens_per_batch:
+        sequence += f", micro-batches of {plan.tokens_per_batch} tokens: {plan.batch_size} samples"
+    lines = [f"vqkit plan {cfg_path}: {where}, {sequence}", ""]
     lines.append(f"{'per GPU' if plan.device == 'cuda' else 'per process':34}{'memory':>12}")
     for name, (b, dt) in plan.params.items():
         lines.append(f"{'parameters ' + name + ' (' + dt + ')':34}{gb(b):>12}")
@@ -398,7 +390,10 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
         lines.append(f"(the peak is at the start of the backward pass, before the projector's "
                      f"{gb(plan.pending_grads).strip()} of gradients exist)")
     lines.append("")
-    if plan.batch_size:
+    if plan.batch_size and plan.tokens_per_batch:
+        lines.append(f"tokens_per_batch {plan.tokens_per_batch} ({plan.batch_size} samples) x grad_accum "
+                     f"{plan.grad_accum} x {plan.gpus} GPU(s); fits up to {plan.largest_batch * plan.seq_len}")
+    elif plan.batch_size:
         lines.append(f"batch_size_per_gpu {plan.batch_size} x grad_accum {plan.grad_accum} x {plan.gpus} GPU(s) = "
                      f"global batch {plan.batch_size * plan.grad_accum * plan.gpus} (largest batch that fits: "
                      f"{plan.largest_batch}) "

@@ -45,14 +45,16 @@ def step_setup(cfg: Config, device: str) -> dict[str, Any]:
         attach_feature_cache(dataset, cfg)
     model = build_model(cfg, tokenizer=tokenizer, device=dev)
     model.train()
-    return {"device": dev, "dataset": dataset, "collator": Collator(tokenizer, cfg.model, cfg.data, mode="train"),
+    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train", pack=cfg.data.packing)
+    return {"device": dev, "dataset": dataset, "collator": collator,
             "model": model, "optimizer": build_optimizer(model, cfg.train, device=dev),
             "autocast": autocast(dev, cfg.train.mixed_precision)}
 
 
 def measure_step(setup: dict[str, Any], batch_size: int, steps: int = 2) -> dict[str, Any]:
     """Run ``steps`` real training steps at ``batch_size`` (samples repeat when the set is smaller);
-    returns peak memory (max allocated on a GPU, peak RSS on the CPU) and the padded sequence length."""
+    returns peak memory (max allocated on a GPU, peak RSS on the CPU) and the padded sequence length (packed:
+    a sample's mean tokens, with logits at its mean label tokens, as the plan counts a packed row)."""
     dev, dataset = setup["device"], setup["dataset"]
     batch = setup["collator"]([dataset[i % len(dataset)] for i in range(batch_size)])
     batch = move_to_device(batch, dev)
@@ -67,8 +69,11 @@ def measure_step(setup: dict[str, Any], batch_size: int, steps: int = 2) -> dict
         step_s = time.perf_counter() - t0  # the last step's: the first ones warm up
     peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else peak_rss_mb() * MB
     labelled = (batch["labels"][:, 1:] != -100).any(dim=0)  # the positions VQModel.forward computes logits at
-    return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": int(batch["input_ids"].shape[1]),
-            "answer_tokens": int(labelled.sum()), "rss_before_step_mb": before / MB, "step_s": step_s,
+    seq_len, answer = int(batch["input_ids"].shape[1]), int(labelled.sum())
+    if "cu_seqlens" in batch:
+        seq_len, answer = round(seq_len / batch_size), max(1, round(answer / batch_size))
+    return {"batch_size": batch_size, "peak_mb": peak / MB, "seq_len": seq_len,
+            "answer_tokens": answer, "rss_before_step_mb": before / MB, "step_s": step_s,
             "samples_per_s": batch_size / step_s}
 
 
