@@ -52,19 +52,16 @@ prepare_before() {  # the package and configs as they were before the change, fo
     rm -rf .before && mkdir -p .before
     git archive "$ref" vqkit configs | tar -x -C .before
     git rev-parse "$ref" > .before/COMMIT
-    grep -qx '/.before/' .git/info/exclude 2>/dev/null || echo '/.before/' >> .git/info/exclude
     echo "== .before: vqkit and configs at $(cat .before/COMMIT)"
 }
 
 if [ "${1:-}" = "prepare" ]; then
-    mkdir -p .git/info
     DATA=${DATA:-data/synth448}
     if [ ! -f "$DATA/train.jsonl" ]; then
         echo "== synthetic rooms at the real input size into $DATA (8 rooms: ~4 MB to carry)"
         $PY -m vqkit synth --out "$DATA" --scenes 8 --views 8 --image-size 448 --workers "$(nproc)" --quiet
     fi
     prepare_before
-    grep -qx '/.whl/' .git/info/exclude || echo '/.whl/' >> .git/info/exclude
     rm -rf .whl
     # liger-kernel is pure Python (its kernels are Triton, which the GPU machine's torch brings).
     $PY -m pip download -q --no-deps -d .whl "liger-kernel==${LIGER_VERSION:-0.8.5}"
