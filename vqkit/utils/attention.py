@@ -11,6 +11,7 @@ flash kernel takes masks).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -98,12 +99,17 @@ def sdpa_kernel(call: SdpaCall) -> tuple[str, str]:
     return "math", f"flash: {flash}; memory-efficient: {efficient}"
 
 
+@functools.cache
+def _capability(index: int | None) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
+
+
 def describe(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
              dropout: float = 0.0, is_causal: bool = False) -> SdpaCall:
     """The :class:`SdpaCall` of a call on CUDA tensors (reads the device's capability and enabled kernels)."""
     return SdpaCall(dtype=query.dtype, head_dim=int(query.shape[-1]), value_dim=int(value.shape[-1]),
                     has_mask=attn_mask is not None, is_causal=bool(is_causal), q_len=int(query.shape[-2]),
-                    kv_len=int(key.shape[-2]), capability=torch.cuda.get_device_capability(query.device),
+                    kv_len=int(key.shape[-2]), capability=_capability(query.device.index),
                     contiguous_last_dim=all(t.stride(-1) == 1 for t in (query, key, value)),
                     requires_grad=any(t.requires_grad for t in (query, key, value)), dropout=float(dropout),
                     flash_enabled=torch.backends.cuda.flash_sdp_enabled(),
