@@ -62,8 +62,8 @@ def collated(cfg, groups, pack: bool | None = None) -> tuple[list[dict], dict]:
     dataset = build_dataset(cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
     sources = {"qa": dataset.datasets[0], "room": dataset.datasets[1]}
     tokenizer = load_tokenizer(cfg.model.llm)
-    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train")
-    packer = Collator(tokenizer, cfg.model, cfg.data, mode="train", pack=True)
+    collator = Collator(tokenizer, cfg.model, cfg.data, mode="train", blind=cfg.data.blind)
+    packer = Collator(tokenizer, cfg.model, cfg.data, mode="train", blind=cfg.data.blind, pack=True)
     pack = cfg.data.packing if pack is None else pack
     samples = [[sources[source][i] for source, i in group] for group in groups]
     whole = collator([s for group in samples for s in group])
@@ -214,6 +214,7 @@ PACKED_CASES = {
     "turns": [[("qa", 0), ("qa", 9), ("qa", 17)], [("qa", 30), ("qa", 41)]],
     "layouts": [[("room", 0), ("room", 1)], [("room", 2)]],
     "mix": ONE_PROCESS,
+    "blind": [[("qa", 0), ("qa", 1), ("qa", 2)], [("room", 0), ("qa", 3)]],  # text only: the blind baseline
 }
 
 
@@ -223,6 +224,7 @@ def test_packed_step_equals_the_unpacked_batch(synth_dir, tmp_path, case):
     data["train"]["grad_accum"] = len(PACKED_CASES[case])
     if case == "turns":
         data["data"]["turns"] = 4  # up to 3 more questions about the same room in a sample, each masked
+    data["data"]["blind"] = case == "blind"
     cfg = config_from_dict(data)
     packed, whole = collated(cfg, PACKED_CASES[case], pack=True)
     assert all(b["input_ids"].shape[0] == 1 and int(b["attention_mask"].sum()) == b["input_ids"].numel()
