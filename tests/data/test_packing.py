@@ -150,3 +150,33 @@ def test_tokens_per_batch_must_hold_the_longest_sample(synth_dir, tmp_path):
     data["data"]["packing"] = True
     with pytest.raises(ConfigError, match="data.packing keeps packed samples apart"):
         config_from_dict(data)
+
+
+@pytest.mark.parametrize("template", ["chat", "{question}\n<image>\n{answer}"])
+def test_conversation_samples_plan_and_pack_as_they_collate(tmp_path, tiny_tokenizer, template):
+    """A conversation file's samples (views inside the question, their own system message, later turns)
+    count as many tokens before their images load as collated, and pack into the padded batch's tokens."""
+    from conversation_fixtures import gpt, human, photos, write_json
+
+    shots = photos(tmp_path, 3)
+    samples = [{"images": shots[:2], "messages": [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Look here.\n<image><image>\nWhat colour is the sofa?"},
+        {"role": "assistant", "content": "red"}, {"role": "user", "content": "How many lamps?"},
+        {"role": "assistant", "content": "two"}]},
+        {"image": shots[2], "conversations": [human("<image>\nIs there a chair?"), gpt("no")]},
+        {"image": shots[0], "conversations": [human("Is there a bed?\n<image>"), gpt("yes")]}]
+    path = write_json(tmp_path / "conv.json", samples)
+    cfg = config_from_dict({"data": {"train": [{"path": str(path)}], "num_views": 2, "image_size": 28,
+                                     "prompt_template": template}})
+    dataset = build_dataset(cfg.data, "train", sources=cfg.data.train)
+    assert len(dataset) == 3 and dataset[0]["vision_at"] and dataset[0]["system"] and dataset[0]["turns"]
+    collator = Collator(tiny_tokenizer, cfg.model, cfg.data)
+    planned = [dataset.item_tokens(i, collator) for i in range(3)]
+    assert planned == [int(collator([dataset[i]])["attention_mask"].sum()) for i in range(3)]
+    batch = [dataset[i] for i in range(3)]
+    padded = collator(batch)
+    packed = Collator(tiny_tokenizer, cfg.model, cfg.data, pack=True)(batch)
+    assert packed["cu_seqlens"].tolist() == [0, *torch.tensor(planned).cumsum(0).tolist()]
+    assert torch.equal(packed["input_ids"][0], padded["input_ids"][padded["attention_mask"].bool()])
+    assert torch.equal(packed["turn_of"][0], padded["turn_of"][padded["attention_mask"].bool()])

@@ -11,7 +11,7 @@ from helpers import TINY_QWEN3
 
 from vqkit.errors import ConfigError
 from vqkit.models import llm_attention
-from vqkit.models.liger import answer_loss
+from vqkit.models.answer_loss import answer_loss
 from vqkit.models.llm_attention import (
     ATTENTION,
     PackedLayout,

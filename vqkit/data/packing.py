@@ -12,7 +12,7 @@
   samples): the buffer's samples are placed, longest first, into the first micro-batch with room, the
   fullest micro-batch is emitted (its samples in the sampler's order), the buffer refills, and so on; at
   the end of the epoch the rest are emitted. A sample's tokens come from its record and its per-item
-  random draws (views, geometry dropout, turns: :meth:`vqkit.data.dataset.RecordDataset.token_length`),
+  random draws (views, geometry dropout, turns: :meth:`vqkit.data.dataset.RecordDataset.planned`),
   without loading images, so the micro-batches are a function of (seed, epoch, rank) and a resumed run
   skips exactly the ones it had trained on. Packed, a micro-batch costs the sum of its samples' tokens;
   padded, its number of samples times the longest (so it also gathers samples of similar length).
