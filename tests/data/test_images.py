@@ -154,3 +154,16 @@ def test_semantic_maps_follow_the_image_geometry_and_pad_unlabelled(tmp_path):
     Image.new("RGB", (10, 10)).save(tmp_path / "rgb.png")
     with pytest.raises(DataError, match=r"semantics\[1\].*rgb.png: a semantic map must be an 8-bit"):
         load_semantics(str(tmp_path / "rgb.png"), plan, field="semantics[1]")
+
+
+def test_view_file_size_from_an_image_header_and_a_video_frame(tmp_path):
+    """What a packed batch's token count sizes a patch merger's vision block from, before any image loads."""
+    from vqkit.data.images import image_file_size
+    from vqkit.data.video import frame_ref, write_video
+
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "a.png")
+    assert image_file_size(str(tmp_path / "a.png")) == (50, 30)
+    clip = write_video(str(tmp_path / "clip.mp4"), [np.full((24, 40, 3), 40 * i, np.uint8) for i in range(4)])
+    assert image_file_size(frame_ref(clip, 2)) == (40, 24)
+    with pytest.raises(DataError, match="not found"):
+        image_file_size(str(tmp_path / "missing.png"))
