@@ -27,7 +27,9 @@ def tensorboard_scalars(folder) -> dict[str, list[tuple[int, float]]]:
 
     events = EventAccumulator(str(folder))
     events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    # By step: the event files of one second are read in name order, and their names end in a per-process
+    # writer count written as text (".10" before ".9").
+    return {tag: sorted((e.step, e.value) for e in events.Scalars(tag)) for tag in events.Tags()["scalars"]}
 
 
 def test_the_log_appends_every_record_and_tensorboard_gets_the_finite_scalars(tmp_path):
