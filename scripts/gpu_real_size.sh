@@ -25,7 +25,8 @@
 #   scripts/gpu_real_size.sh [OUT_DIR] [k=v ...] on the GPU machine (k=v: config overrides for every command)
 #   DRY_RUN=1 scripts/gpu_real_size.sh OUT_DIR   the same stages end to end on this CPU at a tiny size
 #
-# Environment: CONFIG (configs/stage1_3d.yaml), DATA (data/synth448), BATCH (16, the config's batch), STEPS (3),
+# Environment: CONFIG (configs/stage1_3d.yaml), DATA (data/synth448), BATCH (16, the H200 figures' batch),
+# STEPS (3),
 # STAGES (default "liger after packing before encoder plan", most important first; add "probe" or set PROBE=1),
 # MAX_BATCH (64), LIGER (1 = model.llm.liger_kernels for the "after" bench when liger-kernel is importable and
 # passes the liger check; 0 = off), DEADLINE_S (540: no stage starts, and a running one is stopped, after that

@@ -46,7 +46,9 @@ def test_stage1_keeps_its_recipe():
     cfg = load_config(REPO / "configs" / "stage1_3d.yaml")
     assert [s.weight for s in cfg.data.train] == [0.7, 0.3]
     assert (cfg.data.num_views, cfg.data.image_size, cfg.data.max_length, cfg.data.view_dropout) == (8, 448, 512, 0.3)
-    assert (cfg.train.batch_size_per_gpu, cfg.train.grad_accum) == (16, 12)
+    assert (cfg.train.global_batch_size, cfg.train.batch_size_per_gpu, cfg.train.grad_accum) == (192, 12, None)
+    # the same global batch on 1, 2, 4, 8 or 16 GPUs (docs/cluster.md)
+    assert [cfg.train.accumulation(n) for n in (1, 2, 4, 8, 16)] == [16, 8, 4, 2, 1]
     assert (cfg.train.lr, cfg.train.proj_lr) == (5e-6, 1e-4)
     assert (cfg.train.max_steps, cfg.train.save_every_steps) == (30000, 1500)
 

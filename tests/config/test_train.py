@@ -18,6 +18,11 @@ REFUSED = [
     ("train", {"save_every_steps": -1}, "train.save_every_steps must be >= 0"),
     ("train", {"keep_checkpoints": 0}, "train.keep_checkpoints must be >= 1"),
     ("train", {"betas": [0.9]}, r"train.betas needs two values, e.g. \[0.9, 0.999\]"),
+    ("train", {"global_batch_size": 192, "grad_accum": 12},
+     r"train.global_batch_size \(192\) and train.grad_accum \(12\) are both set: grad_accum is derived from the "
+     r"global batch; drop one \(--set train.grad_accum=null, or --set train.global_batch_size=null\)"),
+    ("train", {"global_batch_size": 100, "batch_size_per_gpu": 16},
+     r"train.global_batch_size \(100\) must be a positive multiple of train.batch_size_per_gpu \(16\)"),
     ("encoder_pretrain", {"dpt_out_channels": [4, 8, 16]}, "dpt_out_channels needs 4 values"),
     ("encoder_pretrain", {"dpt_layers": [0, 1]}, r"dpt_layers needs 4 layer indices \(or null for the default\)"),
     ("encoder_pretrain", {"dpt_features": 7}, "encoder_pretrain.dpt_features must be even"),
@@ -43,3 +48,20 @@ def test_edge_values_are_accepted():
                             "encoder_pretrain": {"valid_range": 0.0, "dpt_features": 2, "dpt_layers": None,
                                                  "semantic_weight": 1.0, "semantic_classes": 255}})
     assert cfg.train.save_every_steps == 0 and cfg.encoder_pretrain.semantic_classes == 255
+
+
+def test_the_global_batch_derives_the_accumulation_for_any_process_count():
+    """train.global_batch_size: grad_accum = global / (batch x processes), the same samples per step on any
+    number of GPUs; a count it does not divide is one line naming a batch that does; unset, the old rule."""
+    cfg = config_from_dict({"train": {"global_batch_size": 192, "batch_size_per_gpu": 16}})
+    assert [cfg.train.accumulation(n) for n in (1, 2, 3, 4, 6, 12)] == [12, 6, 4, 3, 2, 1]
+    assert all(cfg.train.global_batch(n) == 192 for n in (1, 2, 3, 4, 6, 12))
+    with pytest.raises(ConfigError) as refused:
+        cfg.train.accumulation(8)
+    assert str(refused.value) == ("train.global_batch_size 192 is not a multiple of batch_size_per_gpu 16 x 8 "
+                                  "process(es) = 128; use --set train.batch_size_per_gpu=12")
+    with pytest.raises(ConfigError, match="use a GPU count that divides 192"):
+        cfg.train.accumulation(256)
+    old = config_from_dict({"train": {"batch_size_per_gpu": 16, "grad_accum": 12}})
+    assert old.train.accumulation(8) == 12 and old.train.global_batch(8) == 1536  # grows with the GPUs
+    assert config_from_dict({}).train.accumulation(4) == 1  # grad_accum unset: 1

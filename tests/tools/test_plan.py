@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from helpers import REPO, tiny_config
 
 from vqkit.config import Config, load_config
+from vqkit.errors import ConfigError
 from vqkit.models.builder import build_model
 from vqkit.tokenizer import load_tokenizer
 from vqkit.tools.memory_accounting import RealKernelsOnMeta, SavedTensors, count_activations
-from vqkit.tools.plan import MB, answer_positions, make_plan
+from vqkit.tools.plan import MB, answer_positions, format_plan, make_plan
 
 
 def test_tiny_plan_counts_bytes(corpus, tokenizer_dir):  # noqa: F811
@@ -175,14 +176,53 @@ def test_real_size_plan_matches_the_h200_measurement():
 
 
 @pytest.mark.slow  # builds the real-size model on the meta device in a fresh process (~10 s CPU)
-def test_plan_arithmetic_names_the_global_batch_it_gives():
-    """The README's 8-GPU plan of stage1_3d.yaml: batch x grad_accum x GPUs is the global batch it names
-    (was 26 x 8 x 8 = 1664 for 1536), and no hub call is needed for the known LLM (offline by default)."""
-    out = subprocess.run([sys.executable, "-m", "vqkit", "plan", "--config", "configs/stage1_3d.yaml", "--gpus", "8",
-                          "--zero", "2", "--json"], cwd=REPO, capture_output=True, text=True,
-                         env={k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_OFFLINE"}, timeout=600)
+def test_plan_keeps_the_recipes_global_batch_on_8_gpus():
+    """docs/cluster.md's 8-GPU plan of stage1_3d.yaml with the launch line's DeepSpeed JSON: the recipe's
+    global batch 192 (was 1536: eight times the one-GPU batch), batch x grad_accum x GPUs exactly that, the
+    ZeRO stage of zero2.json, and no hub call for the known LLM (offline by default)."""
+    args = [sys.executable, "-m", "vqkit", "plan", "--config", "configs/stage1_3d.yaml", "--gpus", "8",
+            "--deepspeed", "configs/deepspeed/zero2.json", "--gpu-mem", "80"]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "HF_HUB_OFFLINE"}
+    out = subprocess.run(args + ["--json"], cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
     assert out.returncode == 0, out.stderr
     plan = json.loads(out.stdout.strip().splitlines()[-1])
-    assert plan["global_batch"] == 1536
-    assert plan["batch_size_per_gpu"] * plan["grad_accum"] * 8 == 1536
+    assert (plan["global_batch"], plan["global_batch_source"], plan["zero"]) == (192, "train.global_batch_size", 2)
+    assert plan["batch_size_per_gpu"] * plan["grad_accum"] * 8 == 192
     assert plan["batch_size_per_gpu"] <= plan["largest_batch_size_per_gpu"]
+    text = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=env, timeout=600).stdout
+    assert "ZeRO stage: 2 (the stage of configs/deepspeed/zero2.json)" in text
+    assert (f"global batch 192 (train.global_batch_size) = batch_size_per_gpu {plan['batch_size_per_gpu']} x "
+            f"grad_accum {plan['grad_accum']} x 8 GPU(s)") in text
+    assert ("78.00 GB  (80 GB less 2 GB kept free for the CUDA context and the allocator's fragmentation)"
+            in text)
+
+
+def test_the_plan_keeps_the_global_batch_and_says_what_it_assumes(corpus, tokenizer_dir, tmp_path):  # noqa: F811
+    """train.global_batch_size: the plan for N GPUs keeps it (the accumulation makes up the rest); unset, a
+    note says the global batch grows with N; the ZeRO stage comes from the DeepSpeed JSON unless --zero says
+    it, and the two must agree; the capacity is the card less the reserve, and the text says so."""
+    cfg = tiny_config(corpus.root, tokenizer_dir)
+    cfg.train.global_batch_size, cfg.train.batch_size_per_gpu = 48, 4
+    for gpus in (1, 2, 4, 8):
+        plan = make_plan(cfg, gpus=gpus, gpu_mem_gb=80)
+        assert plan.global_batch == 48 and plan.batch_size * plan.grad_accum * gpus == 48
+        assert plan.zero == 0 and plan.zero_source.startswith("no DeepSpeed JSON")
+    text = format_plan(make_plan(cfg, gpus=8, gpu_mem_gb=80))
+    assert "global batch 48 (train.global_batch_size) = batch_size_per_gpu 6 x grad_accum 1 x 8 GPU(s)" in text
+    assert "to train it: --set train.batch_size_per_gpu=6" in text and "train.grad_accum=" not in text
+    assert "(80 GB less 2 GB kept free for the CUDA context" in text
+    assert "no ZeRO: a launch line with --deepspeed configs/deepspeed/zero2.json" in text
+    assert "does not divide over 5 GPUs" in " ".join(make_plan(cfg, gpus=5, gpu_mem_gb=80).notes)
+
+    cfg.train.global_batch_size, cfg.train.grad_accum = None, 3
+    grows = make_plan(cfg, gpus=4, gpu_mem_gb=80)
+    assert grows.global_batch == 4 * 3 * 4 and grows.global_batch_source == "batch_size_per_gpu 4 x grad_accum 3 x 4"
+    assert any("train.global_batch_size is not set: on 4 GPUs this config trains with 48" in n for n in grows.notes)
+    assert "to train it: --set train.batch_size_per_gpu=12 --set train.grad_accum=1" in format_plan(grows)
+    assert "to train it: the config as it is" in format_plan(make_plan(cfg, gpus=4, gpu_mem_gb=80, batch_size=4))
+
+    cfg.train.deepspeed = str(REPO / "configs" / "deepspeed" / "zero3.json")
+    zero3 = make_plan(cfg, gpus=4, gpu_mem_gb=80)
+    assert zero3.zero == 3 and zero3.zero_source == f"the stage of {cfg.train.deepspeed}"
+    with pytest.raises(ConfigError, match="--zero 2 disagrees with train.deepspeed .*zero3.json \\(ZeRO-3\\)"):
+        make_plan(cfg, gpus=4, zero=2, gpu_mem_gb=80)

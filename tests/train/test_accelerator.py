@@ -18,8 +18,9 @@ def test_deepspeed_auto_values_come_from_the_vqkit_config(tmp_path):
     cfg = load_config(REPO / "configs" / "stage1_3d.yaml", ["train.mixed_precision=bf16"])
     for name in ("zero2.json", "zero3.json"):
         ds = fill_deepspeed_config(REPO / "configs" / "deepspeed" / name, cfg, world_size=16)
-        assert ds["train_micro_batch_size_per_gpu"] == 16 and ds["gradient_accumulation_steps"] == 12
-        assert ds["train_batch_size"] == 16 * 12 * 16 and ds["bf16"]["enabled"] is True
+        # the recipe's global batch 192 on 16 GPUs: 12 x 1 x 16
+        assert ds["train_micro_batch_size_per_gpu"] == 12 and ds["gradient_accumulation_steps"] == 1
+        assert ds["train_batch_size"] == 192 and ds["bf16"]["enabled"] is True
         assert ds["fp16"]["enabled"] is False and "auto" not in json.dumps(ds)
     bad = tmp_path / "bad.json"
     bad.write_text('{"optimizer": {"params": {"lr": "auto"}}}')
@@ -35,14 +36,14 @@ def test_zero_buckets_follow_the_llms_hidden_size_and_hand_set_values_stay(tmp_p
     assert (zero["reduce_bucket_size"], zero["stage3_prefetch_bucket_size"],
             zero["stage3_param_persistence_threshold"]) == (64 * 64, int(0.9 * 64 * 64), 640)
     assert ds["gradient_clipping"] == 0.0 and ds["fp16"]["enabled"] is True and ds["bf16"]["enabled"] is False
-    assert ds["train_batch_size"] == 3 * cfg.train.grad_accum * 2
+    assert ds["train_batch_size"] == 3 * 1 * 2 and ds["gradient_accumulation_steps"] == 1  # grad_accum unset: 1
     assert zero["stage"] == 3 and zero["overlap_comm"] is True  # the file's own values are kept
     mine = tmp_path / "mine.json"
     mine.write_text(json.dumps({"train_micro_batch_size_per_gpu": 7, "gradient_accumulation_steps": "auto",
                                 "bf16": {"enabled": True}, "zero_optimization": {"stage": 2, "reduce_bucket_size": 5}}))
     ds = fill_deepspeed_config(mine, cfg, world_size=1)
     assert ds["train_micro_batch_size_per_gpu"] == 7 and ds["bf16"]["enabled"] is True  # set by hand: kept
-    assert ds["gradient_accumulation_steps"] == cfg.train.grad_accum
+    assert ds["gradient_accumulation_steps"] == 1
     assert ds["zero_optimization"]["reduce_bucket_size"] == 5
 
 
@@ -58,4 +59,18 @@ def test_a_missing_or_broken_deepspeed_file_is_one_line(tmp_path):
 def test_a_cpu_run_gets_one_process_without_deepspeed():
     accelerator = make_accelerator(Config())
     assert not uses_deepspeed(accelerator) and accelerator.num_processes == 1
-    assert describe(accelerator, Config()) == "1 process(es) on cpu | mixed precision no"
+    assert describe(accelerator, Config()) == ("1 process(es) on cpu | global batch 4 = 4 x grad_accum 1 x 1 | "
+                                               "mixed precision no")
+
+
+def test_the_global_batch_fills_the_deepspeed_json_on_any_number_of_processes():
+    """train.global_batch_size: DeepSpeed's batch and accumulation follow the process count, and the
+    product stays the global batch (the engine checks batch = micro-batch x accumulation x processes)."""
+    cfg = config_from_dict({"model": {"llm": {"config_overrides": {"hidden_size": 64}}},
+                            "train": {"global_batch_size": 24, "batch_size_per_gpu": 3}})
+    for world, accumulation in ((1, 8), (2, 4), (4, 2), (8, 1)):
+        ds = fill_deepspeed_config(REPO / "configs" / "deepspeed" / "zero2.json", cfg, world_size=world)
+        assert (ds["train_batch_size"], ds["gradient_accumulation_steps"]) == (24, accumulation)
+    with pytest.raises(ConfigError, match="train.global_batch_size 24 is not a multiple of batch_size_per_gpu 3 x "
+                                          r"16 process\(es\) = 48; use a GPU count that divides 24"):
+        fill_deepspeed_config(REPO / "configs" / "deepspeed" / "zero2.json", cfg, world_size=16)

@@ -16,9 +16,9 @@ import time
 
 import pytest
 import yaml
-from helpers import REPO, tiny_train_config
+from helpers import REPO, logged_losses, tiny_train_config
 
-from vqkit.config import config_from_dict
+from vqkit.config import Config, config_from_dict
 from vqkit.config.io import load_config, to_dict
 from vqkit.errors import ConfigError, DataError, VQKitError
 from vqkit.train import run
@@ -82,6 +82,55 @@ def test_resume_config_changes_allows_only_what_a_checkpoint_does_not_fix():
     assert "train.max_steps" not in message.split(". ")[0]  # an allowed change is not blamed
     assert "Keys that may change on resume: train.max_steps" in message and "eval.*" in message
     assert "train.lr" not in RESUMABLE_KEYS
+
+
+def test_with_a_global_batch_the_batch_per_process_may_change_on_resume():
+    """With train.global_batch_size kept, the per-process batch is a memory choice (the accumulation
+    follows, each step keeps its samples); without it, it changes the global batch and is refused. A
+    checkpoint that wrote grad_accum 1 resumes under a config that leaves it unset (None = 1)."""
+    def config(**train):
+        return to_dict(config_from_dict({"train": train}))
+
+    saved = config(global_batch_size=192, batch_size_per_gpu=16)
+    assert resume_config_changes(saved, config(global_batch_size=192, batch_size_per_gpu=12), "ckpt") == {
+        "train.batch_size_per_gpu": [16, 12]}
+    with pytest.raises(ConfigError, match=r"train.global_batch_size 192 -> 96"):
+        resume_config_changes(saved, config(global_batch_size=96, batch_size_per_gpu=12), "ckpt")
+    with pytest.raises(ConfigError, match=r"train.batch_size_per_gpu 16 -> 12"):
+        resume_config_changes(config(batch_size_per_gpu=16, grad_accum=12), config(batch_size_per_gpu=12,
+                                                                                   grad_accum=12), "ckpt")
+    written_before = config(grad_accum=1)
+    assert resume_config_changes(written_before, config(), "ckpt") == {}
+
+
+def test_resume_with_another_batch_per_process_keeps_the_global_batch_and_the_data_order(synth_dir, tmp_path,
+                                                                                          capsys):
+    """Resumed with half the batch per process (train.global_batch_size set), the run takes twice the
+    micro-batches per step from the same position in the epoch: its steps see the samples an uninterrupted
+    run's see, and give the same losses (float rounding of differently padded micro-batches aside)."""
+    run_dir = tmp_path / "run"
+
+    def config(batch: int) -> Config:
+        data = tiny_train_config(synth_dir, run_dir, max_steps=4, save_every_steps=2, global_batch_size=8,
+                                 batch_size_per_gpu=batch, grad_accum=None)
+        data["model"]["lora"]["dropout"] = 0.0  # its masks follow the batch layout
+        return config_from_dict(data)
+
+    run(config(4), progress=False)
+    want = logged_losses(run_dir)
+    shutil.rmtree(run_dir / "final")
+    shutil.rmtree(run_dir / "checkpoints" / "step_000004")  # as if killed after the step-2 checkpoint
+    capsys.readouterr()
+    assert run(config(2), resume="auto", progress=False).steps == 4
+    printed = capsys.readouterr().out
+    assert ("resumed on 1 process(es) x batch 2 (the checkpoint: 1 x 4): global batch 8 = 2 x grad_accum 4 x 1 "
+            "as before") in printed
+    assert "| global batch 8 = 2 x grad_accum 4 x 1 |" in printed
+    got = logged_losses(run_dir)
+    assert sorted(got) == [1, 2, 3, 4] and len(set(want.values())) == 4
+    assert all(abs(got[step] - want[step]) <= 1e-5 for step in (3, 4)), (got, want)
+    state = json.loads((run_dir / "final" / "trainer_state.json").read_text())
+    assert state["samples_seen"] == 4 * 8
 
 
 def test_resume_with_a_changed_lr_is_refused_and_config_yaml_never_lies(synth_dir, tmp_path):

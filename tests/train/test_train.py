@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -241,6 +242,26 @@ def test_torchrun_two_process_ddp(synth_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_two_process_run_resumed_on_one_process_keeps_its_global_batch(synth_dir, tmp_path, capsys):
+    """train.global_batch_size 16 at batch 4: 2 processes accumulate 2 micro-batches, 1 process 4. A run
+    checkpointed on 2 processes and resumed on 1 trains its last step on the same 16 samples, with the
+    loss the 2-process run had there."""
+    run_dir = tmp_path / "run"
+    data = tiny_config(synth_dir, run_dir, max_steps=3, save_every_steps=2, global_batch_size=16, grad_accum=None)
+    data["model"]["lora"]["dropout"] = 0.0  # its masks differ by process and batch layout
+    two = _torchrun(tmp_path, synth_dir, run_dir, data=data)
+    shutil.rmtree(run_dir / "checkpoints" / "step_000003")  # as if stopped after the step-2 checkpoint
+    shutil.rmtree(run_dir / "final")
+    capsys.readouterr()
+    assert run(config_from_dict(data), resume="auto", progress=False).steps == 3
+    printed = capsys.readouterr().out
+    assert ("resumed on 1 process(es) x batch 4 (the checkpoint: 2 x 4): global batch 16 = 4 x grad_accum 4 x 1 "
+            "as before") in printed
+    assert abs(losses(run_dir)[3] - two[3]) <= DDP_TOLERANCE, (losses(run_dir), two)
+    assert json.loads((run_dir / "final" / "trainer_state.json").read_text())["samples_seen"] == 3 * 16
+
+
+@pytest.mark.slow
 def test_torchrun_two_process_zero3(synth_dir, tmp_path):
     """ZeRO-3 trains, exports a model that loads in one process, and resumes from its own
     (partitioned) checkpoint with the same loss."""
@@ -253,8 +274,6 @@ def test_torchrun_two_process_zero3(synth_dir, tmp_path):
     final = load_file(str(run_dir / "final" / "trainable.safetensors"))
 
     # As if killed after the checkpoint of step 2: resume it and train step 3 again.
-    import shutil
-
     shutil.rmtree(run_dir / "checkpoints" / "step_000003")
     shutil.rmtree(run_dir / "final")
     out = _launch_torchrun(tmp_path / "cfg.yaml", *zero3, "--resume", "auto")

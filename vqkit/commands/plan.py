@@ -1,4 +1,4 @@
-"""``vqkit plan --config FILE --gpus N [--zero 2|3] [--gpu-mem GB] [--probe]``: memory per GPU and the
+"""``vqkit plan --config FILE --gpus N [--deepspeed JSON | --zero 2|3] [--gpu-mem GB] [--probe]``: memory per GPU and the
 largest batch that fits, without allocating the model (see :mod:`vqkit.tools.plan`)."""
 
 from __future__ import annotations
@@ -19,12 +19,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="vqkit plan",
         description="Memory per GPU (parameters, gradients, optimizer state, activations) and the largest "
                     "batch_size_per_gpu / grad_accum for a config, without allocating the model.",
-        epilog="example: vqkit plan --config configs/stage1_3d.yaml --gpus 8 --zero 2 --gpu-mem 80")
+        epilog="example: vqkit plan --config configs/stage1_3d.yaml --gpus 8 --deepspeed configs/deepspeed/zero2.json")
     parser.add_argument("--config", required=True, help="experiment YAML")
     add_overrides_argument(parser, "override a config value (repeatable)")
     parser.add_argument("--gpus", type=int, default=1, help="number of GPUs (data-parallel ranks)")
-    parser.add_argument("--zero", type=int, choices=[0, 2, 3], default=0, help="DeepSpeed ZeRO stage (0 = none)")
-    parser.add_argument("--gpu-mem", type=float, default=80.0, help="memory per GPU in GB (CPU: RAM budget)")
+    parser.add_argument("--deepspeed", help="the DeepSpeed JSON of the launch line (sets train.deepspeed; the plan "
+                                            "assumes its ZeRO stage), e.g. configs/deepspeed/zero2.json")
+    parser.add_argument("--zero", type=int, choices=[0, 2, 3],
+                        help="DeepSpeed ZeRO stage (0 = none; default: that of --deepspeed / train.deepspeed, else 0)")
+    parser.add_argument("--gpu-mem", type=float, default=80.0,
+                        help="memory per GPU in GB (CPU: RAM budget); the plan keeps 2 GB of it free for the CUDA "
+                             "context and the allocator's fragmentation")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
                         help="plan a GPU run (default) or a CPU run (fp32, includes the framework baseline)")
     parser.add_argument("--seq-len", type=int, help="tokens per sample (default data.max_length)")
@@ -39,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)  # internal: one step, print JSON
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
+    overrides = args.overrides + ([f"train.deepspeed={args.deepspeed}"] if args.deepspeed else [])
+    cfg = load_config(args.config, overrides)
     if args.data:
         cfg, _ = ensure_data(cfg, args.data)
     if args.measure:
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     result = plan.as_dict()
     text = format_plan(plan, args.config)
     if args.probe:
-        result["probe"], probe_text = probe_plan(cfg, plan, config_path=args.config, overrides=args.overrides,
+        result["probe"], probe_text = probe_plan(cfg, plan, config_path=args.config, overrides=overrides,
                                                  plan_args=plan_args, batch_size=args.batch_size,
                                                  data_dir=args.data, max_batch=args.max_batch)
         text += probe_text

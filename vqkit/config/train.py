@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vqkit.config.checks import check
+from vqkit.errors import ConfigError
 
 
 @dataclass
@@ -18,8 +19,14 @@ class TrainConfig:
     """Optimizer steps to train for."""
     batch_size_per_gpu: int = 4
     """Micro-batch per process."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step; global batch = batch_size_per_gpu * grad_accum * world size."""
+    global_batch_size: int | None = None
+    """Samples per optimizer step over all processes, the same on any number of GPUs: the accumulation is
+    then derived, global_batch_size / (batch_size_per_gpu x processes), and must come out whole
+    (:meth:`accumulation`). None: the global batch is batch_size_per_gpu x grad_accum x processes, so it
+    grows with the GPU count."""
+    grad_accum: int | None = None
+    """Micro-batches per optimizer step when global_batch_size is not set (None = 1). Not both: with
+    global_batch_size it is derived. Read it through :meth:`accumulation`."""
     tokens_per_batch: int | None = None
     """Micro-batches measured in tokens instead of samples (batch_size_per_gpu is then unused): each holds
     as many samples as fit this many tokens per process (packed with data.packing: their sum; else the
@@ -63,15 +70,47 @@ class TrainConfig:
     def __post_init__(self):
         check(self.max_steps >= 1, "train.max_steps must be >= 1")
         check(self.batch_size_per_gpu >= 1, "train.batch_size_per_gpu must be >= 1")
-        check(self.grad_accum >= 1, "train.grad_accum must be >= 1")
+        check(self.grad_accum is None or self.grad_accum >= 1, "train.grad_accum must be >= 1")
         check(self.tokens_per_batch is None or self.tokens_per_batch >= 16,
               f"train.tokens_per_batch must be >= 16 (or null for batches of batch_size_per_gpu samples), "
               f"got {self.tokens_per_batch}")
+        if self.global_batch_size is not None:
+            check(self.grad_accum is None,
+                  f"train.global_batch_size ({self.global_batch_size}) and train.grad_accum ({self.grad_accum}) are "
+                  f"both set: grad_accum is derived from the global batch; drop one (--set train.grad_accum=null, "
+                  f"or --set train.global_batch_size=null)")
+            check(self.tokens_per_batch is None,
+                  f"train.global_batch_size ({self.global_batch_size}) counts samples, but with "
+                  f"train.tokens_per_batch ({self.tokens_per_batch}) a micro-batch's samples vary: set "
+                  f"train.grad_accum instead")
+            check(self.global_batch_size >= 1 and self.global_batch_size % self.batch_size_per_gpu == 0,
+                  f"train.global_batch_size ({self.global_batch_size}) must be a positive multiple of "
+                  f"train.batch_size_per_gpu ({self.batch_size_per_gpu})")
         check(self.lr > 0 and self.proj_lr > 0, "train.lr and train.proj_lr must be > 0")
         check(self.log_every_steps >= 1, "train.log_every_steps must be >= 1")
         check(self.save_every_steps >= 0, "train.save_every_steps must be >= 0")
         check(self.keep_checkpoints >= 1, "train.keep_checkpoints must be >= 1")
         check(len(self.betas) == 2, "train.betas needs two values, e.g. [0.9, 0.999]")
+
+    def accumulation(self, world_size: int) -> int:
+        """Micro-batches per optimizer step on ``world_size`` processes: global_batch_size / (batch_size_per_gpu
+        x world_size) when the global batch is set (a one-line error when that is not whole), else grad_accum."""
+        if self.global_batch_size is None:
+            return self.grad_accum or 1
+        per_micro_batch = self.batch_size_per_gpu * world_size
+        if self.global_batch_size % per_micro_batch:
+            fits = [b for b in range(1, self.batch_size_per_gpu + 1)
+                    if self.global_batch_size % (b * world_size) == 0]
+            hint = (f"--set train.batch_size_per_gpu={fits[-1]}" if fits
+                    else f"a GPU count that divides {self.global_batch_size}")
+            raise ConfigError(f"train.global_batch_size {self.global_batch_size} is not a multiple of "
+                              f"batch_size_per_gpu {self.batch_size_per_gpu} x {world_size} process(es) = "
+                              f"{per_micro_batch}; use {hint}")
+        return self.global_batch_size // per_micro_batch
+
+    def global_batch(self, world_size: int) -> int:
+        """Samples per optimizer step on ``world_size`` processes."""
+        return self.batch_size_per_gpu * self.accumulation(world_size) * world_size
 
 
 @dataclass

@@ -9,15 +9,13 @@ and decides; ``vqkit plan`` prints the decision, and ``vqkit train`` and ``vqkit
 from __future__ import annotations
 
 import copy
-import json
 import os
-from pathlib import Path
 
 import torch
 
 from vqkit.config.schema import Config
-from vqkit.errors import ConfigError
 from vqkit.tools.plan import GB, make_plan
+from vqkit.tools.plan_batch import zero_stage
 from vqkit.utils.runtime import resolve_device
 
 
@@ -36,21 +34,10 @@ def resolve_gradient_checkpointing(cfg: Config, *, gpus: int | None = None, zero
         cfg.model.llm.gradient_checkpointing = False
         return cfg, "auto: off without a GPU"
     if zero is None:
-        zero = _zero_stage(cfg.train.deepspeed)
+        zero = zero_stage(cfg.train.deepspeed)
     if gpu_mem_gb is None:
         gpu_mem_gb = torch.cuda.get_device_properties(resolve_device()).total_memory / GB
     plan = make_plan(cfg, gpus=gpus or int(os.environ.get("WORLD_SIZE", "1")), zero=zero, gpu_mem_gb=gpu_mem_gb,
                      batch_size=batch_size)
     cfg.model.llm.gradient_checkpointing = plan.gradient_checkpointing
     return cfg, plan.checkpointing_decided_by
-
-
-def _zero_stage(deepspeed_json: str | None) -> int:
-    """The ZeRO stage of a DeepSpeed JSON as the plan counts it (stage 1 as none: the larger figure)."""
-    if not deepspeed_json:
-        return 0
-    try:
-        stage = json.loads(Path(deepspeed_json).read_text()).get("zero_optimization", {}).get("stage", 0)
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"train.deepspeed: cannot read {deepspeed_json} ({e})") from e
-    return stage if stage in (2, 3) else 0

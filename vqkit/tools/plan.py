@@ -28,8 +28,10 @@ and its saved tensors are counted there (:mod:`vqkit.tools.memory_accounting`). 
 
 The suggested ``batch_size_per_gpu`` is the largest batch that fits ``--gpu-mem`` (minus a reserve for the
 CUDA context and allocator fragmentation) and divides the global batch per GPU, with ``grad_accum`` =
-that share / batch, so batch x grad_accum x N is exactly the config's global batch
-(``batch_size_per_gpu * grad_accum * N``); the largest batch that fits is reported beside it.
+that share / batch, so batch x grad_accum x N is exactly the recipe's global batch
+(``train.global_batch_size``, else ``batch_size_per_gpu * grad_accum * N``); the largest batch that fits is
+reported beside it (:mod:`vqkit.tools.plan_batch`). The ZeRO stage is ``--zero``, else that of the config's
+DeepSpeed JSON (``train.deepspeed``, what the launch line's ``--deepspeed`` sets), else none.
 
 ``--device cpu`` plans a CPU run (fp32, one process) and adds what a training process holds besides
 tensors, so the prediction is comparable with the peak RSS of a real step: the framework baseline
@@ -59,13 +61,13 @@ from vqkit.tools.memory_accounting import (
     framework_baseline,
     training_data_resident,
 )
+from vqkit.tools.plan_batch import GPU_RESERVE_GB, batch_lines, capacity_bytes, fit_batch, resolve_zero
 from vqkit.tools.plan_tokens import answer_positions, packed_sample
 from vqkit.vggt.aggregator import feature_shape
 
 MB = 2**20
 GB = 2**30
-# CUDA context + allocator fragmentation kept free when fitting a batch on a GPU.
-GPU_RESERVE_GB = 2.0
+__all__ = ["GB", "GPU_RESERVE_GB", "MB", "MemoryPlan", "answer_positions", "format_plan", "make_plan"]
 
 
 @dataclass
@@ -76,6 +78,10 @@ class MemoryPlan:
     gpus: int
     zero: int
     seq_len: int
+    zero_source: str = ""
+    """Where the ZeRO stage comes from (--zero, the config's DeepSpeed JSON, or none)."""
+    gpu_mem_gb: float = 0.0
+    """The memory per GPU (or the CPU budget) the plan was made for."""
     params: dict[str, tuple[int, str]] = field(default_factory=dict)
     """component -> (bytes per GPU, dtype)."""
     grads: int = 0
@@ -101,6 +107,10 @@ class MemoryPlan:
     batch_size: int = 1
     grad_accum: int = 1
     global_batch: int = 1
+    global_batch_source: str = ""
+    """Where the global batch comes from: train.global_batch_size, or batch x grad_accum x GPUs."""
+    configured: tuple[int, int] = (1, 1)
+    """The config's own (batch_size_per_gpu, grad_accum)."""
     largest_batch: int = 0
     """The largest batch per GPU that fits (``batch_size`` may be smaller: it divides the global batch)."""
     capacity: int = 0
@@ -130,7 +140,8 @@ class MemoryPlan:
         return max(self.at_activation_peak + batch_size * self.per_sample, self.static + self.step_transient)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "gpus": self.gpus, "zero": self.zero, "seq_len": self.seq_len,
+        return {"device": self.device, "gpus": self.gpus, "zero": self.zero, "zero_source": self.zero_source,
+                "seq_len": self.seq_len,
                 "answer_tokens": self.answer_tokens,
                 "params_mb": {k: b / MB for k, (b, _) in self.params.items()},
                 "param_dtypes": {k: d for k, (_, d) in self.params.items()},
@@ -140,7 +151,8 @@ class MemoryPlan:
                 "pending_grads_mb": self.pending_grads / MB, "step_transient_mb": self.step_transient / MB,
                 "batch_size_per_gpu": self.batch_size, "grad_accum": self.grad_accum,
                 "packing": self.packing, "tokens_per_batch": self.tokens_per_batch,
-                "global_batch": self.global_batch, "largest_batch_size_per_gpu": self.largest_batch,
+                "global_batch": self.global_batch, "global_batch_source": self.global_batch_source,
+                "gpu_mem_gb": self.gpu_mem_gb, "largest_batch_size_per_gpu": self.largest_batch,
                 "capacity_mb": self.capacity / MB,
                 "predicted_mb": self.total(self.batch_size) / MB, "trainable_params": self.trainable,
                 "gradient_checkpointing": self.gradient_checkpointing,
@@ -160,15 +172,16 @@ def _load_tokenizer_if_local(cfg: Config):
     return load_tokenizer(cfg.model.llm)
 
 
-def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.0, device: str = "cuda",
+def make_plan(cfg: Config, gpus: int = 1, zero: int | None = None, gpu_mem_gb: float = 80.0, device: str = "cuda",
               seq_len: int | None = None, batch_size: int | None = None,
               answer_tokens: int | None = None) -> MemoryPlan:
-    """Memory per GPU (or for one CPU process) for ``cfg``; see the module docstring. ``answer_tokens``:
-    the positions per sample that get logits (default: measured on the training data, see
-    :func:`answer_positions`; every position when the data cannot be read)."""
+    """Memory per GPU (or for one CPU process) for ``cfg``; see the module docstring. ``zero``: the ZeRO
+    stage (None: that of ``train.deepspeed``, else none). ``answer_tokens``: the positions per sample that
+    get logits (default: measured on the training data, see :func:`answer_positions`; every position when
+    the data cannot be read)."""
     if gpus < 1:
         raise ConfigError("--gpus must be >= 1")
-    if zero not in (0, 2, 3):
+    if zero not in (None, 0, 2, 3):
         raise ConfigError(f"--zero must be 0 (no DeepSpeed), 2 or 3, got {zero}")
     if device not in ("cuda", "cpu"):
         raise ConfigError(f"--device must be cuda or cpu, got {device!r}")
@@ -176,6 +189,7 @@ def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.
     on_gpu = device == "cuda"
     if device == "cpu" and (gpus > 1 or zero):
         raise ConfigError("--device cpu plans one process without DeepSpeed: use --gpus 1 --zero 0")
+    zero, zero_source = resolve_zero(cfg, zero) if on_gpu else (0, "a CPU run: no DeepSpeed")
     if cfg.model.llm.dtype == "auto":
         cfg.model.llm.dtype = "bfloat16" if on_gpu else "float32"
     llm_dtype = getattr(torch, cfg.model.llm.dtype)
@@ -194,12 +208,13 @@ def make_plan(cfg: Config, gpus: int = 1, zero: int = 0, gpu_mem_gb: float = 80.
     if cfg.train.tokens_per_batch and batch_size is None:
         batch_size = max(1, cfg.train.tokens_per_batch // T)
     plan = MemoryPlan(device=device, gpus=gpus, zero=zero, seq_len=T, baseline=baseline, packing=cfg.data.packing,
-                      tokens_per_batch=cfg.train.tokens_per_batch)
+                      tokens_per_batch=cfg.train.tokens_per_batch, zero_source=zero_source, gpu_mem_gb=gpu_mem_gb,
+                      capacity=capacity_bytes(gpu_mem_gb, on_gpu))
 
     _count_static(plan, model, cfg, gpus, zero, on_gpu, deepspeed_bf16)
     _count_activations(plan, model, cfg, tokenizer, llm_dtype, on_gpu, deepspeed_bf16, batch_size, answer_tokens)
-    _decide_checkpointing(plan, cfg, gpu_mem_gb, on_gpu, batch_size)
-    _fit_batch(plan, cfg, gpus, gpu_mem_gb, on_gpu, batch_size)
+    _decide_checkpointing(plan, cfg, batch_size)
+    fit_batch(plan, cfg, gpus, batch_size)
     return plan
 
 
@@ -305,14 +320,13 @@ def _count_activations(plan: MemoryPlan, model, cfg: Config, tokenizer, llm_dtyp
     plan.fixed_transient = act.weight_casts
 
 
-def _decide_checkpointing(plan: MemoryPlan, cfg: Config, gpu_mem_gb: float, on_gpu: bool,
-                          batch_size: int | None) -> None:
+def _decide_checkpointing(plan: MemoryPlan, cfg: Config, batch_size: int | None) -> None:
     """``llm.gradient_checkpointing`` as configured, or for ``auto``: off when the batch (``batch_size``,
-    default the configured one) fits in ``gpu_mem_gb`` without it, else on."""
+    default the configured one) fits in the plan's capacity without it, else on."""
     setting = cfg.model.llm.gradient_checkpointing
     if setting == "auto":
         bs = batch_size or cfg.train.batch_size_per_gpu
-        capacity = int((gpu_mem_gb - (GPU_RESERVE_GB if on_gpu else 0.0)) * GB)
+        capacity = plan.capacity
         without = max(plan.at_activation_peak + bs * plan.per_sample_without_checkpointing,
                       plan.static + plan.step_transient)
         setting = without > capacity
@@ -323,41 +337,6 @@ def _decide_checkpointing(plan: MemoryPlan, cfg: Config, gpu_mem_gb: float, on_g
     plan.per_sample = plan.per_sample_with_checkpointing if setting else plan.per_sample_without_checkpointing
     if setting:
         plan.notes.append("gradient checkpointing: per layer only its input is kept, one layer recomputed")
-
-
-def _fit_batch(plan: MemoryPlan, cfg: Config, gpus: int, gpu_mem_gb: float, on_gpu: bool,
-               batch_size: int | None) -> None:
-    """The batch per GPU and the accumulation for the config's global batch: batch x grad_accum x GPUs
-    equals it exactly, so the batch is the largest that fits *and* divides the samples each GPU takes
-    per step (an explicit ``batch_size`` that does not divide them gets a note with the global batch
-    it gives instead)."""
-    per_gpu = (batch_size if plan.tokens_per_batch else cfg.train.batch_size_per_gpu) * cfg.train.grad_accum
-    global_batch = per_gpu * gpus
-    plan.global_batch = global_batch
-    plan.capacity = int((gpu_mem_gb - (GPU_RESERVE_GB if on_gpu else 0.0)) * GB)
-    free = plan.capacity - plan.at_activation_peak
-    max_bs = int(max(0, free // max(plan.per_sample, 1)))
-    if plan.static + plan.step_transient > plan.capacity:
-        max_bs = 0
-    plan.largest_batch = max_bs
-    if batch_size is not None:
-        plan.batch_size = batch_size
-    else:
-        fits = min(max_bs, per_gpu)
-        plan.batch_size = max((d for d in range(1, fits + 1) if per_gpu % d == 0), default=0)
-        if 0 < plan.batch_size < fits:
-            plan.notes.append(f"batch {fits} fits but does not divide the {per_gpu} samples per GPU per step; "
-                              f"{plan.batch_size} does (keeping the global batch {global_batch})")
-    if plan.batch_size == 0:
-        plan.notes.append(f"does not fit: the static part alone needs {plan.static / GB:.1f} GB; try --zero 3, "
-                          f"more GPUs or gradient checkpointing")
-        plan.grad_accum = 0
-        return
-    plan.grad_accum = max(1, math.ceil(per_gpu / plan.batch_size))
-    made = plan.batch_size * plan.grad_accum * gpus
-    if made != global_batch:
-        plan.notes.append(f"batch {plan.batch_size} x grad_accum {plan.grad_accum} x {gpus} GPU(s) = {made}, not the "
-                          f"config's global batch {global_batch} ({plan.batch_size} does not divide {per_gpu})")
 
 
 def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
@@ -371,7 +350,10 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
         sequence = f"sequence {plan.seq_len} tokens (logits at {plan.answer_tokens})"
     if plan.tokens_per_batch:
         sequence += f", micro-batches of {plan.tokens_per_batch} tokens: {plan.batch_size} samples"
-    lines = [f"vqkit plan {cfg_path}: {where}, {sequence}", ""]
+    lines = [f"vqkit plan {cfg_path}: {where}, {sequence}"]
+    if plan.device == "cuda":
+        lines.append(f"ZeRO stage: {plan.zero} ({plan.zero_source})")
+    lines.append("")
     lines.append(f"{'per GPU' if plan.device == 'cuda' else 'per process':34}{'memory':>12}")
     for name, (b, dt) in plan.params.items():
         lines.append(f"{'parameters ' + name + ' (' + dt + ')':34}{gb(b):>12}")
@@ -385,7 +367,9 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
         lines.append(f"{'autocast weight copies':34}{gb(plan.fixed_transient):>12}")
     lines.append(f"{'activations per sample':34}{gb(plan.per_sample):>12}")
     lines.append(f"{'total at batch ' + str(plan.batch_size):34}{gb(plan.total(plan.batch_size)):>12}")
-    lines.append(f"{'capacity':34}{gb(plan.capacity):>12}")
+    lines.append(f"{'capacity':34}{gb(plan.capacity):>12}"
+                 + (f"  ({plan.gpu_mem_gb:g} GB less {GPU_RESERVE_GB:g} GB kept free for the CUDA context and the "
+                    f"allocator's fragmentation)" if plan.device == "cuda" else ""))
     if plan.pending_grads:
         lines.append(f"(the peak is at the start of the backward pass, before the projector's "
                      f"{gb(plan.pending_grads).strip()} of gradients exist)")
@@ -393,11 +377,8 @@ def format_plan(plan: MemoryPlan, cfg_path: str = "") -> str:
     if plan.batch_size and plan.tokens_per_batch:
         lines.append(f"tokens_per_batch {plan.tokens_per_batch} ({plan.batch_size} samples) x grad_accum "
                      f"{plan.grad_accum} x {plan.gpus} GPU(s); fits up to {plan.largest_batch * plan.seq_len}")
-    elif plan.batch_size:
-        lines.append(f"batch_size_per_gpu {plan.batch_size} x grad_accum {plan.grad_accum} x {plan.gpus} GPU(s) = "
-                     f"global batch {plan.batch_size * plan.grad_accum * plan.gpus} (largest batch that fits: "
-                     f"{plan.largest_batch}) "
-                     f"(--set train.batch_size_per_gpu={plan.batch_size} --set train.grad_accum={plan.grad_accum})")
+    else:
+        lines += batch_lines(plan)
     lines.append(f"gradient checkpointing: {'on' if plan.gradient_checkpointing else 'off'} "
                  f"({plan.checkpointing_decided_by})")
     lines += [f"note: {n}" for n in plan.notes]

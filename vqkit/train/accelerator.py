@@ -42,8 +42,8 @@ def fill_deepspeed_config(path: str | Path, cfg: Config, world_size: int) -> dic
     precision = resolve_mixed_precision(t.mixed_precision)
     values = {
         "train_micro_batch_size_per_gpu": t.batch_size_per_gpu,
-        "gradient_accumulation_steps": t.grad_accum,
-        "train_batch_size": t.batch_size_per_gpu * t.grad_accum * world_size,
+        "gradient_accumulation_steps": t.accumulation(world_size),
+        "train_batch_size": t.global_batch(world_size),
         "gradient_clipping": t.max_grad_norm if t.max_grad_norm > 0 else 0.0,
     }
     for key, value in values.items():
@@ -99,7 +99,7 @@ def make_accelerator(cfg: Config):
     # Without cpu=True accelerate treats a multi-process CPU job as single-process (barriers become
     # no-ops); DeepSpeed brings its own CPU accelerator.
     return Accelerator(cpu=not torch.cuda.is_available() and plugin is None,
-                       gradient_accumulation_steps=cfg.train.grad_accum,
+                       gradient_accumulation_steps=cfg.train.accumulation(world_size),
                        mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
                        deepspeed_plugin=plugin, kwargs_handlers=handlers)
 
@@ -109,10 +109,13 @@ def uses_deepspeed(accelerator) -> bool:
 
 
 def describe(accelerator, cfg: Config) -> str:
-    """'N process(es) on DEVICE [with DeepSpeed ZeRO-k] | mixed precision P' for the run's first line."""
+    """'N process(es) on DEVICE [with DeepSpeed ZeRO-k] | global batch G = B x A x N | mixed precision P'
+    for the run's first line."""
     zero = (f" with DeepSpeed ZeRO-{accelerator.state.deepspeed_plugin.zero_stage}"
             if uses_deepspeed(accelerator) else "")
-    return (f"{accelerator.num_processes} process(es) on {accelerator.device}{zero}"
+    n, t = accelerator.num_processes, cfg.train
+    return (f"{n} process(es) on {accelerator.device}{zero}"
+            f" | global batch {t.global_batch(n)} = {t.batch_size_per_gpu} x grad_accum {t.accumulation(n)} x {n}"
             f" | mixed precision {resolve_mixed_precision(cfg.train.mixed_precision)}")
 
 

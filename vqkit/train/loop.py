@@ -229,7 +229,7 @@ class TrainingLoop:
         self.model, self.optimizer = accelerator.prepare(model, optimizer)
         self.core = accelerator.unwrap_model(self.model)
 
-        epoch, batch_in_epoch = 0, 0
+        epoch, batch_in_epoch, resumed_layout = 0, 0, ""
         if self.resumed_from is not None:
             state = ckpt.load_checkpoint(self.resumed_from, accelerator=accelerator, model=self.model,
                                          optimizer=self.optimizer, scheduler=self.scheduler,
@@ -240,6 +240,7 @@ class TrainingLoop:
                 epoch, batch_in_epoch = positions[self.rank]
             self.nonfinite_in_a_row = state.get("nonfinite_in_a_row", 0)
             self.samples_seen = state.get("samples_seen", self.step * self.samples_per_step)
+            batch_in_epoch, resumed_layout = self._position_in_this_layout(state, batch_in_epoch)
 
         self.bar = tqdm(total=cfg.train.max_steps, initial=self.step, desc=self.name, dynamic_ncols=True,
                         disable=not self.is_main or self.progress is False, mininterval=1.0)
@@ -248,6 +249,8 @@ class TrainingLoop:
         self.logger.print(self.core.parameter_table())
         if self.resumed_from is not None:
             self.logger.print(f"resumed from {self.resumed_from} at step {self.step}")
+            if resumed_layout:
+                self.logger.print(resumed_layout)
         if (warning := schedule_warning(cfg.train)) is not None:
             self.logger.print(f"warning: {warning}")
         if self.config_changes:
@@ -256,6 +259,32 @@ class TrainingLoop:
             self.logger.log({"step": self.step, "resumed_from": str(self.resumed_from),
                              "config_changes": self.config_changes})
         self.stream = BatchStream(self.make_loader, epoch, batch_in_epoch)
+
+    def _position_in_this_layout(self, state: dict, batch_in_epoch: int) -> tuple[int, str]:
+        """The checkpoint's data position in this run's micro-batches, and a line when the processes or the
+        per-process batch changed. After k micro-batches of B samples on each of N ranks an epoch has used
+        exactly its first k x B x N samples, whatever B and N (ranks take interleaved slices of one order),
+        so a run resumed on another GPU count continues with the next sample; with train.global_batch_size
+        its steps also keep their size."""
+        t, n = self.cfg.train, self.accelerator.num_processes
+        if t.tokens_per_batch:  # micro-batches of tokens hold varying samples: the count is kept as it is
+            return batch_in_epoch, ""
+        old_n = int(state.get("world_size", n))
+        old_batch = int(state.get("config", {}).get("train", {}).get("batch_size_per_gpu", t.batch_size_per_gpu))
+        if (old_n, old_batch) == (n, t.batch_size_per_gpu):
+            return batch_in_epoch, ""
+        samples = batch_in_epoch * old_batch * old_n
+        position = samples // (t.batch_size_per_gpu * n)
+        old_global = state.get("samples_seen", 0) // max(1, self.step) if self.step else None
+        kept = old_global in (None, self.samples_per_step)
+        line = (f"resumed on {n} process(es) x batch {t.batch_size_per_gpu} (the checkpoint: {old_n} x {old_batch}): "
+                f"global batch {self.samples_per_step} = {t.batch_size_per_gpu} x grad_accum {self.accumulation} x {n}"
+                + (" as before" if kept else f", was {old_global}; set train.global_batch_size to keep a global batch "
+                                             f"on any number of GPUs"))
+        again = samples - position * t.batch_size_per_gpu * n
+        if again:
+            line += f" ({again} samples of the epoch are seen again: its position falls inside a micro-batch)"
+        return position, line
 
     def _checkpoint_config(self, checkpoint: Path) -> dict:
         """The config a checkpoint was trained with: stored in its trainer state, or (checkpoints
@@ -274,9 +303,13 @@ class TrainingLoop:
     # ------------------------------------------------------------------ checkpoints
 
     @property
+    def accumulation(self) -> int:
+        """Micro-batches per optimizer step on this run's processes (train.global_batch_size or grad_accum)."""
+        return self.cfg.train.accumulation(self.accelerator.num_processes)
+
+    @property
     def samples_per_step(self) -> int:
-        t = self.cfg.train
-        return t.batch_size_per_gpu * t.grad_accum * self.accelerator.num_processes
+        return self.cfg.train.global_batch(self.accelerator.num_processes)
 
     def trainer_state(self, data_positions: list | None = None) -> dict:
         """What a checkpoint stores besides the weights: the step, rank 0's data position (and with
@@ -321,7 +354,7 @@ class TrainingLoop:
         with StopRequest() as stop:
             try:
                 while self.step < cfg.train.max_steps:
-                    outcome = self.run_step(self.stream.take(cfg.train.grad_accum))
+                    outcome = self.run_step(self.stream.take(self.accumulation))
                     self.step += 1
                     self.samples_seen += outcome.samples or self.samples_per_step
                     self.bar.update(1)

@@ -48,6 +48,8 @@ LOCK_FILE = "run.lock"
 #: ``train.max_steps`` moves the end of the cosine schedule: from the resumed step on, the learning rate
 #: follows the schedule of the new length. Every other change (learning rates, batch, data, model, seed,
 #: ...) is refused, since the checkpoint's optimizer and schedule state would silently keep the old values.
+#: ``train.batch_size_per_gpu`` may change too when ``train.global_batch_size`` is set (and kept): the
+#: accumulation follows, so every step keeps its samples, as on another number of GPUs.
 RESUMABLE_KEYS = (
     "train.max_steps", "train.log_every_steps", "train.save_every_steps", "train.keep_checkpoints",
     "train.eval_every_steps", "train.eval_samples", "train.max_nonfinite_steps", "train.output_dir",
@@ -184,15 +186,22 @@ def resume_config_changes(saved: dict, current: dict, checkpoint: str | Path) ->
     resumed run is given; returns the allowed changes ``{key: [old, new]}`` (:data:`RESUMABLE_KEYS`).
     Any other difference raises one ConfigError naming the keys and both values."""
     old, new = _flatten(json.loads(json.dumps(saved))), _flatten(json.loads(json.dumps(current)))
+    for flat in (old, new):  # grad_accum 1 was written out before it could be left unset (None = 1)
+        if flat.get("train.grad_accum") is None and flat.get("train.global_batch_size") is None:
+            flat["train.grad_accum"] = 1
     changed = {k: [old.get(k), new.get(k)] for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
-    refused = {k: v for k, v in changed.items() if not _may_change(k)}
+    # With a global batch set, each step keeps its samples whatever the per-process batch (the accumulation
+    # follows it), like a different GPU count: a memory choice.
+    global_batch_kept = old.get("train.global_batch_size") is not None and "train.global_batch_size" not in changed
+    refused = {k: v for k, v in changed.items()
+               if not (_may_change(k) or (k == "train.batch_size_per_gpu" and global_batch_kept))}
     if refused:
         shown = "; ".join(f"{k} {v[0]!r} -> {v[1]!r}" for k, v in refused.items())
         raise ConfigError(f"cannot resume from {checkpoint} with a different config: {shown}. A checkpoint keeps "
                           f"its optimizer and schedule, so these cannot change on resume: drop the overrides, or "
                           f"start a new run (another --output-dir). Keys that may change on resume: "
                           f"{', '.join(k.rstrip('.') + ('.*' if k.endswith('.') else '') for k in RESUMABLE_KEYS)}")
-    return {k: v for k, v in changed.items() if _may_change(k)}
+    return {k: v for k, v in changed.items() if k not in refused}
 
 
 class StopRequest:

@@ -159,7 +159,7 @@ def _accelerated_step(model, optimizer, micro_batches, counts, samples, accelera
                     else accelerator.gradient_accumulation_steps)
     if len(micro_batches) != accumulation:
         raise VQKitError(f"train_step got {len(micro_batches)} micro-batches but the accelerator accumulates "
-                         f"{accumulation} (train.grad_accum)")
+                         f"{accumulation} (train.accumulation(world size))")
     local_tokens = sum(counts)
     totals = accelerator.reduce(torch.tensor([local_tokens, samples], dtype=torch.long, device=accelerator.device),
                                 reduction="sum").tolist()
