@@ -74,3 +74,25 @@ def test_feature_cache_keys_a_videos_frames_by_its_file(tmp_path):
     assert key != view_set_key([frame_ref(str(path), 0), frame_ref(str(path), 2)])
     write_video_file(path, n=5)
     assert key != view_set_key([frame_ref(str(path), 0), frame_ref(str(path), 3)])  # the file changed
+
+
+def test_an_animated_image_is_a_short_video_decoded_by_pil(tmp_path):
+    """A GIF's frames are frame references like a video's (no PyAV needed); a still image is itself."""
+    from PIL import Image
+
+    from vqkit.data.video import animated_frame_refs, image_frame_count
+
+    frames = [Image.new("RGB", (32, 24), (40 * k, 200 - 40 * k, 90)) for k in range(5)]
+    gif = str(tmp_path / "anim.gif")
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    assert image_frame_count(gif) == 5 and parse_frame_ref(f"{gif}#frame=4") == (gif, 4)
+    assert animated_frame_refs(gif) == [frame_ref(gif, k) for k in range(5)]
+    decoded = decode_frames(gif, [4, 1])
+    assert [d.getpixel((3, 3)) for d in decoded] == [frames[4].getpixel((3, 3)), frames[1].getpixel((3, 3))]
+    images, _, _ = load_views([frame_ref(gif, 2), frame_ref(gif, 0)], 28)
+    assert not np.allclose(images[0].numpy(), images[1].numpy())
+    still = str(tmp_path / "still.png")
+    frames[0].save(still)
+    assert animated_frame_refs(still) == [still] and image_frame_count(still) == 1
+    with pytest.raises(DataError, match="anim.gif: frame 9 asked for; the image holds 5 frame"):
+        decode_frames(gif, [9])

@@ -375,3 +375,48 @@ def test_ask_about_a_video_or_a_folder_of_frames(tiny_model_dir, model, tmp_path
         vqkit_main(["ask", "--model", str(tiny_model_dir), "--video", str(video), "--images", "a.jpg",
                     "--question", "?"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_folders_and_an_animated_gif_are_read_as_their_views(tiny_model_dir, model, tmp_path, capsys):
+    """`--images FOLDER` used to say "image not found"; a 4-frame GIF was read as one frame; the note on
+    photos left out named bare file names, so two folders' views could not be told apart."""
+    from vqkit.eval.ask import prepare_ask
+
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+    for room in ("kitchen", "hall"):
+        (tmp_path / room).mkdir()
+        for i in (10, 2):  # name order compares numbers as numbers: 2 before 10
+            Image.new("RGB", (64, 48), colours[i % 4]).save(tmp_path / room / f"rgb_{i}.png")
+        Image.fromarray(np.full((48, 64), 900, dtype=np.uint16)).save(tmp_path / room / "depth_2.png")  # I;16
+        (tmp_path / room / "notes.txt").write_text("not an image")
+    folders = [str(tmp_path / "kitchen"), str(tmp_path / "hall")]
+    prepared = prepare_ask(model.config, folders, "What is this?", cameras=False)
+    assert prepared.notes == [
+        f"{folders[0]}: 2 photo(s), in name order (1 single-channel image(s) left out as depth or label maps: "
+        f"depth_2.png)",
+        f"{folders[1]}: 2 photo(s), in name order (1 single-channel image(s) left out as depth or label maps: "
+        f"depth_2.png)",
+        "using 2 of 4 photos (the model takes data.num_views = 2, chosen evenly): kitchen/rgb_2.png, "
+        "hall/rgb_10.png; left out: kitchen/rgb_10.png, hall/rgb_2.png"]
+    assert prepared.used == [str(tmp_path / "kitchen" / "rgb_2.png"), str(tmp_path / "hall" / "rgb_10.png")]
+
+    frames = [Image.new("RGB", (64, 48), c) for c in colours]
+    gif = tmp_path / "walk.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    prepared = prepare_ask(model.config, [str(gif)], "What is this?", cameras=False)
+    assert prepared.notes[0] == "walk.gif: 4 frames, read as 4 views"
+    assert prepared.used == [f"{gif}#frame=0", f"{gif}#frame=3"]
+    views = prepared.sample["images"]  # the frames themselves, not the first one twice
+    for view, colour in zip(views, (colours[0], colours[3]), strict=True):
+        mean = [round(255 * float(v)) for v in view.mean(dim=(1, 2))]
+        assert all(abs(m - c) <= 3 for m, c in zip(mean, colour, strict=True)), (mean, colour)
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert vqkit_main(["ask", "--model", str(tiny_model_dir), "--images", str(empty), "--question", "What?"]) == 2
+    assert capsys.readouterr().err.strip() == (f"vqkit ask: error: {empty}: a folder without photos (.jpg, .jpeg, "
+                                               f".png, .bmp, .webp, .gif, .apng, .tif, .tiff)")
+    assert vqkit_main(["ask", "--model", str(tiny_model_dir), "--images", folders[0], str(gif), "--question",
+                       "What?", "--max-new-tokens", "2", "--no-geometry"]) == 0
+    err = capsys.readouterr().err
+    assert "note: using 2 of 6 photos" in err and "kitchen/rgb_2.png" in err and "walk.gif#frame=3" in err

@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Answer a question about a set of photos of a room, or a video, with a saved model.",
         epilog='examples:\n'
                '  vqkit ask --model runs/demo/final --images a.jpg b.jpg --question "What colour is the sofa?"\n'
+               '  vqkit ask --model runs/demo/final --images kitchen/ --question "How many chairs are there?"\n'
                '  vqkit ask --model runs/demo/final --video walkthrough.mp4 --question "How many chairs are there?"\n'
                '  vqkit ask --model runs/demo/final --video scannet/posed_images/scene0000_00 --question "..."\n'
                '  vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json',
@@ -31,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
     media = parser.add_mutually_exclusive_group(required=True)
     media.add_argument("--images", nargs="+", metavar="IMAGE",
-                       help="photos of the scene (more than data.num_views are subsampled evenly; "
-                            "a note names the ones used)")
+                       help="photos of the scene, or folders of them (read in name order; depth and label maps, "
+                            "single-channel, left out); an animated GIF gives its frames. More than "
+                            "data.num_views are subsampled evenly; a note names the ones used")
     media.add_argument("--video", metavar="VIDEO",
                        help="a video file (decoded with PyAV) or a folder of frames (a ScanNet posed_images folder's "
                             "poses are read): data.video_frames frames spread over it, data.num_views of them used")

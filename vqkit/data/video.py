@@ -12,6 +12,10 @@ spread evenly over the whole video (every frame when it has fewer); the dataset 
 random spread in training). Frames are counted from the container's packets (no decoding) when the
 record is read, and decoded in one pass from the start when the sample is loaded, up to the last frame
 it needs.
+
+An animated image (a GIF of several frames, or an animated WebP / PNG) is a short video too: its frames
+are ``anim.gif#frame=2`` and PIL decodes them (``ImageSequence``; no PyAV needed). ``vqkit ask --images``
+reads such a file as its frames.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from vqkit.errors import DataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+#: Image files that may hold several frames (PIL's ``n_frames``); ``#frame=N`` refers to one of them.
+ANIMATED_SUFFIXES = (".gif", ".webp", ".png", ".apng", ".tif", ".tiff")
 _REF = re.compile(r"^(?P<path>.+)#frame=(?P<index>\d+)$")
 
 
@@ -41,11 +47,57 @@ def frame_ref(path: str, index: int) -> str:
 
 
 def parse_frame_ref(ref: str) -> tuple[str, int] | None:
-    """(video path, frame index) of a frame reference, or None for a plain image path."""
+    """(video or animated image path, frame index) of a frame reference, or None for a plain image path."""
     match = _REF.match(ref)
-    if match is None or not is_video_file(match["path"]):
+    if match is None or not match["path"].lower().endswith(VIDEO_SUFFIXES + ANIMATED_SUFFIXES):
         return None
     return match["path"], int(match["index"])
+
+
+def image_frame_count(path: str) -> int:
+    """How many frames the image file at ``path`` holds (1 for a still image; a GIF's or an animated
+    WebP / PNG's frames); a file PIL cannot read is a DataError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return int(getattr(img, "n_frames", 1))
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot read the image ({e})") from None
+
+
+def animated_frame_refs(path: str) -> list[str]:
+    """Every frame of an animated image as frame references; ``[path]`` itself for a still image."""
+    if not path.lower().endswith(ANIMATED_SUFFIXES):
+        return [path]
+    count = image_frame_count(path)
+    return [frame_ref(path, i) for i in range(count)] if count > 1 else [path]
+
+
+def _decode_image_frames(path: str, indices: Sequence[int]):
+    """PIL images (RGB) of the frames ``indices`` of an animated image (PIL's ImageSequence)."""
+    from PIL import Image, ImageSequence
+
+    wanted = {int(i) for i in indices}
+    found = {}
+    try:
+        with Image.open(path) as img:
+            for k, frame in enumerate(ImageSequence.Iterator(img)):
+                if k in wanted:
+                    found[k] = frame.convert("RGB")
+                    if len(found) == len(wanted):
+                        break
+            total = int(getattr(img, "n_frames", 1))
+    except FileNotFoundError:
+        raise DataError(f"{path}: image not found") from None
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        raise DataError(f"{path}: cannot read the image's frames ({e})") from None
+    missing = sorted(i for i in wanted if i not in found)
+    if missing:
+        raise DataError(f"{path}: frame {missing[0]} asked for; the image holds {total} frame(s)")
+    return [found[int(i)] for i in indices]
 
 
 def media_file(path: str) -> str:
@@ -115,11 +167,12 @@ def video_frame_refs(path: str, resolved: str, max_frames: int) -> list[str]:
     return [frame_ref(path, i) for i in spread_indices(count_frames(resolved), max_frames)]
 
 
-def folder_frames(folder: str) -> list[str]:
-    """The frame files of a folder of frames, in name order (numbers compared as numbers). A ``.png``
-    whose stem also has a ``.jpg`` is that frame's depth map (ScanNet's posed_images), not a frame."""
+def folder_frames(folder: str, suffixes: tuple[str, ...] = FRAME_SUFFIXES) -> list[str]:
+    """The frame files (names ending in ``suffixes``) of a folder of frames, in name order (numbers
+    compared as numbers). A ``.png`` whose stem also has a ``.jpg`` is that frame's depth map (ScanNet's
+    posed_images), not a frame."""
     try:
-        names = [n for n in os.listdir(folder) if n.lower().endswith(FRAME_SUFFIXES)
+        names = [n for n in os.listdir(folder) if n.lower().endswith(suffixes)
                  and os.path.isfile(os.path.join(folder, n))]
     except OSError as e:
         raise DataError(f"{folder}: cannot list the frames ({e.strerror})") from None
@@ -129,10 +182,13 @@ def folder_frames(folder: str) -> list[str]:
 
 
 def decode_frames(path: str, indices: Sequence[int]):
-    """PIL images (RGB) of the frames ``indices`` of the video at ``path``, in the order asked.
+    """PIL images (RGB) of the frames ``indices`` of the video (or animated image) at ``path``, in the
+    order asked.
 
     One pass from the start, stopping after the last frame needed. A video that cannot be decoded, or
     has fewer frames than an index, is a DataError naming the file."""
+    if not is_video_file(path):
+        return _decode_image_frames(path, indices)
     av = _av()
     wanted = {int(i) for i in indices}
     found = {}

@@ -1,5 +1,10 @@
 """``vqkit ask``: answer a question about any set of photos with a saved model.
 
+``--images`` takes files and folders: a folder gives its photos in name order (single-channel images,
+the depth and label maps written beside photos, are left out and counted in a note), an animated GIF
+(or WebP / PNG) its frames (:func:`image_paths`); notes name views relative to the folder they share,
+so views of two folders stay apart (:func:`view_labels`).
+
 The photos go through exactly the dataset's preprocessing (``vqkit.data.dataset.RecordDataset``:
 VGGT resize/crop, ``data.num_views`` chosen evenly when more are given) and the prompt through the
 collator, so the model sees what it saw in training.
@@ -22,6 +27,7 @@ geometry is always predicted. Photos of different sizes are padded to a common s
 (the depth histograms count each photo's own pixels only).
 
     vqkit ask --model runs/demo/final --images a.jpg b.jpg c.jpg --question "How many chairs are there?"
+    vqkit ask --model runs/demo/final --images kitchen/ --question "How many chairs are there?"
     vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json
 
 From Python: ``answer = ask(model, ["a.jpg", "b.jpg"], "How many chairs are there?")``, and for a
@@ -38,6 +44,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +59,13 @@ from vqkit.data.dataset import RecordDataset
 from vqkit.data.images import load_views
 from vqkit.data.schema import Geometry, Record, expand_paths, iter_json_objects
 from vqkit.data.video import (
+    ANIMATED_SUFFIXES,
+    FRAME_SUFFIXES,
+    animated_frame_refs,
     count_frames,
     folder_frames,
     is_video_file,
+    media_file,
     parse_frame_ref,
     spread_indices,
     video_frame_refs,
@@ -66,6 +77,8 @@ from vqkit.eval.missing_geometry import effective_source, how_to_give_geometry
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room
 
 log = logging.getLogger("vqkit.ask")
+#: What ``--images FOLDER`` reads from a folder.
+IMAGE_SUFFIXES = tuple(dict.fromkeys(FRAME_SUFFIXES + ANIMATED_SUFFIXES))
 
 
 @dataclass
@@ -81,16 +94,72 @@ class AskInput:
     geometry_source: str = "records"
 
 
-def _names(paths: Sequence[str], most: int = 8) -> str:
-    names = [Path(p).name for p in paths]
+def view_labels(paths: Sequence[str]) -> list[str]:
+    """Short names of views that still tell them apart: each path relative to the folder all of them share
+    (the file names when they share their folder; ``kitchen/0.jpg`` and ``hall/0.jpg`` for two folders;
+    a frame as ``anim.gif#frame=2``)."""
+    if not paths:
+        return []
+    files = [media_file(p) for p in paths]
+    common = os.path.commonpath([os.path.dirname(f) for f in files])
+    return [os.path.relpath(f, common) + p[len(f):] for p, f in zip(paths, files, strict=True)]
+
+
+def _names(paths: Sequence[str], labels: dict[str, str], most: int = 8) -> str:
+    names = [labels[p] for p in paths]
     return ", ".join(names if len(names) <= most else [*names[:most], f"... ({len(names) - most} more)"])
+
+
+def _single_channel(path: Path) -> bool:
+    """Whether an image file holds one channel (grey, 16-bit, float or bilevel: a depth or label map
+    beside the photos, as vqkit synth and ScanNet exports write them); unreadable files count as photos
+    (decoding them later names the error)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
+    except (OSError, ValueError):
+        return False
+
+
+def image_paths(images: Sequence[str], notes: list[str]) -> list[str]:
+    """The views ``--images`` names, resolved: a file as it is, a folder as its photos in name order
+    (numbers compared as numbers; single-channel images, depth or label maps, left out), a multi-frame
+    image (an animated GIF, WebP or PNG) as its frames; each folder and animation said in ``notes``. A
+    path that does not exist, or a folder without photos, is a DataError naming it."""
+    paths: list[str] = []
+    for given in images:
+        path = Path(given).expanduser()
+        if path.is_dir():
+            names = folder_frames(str(path), IMAGE_SUFFIXES)
+            maps = [n for n in names if _single_channel(path / n)]  # depth or label maps, not photos
+            names = [n for n in names if n not in set(maps)]
+            if not names:
+                raise DataError(f"{given}: a folder without photos ({', '.join(IMAGE_SUFFIXES)}"
+                                + (f"; {len(maps)} single-channel image(s), depth or label maps, are not photos)"
+                                   if maps else ")"))
+            notes.append(f"{given}: {len(names)} photo(s), in name order"
+                         + (f" ({len(maps)} single-channel image(s) left out as depth or label maps: "
+                            f"{', '.join(maps[:4])}{', ...' if len(maps) > 4 else ''})" if maps else ""))
+            files = [str((path / n).resolve()) for n in names]
+        elif path.is_file():
+            files = [str(path.resolve())]
+        else:
+            raise DataError(f"{given}: image not found (neither a file nor a folder)")
+        for file in files:
+            frames = animated_frame_refs(file)
+            if len(frames) > 1:
+                notes.append(f"{Path(file).name}: {len(frames)} frames, read as {len(frames)} views")
+            paths += frames
+    return paths
 
 
 def _cameras_beside(paths: list[str], depth_bins: int) -> tuple[Any, str | None]:
     """(Geometry from the cameras.json beside the photos, or from ScanNet posed_images pose files beside
     them, or None and why not)."""
     if parse_frame_ref(paths[0]) is not None:
-        return None, "no --cameras, and a video file carries no camera poses"
+        return None, "no --cameras, and the frames of a video or an animated image carry no camera poses"
     beside = Path(paths[0]).parent / "cameras.json"
     if not beside.is_file():
         posed = posed_geometry(paths, paths, paths, depth_bins, {})
@@ -178,12 +247,7 @@ def prepare_ask(cfg, images: Sequence[str] | None, question: str, *, situation: 
         raise ConfigError("give the photos (--images a.jpg b.jpg ...) or a video (--video clip.mp4 or a folder "
                           "of frames), one of them")
     notes: list[str] = []
-    paths = []
-    for p in images or ():
-        path = Path(p).expanduser()
-        if not path.is_file():
-            raise DataError(f"{p}: image not found")
-        paths.append(str(path.resolve()))
+    paths = image_paths(images or (), notes)
     if video is not None:
         paths = _video_views(video, cfg.data.video_frames, notes)
     # The views evaluation would pick (evenly spaced when there are more than data.num_views).
@@ -192,8 +256,10 @@ def prepare_ask(cfg, images: Sequence[str] | None, question: str, *, situation: 
     if len(used) < len(paths):
         dropped = [p for i, p in enumerate(paths) if i not in set(kept)]
         what = "frames" if video is not None else "photos"
+        labels = dict(zip(paths, view_labels(paths), strict=True))
         notes.append(f"using {len(used)} of {len(paths)} {what} (the model takes data.num_views = "
-                     f"{cfg.data.num_views}, chosen evenly): {_names(used)}; left out: {_names(dropped)}")
+                     f"{cfg.data.num_views}, chosen evenly): {_names(used, labels)}; left out: "
+                     f"{_names(dropped, labels)}")
     geometry, source = None, "records"
     if blind:
         pass  # asked for: no vision or geometry tokens, nothing to report
