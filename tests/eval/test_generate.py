@@ -239,30 +239,32 @@ _WORKER = """
 import json, os, sys
 from vqkit.commands import main
 from vqkit.eval.generate import evaluate
-from vqkit.utils.distributed import rank_and_world
+from vqkit.utils import distributed
 from vqkit.models.builder import load_model
 
-import torch.distributed as dist
-dist.init_process_group("gloo")  # before main(), so main() joins it and leaves it open
 model_dir, data, out = sys.argv[1:4]
-assert main(["eval", "--model", model_dir, "--data", data, "--out", out + "/cli", "--batch-size", "2",
-             "--no-language-metrics"]) == 0
-# Ranks kept in step (the ZeRO-3 path): batch 1 gives rank 0 three batches and rank 1 two, so rank 1
-# must run one dummy batch and both ranks must call generate equally often.
-model = load_model(model_dir)
-calls = [0]
-generate = model.generate
-def counting(*args, **kwargs):
-    calls[0] += 1
-    assert kwargs.get("synced_gpus") is True
-    return generate(*args, **kwargs)
-model.generate = counting
-rows, metrics = evaluate(model, model.config, data, batch_size=1, language=False, progress=False, sync_ranks=True)
-rank, world = rank_and_world()
-with open(f"{out}/synced_rank{rank}.json", "w") as f:
-    json.dump({"calls": calls[0], "ids": [r["id"] for r in rows], "predictions": [r["prediction"] for r in rows],
-               "metrics": metrics["overall"]}, f)
-dist.destroy_process_group()
+# vqkit's own path: the group joined before main(), so main() uses it and leaves it open, and left (a
+# barrier, then destroyed) before the process exits.
+with distributed.process_group() as (rank, world):
+    assert main(["eval", "--model", model_dir, "--data", data, "--out", out + "/cli", "--batch-size", "2",
+                 "--no-language-metrics"]) == 0
+    assert distributed.active() is not None  # main() did not destroy a group it did not create
+    # Ranks kept in step (the ZeRO-3 path): batch 1 gives rank 0 three batches and rank 1 two, so rank 1
+    # must run one dummy batch and both ranks must call generate equally often.
+    model = load_model(model_dir)
+    calls = [0]
+    generate = model.generate
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        assert kwargs.get("synced_gpus") is True
+        return generate(*args, **kwargs)
+    model.generate = counting
+    rows, metrics = evaluate(model, model.config, data, batch_size=1, language=False, progress=False,
+                             sync_ranks=True)
+    with open(f"{out}/synced_rank{rank}.json", "w") as f:
+        json.dump({"calls": calls[0], "ids": [r["id"] for r in rows], "predictions": [r["prediction"] for r in rows],
+                   "metrics": metrics["overall"]}, f)
+assert distributed.active() is None
 """
 
 
@@ -282,6 +284,7 @@ def test_two_process_eval_equals_one_process(tiny_model_dir, eval_records, tmp_p
          str(script), str(tiny_model_dir), str(eval_records), str(two)],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "terminate called" not in proc.stderr  # no rank aborted at exit with its process group alive
 
     rows1, rows2 = _jsonl(one / "predictions.jsonl"), _jsonl(two / "cli" / "predictions.jsonl")
     assert [r["id"] for r in rows2] == IDS                                   # each id exactly once, in order

@@ -36,12 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     splits = splits_with_sources(cfg, args.split, where=args.config)
-    try:
+    with distributed.process_group() as (rank, _):
         out = build_feature_cache(cfg, args.out, splits, batch_size=args.batch_size, dtype=args.dtype,
                                   overwrite=args.overwrite, shard_rows=args.shard_rows, num_workers=args.workers,
                                   progress=not args.no_progress)
-        if distributed.rank_and_world()[0] == 0:
+        if rank == 0:
             print(format_cache_summary(out))
-    finally:
-        distributed.destroy()
     return 0

@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     info = evaluation_info(model_dir, cfg, args.data, args.blind)
     out = check_out_dir(Path(args.out) if args.out else default_out_dir(model_dir, info["views_removed"]),
                         args.overwrite)  # before the model loads: a refusal costs nothing
-    created = distributed.init_from_env()
-    try:
-        rank, world = distributed.rank_and_world()
+    with distributed.process_group() as (rank, world):
         model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights,
                            geometry_source=source)  # --set model.geometry.source=heads
         predictions, metrics = evaluate(model, cfg, args.data, blind=args.blind, batch_size=args.batch_size,
@@ -122,7 +120,4 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(metrics))
             print(f"{len(predictions)} predictions and metrics written to {out}"
                   + (f" ({world} processes)" if world > 1 else ""))
-    finally:
-        if created:
-            distributed.destroy()
     return 0

@@ -49,6 +49,7 @@ from vqkit.train.run_dir import (
     record_failure,
     resume_config_changes,
 )
+from vqkit.utils import distributed
 from vqkit.utils.files import write_json_atomic
 from vqkit.utils.runtime import set_seed
 
@@ -434,7 +435,7 @@ class TrainingLoop:
         self.bar.close()
         result = TrainResult(run_dir=self.run_dir, final_dir=final_dir, steps=self.step, last_loss=self.last_loss,
                              minutes=(time.time() - self.started) / 60, interrupted=self.interrupted)
-        self.accelerator.end_training()
+        self.accelerator.end_training()  # after the barrier above: destroys the process group
         self.run_lock.release()
         return result
 
@@ -445,8 +446,13 @@ class TrainingLoop:
             self.setup()
             self.train()
             return self.cleanup()
-        except Exception as e:
-            self.record_failure(e)
+        except BaseException as e:
+            if isinstance(e, Exception):
+                self.record_failure(e)
+            # The process group accelerate joined is left here too (cleanup's end_training does it on
+            # success): alive at exit, gloo can abort the process and hide the error. No barrier: the
+            # other ranks may never reach one.
+            distributed.destroy(barrier=False)
             raise
         finally:
             self.run_lock.release()

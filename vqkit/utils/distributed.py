@@ -3,11 +3,22 @@
 vqkit's commands run unchanged under ``torchrun``, ``accelerate launch`` and the ``deepspeed`` launcher:
 they read RANK / WORLD_SIZE / LOCAL_RANK from the environment. NCCL needs a GPU, so a CPU job uses gloo
 (how the multi-process tests run on a laptop).
+
+Leaving the group: a process that exits while its group is alive can abort at exit (gloo's threads are
+torn down with the interpreter: "terminate called without an active exception", SIGABRT, after all the
+work was done and written), which marks a finished job as failed. So whoever creates the group destroys
+it before the process ends: :func:`process_group` around a command's work (a barrier, then the destroy;
+on an error the destroy alone, since the other ranks may never reach a barrier), and
+:func:`init_from_env` registers the same destroy at exit for library callers that never call
+:func:`destroy`.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -41,7 +52,8 @@ def active():
 
 def init_from_env() -> bool:
     """Join the process group the launcher describes, if there is one and it is not joined yet.
-    Returns True when this call created it (the caller then destroys it with :func:`destroy`)."""
+    Returns True when this call created it: the caller then leaves it with :func:`destroy` (or uses
+    :func:`process_group`); should it not, the group is destroyed at exit all the same."""
     import torch.distributed as dist
 
     if world_size_from_env() <= 1 or active() is not None:
@@ -49,13 +61,36 @@ def init_from_env() -> bool:
     if backend() == "nccl":
         torch.cuda.set_device(local_rank() % torch.cuda.device_count())
     dist.init_process_group(backend=backend())
+    atexit.register(destroy, barrier=False)  # no barrier at exit: the other ranks may have failed
     return True
 
 
-def destroy() -> None:
+def destroy(barrier: bool = True) -> None:
+    """Leave the process group, if one is initialised: every rank waits for the others first
+    (``barrier``: none is still talking to this one when it tears its side down), then destroys it.
+    ``barrier=False`` on an error path, where another rank may never arrive."""
     dist = active()
-    if dist is not None:
-        dist.destroy_process_group()
+    if dist is None:
+        return
+    if barrier:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
+@contextmanager
+def process_group() -> Iterator[tuple[int, int]]:
+    """``with process_group() as (rank, world):`` joins the launcher's group for the block (when there is
+    one and the caller has not joined it) and leaves it at the end: a barrier then the destroy when the
+    block succeeds, the destroy alone when it raises. A group the caller created stays the caller's."""
+    created = init_from_env()
+    try:
+        yield rank_and_world()
+    except BaseException:
+        if created:
+            destroy(barrier=False)
+        raise
+    if created:
+        destroy()
 
 
 def rank_and_world() -> tuple[int, int]:
