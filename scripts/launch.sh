@@ -3,18 +3,45 @@
 #   scripts/launch.sh [--safe] [--gpus N] -- --config configs/stage1_3d.yaml [vqkit-train args]
 # Multi-node: scripts/slurm/train.sbatch calls this on every node with rendezvous from Slurm.
 set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/launch.sh [--safe] [--gpus N] -- [vqkit-train arguments]
+
+Runs vqkit-train on this node under torchrun, one process per GPU, with the caches inside the project
+(.cache/: HF_HOME, TORCH_HOME, triton, torch extensions, matplotlib), OMP_NUM_THREADS shared among the
+processes, NCCL timeouts, and a 600 s shutdown timeout so that a SIGTERM (Slurm) lets the run save a
+checkpoint first.
+
+options:
+  --gpus N    processes on this node (default: $GPUS, else nvidia-smi's GPU count; at least 1)
+  --safe      for flaky fabrics: no InfiniBand / P2P, blocking NCCL waits, DeepSpeed ZeRO-2, batch 1 per GPU
+  -h, --help  this text (nothing is run or created)
+
+Several nodes: NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT, RDZV_ID (scripts/slurm/train.sbatch sets them).
+vqkit-train's own arguments: vqkit-train --help.
+
+example:
+  scripts/launch.sh --gpus 8 -- --config configs/stage1_3d.yaml --deepspeed configs/deepspeed/zero2.json
+USAGE
+}
+
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-# GPUs on this node: nvidia-smi's count (0 without it: one CPU process below).
-gpus="${GPUS:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)}"
+gpus="${GPUS:-}"
 safe=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
+    -h|--help) usage; exit 0 ;;
     --safe) safe=1; shift ;;
-    --gpus) gpus="$2"; shift 2 ;;
+    --gpus)
+      [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || { echo "scripts/launch.sh: error: --gpus needs a number (--help)" >&2; exit 2; }
+      gpus="$2"; shift 2 ;;
     --) shift; break ;;
     *) break ;;
   esac
 done
+# GPUs on this node: nvidia-smi's count (0 without it: one CPU process below).
+[[ -n "$gpus" ]] || gpus="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)"
 [[ "$gpus" -ge 1 ]] || gpus=1
 
 # Caches inside the project (home quotas on clusters are small; compute nodes may lack $HOME).

@@ -420,3 +420,26 @@ def test_folders_and_an_animated_gif_are_read_as_their_views(tiny_model_dir, mod
                        "What?", "--max-new-tokens", "2", "--no-geometry"]) == 0
     err = capsys.readouterr().err
     assert "note: using 2 of 6 photos" in err and "kitchen/rgb_2.png" in err and "walk.gif#frame=3" in err
+
+
+def test_a_missing_model_or_a_run_folder_is_the_same_line_for_ask_and_eval(tiny_model_dir, eval_records, tmp_path,
+                                                                            capsys):
+    """ask said "config.yaml is missing" where eval said "model folder not found"; --model RUN (a run folder
+    with final/) now names RUN/final."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, run / "final")
+    (run / "config.yaml").write_text((run / "final" / "config.yaml").read_text())
+    cases = {tmp_path / "gone": f"model folder not found: {tmp_path / 'gone'}",
+             run: f"{run} is a run folder, not a model: its trained model is {run / 'final'} "
+                  f"(--model {run / 'final'})",
+             tmp_path: f"{tmp_path} is not a vqkit model folder: config.yaml is missing (expected config.yaml, "
+                       f"trainable.safetensors, tokenizer/)"}
+    for model, message in cases.items():
+        ask_args = ["ask", "--model", str(model), "--images", str(eval_records.parent / "img" / "0_0.png"),
+                    "--question", "What?"]
+        eval_args = ["eval", "--model", str(model), "--data", str(eval_records), "--out", str(tmp_path / "out")]
+        for command, args in (("ask", ask_args), ("eval", eval_args)):
+            assert vqkit_main(args) == 2
+            assert capsys.readouterr().err.strip() == f"vqkit {command}: error: {message}"

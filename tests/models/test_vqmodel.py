@@ -270,8 +270,11 @@ def test_save_load_round_trip_gives_identical_logits(setup, tmp_path):
     save_file(saved, str(folder / "trainable.safetensors"))
     with pytest.raises(CheckpointError, match="missing keys: projector.latents.*unexpected keys: projector.extra"):
         load_model(folder)
+    (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="config.yaml is missing"):
-        load_model(tmp_path)
+        load_model(tmp_path / "empty")
+    with pytest.raises(CheckpointError, match=f"its trained model is {folder}"):  # the run folder around final/
+        load_model(folder.parent)
 
 
 def test_full_finetune_and_frozen_llm_variants(tok_dir, tmp_path):

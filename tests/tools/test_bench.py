@@ -78,6 +78,20 @@ def test_bench_json_has_the_figures(corpus, tokenizer_dir, tmp_path, capsys):  #
         assert text in table, text
 
 
+def test_bench_cache_replaces_the_configs_own(corpus, tokenizer_dir, tmp_path, capsys):  # noqa: F811
+    """--cache DIR used to still read (and refuse) the config's data.feature_cache; now DIR is built and
+    used, and the config's folder is not looked at."""
+    cfg = tiny_config(corpus.root, tokenizer_dir)
+    cfg.data.feature_cache = str(tmp_path / "elsewhere")  # the config's own: does not exist here
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(to_dict(cfg)))
+    mine = tmp_path / "mine"
+    assert main(["--config", str(path), "--json", "--batch-size", "2", "--steps", "1", "--warmup", "0",
+                 "--data-batches", "1", "--device", "cpu", "--encoder-repeats", "1", "--cache", str(mine)]) == 0
+    assert (mine / "index.json").is_file() and not (tmp_path / "elsewhere").exists()
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step_s_cached"] > 0
+
+
 def test_bench_encoder_only(corpus, tokenizer_dir, tmp_path, capsys):
     cfg = tiny_config(corpus.root, tokenizer_dir)
     path = tmp_path / "cfg.yaml"

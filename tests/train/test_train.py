@@ -331,3 +331,14 @@ def test_trains_rooms_and_2d_conversations_in_one_run(synth_dir, tmp_path, capsy
     printed = capsys.readouterr().out
     assert "data source llava: 6 samples (6 conversation samples, 12 turns) -> 19 per epoch (24.4%)" in printed
     assert "data source rooms: 72 samples -> 59 per epoch (75.6%)" in printed  # 78 a epoch: 0.25 x 78 = 19.5
+
+
+def test_a_training_set_smaller_than_one_batch_gives_the_numbers(synth_dir, tmp_path):
+    """It used to say only "the training set is smaller than one batch per process"."""
+    cfg = config_from_dict(tiny_config(synth_dir, tmp_path / "run", max_steps=1, save_every_steps=0,
+                                       batch_size_per_gpu=100, grad_accum=1))
+    with pytest.raises(VQKitError) as e:
+        run(cfg, progress=False)
+    assert str(e.value) == ("the training set is smaller than one batch per process: 72 sample(s) for "
+                            "train.batch_size_per_gpu 100 x 1 process(es) = 100; lower train.batch_size_per_gpu "
+                            "or add data")

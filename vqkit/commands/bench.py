@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="experiment YAML")
     add_overrides_argument(parser, "override a config value (repeatable)")
     parser.add_argument("--data", help="synthetic data folder (train.jsonl, val.jsonl, tokenizer/) to use instead")
-    parser.add_argument("--cache", help="feature cache folder (built when missing); default data.feature_cache "
-                                        "or a temporary one")
+    parser.add_argument("--cache", help="feature cache folder (built when missing), used instead of the config's "
+                                        "data.feature_cache; default data.feature_cache or a temporary one")
     parser.add_argument("--batch-size", type=int, help="per-step batch (default train.batch_size_per_gpu)")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per variant")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")

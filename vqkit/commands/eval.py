@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from vqkit.commands.common import add_overrides_argument
-from vqkit.errors import CheckpointError, ConfigError
+from vqkit.errors import ConfigError
 from vqkit.eval.missing_geometry import effective_source
 from vqkit.eval.results import (
     check_out_dir,
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None and value < (0 if name == "limit" else 1):
             raise ConfigError(f"--{name.replace('_', '-')} must be >= {0 if name == 'limit' else 1}, got {value}")
     model_dir = Path(args.model)
-    if not model_dir.is_dir():
-        raise CheckpointError(f"model folder not found: {model_dir}")
-    cfg = load_model_config(model_dir, args.overrides)
+    cfg = load_model_config(model_dir, args.overrides)  # a missing model or a run folder: one line
     if args.encoder_weights:
         cfg.model.encoder.weights = args.encoder_weights  # where the heads are looked for
     # auto without VGGT heads in the encoder weights: answered from the records' geometry, and said so

@@ -1,5 +1,5 @@
-"""``vqkit plan --config FILE --gpus N [--deepspeed JSON | --zero 2|3] [--gpu-mem GB] [--probe]``: memory per GPU and the
-largest batch that fits, without allocating the model (see :mod:`vqkit.tools.plan`)."""
+"""``vqkit plan --config FILE --gpus N [--deepspeed JSON | --zero 2|3] [--gpu-mem GB] [--probe]``: memory per
+GPU and the largest batch that fits, without allocating the model (see :mod:`vqkit.tools.plan`)."""
 
 from __future__ import annotations
 

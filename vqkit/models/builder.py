@@ -153,11 +153,7 @@ def load_model(folder: str | Path, device: str | torch.device | None = None,
     """
     from safetensors.torch import load_file
 
-    folder = Path(folder)
-    for name in (CONFIG_FILE, TRAINABLE_FILE, TOKENIZER_DIR):
-        if not (folder / name).exists():
-            raise CheckpointError(f"{folder} is not a vqkit model folder: {name} is missing "
-                                  f"(expected {CONFIG_FILE}, {TRAINABLE_FILE}, {TOKENIZER_DIR}/)")
+    folder = check_model_folder(folder)
     cfg = load_model_config(folder)
     if encoder_weights is not None:
         cfg.model.encoder.weights = str(encoder_weights)
@@ -175,16 +171,31 @@ def load_model(folder: str | Path, device: str | torch.device | None = None,
 
 
 
-def load_model_config(folder: str | Path, overrides: list[str] | None = None) -> Config:
-    """The resolved config saved in a model folder, with ``a.b=c`` overrides applied (what a command
-    uses with a saved model: ``vqkit eval --set eval.do_sample=true``)."""
+def check_model_folder(folder: str | Path) -> Path:
+    """``folder`` when it is a saved model (config.yaml, trainable.safetensors, tokenizer/); otherwise the
+    one-line CheckpointError every command gives: not found, a run folder (naming its RUN/final), or
+    which file is missing."""
     folder = Path(folder)
-    path = folder / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{folder} is not a vqkit model folder: {CONFIG_FILE} is missing")
-    cfg = load_config(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder not found: {folder}")
+    missing = [name for name in (CONFIG_FILE, TRAINABLE_FILE, TOKENIZER_DIR) if not (folder / name).exists()]
+    if not missing:
+        return folder
+    final = folder / "final"
+    if (final / CONFIG_FILE).is_file() and (final / TRAINABLE_FILE).is_file():
+        raise CheckpointError(f"{folder} is a run folder, not a model: its trained model is {final} "
+                              f"(--model {final})")
+    raise CheckpointError(f"{folder} is not a vqkit model folder: {missing[0]} is missing "
+                          f"(expected {CONFIG_FILE}, {TRAINABLE_FILE}, {TOKENIZER_DIR}/)")
+
+
+def load_model_config(folder: str | Path, overrides: list[str] | None = None) -> Config:
+    """The resolved config saved in a model folder (checked by :func:`check_model_folder`), with ``a.b=c``
+    overrides applied (what a command uses with a saved model: ``vqkit eval --set eval.do_sample=true``)."""
+    folder = check_model_folder(folder)
+    cfg = load_config(folder / CONFIG_FILE)
     return config_from_dict(apply_overrides(to_dict(cfg), overrides)) if overrides else cfg
 
 
-__all__ = ["build_encoder", "build_geometry_predictor", "build_model", "encoder_matmul_dtype", "load_model",
-           "load_model_config"]
+__all__ = ["build_encoder", "build_geometry_predictor", "build_model", "check_model_folder", "encoder_matmul_dtype",
+           "load_model", "load_model_config"]

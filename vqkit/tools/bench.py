@@ -21,8 +21,10 @@ What it measures (each after warm-up, the median of repeated runs):
   0.11 s on an H100): bf16 on a GPU; on the CPU in fp32 with the config's (small) aggregator;
 - tokens/s through the LLM, peak memory (RSS of the process on CPU, max allocated on a GPU).
 
-The cache: ``data.feature_cache`` when set, otherwise one is built for the training split in a
-temporary folder (so the cached figures never depend on a stale cache). Missing data (the demo
+The cache: ``--cache DIR`` (``cache_dir``; built when missing) when given, in place of the config's own
+``data.feature_cache``, which is then neither read nor checked; else ``data.feature_cache`` when set;
+otherwise one is built for the training split in a temporary folder (so the cached figures never depend
+on a stale cache). Missing data (the demo
 reads ``data/synth``) is generated with :func:`vqkit.synth.benchmark.generate` into a temporary folder,
 or taken from ``--data DIR``. The step's samples are the training loader's first batch (with
 ``train.tokens_per_batch``, its first batch measured in tokens). The step is the trainer's own
@@ -270,6 +272,9 @@ def run_bench(cfg: Config, *, steps: int = 5, warmup: int = 2, data_batches: int
     """Measure a config (module docstring); returns the figures as a dict (what ``--json`` prints).
     ``peak_tflops``: the dense bf16 peak for utilisation (default: the card's, from a table; none on the CPU)."""
     cfg, generated = ensure_data(cfg, data_dir)
+    if cache_dir:  # the cache asked for replaces the config's own, which is then neither read nor checked
+        cfg = copy.deepcopy(cfg)
+        cfg.data.feature_cache = str(cache_dir)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     bs = batch_size or cfg.train.batch_size_per_gpu
     set_seed(cfg.train.seed)
@@ -333,7 +338,7 @@ def _data(cfg: Config, tokenizer, bs: int, data_batches: int, dev: torch.device,
     data = {"images": time_loader(loader, data_batches)}
     batches = _step_batches(cfg, tokenizer, loader, bs, dev, "uncached")
 
-    cache_used = cfg.data.feature_cache or cache_dir
+    cache_used = cache_dir or cfg.data.feature_cache  # --cache first: the config's is not looked at
     data["cache_build_s"] = None
     if not cache_used:
         say("bench: building a feature cache of the training split")
@@ -341,6 +346,7 @@ def _data(cfg: Config, tokenizer, bs: int, data_batches: int, dev: torch.device,
         cache_used = str(build_feature_cache(cfg, tmp / "features", ("train",), progress=False))
         data["cache_build_s"] = time.perf_counter() - t0
     elif cache_dir and not Path(cache_dir, "index.json").is_file():
+        say(f"bench: building the feature cache {cache_dir} of the training split")
         build_feature_cache(cfg, cache_dir, ("train",), progress=False)
     cached_cfg = copy.deepcopy(cfg)
     cached_cfg.data.feature_cache = str(cache_used)

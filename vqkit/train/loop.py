@@ -106,13 +106,24 @@ class BatchStream:
                 yield batch
             # (Not len(loader): batches measured in tokens would be counted by tokenizing the whole epoch.)
             if self.batch_in_epoch == 0 and not skipped:
-                raise VQKitError("the training set is smaller than one batch per process; lower "
-                                 "train.batch_size_per_gpu or add data")
+                raise VQKitError(_too_small(loader))
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
 
     def take(self, n: int) -> list[dict]:
         """The next ``n`` batches (one optimizer step's micro-batches)."""
         return [next(self._iter) for _ in range(n)]
+
+
+def _too_small(loader) -> str:
+    """Why an epoch has no batch, with the numbers: the samples, the batch per process, the processes."""
+    sampler = loader.sampler if loader.batch_size else getattr(loader.batch_sampler, "sampler", None)
+    processes = getattr(sampler, "world_size", 1)
+    if not loader.batch_size:  # micro-batches measured in tokens (train.tokens_per_batch)
+        return (f"the training set is smaller than one batch per process: {len(loader.dataset)} sample(s) over "
+                f"{processes} process(es) fill no micro-batch of train.tokens_per_batch tokens; lower it or add data")
+    return (f"the training set is smaller than one batch per process: {len(loader.dataset)} sample(s) for "
+            f"train.batch_size_per_gpu {loader.batch_size} x {processes} process(es) = "
+            f"{loader.batch_size * processes}; lower train.batch_size_per_gpu or add data")
 
 
 class LogWindow:
