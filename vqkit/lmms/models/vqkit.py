@@ -32,6 +32,7 @@ supported: tasks whose output type is ``multiple_choice`` or multi-round need th
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 from collections.abc import Iterable
@@ -48,6 +49,7 @@ from vqkit.data.video import is_video_file, video_frame_refs
 from vqkit.errors import ConfigError, DataError
 from vqkit.eval.harness import HarnessQuestion, answer_questions, generation_options
 from vqkit.models.builder import load_model
+from vqkit.utils import distributed
 from vqkit.utils.runtime import resolve_device
 
 log = logging.getLogger("vqkit.lmms")
@@ -76,6 +78,9 @@ class VQKit(lmms):
         if self.accelerator.num_processes > 1:
             self._device = self.accelerator.device
             self._rank, self._world_size = self.accelerator.process_index, self.accelerator.num_processes
+            # lmms-eval never destroys the group accelerate joined; alive at exit, gloo can abort the
+            # finished run (vqkit.utils.distributed).
+            atexit.register(distributed.destroy, barrier=False)
         else:
             self._device = resolve_device(device or "auto")
         self.model = load_model(pretrained, device=self._device, encoder_weights=encoder_weights,
