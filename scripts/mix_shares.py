@@ -5,7 +5,7 @@
 
 Builds the training set as ``vqkit train`` does (no images are read), orders epoch 0 as rank 0 of one
 process does, and prints the shares over the first ``--steps`` steps (samples per step: the per-GPU batch
-times grad_accum).
+times the accumulation, or train.global_batch_size).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     sampler = ShardedSampler(len(dataset), shuffle=True, seed=cfg.train.seed, drop_last=False, epoch=0,
                              strata=strata)
     order = np.asarray([index for _, index, _ in sampler])
-    per_step = cfg.train.batch_size_per_gpu * cfg.train.grad_accum
+    per_step = cfg.train.global_batch(1)  # one process: train.global_batch_size, or batch x grad_accum
     names = [src.name or src.path for src in cfg.data.train]
     wanted = np.asarray(dataset.weights) / sum(dataset.weights)
     print("weights: " + ", ".join(f"{n} {100 * w:.2f}%" for n, w in zip(names, wanted, strict=True)))
