@@ -279,3 +279,28 @@ def test_semantic_maps_load_with_the_views_and_collate_padded_unlabelled(tmp_pat
     batch = collate_views([ds[1], ds[0]])
     assert batch["semantics"].shape == (2, 2, 28, 28) and torch.all(batch["semantics"][0] == 255)
     assert "semantics" not in build_dataset(_cfg(corpus.path, num_views=2), "val", seed=0)[0]
+
+
+def test_grounding_targets_are_written_in_the_first_views_frame(tiny_records):
+    """data.box_frame first_view writes the box as the sample's first view sees it (the record's box is in
+    the scene frame), so a training sample that starts at another view gets another text."""
+    from vqkit.roomplan.grounding import first_view_frame, read_box
+
+    path = tiny_records.root / "g.jsonl"
+    box = {"label": "chair", "center": [0.5, 0.8, 0.45], "size": [0.45, 0.9, 0.5], "yaw": 0.3}
+    recs = [dict(r, answer=None, answers=None, task="grounding", box=box) for r in tiny_records.records[:3]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    scene = build_dataset(_cfg(path, num_views=3), "val", geometry_cfg=GeometryConfig(), seed=0)
+    first = build_dataset(_cfg(path, num_views=3, box_frame="first_view", box_step_cm=5), "val",
+                          geometry_cfg=GeometryConfig(), seed=0)
+    assert scene[0]["answer"] == "chair x=50 y=80 w=45 h=90 d=50 yaw=17"
+    s = first[0]
+    R, t = (np.asarray(v) for v in s["meta"]["view_pose"])
+    assert np.allclose(R, recs[0]["geom_token"]["R"][0], atol=1e-6)
+    back, problems = read_box(s["answer"], first_view_frame(R, t))
+    assert not problems and np.allclose(back.center, box["center"], atol=0.04)
+    assert all(int(v.split("=")[1]) % 5 == 0 for v in s["answer"].split()[1:-1])
+    with pytest.raises(DataError, match="data.box_frame first_view .* needs the record's camera geometry"):
+        no_pose = tiny_records.root / "g2.jsonl"
+        no_pose.write_text(json.dumps({**recs[0], "geom_token": None}) + "\n")
+        build_dataset(_cfg(no_pose, box_frame="first_view"), "val", geometry_cfg=GeometryConfig(), seed=0)

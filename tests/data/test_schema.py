@@ -191,3 +191,22 @@ def test_questions_about_the_same_views_share_one_checked_geometry(tiny_records)
     path.write_text("".join(json.dumps(r) + "\n" for r in (first, second, broken)))
     with pytest.raises(DataError, match=r"repeat\.jsonl:3: field 'geom_token\.R': view 1 is not a rotation"):
         load_records(str(path))
+
+
+def test_grounding_records_carry_a_box_instead_of_an_answer(tiny_records):
+    box = {"label": "bed", "center": [1.0, 2.0, 0.5], "size": [1.6, 1.0, 2.0], "yaw": 1.5707963}
+    rec = _one(tiny_records, answer=None, answers=None, task="grounding", box=box, description="the bed")
+    path = tiny_records.root / "g.jsonl"
+    path.write_text(json.dumps(rec) + "\n")
+    (r,) = load_records(str(path))
+    assert r.answer is None and r.answers == [] and r.box.category == "bed" and r.box.center == (1.0, 2.0, 0.5)
+    assert r.target_text() == "bed x=100 y=200 w=160 h=100 d=200 yaw=90"
+    meta = r.meta()
+    assert meta["box"]["size"] == [1.6, 1.0, 2.0] and meta["description"] == "the bed"
+    for bad, says in [({**rec, "box": {**box, "size": [1, -1, 1]}}, "field 'box': size must be positive"),
+                      ({**rec, "box": {**box, "label": ""}}, "field 'box': label must be one word"),
+                      ({**rec, "answer": "bed"}, "field 'answer': a grounding record's target is its 'box'"),
+                      ({**rec, "box": None}, "field 'answer': missing")]:
+        path.write_text(json.dumps(bad) + "\n")
+        with pytest.raises(DataError, match=r"g\.jsonl:1: " + says.replace("(", r"\(").replace("'", "'")):
+            load_records(str(path))

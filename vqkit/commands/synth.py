@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-describe", action="store_true",
                    help="also ask every training room 'What objects are in the room?' (each category the views "
                         "show with its colour and count: '2 pink beds, 1 yellow chair'); val and test are unchanged")
+    p.add_argument("--grounding", action="store_true",
+                   help="also write grounding_{train,val,test}.jsonl: referring expressions ('the pink bed', 'the "
+                        "chair nearest the door') with their target's box, split unique/multiple as ScanRefer; the "
+                        "other files are unchanged")
     p.add_argument("--workers", type=int, default=None, help="processes (default: min(2, CPU count))")
     p.add_argument("--l-shape-prob", type=float, default=0.3,
                    help="probability of an L-shaped room (default: %(default)s)")
@@ -50,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                      workers=a.workers, render_scale=a.render_scale, questions_per_scene=a.questions_per_scene,
                      train_questions_per_scene=a.train_questions_per_scene, train_describe=a.train_describe,
                      l_shape_prob=a.l_shape_prob, image_format=a.image_format, split_fractions=fractions,
-                     tokenizer=not a.no_tokenizer, vocab_size=a.vocab_size, progress=not a.quiet)
+                     tokenizer=not a.no_tokenizer, vocab_size=a.vocab_size, progress=not a.quiet,
+                     grounding=a.grounding)
     print(format_summary(stats, a.out))
     return 0

@@ -116,6 +116,13 @@ class DataConfig:
     feature_cache: str | None = None
     """Folder written by `vqkit cache-features`; when set, training reads encoder features from it
     instead of images."""
+    box_frame: Literal["scene", "first_view"] = "scene"
+    """Grounding records (a ``box`` target): the frame the answer's box is written in: ``scene`` (the frame
+    of the record's camera poses) or ``first_view`` (turned and shifted about the vertical so that the
+    sample's first view stands at the origin looking along +y; needs camera geometry). Evaluation turns
+    the predicted box back into the scene frame (``vqkit.roomplan.grounding``)."""
+    box_step_cm: int = 1
+    """Grounding records: the answer's positions and sizes rounded to this many centimetres."""
     exclude_qtypes: list[str] = field(default_factory=list)
     """Leave out the records of these qtypes from every source (the demo's blind baseline leaves out
     the training rooms' ``describe`` question, which only the views can answer)."""
@@ -131,6 +138,7 @@ class DataConfig:
         check(self.max_length >= 16, "data.max_length must be >= 16")
         check(self.turns >= 1, "data.turns must be >= 1")
         check(self.packing_buffer >= 1, "data.packing_buffer must be >= 1")
+        check(1 <= self.box_step_cm <= 100, f"data.box_step_cm must be 1..100 centimetres, got {self.box_step_cm}")
         if self.prompt_template != "chat":
             check("{question}" in self.prompt_template and "<image>" in self.prompt_template
                   and "{answer}" in self.prompt_template,

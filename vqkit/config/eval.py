@@ -15,6 +15,9 @@ class EvalConfig:
     """Generation budget for Stage 1 answers."""
     roomplan_max_new_tokens: int = 512
     """Generation budget for Stage 2 layouts (a room with 8 objects is ~400 Qwen3 tokens)."""
+    grounding_max_new_tokens: int = 48
+    """Generation budget for grounding answers (one box line: ~20 tokens of the demo's tokenizer, ~40 of
+    Qwen3's, which writes digits one by one)."""
     do_sample: bool = False
     """Greedy decoding by default (the official scorers assume it)."""
     temperature: float = 1.0

@@ -95,6 +95,12 @@ class RecordDataset(Dataset):
         # The records a training sample starts from: every record, but a conversation of several turns
         # (vqkit.data.conversations) is one sample, its first turn followed by the others in order.
         self.items, self._later_turns = conversation_items(self.records) if train else (None, {})
+        if data_cfg.box_frame != "scene":
+            missing = next((r for r in self.records if r.box is not None and r.geometry is None), None)
+            if missing is not None:
+                raise DataError(f"{missing.where}: record '{missing.id}': field 'geom_token': data.box_frame "
+                                f"{data_cfg.box_frame} writes the box in the first view's frame, which needs "
+                                f"the record's camera geometry (or set data.box_frame: scene)")
         # Records that share their views (one room's questions), for data.turns > 1.
         self._same_views: dict[tuple[str, ...], list[int]] = {}
         if train and data_cfg.turns > 1:
@@ -176,12 +182,12 @@ class RecordDataset(Dataset):
         turns = None
         later = self._later_turns.get(id(rec))
         if later:
-            turns = [_turn(self.records[i]) for i in later]
+            turns = [_turn(self.records[i], self._target(self.records[i], views[0])) for i in later]
         elif self._same_views and rec.conversation is None:
             # Drawn last, so the views and geometry dropout above keep their random streams.
             others = [i for i in self._same_views[tuple(rec.images)] if self.records[i] is not rec]
             picked = rng.permutation(len(others))[: self.cfg.turns - 1]
-            turns = [_turn(self.records[others[k]]) for k in picked]
+            turns = [_turn(self.records[others[k]], self._target(self.records[others[k]], views[0])) for k in picked]
         return views, geometry, turns
 
     def planned(self, index: int, epoch: int, key: int, collator) -> dict[str, Any]:
@@ -194,7 +200,7 @@ class RecordDataset(Dataset):
         hw = None
         if collator.model_cfg.projector.type == "patch_merger" and not collator.blind:
             hw = self._image_hw(rec, views)
-        return collator.planned(rec.question, rec.prompt_situation, rec.target_text(), len(views),
+        return collator.planned(rec.question, rec.prompt_situation, self._target(rec, views[0]), len(views),
                                 geometry is not None, hw, turns or (), rec.vision_at, rec.system)
 
     def _image_hw(self, rec: Record, views: list[int]) -> tuple[int, int]:
@@ -254,7 +260,11 @@ class RecordDataset(Dataset):
         meta = rec.meta()
         meta["views"] = views
         meta["source_name"] = self.name
-        sample.update(question=rec.question, situation=rec.prompt_situation, answer=rec.target_text(), meta=meta)
+        if rec.box is not None:
+            pose = rec.first_view_pose(views[0])
+            meta["view_pose"] = None if pose is None else [pose[0].tolist(), pose[1].tolist()]
+        sample.update(question=rec.question, situation=rec.prompt_situation, answer=self._target(rec, views[0]),
+                      meta=meta)
         if rec.vision_at is not None:
             sample["vision_at"] = rec.vision_at
         if rec.system is not None:
@@ -263,10 +273,17 @@ class RecordDataset(Dataset):
             sample["turns"] = turns
         return sample
 
+    def _target(self, rec: Record, first_view: int) -> str:
+        """The answer text; a grounding record's box in ``data.box_frame`` as the sample's first view
+        (the record's image ``first_view``) gives it, rounded to ``data.box_step_cm``."""
+        if rec.box is None:
+            return rec.target_text()
+        return rec.grounding_target(self.cfg.box_frame, self.cfg.box_step_cm, first_view)
 
-def _turn(rec: Record) -> dict[str, Any]:
+
+def _turn(rec: Record, answer: str | None) -> dict[str, Any]:
     """A follow-up turn of a training sample: its question, situation and answer."""
-    return {"question": rec.question, "situation": rec.prompt_situation, "answer": rec.target_text()}
+    return {"question": rec.question, "situation": rec.prompt_situation, "answer": answer}
 
 
 def conversation_items(records: Sequence[Record]) -> tuple[list[int], dict[int, list[int]]]:

@@ -4,7 +4,8 @@ A record (docs/design.md, section 2) is one JSON object::
 
     {"images": ["scene0000/00010.jpg", ...],          # 1..N paths (required)
      "question": "what is next to the bed?",            # required
-     "answer": "nightstand",                           # Stage 1 (or "roomplan": {...} for Stage 2)
+     "answer": "nightstand",                           # Stage 1 (or "roomplan": {...} for Stage 2,
+                                                       #  "box": {...} for grounding)
      "id": ..., "scene_id": ..., "task": "scanqa", "qtype": ..., "answers": [...], "situation": ...,
      "depths": ["scene0000/00010.png", ...],           # 16-bit PNG, millimetres, 0 = invalid
      "semantics": ["scene0000/00010_sem.png", ...],    # 8-bit PNG, class index, 255 = unlabelled
@@ -30,7 +31,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,9 +41,12 @@ from vqkit.data.record_files import expand_paths, iter_json_objects, read_earlie
 from vqkit.data.video import media_file
 from vqkit.errors import DataError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from vqkit.roomplan.elements import RoomObject
+
 log = logging.getLogger("vqkit.data")
 
-KNOWN_FIELDS = ("images", "question", "answer", "roomplan", "id", "scene_id", "task", "qtype", "question_type",
+KNOWN_FIELDS = ("images", "question", "answer", "roomplan", "box", "id", "scene_id", "task", "qtype", "question_type",
                 "answers", "situation", "depths", "semantics", "geom_token", "turn", "conversation", "system")
 VIEWS = "<image>"
 """In a question: where the views go (when not after the question, where the prompt template puts them)."""
@@ -101,6 +105,9 @@ class Record:
     """The key shared by a conversation's turns: training reads them as one sample."""
     system: str | None = None
     """The conversation's system message (chat templates), else ``data.system_prompt``."""
+    box: RoomObject | None = None
+    """Grounding: the target's box in the scene frame (``vqkit.roomplan.grounding``); the answer text is
+    written from it in the frame the config asks for (:meth:`grounding_target`)."""
 
     @property
     def where(self) -> str:
@@ -117,12 +124,33 @@ class Record:
         return self.situation if self.situation and self.situation not in self.question else None
 
     def target_text(self) -> str:
-        """The training target: the answer (Stage 1), or the RoomPlan layout as text (Stage 2)."""
+        """The training target: the answer (Stage 1), the RoomPlan layout as text (Stage 2), or the
+        box as text in the scene frame (grounding; :meth:`grounding_target` for other frames)."""
         if self.answer is not None:
             return self.answer
+        if self.box is not None:
+            return self.grounding_target()
         if self.target is None:
             self.target = roomplan_text(self.roomplan, self.where)
         return self.target
+
+    def first_view_pose(self, view: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+        """World-to-camera (R, t) of image ``view`` (the first view a sample shows), None without geometry."""
+        if self.geometry is None:
+            return None
+        return self.geometry.R[view], self.geometry.t[view]
+
+    def grounding_target(self, box_frame: str = "scene", step_cm: int = 1, first_view: int = 0) -> str:
+        """A grounding record's answer text: its box in ``box_frame`` (the frame of image ``first_view``
+        for ``first_view``), lengths rounded to ``step_cm``; DataError when the frame needs geometry
+        the record lacks."""
+        from vqkit.roomplan.grounding import box_text, frame_for
+
+        try:
+            frame = frame_for(box_frame, self.first_view_pose(first_view))
+        except ValueError as e:
+            raise DataError(f"{self.where}: record '{self.id}': field 'geom_token': {e}") from None
+        return box_text(self.box, frame, step_cm)
 
     def meta(self) -> dict[str, Any]:
         """The per-sample dict the collator puts in ``batch["meta"]`` (scoring and display)."""
@@ -133,6 +161,11 @@ class Record:
             out["turn"] = self.turn
         if self.roomplan is not None:
             out["roomplan"] = self.roomplan
+        if self.box is not None:
+            from vqkit.roomplan.grounding import box_to_dict
+
+            out["box"] = box_to_dict(self.box, digits=6)
+            out.update({k: self.extra[k] for k in ("description", "object_id") if k in self.extra})
         return out
 
 
@@ -331,14 +364,16 @@ def validate_record(obj: Any, ctx: RecordContext) -> Record:
     question, vision_at = _place_views(_text(obj, "question", ctx, required=True), ctx)
 
     roomplan = obj.get("roomplan")
-    if obj.get("answer") is None and roomplan is None:
-        raise ctx.error("answer", "missing (a record needs 'answer' or, for Stage 2, 'roomplan')")
+    box = _box(obj, ctx)
+    if obj.get("answer") is None and roomplan is None and box is None:
+        raise ctx.error("answer", "missing (a record needs 'answer', or 'roomplan' for Stage 2, or 'box' for "
+                                  "grounding)")
     answer = _text(obj, "answer", ctx, required=True) if obj.get("answer") is not None else None
     if roomplan is not None and not isinstance(roomplan, dict):
         raise ctx.error("roomplan", f"expected a CapturedRoom object, got {type(roomplan).__name__}")
 
     target = None
-    if answer is None and importlib.util.find_spec("vqkit.roomplan") is not None:
+    if answer is None and box is None and importlib.util.find_spec("vqkit.roomplan") is not None:
         # Converting now makes a malformed layout fail when the dataset is built, not mid-training.
         target = roomplan_text(roomplan, f"{ctx.source}:{ctx.line}")
         if not target.strip():
@@ -364,7 +399,7 @@ def validate_record(obj: Any, ctx: RecordContext) -> Record:
         qtype=_text(obj, "qtype", ctx, required=False) or _text(obj, "question_type", ctx, required=False),
         answers=answers, situation=_text(obj, "situation", ctx, required=False),
         depths=depths, semantics=semantics, geometry=geometry, source=ctx.source, line=ctx.line,
-        extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS}, target=target,
+        extra={k: v for k, v in obj.items() if k not in KNOWN_FIELDS}, target=target, box=box,
         vision_at=vision_at, turn=turn, conversation=conversation,
         system=_text(obj, "system", ctx, required=False),
     )
@@ -392,6 +427,21 @@ def _turn(obj: dict, ctx) -> tuple[int | None, str | None]:
     if not isinstance(conversation, str) or not conversation:
         raise ctx.error("conversation", f"expected the key the turns of one conversation share, got {conversation!r}")
     return turn, conversation
+
+
+def _box(obj: dict, ctx: RecordContext) -> RoomObject | None:
+    """A grounding record's ``box`` (its target: no ``answer`` or ``roomplan`` beside it), or None."""
+    if obj.get("box") is None:
+        return None
+    for other in ("answer", "roomplan"):
+        if obj.get(other) is not None:
+            raise ctx.error(other, "a grounding record's target is its 'box': leave this field out")
+    from vqkit.roomplan.grounding import box_from_dict
+
+    try:
+        return box_from_dict(obj["box"])
+    except ValueError as e:
+        raise ctx.error("box", str(e)) from None
 
 
 def _per_view_paths(obj: dict, name: str, views: int, ctx) -> list[str] | None:

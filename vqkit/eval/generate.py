@@ -33,6 +33,7 @@ from vqkit.data.collate import Collator
 from vqkit.data.dataset import build_dataset
 from vqkit.data.feature_cache import attach_feature_cache
 from vqkit.errors import CheckpointError, ConfigError, DataError
+from vqkit.eval.grounding import is_grounding_row
 from vqkit.eval.missing_geometry import geometry_report
 from vqkit.eval.results import compute_metrics, is_layout_row, prediction_row
 from vqkit.utils import distributed
@@ -222,6 +223,14 @@ def _report_geometry(cfg, dataset, n: int, blind: bool, main: bool, on_note, fal
     return report
 
 
+def generation_budget(cfg: Config, metas: Sequence[dict]) -> int:
+    """New tokens for a batch: the longest its records need (a layout, a box line, or a short answer)."""
+    budgets = [cfg.eval.roomplan_max_new_tokens if is_layout_row(m)
+               else cfg.eval.grounding_max_new_tokens if is_grounding_row(m) else cfg.eval.max_new_tokens
+               for m in metas]
+    return max(budgets, default=cfg.eval.max_new_tokens)
+
+
 def _generate_shard(core, cfg, dataset, positions: list[int], collator, batch_size: int, max_new_tokens, gen_kwargs,
                     blind: bool, bar, sync_steps: int) -> tuple[list[dict], list[dict]]:
     """Prediction rows of this rank's ``positions`` and the positions whose record was replaced. With
@@ -230,16 +239,14 @@ def _generate_shard(core, cfg, dataset, positions: list[int], collator, batch_si
     skipped: list[dict] = []
     steps = 0
     for chunk, batch in iter_batches(dataset, positions, collator, batch_size, cfg.data.num_workers):
-        budget = max_new_tokens or (cfg.eval.roomplan_max_new_tokens
-                                    if any(is_layout_row(m) for m in batch["meta"])
-                                    else cfg.eval.max_new_tokens)
-        texts = core.generate(batch, max_new_tokens=budget, **gen_kwargs)
+        texts = core.generate(batch, max_new_tokens=max_new_tokens or generation_budget(cfg, batch["meta"]),
+                              **gen_kwargs)
         for pos, meta, text in zip(chunk, batch["meta"], texts, strict=True):
             if meta.get("replaced_from") is not None:
                 # on_error=skip replaced an undecodable record: its answer is not this record's
                 skipped.append({"index": pos, "id": meta["replaced_from"]})
             else:
-                rows.append(prediction_row(pos, meta, text, blind))
+                rows.append(prediction_row(pos, meta, text, blind, box_frame=cfg.data.box_frame))
         steps += 1
         bar.update(1)
     if steps < sync_steps:

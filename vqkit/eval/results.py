@@ -5,7 +5,8 @@ answers, scene_id, images, blind, and situation / the gold layout / a conversati
 present); ``metrics.json`` holds
 ``overall`` (:func:`vqkit.eval.metrics.score` over every question-answering row), ``by_task``,
 ``by_qtype`` ({qtype: n, em, em_refined, and mra for numeric answers}), ``roomplan`` (Stage 2 layout scores, see
-:func:`vqkit.roomplan.metrics.score_layouts`) and ``info``: how the predictions were made, including
+:func:`vqkit.roomplan.metrics.score_layouts`), ``grounding`` (Acc@0.25 / 0.5, see
+:mod:`vqkit.eval.grounding`) and ``info``: how the predictions were made, including
 what :func:`evaluation_info` records (the model folder, its training step, the data files, whether
 the model was trained blind and whether its views were removed). Rows re-score without the model
 (:func:`rescore`). Every rate is a percentage.
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vqkit.errors import ConfigError, DataError
+from vqkit.eval.grounding import grounding_fields, grounding_lines, is_grounding_row, score_grounding_rows
 from vqkit.eval.metrics import score, sqa3d_label, sqa3d_qtype
 from vqkit.roomplan import Room, score_layouts
 from vqkit.utils.files import iter_jsonl, read_json, write_json_atomic, write_jsonl_atomic
@@ -54,7 +56,9 @@ def qtype_of(meta: dict) -> str:
 
 
 
-def prediction_row(position: int, meta: dict, prediction: str, blind: bool) -> dict:
+def prediction_row(position: int, meta: dict, prediction: str, blind: bool, box_frame: str = "scene") -> dict:
+    """One predictions.jsonl row; a grounding record's (``box_frame``: the frame the model writes boxes
+    in, ``data.box_frame``) also keeps the gold and predicted boxes (:mod:`vqkit.eval.grounding`)."""
     task = meta.get("task")
     answers = [str(a) for a in meta.get("answers") or []]
     if not answers and meta.get("roomplan") is None and meta.get("answer") is not None:
@@ -68,6 +72,8 @@ def prediction_row(position: int, meta: dict, prediction: str, blind: bool) -> d
         row["situation"] = meta["situation"]
     if meta.get("roomplan") is not None:
         row["roomplan"] = meta["roomplan"]  # the gold layout, so re-scoring needs no data
+    if meta.get("box") is not None:
+        row.update(grounding_fields(meta, prediction, box_frame))
     return row
 
 
@@ -105,10 +111,12 @@ def compute_metrics(rows: list[dict], *, language: bool = True) -> dict:
     """Metrics of prediction rows (as written to predictions.jsonl).
 
     ``{"n", "overall": score(...) without by_qtype, "by_task": {task: score(...)},
-    "by_qtype": {qtype: {n, em, em_refined[, mra]}}, "roomplan": layout scores or None}``. ``overall``
-    covers the question-answering rows; Stage 2 rows (task roomplan) are scored as layouts only.
+    "by_qtype": {qtype: {n, em, em_refined[, mra]}}, "roomplan": layout scores or None, "grounding": box
+    scores or None}``. ``overall`` covers the question-answering rows; Stage 2 rows (task roomplan) are
+    scored as layouts only, grounding rows (a gold ``box``) by the IoU of their boxes only.
     """
-    qa = [r for r in rows if not is_layout_row(r)]
+    gr = [r for r in rows if is_grounding_row(r)]
+    qa = [r for r in rows if not is_layout_row(r) and not is_grounding_row(r)]
     rp = [r for r in rows if is_layout_row(r)]
     out: dict[str, Any] = {"n": len(rows)}
     if qa:
@@ -128,6 +136,7 @@ def compute_metrics(rows: list[dict], *, language: bool = True) -> dict:
             by_task[task] = _score_rows(tasks[task], language)
     out["by_task"] = by_task
     out["roomplan"] = score_roomplan(rp) if rp else None
+    out["grounding"] = score_grounding_rows(gr) if gr else None
     return out
 
 
@@ -163,7 +172,10 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
         if not isinstance(row.get("prediction"), str):
             raise DataError(f"{path}:{line_no}: field 'prediction': expected a string")
         answers = row.get("answers")
-        if is_layout_row(row):
+        if is_grounding_row(row):
+            if not isinstance(row.get("box"), dict):
+                raise DataError(f"{path}:{line_no}: field 'box': a grounding prediction needs its gold box")
+        elif is_layout_row(row):
             if not isinstance(row.get("roomplan"), dict):
                 raise DataError(f"{path}:{line_no}: field 'roomplan': a roomplan prediction needs its gold layout")
         elif not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
@@ -255,15 +267,17 @@ def _qa_lines(metrics: dict) -> list[str]:
 
 
 def format_table(metrics: dict) -> str:
-    """The metrics as a readable table: overall, per task, per question type (and Stage 2 F1), all
-    rates in percent. An evaluation of Stage 2 layouts alone has no question-answering rows: its table
-    is the layout scores, without an empty "overall 0" row."""
-    rp = metrics.get("roomplan")
+    """The metrics as a readable table: overall, per task, per question type (and Stage 2 F1, grounding
+    Acc@k), all rates in percent. An evaluation of Stage 2 layouts or grounding boxes alone has no
+    question-answering rows: its table is their scores, without an empty "overall 0" row."""
+    rp, gr = metrics.get("roomplan"), metrics.get("grounding")
     lines: list[str] = []
-    if metrics["overall"].get("n") or not rp:
+    if metrics["overall"].get("n") or not (rp or gr):
         lines = _qa_lines(metrics)
     if rp:
         lines += ([""] if lines else []) + _roomplan_lines(rp)
+    if gr:
+        lines += ([""] if lines else []) + grounding_lines(gr)
     info = metrics.get("info") or {}
     if info.get("skipped"):
         lines.append(f"skipped {len(info['skipped'])} record(s) whose files could not be decoded")

@@ -26,6 +26,10 @@ Text form (:meth:`Room.to_text` / :meth:`Room.from_text`), one element per line,
   ``Room.from_text(room.to_text()).to_text() == room.to_text()`` exactly.
 
 
+A grounding answer (:mod:`vqkit.roomplan.grounding`) is one object line of this grammar, the box of the
+object a referring expression names: :func:`format_object_line` writes both, and
+:func:`read_object_line` reads one box with the same tolerant line reader as :func:`read_text`.
+
 A model that loops repeats an element line: :func:`first_repeated_line` finds that (generation stops
 there, see ``VQModel.generate``) and :func:`trim_repeated_lines` cuts the repeat off.
 """
@@ -109,14 +113,26 @@ def room_to_text(room) -> str:
     for k, x, y, z, w, h, yaw, open_field in sorted(orphans):
         line = f"{OPENING_KINDS[k]} x={x} y={y}{_z(z)} w={w} h={h} yaw={yaw}"
         lines.append(line + (f" open={open_field[0]}" if open_field else ""))
-    qobjects = sorted(
-        (ob.category, _cm(ob.center[0]), _cm(ob.center[1]), _cm(ob.center[2] - ob.size[1] / 2),
-         _cm(ob.size[0]), _cm(ob.size[1]), _cm(ob.size[2]), _deg180(ob.yaw))
-        for ob in room.objects
-    )
-    for c, x, y, z, w, h, d, yaw in qobjects:
-        lines.append(f"{c} x={x} y={y}{_z(z)} w={w} h={h} d={d} yaw={yaw}")
+    for fields in sorted(object_fields(ob.category, ob.center, ob.size, ob.yaw) for ob in room.objects):
+        lines.append(format_object_line(*fields))
     return "\n".join(lines)
+
+
+def _quantum(v: float, step_cm: int) -> int:
+    """Metres -> centimetres, rounded to a multiple of ``step_cm``."""
+    return int(round(float(v) * 100.0 / step_cm)) * step_cm
+
+
+def object_fields(label: str, center, size, yaw: float, step_cm: int = 1) -> tuple:
+    """The integers of one object line: (label, x, y, z, w, h, d, yaw) with lengths in centimetres
+    rounded to ``step_cm`` (1 for layouts), ``z`` the box's bottom and ``yaw`` in degrees [0, 180)."""
+    bottom = float(center[2]) - float(size[1]) / 2
+    return (label, *(_quantum(v, step_cm) for v in (center[0], center[1], bottom, *size)), _deg180(yaw))
+
+
+def format_object_line(label: str, x: int, y: int, z: int, w: int, h: int, d: int, yaw: int) -> str:
+    """``<label> x= y= [z=] w= h= d= yaw=``: a layout's object line, and a grounding answer."""
+    return f"{label} x={x} y={y}{_z(z)} w={w} h={h} d={d} yaw={yaw}"
 
 
 def _z(z_cm: int) -> str:
@@ -297,12 +313,13 @@ class _TextReader:
         center = (float(xy[0]), float(xy[1]), (f["z"] + f["h"] / 2) / 100)
         return Opening(f"{kind}{index}", kind, wall.id, center, f["w"] / 100, f["h"] / 100, wall.yaw, is_open)
 
-    def _object(self, line: _Line, index: int) -> RoomObject | None:
+    def _object(self, line: _Line, index: int, labels: Sequence[str] | None = CATEGORIES) -> RoomObject | None:
+        """The object of an object line; its label must be one of ``labels`` (None: any word)."""
         n, f = line.number, line.fields
         category, args = line.kind, line.args
         if category == "object" and args:  # also accept the long form "object table x=..."
             category, args = args[0], args[1:]
-        if category not in CATEGORIES:
+        if not category or (labels is not None and category not in labels):
             known = "" if category else " (empty)"
             hint = " (truncated?)" if n == self.last and not f else ""
             self.problems.append(f"line {n}: unknown element or category {category!r}{known}{hint}; skipped")
@@ -314,6 +331,32 @@ class _TextReader:
         size = (f["w"] / 100, f["h"] / 100, f["d"] / 100)
         center = (f["x"] / 100, f["y"] / 100, (f["z"] + f["h"] / 2) / 100)
         return RoomObject(f"object{index}", category, center, size, math.radians(f["yaw"]))
+
+
+def read_object_line(text: str) -> tuple[RoomObject | None, list[str]]:
+    """The one box a text holds as an object line (``<label> x= y= [z=] w= h= d= yaw=``, the grammar
+    of a layout's object lines, any one-word label), tolerantly; returns (box or None, problems).
+    Never raises, never evaluates the text.
+
+    The first well-formed object line is the box; every other line is a problem (a second box is
+    noted and ignored), as are the problems :func:`read_text` names (bad numbers, missing or unknown
+    fields, truncation)."""
+    if not isinstance(text, str):
+        return None, [f"not text: {type(text).__name__}"]
+    reader = _TextReader(text)
+    found: RoomObject | None = None
+    found_at = 0
+    for line in reader.lines:
+        if found is not None:
+            reader.problems.append(f"line {line.number}: more than one box; only line {found_at} is used")
+            continue
+        obj = reader._object(line, 0, labels=None)
+        if obj is not None:
+            found, found_at = obj, line.number
+    if found is None and not reader.problems:
+        reader.problems.append("no box (expected '<label> x= y= [z=] w= h= d= yaw=')")
+    reader.problems.sort(key=lambda m: int(m.split(":", 1)[0][5:]) if m.startswith("line ") else 0)
+    return found, reader.problems
 
 
 def element_key(line: str) -> str:

@@ -12,6 +12,8 @@ Output (docs/design.md, "The synthetic benchmark")::
 
     DIR/{train,val,test}.jsonl            questions (task "synth"), one record per question
     DIR/roomplan_{train,val,test}.jsonl   one record per scene (task "roomplan")
+    DIR/grounding_{train,val,test}.jsonl  with ``grounding``: referring expressions and their boxes (task
+                                          "grounding", :mod:`~vqkit.synth.grounding`); grounding_stats.json
     DIR/scenes/<scene_id>/rgb_XX.png, depth_XX.png (uint16 mm), semantic_XX.png (uint8 class index into
                                           stats.json's semantic_classes, 255 = nothing), layout.json,
                                           cameras.json
@@ -38,18 +40,24 @@ from PIL import Image
 from vqkit import cameras as geo
 from vqkit.errors import ConfigError
 from vqkit.roomplan import ROOMPLAN_QUESTION, Room
+from vqkit.roomplan.grounding import GROUNDING_TASK, box_to_dict, grounding_question
 from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, SEMANTIC_CLASSES, WALL_PALETTE
+from vqkit.synth.grounding import scene_expressions
 from vqkit.synth.questions import DESCRIBE_QTYPE, describe_objects, scene_questions
 from vqkit.synth.render import RENDER_SCALE
 from vqkit.synth.scene import make_scene, room_from_layout
 from vqkit.tokenizer import train_tokenizer
-from vqkit.utils.files import write_json_atomic, write_jsonl_atomic
+from vqkit.utils.files import iter_jsonl, write_json_atomic, write_jsonl_atomic
 from vqkit.utils.open3d import import_open3d
 from vqkit.vggt.semantic_head import UNLABELLED
 
 # Bumped whenever the same arguments would generate different rooms or questions, so a folder made
 # by an older generator is never silently reused (vqkit demo regenerates it).
 GENERATOR_VERSION = 3  # 3: per-pixel semantic maps (records' "semantics")
+
+# Bumped whenever the same rooms would get other grounding expressions (their files are then rewritten).
+GROUNDING_VERSION = 1
+GROUNDING_STATS = "grounding_stats.json"
 
 SPLITS = ("train", "val", "test")
 # Questions per room: every val and test room's (the benchmark), and the training rooms' by default.
@@ -137,6 +145,60 @@ def roomplan_record(scene: dict) -> dict:
             "roomplan": room_from_layout(scene["layout"]).to_capturedroom()}
 
 
+def grounding_records(scene_id: str, index: int, seed: int, layout: dict, cameras: list[dict]) -> list[dict]:
+    """The grounding records of one room (:func:`vqkit.synth.grounding.scene_expressions`), drawn from
+    their own stream of (seed, room index), so the other files do not change."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(index), 2]))
+    base = {"scene_id": scene_id, "task": GROUNDING_TASK, "images": [c["image"] for c in cameras],
+            "depths": [c["depth"] for c in cameras], "semantics": [c["semantics"] for c in cameras],
+            "geom_token": _geom_token(cameras)}
+    return [{"id": f"{scene_id}_g{k:02d}", **base, "qtype": item["qtype"],
+             "question": grounding_question(item["description"]), "description": item["description"],
+             "relation": item["relation"], "object_id": item["object_id"], "box": box_to_dict(item["box"])}
+            for k, item in enumerate(scene_expressions(layout, cameras, CATEGORIES, rng))]
+
+
+def add_grounding(data_dir: str | os.PathLike) -> dict:
+    """Write ``DIR/grounding_{train,val,test}.jsonl`` for the rooms of a generated set (read from its
+    ``roomplan_<split>.jsonl`` and each room's ``layout.json`` and ``cameras.json``; no other file is
+    touched), then ``grounding_stats.json`` (counts per split, subset and relation); returns the stats."""
+    root = Path(data_dir)
+    stats = json.loads((root / "stats.json").read_text())
+    seed = stats["args"]["seed"]
+    counts: dict[str, dict] = {}
+    remove_grounding(root)
+    for split in stats["args"].get("splits", SPLITS):  # the splits the set holds
+        records = []
+        for _, room in iter_jsonl(root / f"roomplan_{split}.jsonl"):
+            folder = root / "scenes" / room["scene_id"]
+            layout = json.loads((folder / "layout.json").read_text())
+            cameras = json.loads((folder / "cameras.json").read_text())
+            records += grounding_records(room["scene_id"], layout["index"], seed, layout, cameras)
+        write_jsonl_atomic(root / f"grounding_{split}.jsonl", records)
+        counts[split] = {"n": len(records), "by_qtype": dict(sorted(Counter(r["qtype"] for r in records).items())),
+                         "by_relation": dict(sorted(Counter(r["relation"] for r in records).items()))}
+    out = {"grounding_version": GROUNDING_VERSION, "seed": seed, "splits": counts}
+    write_json_atomic(root / GROUNDING_STATS, out)  # last: its presence marks complete grounding files
+    return out
+
+
+def remove_grounding(data_dir: str | os.PathLike) -> None:
+    """Remove a set's grounding files (their stats file first: its presence marks complete files)."""
+    root = Path(data_dir)
+    (root / GROUNDING_STATS).unlink(missing_ok=True)
+    for split in SPLITS:
+        (root / f"grounding_{split}.jsonl").unlink(missing_ok=True)
+
+
+def has_grounding(data_dir: str | os.PathLike) -> bool:
+    """Whether ``data_dir`` holds this generator version's grounding files."""
+    path = Path(data_dir) / GROUNDING_STATS
+    try:
+        return json.loads(path.read_text()).get("grounding_version") == GROUNDING_VERSION
+    except (OSError, ValueError):
+        return False
+
+
 def blind_baselines(train: list[dict], heldout: list[dict]) -> dict:
     """EM of text-only guessers on ``heldout``, per qtype: the train split's majority answer of the
     qtype, and the stronger per-question-text majority (falling back to the qtype's)."""
@@ -169,7 +231,7 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
              questions_per_scene: int = QUESTIONS_PER_SCENE, l_shape_prob: float = 0.3, image_format: str = "png",
              split_fractions=(0.8, 0.1, 0.1), tokenizer: bool = True, vocab_size: int = 1024,
              progress: bool = True, train_questions_per_scene: int | None = None,
-             train_describe: bool = False, splits: Sequence[str] = SPLITS) -> dict:
+             train_describe: bool = False, splits: Sequence[str] = SPLITS, grounding: bool = False) -> dict:
     """Generate the synthetic benchmark into ``out_dir`` and return its stats (also in stats.json).
 
     Deterministic for ``seed``: the JSONL files are byte-identical for the same arguments whatever
@@ -184,6 +246,9 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     the others are not rendered, and their record files are removed. The rooms are still assigned
     to splits over all ``scenes`` and each derives from its own seed, so a split's files are
     byte-identical to those of a run that writes every split.
+
+    ``grounding`` adds the grounding files of those splits (:func:`add_grounding`); every other file
+    stays byte for byte what it is without them.
     """
     train_qps = questions_per_scene if train_questions_per_scene is None else train_questions_per_scene
     _check_arguments(scenes, views, image_size, render_scale, image_format, questions_per_scene, train_qps,
@@ -191,6 +256,7 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     splits = tuple(s for s in SPLITS if s in splits)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    remove_grounding(out)  # an earlier set's grounding questions would not match these rooms
     assignment = split_scenes(scenes, seed, split_fractions)
     rendered = sorted(i for s in splits for i in assignment[s])
     workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
@@ -229,7 +295,9 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
                         "views_per_s": round(len(jobs) * views / t_scenes, 2),
                         "render_s_per_scene": round(float(np.mean([r["render_s"] for r in results.values()])), 5),
                         "tokenizer_s": round(t_tok, 3), "total_s": round(time.perf_counter() - t0, 3)}
-    write_json_atomic(out / "stats.json", _ordered_stats(stats))  # last: its presence marks a complete set
+    write_json_atomic(out / "stats.json", _ordered_stats(stats))  # its presence marks a complete set
+    if grounding:
+        add_grounding(out)
     return _ordered_stats(stats)
 
 
@@ -254,11 +322,16 @@ def _check_arguments(scenes, views, image_size, render_scale, image_format, ques
 
 
 def format_summary(stats: dict, out_dir: str | os.PathLike) -> str:
-    """:func:`generate`'s stats in one line: rooms, questions, speed and the blind majority baseline."""
+    """:func:`generate`'s stats in one line: rooms, questions, speed and the blind majority baseline (and
+    a second line naming the grounding files when the set has them)."""
     t = stats["timings"]
-    return (f"vqkit synth: {stats['args']['scenes']} scenes, {sum(stats['questions'].values())} questions in "
+    line = (f"vqkit synth: {stats['args']['scenes']} scenes, {sum(stats['questions'].values())} questions in "
             f"{out_dir} ({t['scenes_per_s']} scenes/s); blind majority EM "
             f"{stats['blind'].get('all', {}).get('majority_em')}")
+    if has_grounding(out_dir):
+        line += (f"\nvqkit synth: grounding questions in {out_dir}/grounding_<split>.jsonl (counts: "
+                 f"{out_dir}/{GROUNDING_STATS})")
+    return line
 
 
 def _render_scenes(jobs: list[tuple], workers: int, progress: bool) -> list[dict]:
@@ -331,13 +404,15 @@ def _stats(records: dict, results: list[dict], assignment: dict) -> dict:
 
 def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_size: int, seed: int,
                  train_questions_per_scene: int = QUESTIONS_PER_SCENE, render_scale: int = RENDER_SCALE,
-                 train_describe: bool = False, splits: Sequence[str] = SPLITS, progress: bool = True) -> dict:
+                 train_describe: bool = False, splits: Sequence[str] = SPLITS, grounding: bool = False,
+                 progress: bool = True) -> dict:
     """Generate the synthetic set unless ``data_dir`` already holds one made with these arguments by
     this generator version, with at least ``splits`` (then its stats are returned and nothing is
     written); a set made with other arguments is regenerated in place, saying which differ. Val and
     test rooms always get :data:`QUESTIONS_PER_SCENE` questions, ``train_questions_per_scene`` is the
     training rooms', ``train_describe`` adds the training rooms' ``describe`` question, and only
-    ``splits`` are rendered (:func:`generate`)."""
+    ``splits`` are rendered (:func:`generate`). ``grounding``: the set's grounding files too, added to
+    a reused set that lacks them (:func:`add_grounding`)."""
     data_dir = Path(data_dir)
     stats_file = data_dir / "stats.json"
     if stats_file.is_file():
@@ -354,6 +429,9 @@ def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_
         if (have == want and set(splits) <= set(have_splits)
                 and stats.get("generator_version") == GENERATOR_VERSION):
             print(f"reusing the synthetic rooms in {data_dir}", flush=True)
+            if grounding and not has_grounding(data_dir):
+                print(f"adding grounding questions to {data_dir}", flush=True)
+                add_grounding(data_dir)
             return stats
         differ = [f"{k} {have[k]} -> {want[k]}" for k in want if have[k] != want[k]]
         if not set(splits) <= set(have_splits):
@@ -363,7 +441,7 @@ def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_
         print(f"regenerating the synthetic rooms in {data_dir} ({', '.join(differ)})", flush=True)
     return generate(data_dir, scenes=scenes, views=views, image_size=image_size, seed=seed, progress=progress,
                     train_questions_per_scene=train_questions_per_scene, render_scale=render_scale,
-                    train_describe=train_describe, splits=splits)
+                    train_describe=train_describe, splits=splits, grounding=grounding)
 
 
 def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True) -> None:
