@@ -443,3 +443,54 @@ def test_a_missing_model_or_a_run_folder_is_the_same_line_for_ask_and_eval(tiny_
         for command, args in (("ask", ask_args), ("eval", eval_args)):
             assert vqkit_main(args) == 2
             assert capsys.readouterr().err.strip() == f"vqkit {command}: error: {message}"
+
+
+# ------------------------------------------------------------------ --ground
+
+
+def test_ground_turns_the_first_views_box_into_the_cameras_frame(tiny_model_dir, model, eval_records, tmp_path,
+                                                                  capsys, monkeypatch):
+    """A model that writes boxes in the first view's frame: with cameras the box comes back in their frame;
+    without, it stays in the first view's frame and a note says so; --out writes the JSON."""
+    import copy
+
+    from vqkit.eval.ask import ask_ground, prepare_ask
+    from vqkit.roomplan.grounding import box_text, first_view_frame, grounding_question
+    from vqkit.roomplan import RoomObject
+
+    rec, images = _record(eval_records, 0)
+    paths = _photos_with_cameras(rec, images, tmp_path / "scene")
+    cfg = copy.deepcopy(model.config)
+    cfg.data.box_frame = "first_view"
+    prepared = prepare_ask(cfg, paths, grounding_question("the bed"))
+    R0, t0 = prepared.sample["R"][0].numpy(), prepared.sample["t"][0].numpy()
+    bed = RoomObject("b", "bed", (1.0, 0.5, 0.5), (1.6, 1.0, 2.0), 0.3)
+    written = box_text(bed, first_view_frame(R0, t0))
+    monkeypatch.setattr(type(model), "generate", lambda self, batch, max_new_tokens=16, **kw: [written])
+    found = ask_ground(model, paths, "the bed", cfg=cfg)
+    assert found.frame == "scene" and not found.problems
+    assert np.allclose(found.box.center, bed.center, atol=0.02) and "bed: centre (1.00, 0.50, 0.50) m" in found.summary()
+    no_pose = ask_ground(model, paths, "the bed", cfg=cfg, cameras=False)
+    assert no_pose.frame == "first_view" and not np.allclose(no_pose.box.center, bed.center, atol=0.05)
+
+    out = tmp_path / "bed.json"
+    args = ["ask", "--model", str(tiny_model_dir), "--images", *paths, "--ground", "the bed", "--out", str(out),
+            "--set", "data.box_frame=first_view"]
+    assert vqkit_main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("bed: centre (1.00, 0.50, 0.50) m") and "box written to" in captured.err
+    data = json.loads(out.read_text())
+    assert data["question"] == "Locate: the bed" and data["frame"] == "scene" and data["text"] == written
+    assert np.allclose(data["box"]["center"], bed.center, atol=0.02) and np.asarray(data["corners"]).shape == (8, 3)
+
+
+def test_ground_says_when_there_is_no_box(tiny_model_dir, eval_records, capsys):
+    rec, images = _record(eval_records, 1)
+    base = ["ask", "--model", str(tiny_model_dir), "--images", *images]
+    assert vqkit_main([*base, "--ground", "the bed", "--max-new-tokens", "2"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("no box: ") or out.out.split(":")[0].isidentifier()
+    for extra, message in ((["--ground", "the bed", "--question", "q"], "only one of"), (["--ground", "  "], "--ground")):
+        assert vqkit_main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1

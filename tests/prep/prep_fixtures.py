@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -382,3 +383,93 @@ def export_synth_arkit(synth_dir: Path, scene_id: str, root: Path, vid: str, fol
                                                  "normalizedAxes": [c, s, 0.0, -s, c, 0.0, 0.0, 0.0, 1.0]}}})
     (vid_dir / f"{vid}_3dod_annotation.json").write_text(json.dumps({"data": data, "skipped": False}))
     return {"folder": vid_dir, "cameras": cameras, "layout": layout, "timestamps": stamps}
+
+
+# ----------------------------------------------------------------------------------------------
+# ScanNet scans (mesh, segments, aggregation, axis alignment) and ScanRefer
+# ----------------------------------------------------------------------------------------------
+
+
+def z_alignment(angle_deg: float, shift=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """A ScanNet-style axisAlignment: a turn about z and a shift (raw scan frame -> aligned frame)."""
+    a = math.radians(angle_deg)
+    A = np.eye(4)
+    A[:2, :2] = [[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]
+    A[:3, 3] = shift
+    return A
+
+
+def export_scannet_scan(root: Path, scene_id: str, objects: list[tuple[str, list[float], list[float]]],
+                        alignment: np.ndarray | None, ply_format: str = "binary_little_endian", seed: int = 0) -> Path:
+    """Write ``root/<scene>/`` as ScanNet's scan files: ``<scene>_vh_clean_2.ply`` (vertices and faces),
+    ``<scene>_vh_clean_2.0.010000.segs.json``, ``<scene>.aggregation.json`` and ``<scene>.txt``.
+
+    ``objects`` are (label, centre, size) of axis-aligned boxes **in the aligned frame**; each gets its 8
+    corners and 30 points inside as vertices, split over two segments, stored in the raw frame (the
+    inverse of ``alignment``), so the aligned box of its vertices is exactly the given box. A floor object
+    (label ``floor``) and unlabelled vertices are added. ``alignment`` None writes no axisAlignment line."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / scene_id
+    folder.mkdir(parents=True, exist_ok=True)
+    points, seg_ids, groups = [], [], []
+    for k, (label, center, size) in enumerate([*objects, ("floor", [2.0, 2.0, -0.01], [4.0, 4.0, 0.02])]):
+        c, h = np.asarray(center, float), np.asarray(size, float) / 2
+        corners = c + h * np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+        inside = c + h * rng.uniform(-0.95, 0.95, (30, 3))
+        pts = np.concatenate([corners, inside])
+        points.append(pts)
+        segs = [100 * k + 1, 100 * k + 2]
+        seg_ids += [segs[i % 2] for i in range(len(pts))]
+        groups.append({"id": k, "objectId": k, "segments": segs, "label": label})
+    points.append(rng.uniform(0, 4, (15, 3)))  # vertices of no object
+    seg_ids += [7777] * 15
+    pts = np.concatenate(points)
+    if alignment is not None:
+        inv = np.linalg.inv(alignment)
+        pts = pts @ inv[:3, :3].T + inv[:3, 3]
+    n = len(pts)
+    faces = [(i, i + 1, i + 2) for i in range(0, n - 2, 3)]
+    header = (f"ply\nformat {ply_format} 1.0\ncomment written by the vqkit test fixtures\nelement vertex {n}\n"
+              "property float x\nproperty float y\nproperty float z\nproperty uchar red\nproperty uchar green\n"
+              f"property uchar blue\nproperty uchar alpha\nelement face {len(faces)}\n"
+              "property list uchar int vertex_indices\nend_header\n")
+    path = folder / f"{scene_id}_vh_clean_2.ply"
+    if ply_format == "ascii":
+        body = "".join(f"{x:.6f} {y:.6f} {z:.6f} 128 128 128 255\n" for x, y, z in pts)
+        body += "".join(f"3 {a} {b} {c}\n" for a, b, c in faces)
+        path.write_text(header + body)
+    else:
+        vdt = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("r", "u1"), ("g", "u1"), ("b", "u1"), ("a", "u1")])
+        verts = np.zeros(n, dtype=vdt)
+        verts["x"], verts["y"], verts["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+        verts["r"] = verts["g"] = verts["b"] = 128
+        verts["a"] = 255
+        fdt = np.dtype([("n", "u1"), ("i", "<i4", (3,))])
+        face_data = np.zeros(len(faces), dtype=fdt)
+        face_data["n"], face_data["i"] = 3, faces
+        path.write_bytes(header.encode() + verts.tobytes() + face_data.tobytes())
+    (folder / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(
+        json.dumps({"params": {"kThresh": "0.0001", "segMinVerts": "20"}, "sceneId": f"{scene_id}_vh_clean_2",
+                    "segIndices": seg_ids}))
+    (folder / f"{scene_id}.aggregation.json").write_text(
+        json.dumps({"sceneId": f"scannet.{scene_id}", "appId": "Aggregator.v2", "segGroups": groups,
+                    "segmentsFile": f"scannet.{scene_id}_vh_clean_2.0.010000.segs.json"}))
+    lines = [f"colorHeight = 968", "colorWidth = 1296", "numColorFrames = 12"]
+    if alignment is not None:
+        lines.insert(0, "axisAlignment = " + " ".join(f"{v:.9g}" for v in np.asarray(alignment).reshape(-1)))
+    (folder / f"{scene_id}.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def write_scanrefer(path: Path, entries: list[tuple[str, int, str, str]]) -> list[dict]:
+    """A ScanRefer_filtered_<split>.json of (scene_id, object_id, object_name, description) entries (ids as
+    strings and a token list, as ScanRefer writes them; ann_id counts per object)."""
+    items, seen = [], Counter()
+    for scene_id, object_id, name, description in entries:
+        ann = seen[(scene_id, object_id)]
+        seen[(scene_id, object_id)] += 1
+        items.append({"scene_id": scene_id, "object_id": str(object_id), "object_name": name, "ann_id": str(ann),
+                      "description": description, "token": description.split()})
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(items))
+    return items

@@ -71,11 +71,35 @@ def test_parallel_output_equals_serial(scannet_tree, tmp_path):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
 
 
-def test_test_split_without_answers_is_counted(scannet_tree, tmp_path):
+def test_test_split_questions_have_no_references(scannet_tree, tmp_path):
+    """Test questions (no answers) become records with answers [] and no answer: asked and exported for
+    the test server, refused for training; a training file's unanswered questions are still skipped."""
+    from vqkit.config import DataConfig, GeometryConfig, SourceConfig
+    from vqkit.data.dataset import build_dataset
+
     assert _run(scannet_tree, tmp_path, "--splits", "test_wo_obj") == 0
     summary = json.loads((tmp_path / "prep_summary.json").read_text())
-    assert summary["skipped"] == {"questions without answers (test_wo_obj)": 2}
-    assert _read(tmp_path / "test_wo_obj.jsonl") == []
+    assert summary["skipped"] == {}
+    test = _read(tmp_path / "test_wo_obj.jsonl")
+    assert len(test) == 2 and all(r["answers"] == [] and "answer" not in r for r in test)
+    cfg = DataConfig(train=[SourceConfig(path=str(tmp_path / "test_wo_obj.jsonl"))], num_views=2, image_size=56)
+    assert build_dataset(cfg, "val", geometry_cfg=GeometryConfig(), seed=0, sources=[str(tmp_path / "test_wo_obj.jsonl")])[0]["answer"] is None
+    with pytest.raises(DataError, match="marks a question without references, for evaluation only"):
+        build_dataset(cfg, "train", geometry_cfg=GeometryConfig(), seed=0)
+
+
+def test_scans_put_the_poses_in_the_axis_aligned_frame(scannet_tree, tmp_path):
+    import prep_fixtures as F
+
+    align = F.z_alignment(-20.0, shift=(0.5, 1.0, 0.0))
+    F.export_scannet_scan(tmp_path / "scans", "scene0001_00", [("chair", [1, 1, 0.4], [0.5, 0.5, 0.8])], align)
+    assert _run(scannet_tree, tmp_path / "a", "--splits", "val") == 0
+    assert _run(scannet_tree, tmp_path / "b", "--splits", "val", "--scans", str(tmp_path / "scans")) == 0
+    plain, aligned = _read(tmp_path / "a" / "val.jsonl")[0], _read(tmp_path / "b" / "val.jsonl")[0]
+    for v in range(4):
+        R0, t0 = np.asarray(plain["geom_token"]["R"][v]), np.asarray(plain["geom_token"]["t"][v])
+        R1, t1 = np.asarray(aligned["geom_token"]["R"][v]), np.asarray(aligned["geom_token"]["t"][v])
+        assert np.allclose(-R1.T @ t1, align[:3, :3] @ (-R0.T @ t0) + align[:3, 3], atol=1e-6)
 
 
 def test_single_file_and_limit_scenes(scannet_tree, tmp_path):

@@ -177,3 +177,30 @@ def test_shortened_default_demo_learns_from_the_views(tmp_path, monkeypatch):
     assert room["full"]["em"] >= room["blind"]["em"] + 50, summary
     assert summary["em_full"] >= summary["em_blind"] + 6, summary
     assert summary["loss_shuffled_views"] >= 1.3 * summary["loss_views"], summary
+
+
+def test_demo_with_grounding_questions_mixed_in(tmp_path, monkeypatch):
+    """--grounding: a room's grounding questions ride in its samples beside its questions (one source, more
+    turns), and both are scored: the QA table and Acc@0.25 / Acc@0.5 of the boxes."""
+    import yaml
+
+    monkeypatch.chdir(REPO)
+    summary = _tiny_demo(tmp_path, steps=3, scenes=12, extra=("data.turns=3", "train.batch_size_per_gpu=4"),
+                         synth={"grounding": True})
+    assert summary["synth"]["grounding"] is True
+    for key in ("em_full", "em_blind", "acc25_full", "acc25_blind", "acc50_full", "acc50_blind"):
+        assert summary[key] is not None
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["data"]["train"][0]["join"] == [str(tmp_path / "synth" / "grounding_train.jsonl")]
+    assert config["data"]["turns"] == 3 + 14
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert metrics["grounding"]["n"] > 0 and metrics["overall"]["n"] > 0
+
+
+def test_the_command_mixes_grounding_into_the_qa_demo(monkeypatch):
+    import vqkit.commands.demo as command
+
+    calls = []
+    monkeypatch.setattr(command, "run_demo", lambda *args, **kwargs: calls.append(kwargs["synth"]))
+    assert command.main(["--grounding"]) == 0
+    assert calls == [{**DEFAULT_SYNTH, "grounding": True}]

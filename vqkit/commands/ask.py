@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                '  vqkit ask --model runs/demo/final --images kitchen/ --question "How many chairs are there?"\n'
                '  vqkit ask --model runs/demo/final --video walkthrough.mp4 --question "How many chairs are there?"\n'
                '  vqkit ask --model runs/demo/final --video scannet/posed_images/scene0000_00 --question "..."\n'
-               '  vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json',
+               '  vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json\n'
+               '  vqkit ask --model runs/grounding_demo/final --images a.jpg b.jpg --ground "the pink bed" --out bed.json',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")
@@ -42,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--roomplan", action="store_true",
                         help="Stage 2: generate the room's layout and write it as CapturedRoom JSON "
                              "(the question defaults to the Stage 2 prompt)")
-    parser.add_argument("--out", metavar="FILE", help="with --roomplan: write the JSON here instead of stdout")
+    parser.add_argument("--ground", metavar="EXPRESSION",
+                        help="grounding: print the box of the object this referring expression names ('the pink bed')")
+    parser.add_argument("--out", metavar="FILE", help="with --roomplan: write the JSON here instead of stdout; with "
+                                                      "--ground: also write the box as JSON here")
     parser.add_argument("--situation", help="SQA3D-style situation text placed before the question")
     parser.add_argument("--max-new-tokens", type=int, help="generation budget (default eval.max_new_tokens; "
                                                             "eval.roomplan_max_new_tokens with --roomplan)")
@@ -63,14 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     from vqkit.eval.ask import answer_prepared, check_roomplan_model, layout_prepared, prepare_ask
     from vqkit.models.builder import load_model, load_model_config
     from vqkit.roomplan import ROOMPLAN_QUESTION
+    from vqkit.roomplan.grounding import grounding_question
 
     args = build_parser().parse_args(argv)
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
-    if not args.roomplan and args.question is None:
-        raise ConfigError("--question is required (or --roomplan for the room's layout)")
-    if args.out and not args.roomplan:
-        raise ConfigError("--out writes a layout: use it with --roomplan")
+    asked = sum(x is not None and x is not False for x in (args.question, args.ground, args.roomplan))
+    if asked == 0:
+        raise ConfigError("--question is required (or --ground EXPRESSION for a box, --roomplan for the room's layout)")
+    if asked > 1:
+        raise ConfigError("give only one of --question, --ground and --roomplan")
+    if args.ground is not None and not args.ground.strip():
+        raise ConfigError("--ground needs a referring expression, e.g. --ground 'the pink bed'")
+    if args.out and not (args.roomplan or args.ground):
+        raise ConfigError("--out writes a layout or a box: use it with --roomplan or --ground")
     if args.roomplan and args.situation:
         raise ConfigError("--situation does not apply to --roomplan")
     cameras = False if args.no_geometry else args.cameras
@@ -81,13 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     # Everything about the input before the model loads (seconds): a mistake costs nothing.
     if args.roomplan:
         check_roomplan_model(cfg, str(model_dir))
-    question = (args.question or ROOMPLAN_QUESTION) if args.roomplan else args.question
+    question = ROOMPLAN_QUESTION if args.roomplan else grounding_question(args.ground) if args.ground else args.question
     prepared = prepare_ask(cfg, args.images, question, situation=args.situation, blind=args.blind, cameras=cameras,
                            video=args.video)
     for note in prepared.notes:
         print(f"vqkit ask: note: {note}", file=sys.stderr)
     model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights,
                        geometry_source=prepared.geometry_source)
+    if args.ground:
+        return _ground(model, prepared, args, cfg)
     if not args.roomplan:
         print(answer_prepared(model, prepared, max_new_tokens=args.max_new_tokens, blind=args.blind, cfg=cfg))
         return 0
@@ -105,4 +117,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(problems)} parse problem(s) in the generated layout:", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
+    return 0
+
+
+def _ground(model, prepared, args, cfg) -> int:
+    """``--ground``: print the box (and the generated line), write it as JSON with ``--out``."""
+    from vqkit.eval.ask import ground_prepared
+    from vqkit.utils.files import write_json_atomic
+
+    found = ground_prepared(model, prepared, args.ground, max_new_tokens=args.max_new_tokens, blind=args.blind,
+                            cfg=cfg)
+    print(found.summary())
+    print(f"answer: {found.text}", file=sys.stderr)
+    if found.frame != "scene":
+        print("vqkit ask: note: the photos have no camera geometry: the box is in the first photo's frame (its camera "
+              "at x = y = 0 looking along +y)", file=sys.stderr)
+    for problem in found.problems:
+        print(f"  parse problem: {problem}", file=sys.stderr)
+    if args.out:
+        write_json_atomic(args.out, found.to_dict())
+        print(f"box written to {args.out}", file=sys.stderr)
     return 0

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  vqkit eval --model runs/demo/blind/final --data data/synth/val.jsonl      "
                "# the blind-trained baseline -> runs/demo/blind/eval\n"
                "  vqkit eval --predictions runs/demo/eval/predictions.jsonl   # re-score, no model\n"
+               "  vqkit eval --model RUN/final --data data/scanqa/test_w_obj.jsonl --scanqa-export pred.test_w_obj.json\n"
                "  torchrun --nproc_per_node 8 -m vqkit eval --model RUN/final --data val.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -69,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoder-weights", help="VGGT checkpoint path when the saved one does not exist here")
     parser.add_argument("--no-language-metrics", action="store_true",
                         help="skip BLEU/METEOR/ROUGE-L/CIDEr (they need Java and take a few seconds)")
+    parser.add_argument("--scanqa-export", metavar="FILE",
+                        help="write ScanQA's test-server submission instead of scoring: per question its 10 best "
+                             "answers (beam search) and the box of its object (asked as a grounding question), "
+                             "schema-checked (records from `vqkit prep scanqa --scans`, in ScanQA's box frame)")
     parser.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK when available), cpu, cuda:0, ...")
     return parser
 
@@ -103,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     # auto without VGGT heads in the encoder weights: answered from the records' geometry, and said so
     source, fallback = effective_source(cfg)
     cfg.model.geometry.source = source
+    if args.scanqa_export:
+        return _scanqa_export(args, model_dir, cfg)
     info = evaluation_info(model_dir, cfg, args.data, args.blind)
     out = check_out_dir(Path(args.out) if args.out else default_out_dir(model_dir, info["views_removed"]),
                         args.overwrite)  # before the model loads: a refusal costs nothing
@@ -118,4 +125,22 @@ def main(argv: list[str] | None = None) -> int:
             print(format_table(metrics))
             print(f"{len(predictions)} predictions and metrics written to {out}"
                   + (f" ({world} processes)" if world > 1 else ""))
+    return 0
+
+
+def _scanqa_export(args, model_dir: Path, cfg) -> int:
+    """``--scanqa-export FILE``: the test-server submission (:mod:`vqkit.eval.scanqa_export`), one process."""
+    from vqkit.eval.scanqa_export import scanqa_submission, submission_summary, write_submission
+    from vqkit.models.builder import load_model
+
+    out = Path(args.scanqa_export)
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} already exists; choose another --scanqa-export, or add --overwrite to replace it")
+    if args.blind:
+        raise ConfigError("--scanqa-export answers with the views: do not combine it with --blind")
+    model = load_model(model_dir, device=resolve_device(args.device), encoder_weights=args.encoder_weights,
+                       geometry_source=cfg.model.geometry.source)
+    items, stats = scanqa_submission(model, cfg, args.data, batch_size=args.batch_size, limit=args.limit)
+    write_submission(out, items)
+    print(f"{submission_summary(stats)}; written to {out}")
     return 0

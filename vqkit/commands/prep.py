@@ -1,4 +1,4 @@
-"""``vqkit prep scanqa|sqa3d|arkit``: convert the official datasets to vqkit records; ``vqkit prep geometry``:
+"""``vqkit prep scanqa|sqa3d|scanrefer|arkit``: convert the official datasets to vqkit records; ``vqkit prep geometry``:
 fill the camera geometry of records without it (:func:`vqkit.prep.fill_geometry.fill_geometry`);
 ``vqkit prep conversations`` / ``export-conversations``: conversation files to records and back
 (:mod:`vqkit.prep.conversations`).
@@ -19,13 +19,14 @@ from vqkit.errors import ConfigError
 CONVERTERS = {
     "scanqa": "ScanQA questions + ScanNet frames",
     "sqa3d": "SQA3D situated questions + ScanNet frames",
+    "scanrefer": "ScanRefer descriptions + ScanNet scans and frames -> grounding records",
     "arkit": "ARKitScenes 3DOD scans -> Stage 2 RoomPlan records",
     "geometry": "fill geom_token of records without poses with VGGT's predicted cameras",
     "conversations": "LLaVA / Qwen-VL-finetune conversation files -> records (posed_images geometry read)",
     "export-conversations": "records -> the Qwen-VL-finetune conversation layout (for other trainers)",
 }
 
-USAGE = ("usage: vqkit prep {scanqa,sqa3d,arkit,geometry,conversations,export-conversations} [options]   "
+USAGE = ("usage: vqkit prep {scanqa,sqa3d,scanrefer,arkit,geometry,conversations,export-conversations} [options]   "
          "(vqkit prep NAME --help for its options)")
 
 
@@ -48,7 +49,8 @@ def _frame_options(args):
     from vqkit.prep.scannet import FrameOptions
 
     return FrameOptions(scannet=args.scannet, out=args.out, num_views=args.num_views, image_size=args.image_size,
-                        depth_bins=args.depth_bins, workers=args.workers, limit_scenes=args.limit_scenes)
+                        depth_bins=args.depth_bins, workers=args.workers, limit_scenes=args.limit_scenes,
+                        scans=getattr(args, "align_scans", None))
 
 
 def _scannet_questions(name: str, argv: list[str], annotations_help: str) -> int:
@@ -62,6 +64,10 @@ def _scannet_questions(name: str, argv: list[str], annotations_help: str) -> int
     parser.add_argument("--annotations", required=True, type=Path, help=annotations_help)
     _add_scannet_args(parser)
     parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(converter.SPLITS)}")
+    if name == "scanqa":
+        parser.add_argument("--scans", dest="align_scans", type=Path, default=None,
+                            help="ScanNet scans (<scene>/<scene>.txt): poses in the axis-aligned frame of ScanQA's "
+                                 "boxes (what `vqkit eval --scanqa-export` boxes are compared in)")
     args = parser.parse_args(argv)
     summary = converter.convert(args.annotations, _frame_options(args), args.splits)
     print(summary.report(args.out))
@@ -75,6 +81,30 @@ def scanqa(argv: list[str]) -> int:
 def sqa3d(argv: list[str]) -> int:
     return _scannet_questions("sqa3d", argv, "SQA3D balanced-data folder with "
                                              "v1_balanced_{questions,sqa_annotations}_<split>_scannetv2.json")
+
+
+def scanrefer(argv: list[str]) -> int:
+    from vqkit.prep import scanrefer as converter
+
+    parser = argparse.ArgumentParser(
+        prog="vqkit prep scanrefer",
+        description="ScanRefer descriptions + ScanNet scans (instance boxes, axis-aligned) and frames -> grounding "
+                    "records (OUT/<split>.jsonl, OUT/frames/).")
+    parser.add_argument("--annotations", required=True, type=Path,
+                        help="folder with ScanRefer_filtered_<split>.json, or one such file")
+    _add_scannet_args(parser)
+    parser.add_argument("--scans", type=Path, default=None,
+                        help="ScanNet scans (<scene>/<scene>_vh_clean_2.ply, .segs.json, .aggregation.json, <scene>.txt), "
+                             "as <scene>/ or scans/<scene>/ (default: --scannet)")
+    parser.add_argument("--label-map", type=Path, default=None,
+                        help="scannetv2-labels.combined.tsv: unique/multiple by nyu40class, as ScanRefer (default: by "
+                             "the raw label)")
+    parser.add_argument("--splits", default="train,val", help=f"comma list of {','.join(converter.SPLITS)}")
+    args = parser.parse_args(argv)
+    summary = converter.convert(args.annotations, _frame_options(args), args.splits, scans=args.scans,
+                                label_map=args.label_map)
+    print(summary.report(args.out))
+    return 0
 
 
 def arkit(argv: list[str]) -> int:
@@ -206,5 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0]
     if name not in CONVERTERS:
         raise ConfigError(f"unknown dataset '{name}'; choose from {', '.join(CONVERTERS)}")
-    return {"scanqa": scanqa, "sqa3d": sqa3d, "arkit": arkit, "geometry": geometry, "conversations": conversations,
+    return {"scanqa": scanqa, "sqa3d": sqa3d, "scanrefer": scanrefer, "arkit": arkit, "geometry": geometry,
+            "conversations": conversations,
             "export-conversations": export_conversations}[name](argv[1:])

@@ -33,6 +33,10 @@ class SourceConfig:
     image_root: str | None = None
     """Root of this source's relative media paths (VG-LLM's per-dataset data_path); default
     ``data.image_root``, else the file's folder."""
+    join: list[str] = field(default_factory=list)
+    """More record files (or globs) read into this source, so that their records of the same views are
+    turns of one sample with ``path``'s (``data.turns``): e.g. a room's questions and its grounding
+    questions read with one pass over its views."""
 
     def __post_init__(self):
         match = _RATE.match(self.path or "")

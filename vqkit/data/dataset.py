@@ -95,6 +95,10 @@ class RecordDataset(Dataset):
         # The records a training sample starts from: every record, but a conversation of several turns
         # (vqkit.data.conversations) is one sample, its first turn followed by the others in order.
         self.items, self._later_turns = conversation_items(self.records) if train else (None, {})
+        unanswered = next((r for r in self.records if r.unanswered), None) if train else None
+        if unanswered is not None:
+            raise DataError(f"{unanswered.where}: record '{unanswered.id}': field 'answer': missing ('answers': [] "
+                            f"marks a question without references, for evaluation only, not training)")
         if data_cfg.box_frame != "scene":
             missing = next((r for r in self.records if r.box is not None and r.geometry is None), None)
             if missing is not None:
@@ -273,9 +277,11 @@ class RecordDataset(Dataset):
             sample["turns"] = turns
         return sample
 
-    def _target(self, rec: Record, first_view: int) -> str:
+    def _target(self, rec: Record, first_view: int) -> str | None:
         """The answer text; a grounding record's box in ``data.box_frame`` as the sample's first view
         (the record's image ``first_view``) gives it, rounded to ``data.box_step_cm``."""
+        if rec.unanswered:
+            return None  # nothing to learn or score: the question is only asked (generate mode)
         if rec.box is None:
             return rec.target_text()
         return rec.grounding_target(self.cfg.box_frame, self.cfg.box_step_cm, first_view)
@@ -315,9 +321,10 @@ def load_source(src: Any, data_cfg: DataConfig, **kwargs) -> list[Record]:
     """The records of one source (a ``SourceConfig`` or a path) as training reads them: its own
     ``image_root`` and ``format``, else the ``data`` section's root; ``kwargs`` go to ``load_records``."""
     src = src if hasattr(src, "path") else SourceConfig(path=str(src))
-    return load_records(src.path, image_root=src.image_root or data_cfg.image_root,
-                        allow_outside_root=data_cfg.allow_outside_root, on_error=data_cfg.on_error,
-                        format=src.format, video_frames=data_cfg.video_frames, **kwargs)
+    return [r for path in [src.path, *src.join]  # joined files: their records share turns with path's
+            for r in load_records(path, image_root=src.image_root or data_cfg.image_root,
+                                  allow_outside_root=data_cfg.allow_outside_root, on_error=data_cfg.on_error,
+                                  format=src.format, video_frames=data_cfg.video_frames, **kwargs)]
 
 
 def build_dataset(data_cfg: DataConfig, split: str, *, geometry_cfg: GeometryConfig | None = None,

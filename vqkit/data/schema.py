@@ -123,6 +123,11 @@ class Record:
         """The situation the prompt places before the question: none when the question already holds it."""
         return self.situation if self.situation and self.situation not in self.question else None
 
+    @property
+    def unanswered(self) -> bool:
+        """A question without references (``answers: []``, no answer: ScanQA's test split)."""
+        return self.answer is None and self.roomplan is None and self.box is None
+
     def target_text(self) -> str:
         """The training target: the answer (Stage 1), the RoomPlan layout as text (Stage 2), or the
         box as text in the scene frame (grounding; :meth:`grounding_target` for other frames)."""
@@ -130,6 +135,9 @@ class Record:
             return self.answer
         if self.box is not None:
             return self.grounding_target()
+        if self.roomplan is None:
+            raise DataError(f"{self.where}: record '{self.id}': no answer ('answers': [], a question without "
+                            f"references): it can be asked and exported, not trained on")
         if self.target is None:
             self.target = roomplan_text(self.roomplan, self.where)
         return self.target
@@ -165,7 +173,7 @@ class Record:
             from vqkit.roomplan.grounding import box_to_dict
 
             out["box"] = box_to_dict(self.box, digits=6)
-            out.update({k: self.extra[k] for k in ("description", "object_id") if k in self.extra})
+            out.update({k: self.extra[k] for k in ("description", "object_id", "relation") if k in self.extra})
         return out
 
 
@@ -365,15 +373,17 @@ def validate_record(obj: Any, ctx: RecordContext) -> Record:
 
     roomplan = obj.get("roomplan")
     box = _box(obj, ctx)
-    if obj.get("answer") is None and roomplan is None and box is None:
+    # "answers": [] and no answer: a question without references (ScanQA's test split), asked, never scored.
+    unanswered = obj.get("answers") == [] and obj.get("answer") is None
+    if obj.get("answer") is None and roomplan is None and box is None and not unanswered:
         raise ctx.error("answer", "missing (a record needs 'answer', or 'roomplan' for Stage 2, or 'box' for "
-                                  "grounding)")
+                                  "grounding; 'answers': [] marks a question without references)")
     answer = _text(obj, "answer", ctx, required=True) if obj.get("answer") is not None else None
     if roomplan is not None and not isinstance(roomplan, dict):
         raise ctx.error("roomplan", f"expected a CapturedRoom object, got {type(roomplan).__name__}")
 
     target = None
-    if answer is None and box is None and importlib.util.find_spec("vqkit.roomplan") is not None:
+    if answer is None and roomplan is not None and importlib.util.find_spec("vqkit.roomplan") is not None:
         # Converting now makes a malformed layout fail when the dataset is built, not mid-training.
         target = roomplan_text(roomplan, f"{ctx.source}:{ctx.line}")
         if not target.strip():

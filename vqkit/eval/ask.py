@@ -30,8 +30,18 @@ geometry is always predicted. Photos of different sizes are padded to a common s
     vqkit ask --model runs/demo/final --images kitchen/ --question "How many chairs are there?"
     vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json
 
-From Python: ``answer = ask(model, ["a.jpg", "b.jpg"], "How many chairs are there?")``, and for a
-Stage 2 model ``room, problems, text = ask_roomplan(model, ["a.jpg", "b.jpg"])``.
+From Python: ``answer = ask(model, ["a.jpg", "b.jpg"], "How many chairs are there?")``, for a
+Stage 2 model ``room, problems, text = ask_roomplan(model, ["a.jpg", "b.jpg"])``, and for a grounding
+model ``found = ask_ground(model, ["a.jpg", "b.jpg"], "the pink bed")`` (:class:`GroundingAnswer`).
+
+``--ground "the pink bed"`` asks for the box of the object the expression names (the grounding prompt
+``Locate: <expression>``, budget ``eval.grounding_max_new_tokens``), reads the answer as ``vqkit eval``
+reads grounding answers, and prints the box; ``--out FILE`` writes it as JSON (``box`` as in grounding
+records, its 8 ``corners``, the ``frame``, the text and any parse problems). A model that writes boxes
+in the first view's frame (``data.box_frame: first_view``) has them turned into the cameras' frame with
+the first photo's pose; photos without camera geometry leave the box in the first view's frame
+(``frame: first_view``: the first photo's camera at x = y = 0 looking along +y, heights from the floor
+as the model learned them), and a note says so.
 
 ``--roomplan`` asks Stage 2's question (``vqkit.roomplan.ROOMPLAN_QUESTION``, the prompt of the
 synthetic and ARKit layout records) with the layout budget ``eval.roomplan_max_new_tokens``,
@@ -74,7 +84,15 @@ from vqkit.data.views import choose_views
 from vqkit.errors import ConfigError, DataError
 from vqkit.eval.generate import generation_kwargs
 from vqkit.eval.missing_geometry import effective_source, how_to_give_geometry
-from vqkit.roomplan import ROOMPLAN_QUESTION, Room
+from vqkit.roomplan import ROOMPLAN_QUESTION, Room, RoomObject
+from vqkit.roomplan.grounding import (
+    SCENE_FRAME,
+    box_corners,
+    box_to_dict,
+    first_view_frame,
+    grounding_question,
+    read_box,
+)
 
 log = logging.getLogger("vqkit.ask")
 #: What ``--images FOLDER`` reads from a folder.
@@ -374,3 +392,62 @@ def ask_roomplan(model, images: Sequence[str], *, question: str | None = None,
     for note in prepared.notes:
         log.warning("%s", note)
     return layout_prepared(model, prepared, max_new_tokens=max_new_tokens, blind=blind, cfg=cfg)
+
+
+@dataclass
+class GroundingAnswer:
+    """What ``vqkit ask --ground`` found: the ``box`` (None when the answer gives none) in ``frame``
+    (``scene``: the cameras' frame; ``first_view``: the first photo's, when it has no camera geometry),
+    the generated ``text`` and its parse ``problems``."""
+
+    description: str
+    text: str
+    box: RoomObject | None
+    frame: str
+    problems: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """The JSON ``--out`` writes."""
+        return {"description": self.description, "question": grounding_question(self.description), "text": self.text,
+                "frame": self.frame, "box": None if self.box is None else box_to_dict(self.box),
+                "corners": None if self.box is None else box_corners(self.box).round(4).tolist(),
+                "problems": self.problems}
+
+    def summary(self) -> str:
+        """One line: the box's centre, size and yaw, or why there is none."""
+        if self.box is None:
+            return f"no box: {'; '.join(self.problems) or 'the model generated no text'}"
+        b = self.box
+        return (f"{b.category}: centre ({b.center[0]:.2f}, {b.center[1]:.2f}, {b.center[2]:.2f}) m, size "
+                f"{b.size[0]:.2f} x {b.size[1]:.2f} x {b.size[2]:.2f} m (w x h x d), yaw "
+                f"{np.degrees(b.yaw) % 180:.0f} deg, in the {self.frame.replace('_', ' ')} frame")
+
+
+def ground_prepared(model, prepared: AskInput, description: str, *, max_new_tokens: int | None = None,
+                    blind: bool = False, cfg=None) -> GroundingAnswer:
+    """A grounding model's box of ``description`` in a prepared set of photos (:func:`ask_ground`)."""
+    cfg = cfg if cfg is not None else model.config
+    budget = max_new_tokens or cfg.eval.grounding_max_new_tokens
+    text = model.generate(collate_ask(model, prepared, blind=blind, cfg=cfg), max_new_tokens=budget,
+                          **generation_kwargs(cfg))[0]
+    sample, frame_name = prepared.sample, "scene"
+    frame = SCENE_FRAME
+    if cfg.data.box_frame == "first_view":
+        if sample.get("has_geometry"):
+            frame = first_view_frame(sample["R"][0].numpy(), sample["t"][0].numpy())
+        else:
+            frame_name = "first_view"
+    box, problems = read_box(text, frame)
+    return GroundingAnswer(description, text, box, frame_name, problems if text else ["the model generated no text"])
+
+
+def ask_ground(model, images: Sequence[str], description: str, *, max_new_tokens: int | None = None,
+               blind: bool = False, cfg=None, cameras: str | Path | bool | None = None) -> GroundingAnswer:
+    """The box of the object ``description`` names ("the pink bed") in ``images``: the grounding prompt
+    (:func:`vqkit.roomplan.grounding.grounding_question`), budget ``eval.grounding_max_new_tokens``, the
+    answer read as ``vqkit eval`` reads grounding answers (module docstring for the frame)."""
+    cfg = cfg if cfg is not None else model.config
+    prepared = prepare_ask(cfg, images, grounding_question(description), blind=blind, cameras=cameras)
+    for note in prepared.notes:
+        log.warning("%s", note)
+    return ground_prepared(model, prepared, description, max_new_tokens=max_new_tokens, blind=blind, cfg=cfg)

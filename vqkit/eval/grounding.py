@@ -11,12 +11,16 @@ multiple, parse rate).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from vqkit.data.schema import Record
 from vqkit.errors import DataError
 from vqkit.roomplan.elements import RoomObject
 from vqkit.roomplan.grounding import (
     GROUNDING_TASK,
     box_from_dict,
     box_to_dict,
+    category_mean_boxes,
     frame_for,
     read_box,
     score_grounding,
@@ -45,14 +49,15 @@ def grounding_fields(meta: dict, prediction: str, box_frame: str) -> dict:
            "box_frame": box_frame}
     if box_frame != "scene":
         out["view_pose"] = meta.get("view_pose")
-    for key in ("description", "object_id"):
+    for key in ("description", "object_id", "relation"):
         if meta.get(key) is not None:
             out[key] = meta[key]
     return out
 
 
 def score_grounding_rows(rows: list[dict]) -> dict:
-    """:func:`vqkit.roomplan.grounding.score_grounding` of grounding rows, their texts read again."""
+    """:func:`vqkit.roomplan.grounding.score_grounding` of grounding rows, their texts read again; with
+    ``by_relation`` when the rows name their expression's relation (the synthetic ones do)."""
     predicted, gold, subsets, problems = [], [], [], []
     for r in rows:
         try:
@@ -63,7 +68,11 @@ def score_grounding_rows(rows: list[dict]) -> dict:
         predicted.append(box)
         problems.append(found)
         subsets.append(r.get("qtype"))
-    return score_grounding(predicted, gold, subsets, problems)
+    scores = score_grounding(predicted, gold, subsets, problems)
+    relations = [r.get("relation") for r in rows]
+    if any(relations):  # the synthetic expressions name theirs: what each kind of relation scores
+        scores["by_relation"] = score_grounding(predicted, gold, relations)["by_subset"]
+    return scores
 
 
 def grounding_lines(scores: dict) -> list[str]:
@@ -78,3 +87,17 @@ def grounding_lines(scores: dict) -> list[str]:
         lines.append(f"  {name:<10} n {s['n']:>5}  Acc@0.25 {cell(s.get('acc@0.25')):>5}  "
                      f"Acc@0.5 {cell(s.get('acc@0.5')):>5}  mean IoU {cell(s.get('mean_iou')):>5}")
     return lines
+
+
+def mean_box_baseline(train: Sequence[Record], val: Sequence[Record], box_frame: str = "scene") -> dict:
+    """Scores of the "category's mean box" baseline on ``val``: every expression answered with the mean
+    training box of its target's label (:func:`vqkit.roomplan.grounding.category_mean_boxes`), both taken
+    in ``box_frame`` (the first image's frame for ``first_view``, as evaluation reads it), so it is what
+    knowing the category and the frame gives. A label never seen in training gets no box."""
+    def frame(rec: Record):
+        return frame_for(box_frame, rec.first_view_pose(0))
+
+    means = category_mean_boxes([frame(r).to_frame(r.box) for r in train if r.box is not None])
+    graded = [r for r in val if r.box is not None]
+    predicted = [frame(r).to_scene(means[r.box.category]) if r.box.category in means else None for r in graded]
+    return score_grounding(predicted, [r.box for r in graded], [r.qtype for r in graded])

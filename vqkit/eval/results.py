@@ -116,9 +116,10 @@ def compute_metrics(rows: list[dict], *, language: bool = True) -> dict:
     scored as layouts only, grounding rows (a gold ``box``) by the IoU of their boxes only.
     """
     gr = [r for r in rows if is_grounding_row(r)]
-    qa = [r for r in rows if not is_layout_row(r) and not is_grounding_row(r)]
+    asked = [r for r in rows if not is_layout_row(r) and not is_grounding_row(r)]
+    qa = [r for r in asked if r.get("answers")]  # a question without references is asked, never scored
     rp = [r for r in rows if is_layout_row(r)]
-    out: dict[str, Any] = {"n": len(rows)}
+    out: dict[str, Any] = {"n": len(rows), "n_unanswered": len(asked) - len(qa)}
     if qa:
         overall = _score_rows(qa, language)
     else:
@@ -178,8 +179,9 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
         elif is_layout_row(row):
             if not isinstance(row.get("roomplan"), dict):
                 raise DataError(f"{path}:{line_no}: field 'roomplan': a roomplan prediction needs its gold layout")
-        elif not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
-            raise DataError(f"{path}:{line_no}: field 'answers': expected a non-empty list of strings")
+        elif not (isinstance(answers, list) and all(isinstance(a, str) for a in answers)):
+            raise DataError(f"{path}:{line_no}: field 'answers': expected a list of strings ([] for a question "
+                            f"without references)")
         rows.append(row)
     if not rows:
         raise DataError(f"{path}: no predictions")

@@ -27,6 +27,7 @@ from vqkit.errors import DataError
 from vqkit.utils.files import json_error_text, write_atomic, write_json_atomic
 
 MANIFEST = "scene.json"
+MAX_PROBLEMS = 20  # skipped inputs named in the printed report (prep_summary.json lists them all)
 # Bumped when the content of a scene folder changes meaning, so stale folders are rebuilt.
 MANIFEST_VERSION = 1
 
@@ -274,6 +275,8 @@ class Summary:
     warnings: Counter = field(default_factory=Counter)
     extra: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+    """One line per skipped input that names it (the report prints the first :data:`MAX_PROBLEMS`)."""
 
     def add_results(self, results: dict[str, SceneResult]) -> None:
         for sid, r in sorted(results.items()):
@@ -297,6 +300,7 @@ class Summary:
             "records": self.records,
             "skipped": dict(sorted(self.skipped.items())),
             "warnings": dict(sorted(self.warnings.items())),
+            **({"problems": self.problems} if self.problems else {}),
             **self.extra,
             "seconds": round(self.seconds, 3),
             "scenes_per_s": (round(self.scenes_converted / converted_s, 3)
@@ -319,6 +323,10 @@ class Summary:
             lines.append(f"  skipped {n}: {why}")
         for why, n in sorted(self.warnings.items()):
             lines.append(f"  warning x{n}: {why}")
+        for why in self.problems[:MAX_PROBLEMS]:
+            lines.append(f"  skipped: {why}")
+        if len(self.problems) > MAX_PROBLEMS:
+            lines.append(f"  ... and {len(self.problems) - MAX_PROBLEMS} more skipped (see prep_summary.json)")
         for key, value in self.extra.items():
             if value:
                 lines.append(f"  {key}: {value}")

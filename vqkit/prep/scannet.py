@@ -11,6 +11,10 @@ Two layouts are read (docs/real_data.md):
 A scene is looked up as ``ROOT/<scene>``, ``ROOT/scans/<scene>`` and ``ROOT/posed_images/<scene>``,
 so ``--scannet`` may point at the SensReader output folder, the ScanNet root, or the folder holding
 ``posed_images``. ScanNet poses are OpenCV camera-to-world; records store world-to-camera.
+
+ScanNet's scans (``--scans``: ``<scene>/<scene>.txt`` beside the mesh) give each scene's ``axisAlignment``, the
+matrix ScanRefer and ScanQA apply to put their boxes upright and square to the walls; with them the
+records' poses are turned into that aligned frame (:func:`align_geom_token`), the frame of those boxes.
 """
 
 from __future__ import annotations
@@ -228,6 +232,49 @@ def read_posed_frame(image: str | Path, cache: dict) -> PosedFrame | None:
                       depth if depth is not None and depth.is_file() else None)
 
 
+def read_axis_alignment(path: Path) -> np.ndarray | None:
+    """The 4x4 ``axisAlignment`` of a scan's ``<scene>.txt``, or None when the file or the line is absent."""
+    if not path.is_file():
+        return None
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "axisAlignment":
+            try:
+                values = [float(v) for v in value.split()]
+            except ValueError:
+                raise DataError(f"{path}: axisAlignment is not 16 numbers") from None
+            if len(values) != 16:
+                raise DataError(f"{path}: axisAlignment has {len(values)} numbers, expected 16")
+            return np.array(values, dtype=np.float64).reshape(4, 4)
+    return None
+
+
+def find_scan(root: Path, scene_id: str) -> Path | None:
+    """The folder of a scene's scan files under ``root`` (``<scene>/`` or ``scans/<scene>/``), or None."""
+    for folder in (root / scene_id, root / "scans" / scene_id):
+        if (folder / f"{scene_id}_vh_clean_2.ply").is_file():
+            return folder
+    return None
+
+
+def align_geom_token(geom: dict, alignment: np.ndarray) -> dict:
+    """A manifest's ``geom_token`` with its world-to-camera poses in the aligned frame ``x' = Ra x + ta``."""
+    Ra, ta = alignment[:3, :3], alignment[:3, 3]
+    R = np.asarray(geom["R"], dtype=np.float64) @ Ra.T
+    t = np.asarray(geom["t"], dtype=np.float64) - R @ ta
+    return {**geom, "R": R.round(8).tolist(), "t": t.round(8).tolist()}
+
+
+def scene_alignment(scans: Path, scene_id: str) -> np.ndarray | None:
+    """The ``axisAlignment`` of a scene's scan under ``scans`` (``<scene>/<scene>.txt`` or
+    ``scans/<scene>/<scene>.txt``), or None when there is none."""
+    for folder in (Path(scans) / scene_id, Path(scans) / "scans" / scene_id):
+        alignment = read_axis_alignment(folder / f"{scene_id}.txt")
+        if alignment is not None:
+            return alignment
+    return None
+
+
 def check_root(root: Path, scene_ids: list[str]) -> None:
     """One-line error when ``root`` is not a folder or holds none of the wanted scenes."""
     if not root.is_dir():
@@ -259,7 +306,8 @@ class FrameOptions:
     ``posed_images/<scene>/``; ``out``: the output folder (records + ``frames/``); ``num_views`` per scene;
     ``image_size``: width of the written JPEGs (the height keeps the aspect ratio); ``depth_bins`` of
     depth_hist over [0, 10] m; ``workers``: scenes converted in parallel; ``limit_scenes``: only the
-    first N scenes (sorted).
+    first N scenes (sorted); ``scans``: ScanNet's scans, whose ``axisAlignment`` turns the records' poses
+    into the axis-aligned frame (:func:`align_geom_token`; None keeps the frames' own).
     """
 
     scannet: Path
@@ -269,9 +317,11 @@ class FrameOptions:
     depth_bins: int = 16
     workers: int = 1
     limit_scenes: int | None = None
+    scans: Path | None = None
 
     def __post_init__(self) -> None:
         self.scannet, self.out = Path(self.scannet), Path(self.out)
+        self.scans = None if self.scans is None else Path(self.scans)
         if self.num_views < 1:
             raise DataError(f"--num-views must be >= 1, got {self.num_views}")
         if self.image_size < 14:
@@ -299,6 +349,7 @@ def run_qa(command: str, questions: dict[str, list[dict]], args: FrameOptions, s
     summary.add_results(results)
     summary.seconds = time.perf_counter() - start
     wanted = set(scene_ids)
+    aligned: dict[str, np.ndarray | None] = {}
     for split, qs in questions.items():
         records = []
         for q in qs:
@@ -310,5 +361,13 @@ def run_qa(command: str, questions: dict[str, list[dict]], args: FrameOptions, s
             if r.manifest is None:
                 summary.skipped["questions of failed scenes"] += 1
                 continue
-            records.append({**record_base(r.manifest), **q})
+            base = record_base(r.manifest)
+            if args.scans is not None:
+                if sid not in aligned:
+                    aligned[sid] = scene_alignment(args.scans, sid)
+                if aligned[sid] is None:
+                    summary.skipped["questions of scenes without axisAlignment in --scans"] += 1
+                    continue
+                base["geom_token"] = align_geom_token(base["geom_token"], aligned[sid])
+            records.append({**base, **q})
         summary.records[f"{split}.jsonl"] = write_jsonl_atomic(args.out / f"{split}.jsonl", records)

@@ -3,8 +3,11 @@
 Input: ``ScanQA_v1.0_<split>.json`` (a list of ``{scene_id, question_id, question, answers[],
 object_ids[], object_names[]}``; the test files have no answers and cannot become training records).
 Output: ``OUT/<split>.jsonl`` with one record per question (``task: "scanqa"``, ``answers`` = all
-references, ``answer`` = the first) and ``OUT/frames/<scene>/view_XX.jpg`` shared by the questions of
-a scene. See :mod:`vqkit.prep.scannet` for the frame layouts and view selection.
+references, ``answer`` = the first; a test question has ``answers: []`` and no ``answer``: it is asked and
+exported for the test server, never trained on or scored) and ``OUT/frames/<scene>/view_XX.jpg`` shared by
+the questions of a scene. With ``--scans`` the poses are in ScanNet's axis-aligned frame, ScanQA's boxes'
+frame (what the test server's ``bbox`` is compared in). See :mod:`vqkit.prep.scannet` for the frame
+layouts and view selection.
 """
 
 from __future__ import annotations
@@ -33,8 +36,9 @@ def annotation_files(path: Path, splits: list[str]) -> dict[str, Path]:
     return {split: path}
 
 
-def load_questions(path: Path) -> tuple[list[dict], int]:
-    """Partial records of a ScanQA file and the number of questions without answers (skipped)."""
+def load_questions(path: Path, test: bool = False) -> tuple[list[dict], int]:
+    """Partial records of a ScanQA file and the number of questions without answers (skipped; in a
+    ``test`` split they are kept with ``answers: []``)."""
     data = C.load_json(path, "ScanQA annotation file")
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of questions, got {type(data).__name__}")
@@ -46,14 +50,14 @@ def load_questions(path: Path) -> tuple[list[dict], int]:
             if not isinstance(q.get(key), str) or not q[key].strip():
                 raise DataError(f"{path}: entry {i}: field '{key}' missing or not a string")
         answers = [a for a in q.get("answers") or [] if isinstance(a, str) and a.strip()]
-        if not answers:
+        if not answers and not test:
             no_answer += 1
             continue
         out.append({
             "id": q["question_id"],
             "task": "scanqa",
             "question": q["question"].strip(),
-            "answer": answers[0],
+            **({"answer": answers[0]} if answers else {}),
             "answers": answers,
             "scene_id": q["scene_id"],
             "object_ids": q.get("object_ids", []),
@@ -69,7 +73,7 @@ def convert(annotations: Path, options: scannet.FrameOptions, splits: str = "tra
     summary = C.Summary(command="vqkit prep scanqa", out=str(options.out))
     questions = {}
     for split, path in annotation_files(Path(annotations), chosen).items():
-        questions[split], no_answer = load_questions(path)
+        questions[split], no_answer = load_questions(path, test=split.startswith("test"))
         if no_answer:
             summary.skipped[f"questions without answers ({split})"] += no_answer
     options.out.mkdir(parents=True, exist_ok=True)

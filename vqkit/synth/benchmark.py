@@ -444,9 +444,10 @@ def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_
                     train_describe=train_describe, splits=splits, grounding=grounding)
 
 
-def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True) -> None:
-    """Point ``cfg`` (in place) at the synthetic set in ``data_dir``: its train and val records and,
-    for a model built from its config (the demo-size LLM), the set's own tokenizer.
+def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True, records: str = "") -> None:
+    """Point ``cfg`` (in place) at the synthetic set in ``data_dir``: its train and val records
+    (``records``: the files' prefix, ``""`` for the questions, ``"grounding_"`` for the grounding
+    questions) and, for a model built from its config (the demo-size LLM), the set's own tokenizer.
 
     ``tokenizer=True`` always uses ``DIR/tokenizer`` as the LLM's tokenizer folder (the demo configs name
     it there); with ``tokenizer=False`` it is used only when the config's tokenizer does not exist here.
@@ -455,10 +456,11 @@ def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = Tr
     from vqkit.config.schema import SourceConfig
 
     root = Path(data_dir)
-    if not (root / "train.jsonl").is_file():
-        raise ConfigError(f"{root}: no train.jsonl (expected the layout of `vqkit synth`)")
-    cfg.data.train = [SourceConfig(path=str(root / "train.jsonl"))]
-    cfg.data.val = [SourceConfig(path=str(root / "val.jsonl"))] if (root / "val.jsonl").is_file() else []
+    train, val = root / f"{records}train.jsonl", root / f"{records}val.jsonl"
+    if not train.is_file():
+        raise ConfigError(f"{root}: no {train.name} (expected the layout of `vqkit synth`)")
+    cfg.data.train = [SourceConfig(path=str(train))]
+    cfg.data.val = [SourceConfig(path=str(val))] if val.is_file() else []
     cfg.data.feature_cache = None
     llm = cfg.model.llm
     if tokenizer:

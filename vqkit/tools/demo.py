@@ -16,6 +16,11 @@
    views and with views shuffled across samples,
 6. print the table and write ``RUN/demo_summary.json``.
 
+With ``synth={"grounding": True}`` (``vqkit demo --grounding``) the rooms' grounding questions
+(:mod:`vqkit.synth.grounding`) are mixed in: each training room's sample carries them as more turns
+beside its questions (one reading of its views for both), and the validation rooms' expressions are
+scored beside the questions (Acc@0.25 / Acc@0.5, ``metrics.json`` ``grounding``).
+
 Whether vision matters is measured two ways: EM of the full model vs the blind one, and how much the
 answer loss of the full model rises when each question is shown another room's views.
 """
@@ -55,6 +60,9 @@ DEFAULT_SYNTH = {"scenes": 3000, "views": 4, "image_size": 112, "seed": 0, "trai
                  "render_scale": 1, "train_describe": True, "splits": ("train", "val")}
 # The default demo: its config and the pretraining of its aggregator.
 DEFAULT_CONFIG = "configs/demo.yaml"
+# The most grounding questions a synthetic room gets (one per well-visible object a relation tells apart):
+# the turns `vqkit demo --grounding` adds to a room's sample.
+GROUNDING_TURNS = 14
 DEFAULT_ENCODER_PRETRAIN = "configs/demo_encoder.yaml"
 
 
@@ -106,6 +114,9 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
                                                           data_dir, run_path, progress))
         timings["encoder_pretrain_s"] = time.time() - t
     use_synthetic_data(cfg, data_dir)
+    val = [str(data_dir / "val.jsonl")]
+    if synth.get("grounding"):
+        val.append(_mix_grounding(cfg, data_dir))
     cfg.train.output_dir = str(run_path)
     cfg.train.overwrite = True  # the demo's run folder is the demo's own; say so when replacing it
     if run_path.exists():
@@ -126,13 +137,12 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
     timings["train_blind_s"] = time.time() - t
 
     t = time.time()
-    val = str(data_dir / "val.jsonl")
     model = load_model(result.final_dir)
     # BLEU/METEOR need a JVM start; the demo reports EM, `vqkit eval --predictions` adds the rest.
     predictions, metrics = evaluate(model, cfg, val, progress=progress, language=False)
     metrics["info"].update(evaluation_info(result.final_dir, cfg, val, blind=False))
     eval_dir = write_results(default_out_dir(result.final_dir, views_removed=False), predictions, metrics)
-    losses = answer_losses(model, cfg, val)
+    losses = answer_losses(model, cfg, val[0])
     # The baseline is a model *trained* blind, evaluated as trained into its own run's eval/ folder
     # (RUN/blind/eval); RUN/eval_views_removed is `vqkit eval --blind` of the full model, another experiment.
     blind_model = load_model(blind_result.final_dir)
@@ -155,11 +165,31 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
         "encoder_weights": cfg.model.encoder.weights, "geometry_source": cfg.model.geometry.source,
         "eval_dir": str(eval_dir), "blind_eval_dir": str(blind_eval_dir),
     }
+    if metrics.get("grounding"):
+        g, gb = metrics["grounding"], blind_metrics["grounding"]
+        summary.update(acc25_full=g["acc@0.25"], acc25_blind=gb["acc@0.25"], acc50_full=g["acc@0.5"],
+                       acc50_blind=gb["acc@0.5"], grounding={"full": g, "blind": gb})
     (run_path / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print()
     print(format_table(metrics, blind_metrics, losses))
+    if metrics.get("grounding"):
+        print(f"grounding ({g['n']} expressions): Acc@0.25 {g['acc@0.25']:.1f} full, {gb['acc@0.25']:.1f} blind; "
+              f"Acc@0.5 {g['acc@0.5']:.1f} full, {gb['acc@0.5']:.1f} blind; parse rate {g['parse_rate']:.1f}%")
     _print_next_steps(summary, run_path, result.final_dir, data_dir)
     return summary
+
+
+def _mix_grounding(cfg, data_dir: Path) -> str:
+    """Mix the rooms' grounding questions into the question-answering recipe (``cfg`` in place): read with
+    the questions as one source, so a room's sample carries both as turns; returns the validation file of
+    the grounding questions."""
+    cfg.data.train[0].join = [str(data_dir / "grounding_train.jsonl")]
+    cfg.data.turns += GROUNDING_TURNS
+    cfg.data.max_length = max(cfg.data.max_length, 768)  # ~35 tokens a grounding turn
+    llm = cfg.model.llm.config_overrides
+    if llm and llm.get("max_position_embeddings", cfg.data.max_length) < cfg.data.max_length:
+        llm["max_position_embeddings"] = cfg.data.max_length
+    return str(data_dir / "grounding_val.jsonl")
 
 
 def _train_blind(cfg, run_path: Path, progress: bool):

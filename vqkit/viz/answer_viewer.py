@@ -2,7 +2,8 @@
 
 Filter by task, question type and correctness, step through examples, and see what the model saw: its
 views, the cameras from above over the layout, the question, situation, gold answers and the prediction
-(Stage 2: predicted vs gold layout from above). Its state is plain attributes (``filtered``, ``current``,
+(Stage 2: predicted vs gold layout from above; grounding: the predicted box, dashed red, beside the gold
+one, solid green, from above, with their IoU). Its state is plain attributes (``filtered``, ``current``,
 ``text.value``, ``image.value``, ``figure``) so scripts and tests drive it headless.
 """
 
@@ -18,19 +19,23 @@ import numpy as np
 from vqkit.data.images import open_view
 from vqkit.data.schema import load_records
 from vqkit.errors import DataError
+from vqkit.eval.grounding import is_grounding_row, read_prediction
 from vqkit.eval.metrics import exact_match, refined_match
 from vqkit.eval.results import is_layout_row, read_predictions
-from vqkit.roomplan import Room, score_layouts
+from vqkit.roomplan import Room, iou_3d, score_layouts
+from vqkit.roomplan.grounding import box_from_dict
 from vqkit.viz.labels import label_points_2d
 from vqkit.viz.layouts import draw_room, label_objects_of, plot_layout_topdown
 from vqkit.viz.poses import draw_frustum_2d
-from vqkit.viz.scene import VIEW_COLOURS, SceneView, frusta, scene_from_images, scene_from_record
+from vqkit.viz.scene import VIEW_COLOURS, SceneView, frusta, grounding_boxes, scene_from_images, scene_from_record
 
 ALL = "all"
 CORRECT_CHOICES = (ALL, "correct", "incorrect")
 #: A Stage 2 prediction counts as "correct" in the viewer when its F1 over all elements (walls,
 #: doors, windows, openings, objects) at IoU 0.5 reaches this value.
 ROOMPLAN_CORRECT_F1 = 0.5
+#: A grounding prediction counts as "correct" when its box's IoU with the gold box reaches this (Acc@0.25).
+GROUNDING_CORRECT_IOU = 0.25
 
 
 def _shown(prediction: str | None) -> str:
@@ -53,7 +58,13 @@ def _matched(kind_score: dict) -> int:
 def judge(row: dict) -> dict:
     """Correctness of one prediction row: ``{"correct", "em", "em_refined"}`` for QA (correct = EM,
     the official ScanQA EM@1), ``{"correct", "f1", "problems", "pred_room", "gold_room"}`` for Stage 2
-    (correct = all-element F1@0.5 >= :data:`ROOMPLAN_CORRECT_F1`)."""
+    (correct = all-element F1@0.5 >= :data:`ROOMPLAN_CORRECT_F1`), ``{"correct", "iou", "problems"}`` for
+    grounding (correct = IoU >= :data:`GROUNDING_CORRECT_IOU`)."""
+    if is_grounding_row(row):
+        pred, problems = read_prediction(row.get("prediction") or "", row.get("box_frame", "scene"),
+                                         row.get("view_pose"))
+        iou = iou_3d(pred, box_from_dict(row["box"])) if pred is not None else 0.0
+        return {"correct": iou >= GROUNDING_CORRECT_IOU, "iou": iou, "problems": problems}
     if is_layout_row(row):
         gold = Room.from_capturedroom(row["roomplan"], problems=[])
         pred, problems = Room.from_text(row.get("prediction") or "")
@@ -236,7 +247,12 @@ class AnswerViewer:
         if row.get("situation"):
             parts.append(f"<b>situation:</b> {e(row['situation'])}")
         parts.append(f"<b>question:</b> {e(row.get('question') or '')}")
-        if is_layout_row(row):
+        if is_grounding_row(row):
+            parts.append(f"<b>prediction:</b> <code>{e(_shown(row.get('prediction')))}</code>, IoU "
+                         f"{100 * verdict['iou']:.0f}% with the gold box &nbsp;{mark}")
+            if verdict["problems"]:
+                parts.append(f"<b>parse problems:</b> {e('; '.join(verdict['problems'][:3]))}")
+        elif is_layout_row(row):
             n_lines = len([ln for ln in (row.get("prediction") or "").splitlines() if ln.strip()])
             parts.append(f"<b>prediction:</b> {n_lines} layout lines, F1@0.5 {100 * verdict['f1']:.0f} &nbsp;{mark}")
             if verdict["problems"]:
@@ -257,7 +273,10 @@ class AnswerViewer:
             lines.append(f"situation: {row['situation']}")
         lines.append(f"question: {row.get('question') or ''}")
         verdict_word = "correct" if verdict["correct"] else "incorrect"
-        if is_layout_row(row):
+        if is_grounding_row(row):
+            lines.append(f"prediction: {_shown(row.get('prediction'))}  (IoU {100 * verdict['iou']:.0f}%)  ->  "
+                         f"{verdict_word}")
+        elif is_layout_row(row):
             lines.append(f"prediction: layout, F1@0.5 {100 * verdict['f1']:.0f}  ->  {verdict_word}")
         else:
             lines.append(f"gold answers: {' | '.join(row.get('answers') or [])}")
@@ -280,7 +299,8 @@ class AnswerViewer:
         scene = self.scene_of(row)
         n = min(scene.num_views, self.max_views) if scene is not None else 0
         roomplan = is_layout_row(row)
-        has_map = scene is not None and (scene.has_geometry or scene.room is not None) or roomplan
+        boxes = grounding_boxes(row)
+        has_map = scene is not None and (scene.has_geometry or scene.room is not None) or roomplan or bool(boxes)
         ncols = n + (2 if has_map else 0)
         map_h = 2.9 if not has_map else 4.2
         text_h = 1.1 if with_text else 0.0
@@ -310,14 +330,22 @@ class AnswerViewer:
                 plot_layout_topdown(gold, verdict["pred_room"], ax=ax, labels=False,
                                     title="layout: gold (solid) vs predicted (dashed)")
             elif gold is not None:
-                draw_room(ax, gold, "-", 0.8, label_objects=False)
+                draw_room(ax, gold, "-", 0.4 if boxes else 0.8, label_objects=False)
+            for b in boxes:  # a grounding answer: gold solid, predicted dashed, over the room
+                foot = np.vstack([b["corners"][:4], b["corners"][:1]])
+                ax.plot(foot[:, 0], foot[:, 1], color=b["colour"], lw=2.4, ls="--" if b["dash"] else "-",
+                        label=b["label"])
+            if boxes:  # the two boxes named beside the plan, not over it
+                ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
             if scene is not None and scene.has_geometry:
                 cameras = frusta(scene, self.frustum_depth)[:n]
                 for v, c in enumerate(cameras):
                     draw_frustum_2d(ax, c, VIEW_COLOURS[v % len(VIEW_COLOURS)])
             ax.set_aspect("equal")
             ax.grid(True, lw=0.3, alpha=0.5)
-            if not roomplan:
+            if boxes:
+                ax.set_title(f"from above: IoU {100 * verdict['iou']:.0f}%", fontsize=9)
+            elif not roomplan:
                 ax.set_title("cameras from above", fontsize=9)
             ax.tick_params(labelsize=7)
         if n == 0 and not has_map:
@@ -330,7 +358,7 @@ class AnswerViewer:
             label_points_2d(map_ax, [c[0, :2] for c in cameras], [str(v) for v in range(len(cameras))],
                             [VIEW_COLOURS[v % len(VIEW_COLOURS)] for v in range(len(cameras))], fontsize=9,
                             fontweight="bold", centred=False, taken=taken)
-            if gold is not None:
+            if gold is not None and not boxes:  # a grounding answer's boxes are named in its legend
                 label_objects_of(map_ax, gold, fontsize=7, taken=taken)
         return fig
 

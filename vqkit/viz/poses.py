@@ -31,8 +31,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def pose_figure(source: Any, backend: str = "plotly", *, frustum_depth: float = 0.5, stride: int = 2,
                 voxel: float = 0.05, max_points: int = 20000, point_size: float | None = None,
-                title: str | None = None, topdown: bool = True):
-    """The 3D pose figure of a scene: camera frusta, fused point cloud, layout boxes.
+                title: str | None = None, topdown: bool = True, boxes: list[dict] | None = None):
+    """The 3D pose figure of a scene: camera frusta, fused point cloud, layout boxes, and a grounding
+    answer's boxes.
 
     Args:
         source: anything :func:`load_scene` takes (record, scene folder, record file, SceneView).
@@ -41,6 +42,9 @@ def pose_figure(source: Any, backend: str = "plotly", *, frustum_depth: float = 
             scene from above). ``"auto"`` = plotly when importable, else matplotlib.
         frustum_depth: drawn frustum length in metres.
         stride, voxel, max_points: point cloud density (see :func:`fused_point_cloud`).
+        boxes: more boxes to draw over the scene, as :func:`vqkit.viz.scene.grounding_boxes` gives them
+            for a grounding prediction row: the gold box solid, the predicted one dashed, each named in
+            the legend (``pose_figure(record, boxes=grounding_boxes(row))``).
 
     Frusta are coloured per view with the view number at the camera centre; the image's top edge
     is drawn thicker so the camera's roll is visible. A scene without camera poses draws its layout
@@ -59,7 +63,7 @@ def pose_figure(source: Any, backend: str = "plotly", *, frustum_depth: float = 
             backend = "matplotlib"
     points, colours = fused_point_cloud(scene, stride=stride, voxel=voxel, max_points=max_points)
     cams = frusta(scene, frustum_depth)
-    segments = layout_segments(scene.room) if scene.room is not None else []
+    segments = (layout_segments(scene.room) if scene.room is not None else []) + list(boxes or [])
     title = title if title is not None else (scene.title or "scene")
     if not scene.has_geometry:
         title += " (no camera poses: the layout only)"
@@ -90,12 +94,14 @@ def _pose_plotly(points, colours, cams, segments, title, point_size):
     # One trace per element kind (and per object category) keeps the legend short and clickable.
     groups: dict[str, list[dict]] = {}
     for s in segments:
-        groups.setdefault(s["kind"] if s["kind"] != "object" else s["label"], []).append(s)
+        groups.setdefault(s["label"] if s["kind"] == "object" or s.get("dash") is not None else s["kind"], []).append(s)
     for name, items in groups.items():
         line = np.vstack([polyline(s["corners"], s["edges"]) for s in items])
+        style = {"color": items[0]["colour"], "width": 4 if name != "wall" else 3}
+        if items[0].get("dash") is not None:  # a grounding answer's box: thicker, the prediction dashed
+            style.update(width=7, dash="dash" if items[0]["dash"] else "solid")
         fig.add_trace(go.Scatter3d(x=line[:, 0], y=line[:, 1], z=line[:, 2], mode="lines", name=name,
-                                   line={"color": items[0]["colour"], "width": 4 if name != "wall" else 3},
-                                   hoverinfo="name"))
+                                   line=style, hoverinfo="name"))
     for v, c in enumerate(cams):
         colour = VIEW_COLOURS[v % len(VIEW_COLOURS)]
         line = polyline(c, FRUSTUM_EDGES)
@@ -136,12 +142,15 @@ def _pose_matplotlib(points, colours, cams, segments, title, point_size, topdown
     for s in segments:
         line = polyline(s["corners"], s["edges"])
         lw = 1.6 if s["kind"] != "wall" else 1.0
-        ax.plot(line[:, 0], line[:, 1], line[:, 2], color=s["colour"], lw=lw)
+        answer = s.get("dash") is not None  # a grounding answer's box
+        ax.plot(line[:, 0], line[:, 1], line[:, 2], color=s["colour"], lw=2.8 if answer else lw,
+                ls="--" if s.get("dash") else "-")
     if axes2d is not None and segments:
         for s in segments:
-            if s["kind"] == "object":
+            if s["kind"] == "object" or s.get("dash") is not None:
                 foot = np.vstack([s["corners"][:4], s["corners"][:1]])
-                axes2d.plot(foot[:, 0], foot[:, 1], color=s["colour"], lw=1.6)
+                axes2d.plot(foot[:, 0], foot[:, 1], color=s["colour"], lw=2.4 if s.get("dash") is not None else 1.6,
+                            ls="--" if s.get("dash") else "-")
             else:
                 c = s["corners"]
                 axes2d.plot(c[:2, 0], c[:2, 1], color=s["colour"], lw=4 if s["kind"] == "wall" else 6,
@@ -181,7 +190,8 @@ def _pose_matplotlib(points, colours, cams, segments, title, point_size, topdown
 
 
 def _pose_legend_handles(num_views: int, segments: list[dict]) -> list:
-    """The pose figure's legend: views, then the element kinds and object categories drawn."""
+    """The pose figure's legend: views, then the element kinds and object categories drawn, then a
+    grounding answer's boxes."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=VIEW_COLOURS[v % len(VIEW_COLOURS)], lw=2, label=f"view {v}")
@@ -190,6 +200,9 @@ def _pose_legend_handles(num_views: int, segments: list[dict]) -> list:
     handles += [Line2D([], [], color=c, lw=2, label=k) for k, c in KIND_COLOURS.items() if k in kinds]
     cats = {s["label"]: s["colour"] for s in segments if s["kind"] == "object"}
     handles += [Line2D([], [], color=c, lw=2, label=k) for k, c in sorted(cats.items())]
+    # a grounding answer's boxes last: the gold one solid, the predicted one dashed
+    handles += [Line2D([], [], color=s["colour"], lw=2.8, ls="--" if s["dash"] else "-", label=s["label"])
+                for s in segments if s.get("dash") is not None]
     return handles
 
 

@@ -23,7 +23,8 @@ from vqkit.data.cameras_file import cameras_beside, geometry_from_cameras, read_
 from vqkit.data.images import open_view
 from vqkit.data.schema import Record, load_records
 from vqkit.errors import DataError
-from vqkit.roomplan import CATEGORIES, Room, box_corners_2d
+from vqkit.roomplan import CATEGORIES, Room, RoomObject
+from vqkit.roomplan.grounding import box_corners, box_from_dict
 from vqkit.synth.scene import room_from_layout
 from vqkit.utils.open3d import import_open3d
 
@@ -239,12 +240,25 @@ def box_corners_3d(center: Sequence[float], size: Sequence[float], yaw: float) -
 
     Bottom face first (counter-clockwise seen from above), then the top face in the same order.
     """
-    c = np.asarray(center, dtype=np.float64)
-    w, h, d = (float(s) for s in size)
-    foot = box_corners_2d(c[:2], w, d, yaw)  # [4, 2]
-    bottom = np.column_stack([foot, np.full(4, c[2] - h / 2)])
-    top = np.column_stack([foot, np.full(4, c[2] + h / 2)])
-    return np.vstack([bottom, top])
+    return box_corners(RoomObject("", "", center, size, yaw))
+
+
+#: Colours of a grounding answer's boxes: the gold box (solid) and the predicted one (dashed).
+GOLD_BOX_COLOUR, PREDICTED_BOX_COLOUR = "#2ca02c", "#d62728"
+
+
+def grounding_boxes(row: dict) -> list[dict]:
+    """The gold and predicted boxes of a grounding prediction row (scene frame, as ``vqkit eval`` keeps
+    them) as line drawings like :func:`layout_segments`' (``dash`` True for the prediction); empty for
+    any other row."""
+    out = []
+    for key, name, colour, dash in (("box", "gold", GOLD_BOX_COLOUR, False),
+                                    ("pred_box", "predicted", PREDICTED_BOX_COLOUR, True)):
+        if row.get(key):
+            box = box_from_dict(row[key])
+            out.append({"kind": f"{name} box", "label": f"{name}: {box.category}", "colour": colour, "dash": dash,
+                        "corners": box_corners(box), "edges": BOX_EDGES, "box": box})
+    return out
 
 
 # Edges of box_corners_3d as index pairs.
