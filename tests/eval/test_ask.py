@@ -455,8 +455,8 @@ def test_ground_turns_the_first_views_box_into_the_cameras_frame(tiny_model_dir,
     import copy
 
     from vqkit.eval.ask import ask_ground, prepare_ask
-    from vqkit.roomplan.grounding import box_text, first_view_frame, grounding_question
     from vqkit.roomplan import RoomObject
+    from vqkit.roomplan.grounding import box_text, first_view_frame, grounding_question
 
     rec, images = _record(eval_records, 0)
     paths = _photos_with_cameras(rec, images, tmp_path / "scene")
@@ -469,7 +469,8 @@ def test_ground_turns_the_first_views_box_into_the_cameras_frame(tiny_model_dir,
     monkeypatch.setattr(type(model), "generate", lambda self, batch, max_new_tokens=16, **kw: [written])
     found = ask_ground(model, paths, "the bed", cfg=cfg)
     assert found.frame == "scene" and not found.problems
-    assert np.allclose(found.box.center, bed.center, atol=0.02) and "bed: centre (1.00, 0.50, 0.50) m" in found.summary()
+    assert np.allclose(found.box.center, bed.center, atol=0.02)
+    assert "bed: centre (1.00, 0.50, 0.50) m" in found.summary()
     no_pose = ask_ground(model, paths, "the bed", cfg=cfg, cameras=False)
     assert no_pose.frame == "first_view" and not np.allclose(no_pose.box.center, bed.center, atol=0.05)
 
@@ -490,7 +491,8 @@ def test_ground_says_when_there_is_no_box(tiny_model_dir, eval_records, capsys):
     assert vqkit_main([*base, "--ground", "the bed", "--max-new-tokens", "2"]) == 0
     out = capsys.readouterr()
     assert out.out.startswith("no box: ") or out.out.split(":")[0].isidentifier()
-    for extra, message in ((["--ground", "the bed", "--question", "q"], "only one of"), (["--ground", "  "], "--ground")):
+    for extra, message in ((["--ground", "the bed", "--question", "q"], "only one of"),
+                           (["--ground", "  "], "--ground")):
         assert vqkit_main([*base, *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1

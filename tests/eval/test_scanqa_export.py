@@ -48,8 +48,8 @@ def test_cli_writes_a_submission_that_passes_the_schema(tiny_model_dir, eval_rec
     records = []
     for k, rec in enumerate(lines[:3]):
         rec = {key: v for key, v in rec.items() if key not in ("answer", "situation")}
-        records.append({**rec, "id": f"test_w_obj-scene{k:04d}_00-{k}", "scene_id": f"scene{k:04d}_00", "task": "scanqa",
-                        "answers": []})
+        records.append({**rec, "id": f"test_w_obj-scene{k:04d}_00-{k}", "scene_id": f"scene{k:04d}_00",
+                        "task": "scanqa", "answers": []})
     path = eval_records.parent / "scanqa_test.jsonl"  # beside the images (the data root)
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     out = tmp_path / "pred.test_w_obj.json"

@@ -137,20 +137,11 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
     timings["train_blind_s"] = time.time() - t
 
     t = time.time()
-    model = load_model(result.final_dir)
-    # BLEU/METEOR need a JVM start; the demo reports EM, `vqkit eval --predictions` adds the rest.
-    predictions, metrics = evaluate(model, cfg, val, progress=progress, language=False)
-    metrics["info"].update(evaluation_info(result.final_dir, cfg, val, blind=False))
-    eval_dir = write_results(default_out_dir(result.final_dir, views_removed=False), predictions, metrics)
-    losses = answer_losses(model, cfg, val[0])
+    metrics, eval_dir = _evaluate(result.final_dir, cfg, val, blind=False, progress=progress)
+    losses = answer_losses(load_model(result.final_dir), cfg, val[0])
     # The baseline is a model *trained* blind, evaluated as trained into its own run's eval/ folder
     # (RUN/blind/eval); RUN/eval_views_removed is `vqkit eval --blind` of the full model, another experiment.
-    blind_model = load_model(blind_result.final_dir)
-    blind_predictions, blind_metrics = evaluate(blind_model, blind_cfg, val, blind=True, progress=progress,
-                                                   language=False)
-    blind_metrics["info"].update(evaluation_info(blind_result.final_dir, blind_cfg, val, blind=True))
-    blind_eval_dir = write_results(default_out_dir(blind_result.final_dir, views_removed=False),
-                                   blind_predictions, blind_metrics)
+    blind_metrics, blind_eval_dir = _evaluate(blind_result.final_dir, blind_cfg, val, blind=True, progress=progress)
     timings["eval_s"] = time.time() - t
 
     minutes = (time.time() - started) / 60
@@ -177,6 +168,15 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
               f"Acc@0.5 {g['acc@0.5']:.1f} full, {gb['acc@0.5']:.1f} blind; parse rate {g['parse_rate']:.1f}%")
     _print_next_steps(summary, run_path, result.final_dir, data_dir)
     return summary
+
+
+def _evaluate(final_dir: Path, cfg, val: list[str], *, blind: bool, progress: bool) -> tuple[dict, Path]:
+    """The metrics of a trained model on ``val``, its predictions written into its run's eval/ folder."""
+    model = load_model(final_dir)
+    # BLEU/METEOR need a JVM start; the demo reports EM, `vqkit eval --predictions` adds the rest.
+    predictions, metrics = evaluate(model, cfg, val, blind=blind, progress=progress, language=False)
+    metrics["info"].update(evaluation_info(final_dir, cfg, val, blind=blind))
+    return metrics, write_results(default_out_dir(final_dir, views_removed=False), predictions, metrics)
 
 
 def _mix_grounding(cfg, data_dir: Path) -> str:

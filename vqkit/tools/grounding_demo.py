@@ -117,8 +117,9 @@ def run_grounding_demo(config: str | None = None, data_dir: str = "data/synth", 
     (run_path / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print()
     print(format_grounding_table(full, blind, mean_box))
-    print(f"\nAcc@0.25 {summary['acc25_full']:.1f} vs blind {summary['acc25_blind']:.1f} "
-          f"({summary['acc25_full'] - summary['acc25_blind']:+.1f} points); {summary['minutes']:.1f} minutes end to end")
+    gain = summary["acc25_full"] - summary["acc25_blind"]
+    print(f"\nAcc@0.25 {summary['acc25_full']:.1f} vs blind {summary['acc25_blind']:.1f} ({gain:+.1f} points); "
+          f"{summary['minutes']:.1f} minutes end to end")
     print(f"run: {run_path}  (model: {result.final_dir}, summary: {run_path / 'demo_summary.json'}, predictions: "
           f"{Path(summary['eval_dir']) / 'predictions.jsonl'})")
     print(f"ask: vqkit ask --model {result.final_dir} --images {data_dir}/scenes/scene00000/rgb_0*.png "
