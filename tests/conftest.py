@@ -8,7 +8,8 @@
   ``qwen_tokenizer``: those files loaded once with ``load_tokenizer`` (session-scoped, ~2 s).
 - ``tokenizer_dir`` (session): a tiny BPE tokenizer folder; ``corpus``: 6 records + 2 sharing record 0's
   views, and a val file (with :func:`helpers.tiny_config`, the model that goes with them).
-- ``synth_dir`` (session): a small synthetic set (12 rooms, 2 views of 56 px, seed 3) with its tokenizer
+- ``synth_dir`` (session): a small synthetic set (12 rooms, 2 views of 56 px, seed 3) with its tokenizer and
+  grounding questions
   (with :func:`helpers.tiny_train_config`, the tiny model that trains on it).
 - ``tiny_vggt_file`` (session): a tiny VGGT with camera and depth heads pretrained on ``synth_dir`` for
   6 steps (``vqkit pretrain-encoder``'s RUN/encoder/model.safetensors).
@@ -89,7 +90,7 @@ def synth_dir(tmp_path_factory) -> Path:
     from vqkit.synth import generate
 
     out = tmp_path_factory.mktemp("synth")
-    generate(out, scenes=12, views=2, image_size=56, seed=3, workers=1, progress=False)
+    generate(out, scenes=12, views=2, image_size=56, seed=3, workers=1, progress=False, grounding=True)
     return out
 
 

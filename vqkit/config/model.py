@@ -97,12 +97,18 @@ class ProjectorConfig:
     camera/register token) to the aggregator tokens, so latents can attend to image regions."""
     max_grid: int = 64
     """Rows/columns of the position tables: patch-grid side lengths up to this (518 px / 14 = 37)."""
+    point_embed: bool = False
+    """Patch merger: add to each cell an embedding of where its patches are in 3D (the mean back-projected
+    point of each patch's pixels, from the records' depth maps and poses, in ``data.box_frame``;
+    vqkit.models.patch_points). Needs ``data.load_depth: true``; views without depth or poses add nothing."""
 
     def __post_init__(self):
         check(self.num_latents >= 1, "model.projector.num_latents must be >= 1")
         check(self.max_grid >= 1, "model.projector.max_grid must be >= 1")
         check(self.num_layers >= 1, "model.projector.num_layers must be >= 1")
         check(self.merge_size >= 1, "model.projector.merge_size must be >= 1")
+        check(not self.point_embed or self.type == "patch_merger",
+              "model.projector.point_embed needs model.projector.type: patch_merger")
 
 
 @dataclass

@@ -40,6 +40,8 @@ class Config:
     """`vqkit pretrain-encoder` only; ignored by `vqkit train`."""
 
     def __post_init__(self):
+        check(not self.model.projector.point_embed or self.data.load_depth,
+              "model.projector.point_embed places patches in 3D from depth maps: set data.load_depth: true")
         check(self.data.turns == 1 or self.model.llm.attn_implementation in ("sdpa", "eager"),
               f"data.turns > 1 keeps the turns apart with a 4D attention mask, which "
               f"model.llm.attn_implementation={self.model.llm.attn_implementation!r} does not take; use sdpa or eager")

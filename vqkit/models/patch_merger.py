@@ -19,7 +19,11 @@ vqkit additions, as in the Perceiver:
 - a learned **view embedding** (view 0 is VGGT's reference view) and a learned **2D position
   embedding** of the merged cell (``pos_embed``), added in the LLM's width: Qwen3's 1D RoPE only
   tells the LLM the token order, not where a row of the grid ends or which view a token belongs to
-  (Qwen2.5-VL has M-RoPE for that).
+  (Qwen2.5-VL has M-RoPE for that);
+- optionally (``point_embed``) an embedding of **where each cell is in 3D**: the 3D points of its
+  patches (:func:`vqkit.models.patch_points.patch_points`, from depth maps and camera poses, in the
+  frame boxes are written in) through Fourier features and an MLP, LLaVA-3D's "3D patches"; a patch
+  without a point adds nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vqkit.errors import ConfigError
+from vqkit.models.patch_points import FOURIER_FREQUENCIES, point_features
 from vqkit.models.view_tokens import check_grid, check_views
 
 
@@ -65,13 +70,15 @@ class PatchMerger(nn.Module):
         pos_embed: add learned row/column embeddings of the merged cells.
         num_special_tokens: tokens per view before the patch tokens (VGGT: 1 camera + 4 registers).
         max_grid: rows and columns of merged cells the position tables cover.
+        point_embed: add an embedding of the 3D points of each cell's patches (``points`` in forward).
     """
 
     per_view_tokens = True
     """The output holds tokens of every view slot, [B, S, T, D]: the model keeps the real views' ones."""
 
     def __init__(self, in_dim: int, out_dim: int, *, merge_size: int = 2, hidden: int | None = None,
-                 max_views: int = 32, pos_embed: bool = True, num_special_tokens: int = 5, max_grid: int = 64):
+                 max_views: int = 32, pos_embed: bool = True, num_special_tokens: int = 5, max_grid: int = 64,
+                 point_embed: bool = False):
         super().__init__()
         if merge_size < 1:
             raise ConfigError(f"model.projector.merge_size must be >= 1, got {merge_size}")
@@ -89,23 +96,30 @@ class PatchMerger(nn.Module):
             self.col_embed = nn.Parameter(torch.randn(max_grid, out_dim) * 0.02)
         else:
             self.row_embed = self.col_embed = None
+        self.point_mlp = None
+        if point_embed:  # per patch of the cell: its point's features and whether it has one
+            width = merge_size * merge_size * (4 + 6 * len(FOURIER_FREQUENCIES))
+            self.point_mlp = nn.Sequential(nn.Linear(width, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
     @classmethod
     def from_config(cls, proj_cfg, in_dim: int, out_dim: int, num_special_tokens: int = 5) -> PatchMerger:
         """Build from :class:`vqkit.config.ProjectorConfig` (``dim`` is the MLP's hidden width)."""
         return cls(in_dim, out_dim, merge_size=proj_cfg.merge_size, hidden=proj_cfg.dim,
                    max_views=proj_cfg.max_views, pos_embed=proj_cfg.pos_embed,
-                   num_special_tokens=num_special_tokens, max_grid=proj_cfg.max_grid)
+                   num_special_tokens=num_special_tokens, max_grid=proj_cfg.max_grid,
+                   point_embed=proj_cfg.point_embed)
 
     def tokens_per_view(self, grid_hw: tuple[int, int]) -> int:
         rows, cols = merged_grid(grid_hw, self.merge_size)
         return rows * cols
 
     def forward(self, tokens: torch.Tensor, view_mask: torch.Tensor | None = None,
-                grid_hw: tuple[int, int] | None = None) -> torch.Tensor:
+                grid_hw: tuple[int, int] | None = None, points: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
         """tokens [B, S, P, C_in], view_mask bool [B, S] (unused: every view slot is merged, the model
         keeps the real views' tokens), grid_hw (rows, cols) of the patch grid -> [B, S, T, D_llm]
-        with T = ``tokens_per_view(grid_hw)``, cells in row-major order."""
+        with T = ``tokens_per_view(grid_hw)``, cells in row-major order. ``points``: (points [B, S,
+        rows * cols, 3], valid [B, S, rows * cols]) of the patches, for ``point_embed``."""
         if grid_hw is None:
             raise ConfigError("the patch merger needs the patch grid (grid_hw) of the views")
         _, s, p, _ = tokens.shape
@@ -118,4 +132,10 @@ class PatchMerger(nn.Module):
         if self.row_embed is not None:
             pos = (self.row_embed[:out_rows, None, :] + self.col_embed[None, :out_cols, :]).flatten(0, 1)
             x = x + pos.to(x.dtype)
+        if self.point_mlp is not None and points is not None:
+            pts, valid = points
+            valid = valid[..., None].to(x.dtype)
+            feats = torch.cat([point_features(pts.to(x.dtype)) * valid, valid], dim=-1)  # [B, S, P, 4 + 6F]
+            cell_has_point = merge_patches(valid, grid_hw, m).amax(-1, keepdim=True)  # a cell with no point: nothing
+            x = x + self.point_mlp(merge_patches(feats, grid_hw, m)) * cell_has_point
         return x

@@ -37,6 +37,7 @@ from vqkit.models.geometry_tokens import GeometryEncoder
 from vqkit.models.llm import is_lora_param
 from vqkit.models.llm_attention import packed_llm_inputs, turn_attention_mask
 from vqkit.models.patch_merger import PatchMerger
+from vqkit.models.patch_points import patch_points
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.stopping import RepeatedLineStop
 from vqkit.roomplan.text import trim_repeated_lines
@@ -274,7 +275,9 @@ class VQModel(nn.Module):
             feats, outputs = self._aggregate(batch["images"][samples], view_mask, extra)
         proj_dtype = next(self.projector.parameters()).dtype
         # Perceiver: [b, L, D]; patch merger: [b, S, T, D], every view slot (padding ones dropped below)
-        projected = self.projector(feats.to(dtype=proj_dtype), view_mask, self.patch_grid(batch))
+        points = self._patch_points(batch, samples) if getattr(self.projector, "point_mlp", None) is not None else None
+        args = (view_mask, self.patch_grid(batch)) + ((points,) if points is not None else ())
+        projected = self.projector(feats.to(dtype=proj_dtype), *args)
         geo_tokens = None
         geom_mask = batch.get("geom_mask")
         # The geometry encoder runs whenever it exists, even if no sample of this batch has geometry:
@@ -298,6 +301,18 @@ class VQModel(nn.Module):
                 parts.append(geo_tokens[j][view_mask[j]])
             tokens.append(torch.cat(parts, dim=0))
         return tokens
+
+    def _patch_points(self, batch: dict, samples: list[int]):
+        """(points, valid) of the samples' patches for the merger's point embedding, or None without depth
+        maps; samples without camera geometry of their own get none (vqkit.models.patch_points)."""
+        if batch.get("depths") is None or batch.get("geometry") is None:
+            return None
+        g = batch["geometry"]
+        points, valid = patch_points(batch["depths"][samples], g["R"][samples], g["t"][samples], g["K"][samples],
+                                     self.patch_grid(batch), self.encoder.patch_size, self.config.data.box_frame)
+        posed = batch["geom_mask"][samples].to(torch.bool) & ~batch.get("predict_geometry", torch.zeros_like(
+            batch["geom_mask"]))[samples].to(torch.bool)
+        return points, valid & posed[:, None, None]
 
     def encode(self, batch: dict) -> list[torch.Tensor | None]:
         """Per sample, its vision tokens [N_i, D_llm], or None for a blind sample (no placeholders).
