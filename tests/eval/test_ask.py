@@ -496,3 +496,27 @@ def test_ground_says_when_there_is_no_box(tiny_model_dir, eval_records, capsys):
         assert vqkit_main([*base, *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
+
+
+def test_depth_maps_beside_the_photos_for_a_model_that_reads_them(model, synth_dir, tmp_path):
+    """A model with data.load_depth (the patch merger's 3D points) gets the depth PNGs its cameras file names
+    beside the photos; without them a note says its tokens carry no 3D points."""
+    import copy
+    import shutil
+
+    from vqkit.eval.ask import prepare_ask
+
+    cfg = copy.deepcopy(model.config)
+    cfg.data.load_depth = True
+    scene = synth_dir / "scenes" / "scene00000"
+    photos = sorted(str(p) for p in scene.glob("rgb_*.png"))
+    prepared = prepare_ask(cfg, photos, "Locate: the bed")
+    assert prepared.sample["depths"].shape[0] == len(photos) and float(prepared.sample["depths"].max()) > 0
+    assert not any("depth" in n for n in prepared.notes)
+    bare = tmp_path / "photos"
+    bare.mkdir()
+    for p in photos:
+        shutil.copy(p, bare)
+    shutil.copy(scene / "cameras.json", bare)
+    prepared = prepare_ask(cfg, sorted(str(p) for p in bare.glob("rgb_*.png")), "Locate: the bed")
+    assert "depths" not in prepared.sample and any("no depth maps for the photos" in n for n in prepared.notes)

@@ -41,7 +41,10 @@ records, its 8 ``corners``, the ``frame``, the text and any parse problems). A m
 in the first view's frame (``data.box_frame: first_view``) has them turned into the cameras' frame with
 the first photo's pose; photos without camera geometry leave the box in the first view's frame
 (``frame: first_view``: the first photo's camera at x = y = 0 looking along +y, heights from the floor
-as the model learned them), and a note says so.
+as the model learned them), and a note says so. A model that reads depth maps (``data.load_depth``, for the
+patch merger's 3D points: the grounding demo) gets the ``depth`` PNG that each photo's entry in the cameras
+file names, found beside the photo (what ``vqkit synth`` writes); without them a note says its tokens
+carry no 3D points.
 
 ``--roomplan`` asks Stage 2's question (``vqkit.roomplan.ROOMPLAN_QUESTION``, the prompt of the
 synthetic and ARKit layout records) with the layout budget ``eval.roomplan_max_new_tokens``,
@@ -226,6 +229,23 @@ def _geometry_of(cfg, cameras: str | Path | bool | None, paths: list[str], notes
     return None, source
 
 
+def _depths_beside(paths: list[str], cameras: str | Path | bool | None, notes: list[str]) -> list[str] | None:
+    """Depth maps of the photos for a model that reads them (``data.load_depth``: the patch merger's 3D
+    points): the ``depth`` each photo's entry in the cameras file names, found beside the photo (as
+    ``vqkit synth`` writes them); None, with a note, when any is missing."""
+    source = Path(cameras) if isinstance(cameras, (str, Path)) else Path(paths[0]).parent / "cameras.json"
+    try:
+        by_name = read_cameras(source) if cameras is not False and source.is_file() else {}
+    except DataError:
+        by_name = {}
+    found = [Path(p).parent / Path(by_name.get(Path(p).name, {}).get("depth") or "-").name for p in paths]
+    if all(f.is_file() for f in found):
+        return [str(f) for f in found]
+    notes.append("no depth maps for the photos (the model reads them: data.load_depth), so its tokens carry no 3D "
+                 "points; a cameras file whose entries name a 'depth' PNG beside each photo gives them")
+    return None
+
+
 def _video_views(video: str, max_frames: int, notes: list[str]) -> list[str]:
     """The frames of a video file (frame references) or a folder of frames, at most ``max_frames``
     spread evenly over it (as a conversation file's ``video`` is read)."""
@@ -286,8 +306,9 @@ def prepare_ask(cfg, images: Sequence[str] | None, question: str, *, situation: 
     elif cameras:
         notes.append("the model has no geometry encoder (model.geometry.enabled: false): --cameras is not used")
     load_views(used, cfg.data.image_size, cfg.data.resize_mode)  # decode now: a broken file fails before the model
+    depths = _depths_beside(used, cameras, notes) if cfg.data.load_depth and not blind else None
     record = Record(images=used, question=question.strip(), answer="", situation=situation, id="ask",
-                    task="ask", source="vqkit ask", line=0,
+                    task="ask", source="vqkit ask", line=0, depths=depths,
                     geometry=None if geometry is None else geometry.select(kept))
     dataset = RecordDataset([record], cfg.data, train=False, seed=cfg.train.seed,
                             depth_bins=cfg.model.geometry.depth_bins, max_depth=cfg.model.geometry.max_depth,
