@@ -38,7 +38,7 @@ GROUNDING_RECORDS = "grounding_"
 def format_grounding_table(full: dict, blind: dict, mean_box: dict) -> str:
     """Acc@0.25 and Acc@0.5 of the recipe, its blind baseline and the category's mean box, overall and
     per subset, and the parse rates (percent)."""
-    head = f"{'':<10}{'n':>6}" + "".join(f"{f'Acc@{k} {who}':>16}" for k in ("0.25", "0.5")
+    head = f"{'':<10}{'n':>6}" + "".join(f"{f'Acc@{k} {who}':>18}" for k in ("0.25", "0.5")
                                           for who in ("full", "blind", "mean box"))
     lines = [head, "-" * len(head)]
     rows = [("overall", full, blind, mean_box)] + [
@@ -46,7 +46,7 @@ def format_grounding_table(full: dict, blind: dict, mean_box: dict) -> str:
         for s in full.get("by_subset", {})]
     for name, f, b, m in rows:
         cells = [x.get(f"acc@{k}") for k in ("0.25", "0.5") for x in (f, b, m)]
-        lines.append(f"{name:<10}{f['n']:>6}" + "".join(f"{'-' if c is None else f'{c:.1f}':>16}" for c in cells))
+        lines.append(f"{name:<10}{f['n']:>6}" + "".join(f"{'-' if c is None else f'{c:.1f}':>18}" for c in cells))
     lines.append("-" * len(head))
     lines.append(f"parse rate: full {full['parse_rate']:.1f}%, blind {blind['parse_rate']:.1f}%; mean IoU: full "
                  f"{full['mean_iou']:.1f}, blind {blind['mean_iou']:.1f}, mean box {mean_box['mean_iou']:.1f}")
