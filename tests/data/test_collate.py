@@ -254,3 +254,20 @@ def test_a_samples_own_view_place_and_system_message(tokenizer, tiny_records, te
         assert f"<|im_start|>user\n{block}\nIs there a bed?<|im_end|>" in text
     else:
         assert text.startswith(f"Answer in one word.\n{block}\nIs there a bed?\n")
+
+
+def test_depth_maps_come_with_cached_features_too(tmp_path):
+    """Samples of cached features (no images) keep their depth maps in the batch (the patch merger's 3D
+    points read them)."""
+    import torch
+
+    from vqkit.data.collate import collate_views
+
+    def sample(depth: float) -> dict:
+        return {"features": torch.zeros(2, 5, 4), "image_hw": (28, 28), "depths": torch.full((2, 28, 28), depth),
+                "R": torch.eye(3).expand(2, 3, 3), "t": torch.zeros(2, 3), "K": torch.eye(3).expand(2, 3, 3),
+                "depth_hist": torch.zeros(2, 4), "has_geometry": True, "pixel_box": torch.tensor([[0, 0, 28, 28]] * 2)}
+
+    batch = collate_views([sample(1.5), sample(2.5)])
+    assert batch["depths"].shape == (2, 2, 28, 28)
+    assert float(batch["depths"][0].mean()) == 1.5 and float(batch["depths"][1].mean()) == 2.5

@@ -83,6 +83,13 @@ def test_a_model_with_point_embeddings_trains_on_grounding_records(synth_dir, tm
                        box_frame="first_view", view_dropout=0.0)
     result = run(config_from_dict(cfg), progress=False)
     assert result.steps == 2
+    from vqkit.data.dataset import build_dataloader
+    from vqkit.models.builder import load_model
+
+    model = load_model(result.final_dir)
+    batch = next(iter(build_dataloader(model.config, "val", model.tokenizer, batch_size=2, shuffle=False)))
+    points, valid = model._patch_points(batch, [0, 1])
+    assert bool(valid.any()) and torch.isfinite(points[valid]).all()  # the cells are placed in 3D
     with pytest.raises(Exception, match="data.load_depth: true"):
         cfg["data"]["load_depth"] = False
         config_from_dict(cfg)

@@ -417,6 +417,9 @@ def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             boxes[b, :V] = box + torch.tensor([dx, dy, dx, dy])
         if features is not None:
             features[b, :V] = s["features"]
+            if depths is not None and "depths" in s:  # padded by the dataset to the cached views' size
+                h, w = s["depths"].shape[-2:]
+                depths[b, :V, :h, :w] = s["depths"]
         if s["has_geometry"]:
             geom_mask[b] = True
             R[b, :V] = s["R"]
