@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vqkit.cameras import are_rotations
+from vqkit.data.boxes import box_answer, box_record, read_box_field
 from vqkit.data.conversations import conversation_records, is_conversation
 from vqkit.data.record_files import expand_paths, iter_json_objects, read_earlier, read_once_key, remember
 from vqkit.data.video import media_file
@@ -150,15 +151,9 @@ class Record:
 
     def grounding_target(self, box_frame: str = "scene", step_cm: int = 1, first_view: int = 0) -> str:
         """A grounding record's answer text: its box in ``box_frame`` (the frame of image ``first_view``
-        for ``first_view``), lengths rounded to ``step_cm``; DataError when the frame needs geometry
-        the record lacks."""
-        from vqkit.roomplan.grounding import box_text, frame_for
-
-        try:
-            frame = frame_for(box_frame, self.first_view_pose(first_view))
-        except ValueError as e:
-            raise DataError(f"{self.where}: record '{self.id}': field 'geom_token': {e}") from None
-        return box_text(self.box, frame, step_cm)
+        for ``first_view``), lengths rounded to ``step_cm`` (:func:`vqkit.data.boxes.box_answer`)."""
+        return box_answer(self.box, self.first_view_pose(first_view), box_frame, step_cm,
+                          f"{self.where}: record '{self.id}'")
 
     def meta(self) -> dict[str, Any]:
         """The per-sample dict the collator puts in ``batch["meta"]`` (scoring and display)."""
@@ -170,9 +165,7 @@ class Record:
         if self.roomplan is not None:
             out["roomplan"] = self.roomplan
         if self.box is not None:
-            from vqkit.roomplan.grounding import box_to_dict
-
-            out["box"] = box_to_dict(self.box, digits=6)
+            out["box"] = box_record(self.box)
             out.update({k: self.extra[k] for k in ("description", "object_id", "relation") if k in self.extra})
         return out
 
@@ -372,7 +365,7 @@ def validate_record(obj: Any, ctx: RecordContext) -> Record:
     question, vision_at = _place_views(_text(obj, "question", ctx, required=True), ctx)
 
     roomplan = obj.get("roomplan")
-    box = _box(obj, ctx)
+    box = read_box_field(obj, ctx.error)
     # "answers": [] and no answer: a question without references (ScanQA's test split), asked, never scored.
     unanswered = obj.get("answers") == [] and obj.get("answer") is None
     if obj.get("answer") is None and roomplan is None and box is None and not unanswered:
@@ -437,21 +430,6 @@ def _turn(obj: dict, ctx) -> tuple[int | None, str | None]:
     if not isinstance(conversation, str) or not conversation:
         raise ctx.error("conversation", f"expected the key the turns of one conversation share, got {conversation!r}")
     return turn, conversation
-
-
-def _box(obj: dict, ctx: RecordContext) -> RoomObject | None:
-    """A grounding record's ``box`` (its target: no ``answer`` or ``roomplan`` beside it), or None."""
-    if obj.get("box") is None:
-        return None
-    for other in ("answer", "roomplan"):
-        if obj.get(other) is not None:
-            raise ctx.error(other, "a grounding record's target is its 'box': leave this field out")
-    from vqkit.roomplan.grounding import box_from_dict
-
-    try:
-        return box_from_dict(obj["box"])
-    except ValueError as e:
-        raise ctx.error("box", str(e)) from None
 
 
 def _per_view_paths(obj: dict, name: str, views: int, ctx) -> list[str] | None:
