@@ -454,7 +454,7 @@ def export_scannet_scan(root: Path, scene_id: str, objects: list[tuple[str, list
     (folder / f"{scene_id}.aggregation.json").write_text(
         json.dumps({"sceneId": f"scannet.{scene_id}", "appId": "Aggregator.v2", "segGroups": groups,
                     "segmentsFile": f"scannet.{scene_id}_vh_clean_2.0.010000.segs.json"}))
-    lines = [f"colorHeight = 968", "colorWidth = 1296", "numColorFrames = 12"]
+    lines = ["colorHeight = 968", "colorWidth = 1296", "numColorFrames = 12"]
     if alignment is not None:
         lines.insert(0, "axisAlignment = " + " ".join(f"{v:.9g}" for v in np.asarray(alignment).reshape(-1)))
     (folder / f"{scene_id}.txt").write_text("\n".join(lines) + "\n")

@@ -83,7 +83,9 @@ def test_test_split_questions_have_no_references(scannet_tree, tmp_path):
     test = _read(tmp_path / "test_wo_obj.jsonl")
     assert len(test) == 2 and all(r["answers"] == [] and "answer" not in r for r in test)
     cfg = DataConfig(train=[SourceConfig(path=str(tmp_path / "test_wo_obj.jsonl"))], num_views=2, image_size=56)
-    assert build_dataset(cfg, "val", geometry_cfg=GeometryConfig(), seed=0, sources=[str(tmp_path / "test_wo_obj.jsonl")])[0]["answer"] is None
+    val = build_dataset(cfg, "val", geometry_cfg=GeometryConfig(), seed=0,
+                        sources=[str(tmp_path / "test_wo_obj.jsonl")])
+    assert val[0]["answer"] is None
     with pytest.raises(DataError, match="marks a question without references, for evaluation only"):
         build_dataset(cfg, "train", geometry_cfg=GeometryConfig(), seed=0)
 

@@ -157,7 +157,8 @@ def test_pose_figure_plotly_traces(synth):
     assert categories <= set(names)
     # The frustum trace draws exactly the corners of frustum_corners.
     view0 = next(t for t in fig.data if t.name == "view 0")
-    drawn = np.array([[x, y, z] for x, y, z in zip(view0.x, view0.y, view0.z) if x is not None and np.isfinite(x)])
+    corners = zip(view0.x, view0.y, view0.z, strict=True)
+    drawn = np.array([[x, y, z] for x, y, z in corners if x is not None and np.isfinite(x)])
     expected = viz.frusta(scene, 0.5)[0]
     assert {tuple(np.round(p, 6)) for p in drawn} == {tuple(np.round(p, 6)) for p in expected}
     assert fig.layout.scene.aspectmode == "data"
@@ -457,7 +458,8 @@ def grounding_predictions(synth) -> list[dict]:
         meta = rec.meta()
         R, t = rec.first_view_pose(0)
         meta["view_pose"] = [R.tolist(), t.tolist()]
-        off = RoomObject("p", rec.box.category, (rec.box.center[0] + 1.0, *rec.box.center[1:]), rec.box.size, rec.box.yaw)
+        box = rec.box
+        off = RoomObject("p", box.category, (box.center[0] + 1.0, *box.center[1:]), box.size, box.yaw)
         text = [box_text(rec.box, first_view_frame(R, t)), box_text(off, first_view_frame(R, t)), "sofa x="][i]
         rows.append(prediction_row(i, meta, text, False, box_frame="first_view"))
     return rows
@@ -492,8 +494,8 @@ def test_pose_figure_draws_a_grounding_answer(synth, grounding_predictions):
     traces = {t.name: t for t in fig.data}
     label = row["box"]["label"]
     assert traces[f"predicted: {label}"].line.dash == "dash" and traces[f"gold: {label}"].line.dash == "solid"
-    drawn = np.array([p for p in zip(traces[f"gold: {label}"].x, traces[f"gold: {label}"].y,
-                                     traces[f"gold: {label}"].z) if p[0] is not None and np.isfinite(p[0])])
+    gold = traces[f"gold: {label}"]
+    drawn = np.array([p for p in zip(gold.x, gold.y, gold.z, strict=True) if p[0] is not None and np.isfinite(p[0])])
     assert np.allclose(drawn.mean(0), row["box"]["center"], atol=1e-6)
     fig = viz.pose_figure(scene, backend="matplotlib", boxes=boxes)
     labels = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}

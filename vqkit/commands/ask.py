@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
                '  vqkit ask --model runs/demo/final --video walkthrough.mp4 --question "How many chairs are there?"\n'
                '  vqkit ask --model runs/demo/final --video scannet/posed_images/scene0000_00 --question "..."\n'
                '  vqkit ask --model runs/stage2_demo/final --images a.jpg b.jpg --roomplan --out room.json\n'
-               '  vqkit ask --model runs/grounding_demo/final --images a.jpg b.jpg --ground "the pink bed" --out bed.json',
+               '  vqkit ask --model runs/grounding_demo/final --images a.jpg b.jpg --ground "the pink bed" '
+               '--out bed.json',
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="saved model folder (RUN/final)")

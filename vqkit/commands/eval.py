@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  vqkit eval --model runs/demo/blind/final --data data/synth/val.jsonl      "
                "# the blind-trained baseline -> runs/demo/blind/eval\n"
                "  vqkit eval --predictions runs/demo/eval/predictions.jsonl   # re-score, no model\n"
-               "  vqkit eval --model RUN/final --data data/scanqa/test_w_obj.jsonl --scanqa-export pred.test_w_obj.json\n"
+               "  vqkit eval --model RUN/final --data data/scanqa/test_w_obj.jsonl \\\n"
+               "      --scanqa-export pred.test_w_obj.json\n"
                "  torchrun --nproc_per_node 8 -m vqkit eval --model RUN/final --data val.jsonl",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

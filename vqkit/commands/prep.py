@@ -94,8 +94,8 @@ def scanrefer(argv: list[str]) -> int:
                         help="folder with ScanRefer_filtered_<split>.json, or one such file")
     _add_scannet_args(parser)
     parser.add_argument("--scans", type=Path, default=None,
-                        help="ScanNet scans (<scene>/<scene>_vh_clean_2.ply, .segs.json, .aggregation.json, <scene>.txt), "
-                             "as <scene>/ or scans/<scene>/ (default: --scannet)")
+                        help="ScanNet scans (<scene>/<scene>_vh_clean_2.ply, .segs.json, .aggregation.json, "
+                             "<scene>.txt), as <scene>/ or scans/<scene>/ (default: --scannet)")
     parser.add_argument("--label-map", type=Path, default=None,
                         help="scannetv2-labels.combined.tsv: unique/multiple by nyu40class, as ScanRefer (default: by "
                              "the raw label)")

@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vqkit.cameras import are_rotations
-from vqkit.data.boxes import box_answer, box_record, read_box_field
 from vqkit.data.conversations import conversation_records, is_conversation
 from vqkit.data.record_files import expand_paths, iter_json_objects, read_earlier, read_once_key, remember
+from vqkit.data.targets import box_answer, box_record, read_box_field, roomplan_text
 from vqkit.data.video import media_file
 from vqkit.errors import DataError
 
@@ -151,7 +151,7 @@ class Record:
 
     def grounding_target(self, box_frame: str = "scene", step_cm: int = 1, first_view: int = 0) -> str:
         """A grounding record's answer text: its box in ``box_frame`` (the frame of image ``first_view``
-        for ``first_view``), lengths rounded to ``step_cm`` (:func:`vqkit.data.boxes.box_answer`)."""
+        for ``first_view``), lengths rounded to ``step_cm`` (:func:`vqkit.data.targets.box_answer`)."""
         return box_answer(self.box, self.first_view_pose(first_view), box_frame, step_cm,
                           f"{self.where}: record '{self.id}'")
 
@@ -168,21 +168,6 @@ class Record:
             out["box"] = box_record(self.box)
             out.update({k: self.extra[k] for k in ("description", "object_id", "relation") if k in self.extra})
         return out
-
-
-def roomplan_text(roomplan: dict, where: str = "") -> str:
-    """A Stage 2 target: ``Room.from_capturedroom(roomplan).to_text()`` (imported lazily: the
-    roomplan module is only needed for Stage 2 data)."""
-    from vqkit.roomplan import Room
-
-    problems: list[str] = []  # tolerated oddities (unknown categories, ...): logged, not fatal
-    try:
-        text = Room.from_capturedroom(roomplan, where="roomplan", problems=problems).to_text()
-    except Exception as e:  # noqa: BLE001 - any malformed layout is the record's fault
-        raise DataError(f"{where}: field 'roomplan': not a usable CapturedRoom ({e})") from None
-    if problems:
-        log.debug("%s: roomplan: %s", where, "; ".join(problems))
-    return text
 
 
 @dataclass

@@ -1,8 +1,10 @@
-"""Grounding records' ``box`` (docs/design.md, section 2): read and checked when a record loads, and
-written as the record's answer text in the frame the config asks for (:mod:`vqkit.roomplan.grounding`)."""
+"""A record's structured targets as answer text (docs/design.md, section 2): a Stage 2 layout
+(:func:`roomplan_text`), and a grounding record's ``box``, read and checked when the record loads and
+written in the frame the config asks for (:mod:`vqkit.roomplan.grounding`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +12,23 @@ from vqkit.errors import DataError
 
 if TYPE_CHECKING:  # pragma: no cover
     from vqkit.roomplan.elements import RoomObject
+
+log = logging.getLogger("vqkit.data")
+
+
+def roomplan_text(roomplan: dict, where: str = "") -> str:
+    """A Stage 2 target: ``Room.from_capturedroom(roomplan).to_text()`` (imported lazily: the
+    roomplan module is only needed for Stage 2 data)."""
+    from vqkit.roomplan import Room
+
+    problems: list[str] = []  # tolerated oddities (unknown categories, ...): logged, not fatal
+    try:
+        text = Room.from_capturedroom(roomplan, where="roomplan", problems=problems).to_text()
+    except Exception as e:  # noqa: BLE001 - any malformed layout is the record's fault
+        raise DataError(f"{where}: field 'roomplan': not a usable CapturedRoom ({e})") from None
+    if problems:
+        log.debug("%s: roomplan: %s", where, "; ".join(problems))
+    return text
 
 
 def read_box_field(obj: dict, error: Callable[[str, str], DataError]) -> RoomObject | None:
