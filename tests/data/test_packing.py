@@ -180,3 +180,21 @@ def test_conversation_samples_plan_and_pack_as_they_collate(tmp_path, tiny_token
     assert packed["cu_seqlens"].tolist() == [0, *torch.tensor(planned).cumsum(0).tolist()]
     assert torch.equal(packed["input_ids"][0], padded["input_ids"][padded["attention_mask"].bool()])
     assert torch.equal(packed["turn_of"][0], padded["turn_of"][padded["attention_mask"].bool()])
+
+
+@pytest.mark.parametrize("box_frame", ["scene", "first_view"])
+def test_grounding_samples_plan_as_they_collate(synth_dir, tmp_path, box_frame):
+    """A grounding sample's answer is its box in the frame of the sample's first view (data.box_frame):
+    counted before the images load with the views the sample draws, it is the collated length."""
+    data = tiny_train_config(synth_dir, tmp_path / "run")
+    data["data"].update(train=[{"path": str(synth_dir / "grounding_train.jsonl")}], turns=4, view_dropout=0.5,
+                        box_frame=box_frame, max_length=256)
+    cfg = config_from_dict(data)
+    dataset = build_dataset(cfg.data, "train", geometry_cfg=cfg.model.geometry, seed=cfg.train.seed)
+    collator = Collator(load_tokenizer(cfg.model.llm), cfg.model, cfg.data)
+    items = list(ShardedSampler(len(dataset), seed=5, epoch=1))[:24]
+    planned = [dataset.item_tokens(item, collator) for item in items]
+    assert planned == [int(collator([dataset[item]])["attention_mask"].sum()) for item in items]
+    packed = build_dataloader(cfg, "train", collator.tokenizer, batch_size=4, shuffle=True, pack=True,
+                              tokens_per_batch=4 * cfg.data.max_length)
+    assert all(batch["input_ids"].shape[1] <= 4 * cfg.data.max_length for batch in packed)
