@@ -12,6 +12,7 @@ import pytest
 from vqkit import viz
 from vqkit.data.schema import load_records
 from vqkit.roomplan import Room
+from vqkit.viz import scene as viz_scene
 
 PNG = b"\x89PNG\r\n\x1a\n"
 WRONG = "purple-ish"
@@ -211,3 +212,23 @@ def test_viewer_leaves_nothing_for_a_notebook_to_show_on_its_own(predictions, tm
     with pytest.raises(Exception):  # noqa: B017 (whatever the failure, it is the caller's to see)
         viewer.next()
     assert plt.get_fignums() == []
+
+
+def test_viewer_draws_the_predicted_box_beside_the_gold_one(grounding_predictions, tmp_path):
+    viewer = viz.AnswerViewer(grounding_predictions, dpi=50)
+    assert [v["correct"] for v in viewer.verdicts] == [True, False, False]
+    assert viewer.verdicts[0]["iou"] > 0.9 and viewer.verdicts[2]["problems"]
+    ax = next(a for a in viewer.figure.axes if a.get_title().startswith("from above: IoU"))
+    styles = {line.get_label(): (line.get_linestyle(), line.get_color()) for line in ax.lines}
+    gold = viewer.current["box"]["label"]
+    assert styles[f"gold: {gold}"] == ("-", viz_scene.GOLD_BOX_COLOUR)
+    assert styles[f"predicted: {gold}"] == ("--", viz_scene.PREDICTED_BOX_COLOUR)
+    assert "IoU" in viewer.text.value and "\u2714 correct" in viewer.text.value
+    viewer.next()
+    assert "\u2718 incorrect" in viewer.text.value
+    viewer.next()
+    labels = [line.get_label() for a in viewer.figure.axes for line in a.lines]
+    assert f"gold: {viewer.current['box']['label']}" in labels and not any(lb.startswith("predicted") for lb in labels)
+    fig = viewer.render_figure(grounding_predictions[1], with_text=True)
+    fig.savefig(tmp_path / "grounding.png", dpi=50)
+    assert (tmp_path / "grounding.png").read_bytes()[:8] == PNG

@@ -244,3 +244,20 @@ def _words(annotation, renderer):
     """Where an annotation's words are on the figure (its box without the leader line)."""
     annotation.update_positions(renderer)
     return Text.get_window_extent(annotation, renderer)
+
+
+def test_pose_figure_draws_a_grounding_answer(synth, grounding_predictions):
+    row = grounding_predictions[1]
+    boxes = viz_scene.grounding_boxes(row)
+    assert [b["dash"] for b in boxes] == [False, True]
+    scene = synth / "scenes" / row["scene_id"]
+    fig = viz.pose_figure(scene, backend="plotly", boxes=boxes)
+    traces = {t.name: t for t in fig.data}
+    label = row["box"]["label"]
+    assert traces[f"predicted: {label}"].line.dash == "dash" and traces[f"gold: {label}"].line.dash == "solid"
+    gold = traces[f"gold: {label}"]
+    drawn = np.array([p for p in zip(gold.x, gold.y, gold.z, strict=True) if p[0] is not None and np.isfinite(p[0])])
+    assert np.allclose(drawn.mean(0), row["box"]["center"], atol=1e-6)
+    fig = viz.pose_figure(scene, backend="matplotlib", boxes=boxes)
+    labels = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    assert {f"gold: {label}", f"predicted: {label}"} <= labels
