@@ -88,7 +88,10 @@ def test_a_model_with_point_embeddings_trains_on_grounding_records(synth_dir, tm
 
     model = load_model(result.final_dir)
     batch = next(iter(build_dataloader(model.config, "val", model.tokenizer, batch_size=2, shuffle=False)))
-    points, valid = model._patch_points(batch, [0, 1])
+    from vqkit.models.patch_points import batch_patch_points
+
+    points, valid = batch_patch_points(batch, [0, 1], model.patch_grid(batch), model.encoder.patch_size,
+                                       model.config.data.box_frame)
     assert bool(valid.any()) and torch.isfinite(points[valid]).all()  # the cells are placed in 3D
     with pytest.raises(Exception, match="data.load_depth: true"):
         cfg["data"]["load_depth"] = False

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     synth = {"scenes": args.scenes, "views": args.views, "image_size": args.image_size, "seed": args.seed,
              "train_questions_per_scene": args.train_questions_per_scene, "render_scale": args.render_scale,
-             "train_describe": args.train_describe}
+             "train_describe": args.train_describe, "splits": DEFAULT_SYNTH["splits"]}
     if args.grounding and args.task == "qa":
         synth["grounding"] = True
     if args.task == "grounding":

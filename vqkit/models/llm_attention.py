@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from vqkit.data.packing import is_packed
 from vqkit.errors import ConfigError
 from vqkit.utils.attention import warn_math_fallback
 
@@ -196,6 +197,18 @@ def flash_kwargs(cu_seqlens: torch.Tensor) -> dict:
     return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": longest, "max_length_k": longest}
 
 
+def llm_attention_inputs(llm, batch: dict, dtype: torch.dtype) -> tuple[object, dict]:
+    """The LLM's ``attention_mask`` argument and further forward kwargs for a (device) batch: the padding
+    mask; with ``turn_of`` the 4D turn mask (:func:`turn_attention_mask`); packed, what
+    :func:`packed_llm_inputs` gives."""
+    if is_packed(batch):
+        return packed_llm_inputs(llm, batch)
+    mask = batch["attention_mask"]
+    if "turn_of" in batch:  # several questions about the same views, each turn on its own
+        mask = turn_attention_mask(mask, batch["turn_of"], dtype)
+    return mask, {}
+
+
 def packed_llm_inputs(llm, batch: dict) -> tuple[object, dict]:
     """(the LLM's ``attention_mask`` argument, further forward kwargs) of a packed batch: ``position_ids``
     and, for flash-attention, the varlen kwargs with no mask; for SDPA a :class:`PackedLayout` for every
@@ -223,5 +236,5 @@ def packed_llm_inputs(llm, batch: dict) -> tuple[object, dict]:
     return {"full_attention": layout}, kwargs
 
 
-__all__ = ["ATTENTION", "PackedLayout", "build_layout", "flash_kwargs", "llm_attention", "packed_llm_inputs",
-           "packed_sdpa", "turn_attention_mask"]
+__all__ = ["ATTENTION", "PackedLayout", "build_layout", "flash_kwargs", "llm_attention", "llm_attention_inputs",
+           "packed_llm_inputs", "packed_sdpa", "turn_attention_mask"]

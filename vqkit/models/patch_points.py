@@ -69,3 +69,17 @@ def patch_points(depths: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torc
     count = valid.view(B, S, rows, patch_size, cols, patch_size, 1).sum((3, 5))
     points = per_patch / count.clamp(min=1.0)
     return points.flatten(2, 3), (count[..., 0] > 0).flatten(2, 3)
+
+
+def batch_patch_points(batch: dict, samples: list[int], grid_hw: tuple[int, int], patch_size: int,
+                       box_frame: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(points, valid) of the patches of a batch's ``samples`` (:func:`patch_points`), or None without depth
+    maps; a sample without camera geometry of its own (none, or the geometry it predicts) gets none."""
+    if batch.get("depths") is None or batch.get("geometry") is None:
+        return None
+    g = batch["geometry"]
+    points, valid = patch_points(batch["depths"][samples], g["R"][samples], g["t"][samples], g["K"][samples],
+                                 grid_hw, patch_size, box_frame)
+    predicted = batch.get("predict_geometry", torch.zeros_like(batch["geom_mask"]))
+    posed = batch["geom_mask"][samples].to(torch.bool) & ~predicted[samples].to(torch.bool)
+    return points, valid & posed[:, None, None]

@@ -30,14 +30,14 @@ from torch import nn
 
 from vqkit.config.io import save_config
 from vqkit.config.schema import Config
-from vqkit.data.packing import count_per_sample, is_packed
+from vqkit.data.packing import count_per_sample
 from vqkit.errors import CheckpointError, ConfigError, DataError
 from vqkit.models.answer_loss import answer_loss
 from vqkit.models.geometry_tokens import GeometryEncoder
 from vqkit.models.llm import is_lora_param
-from vqkit.models.llm_attention import packed_llm_inputs, turn_attention_mask
+from vqkit.models.llm_attention import llm_attention_inputs
 from vqkit.models.patch_merger import PatchMerger
-from vqkit.models.patch_points import patch_points
+from vqkit.models.patch_points import batch_patch_points
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.stopping import RepeatedLineStop
 from vqkit.roomplan.text import trim_repeated_lines
@@ -275,9 +275,11 @@ class VQModel(nn.Module):
             feats, outputs = self._aggregate(batch["images"][samples], view_mask, extra)
         proj_dtype = next(self.projector.parameters()).dtype
         # Perceiver: [b, L, D]; patch merger: [b, S, T, D], every view slot (padding ones dropped below)
-        points = self._patch_points(batch, samples) if getattr(self.projector, "point_mlp", None) is not None else None
-        args = (view_mask, self.patch_grid(batch)) + ((points,) if points is not None else ())
-        projected = self.projector(feats.to(dtype=proj_dtype), *args)
+        extra = ()
+        if getattr(self.projector, "point_mlp", None) is not None:  # the merger's 3D points of its cells
+            extra = (batch_patch_points(batch, samples, self.patch_grid(batch), self.encoder.patch_size,
+                                        self.config.data.box_frame),)
+        projected = self.projector(feats.to(dtype=proj_dtype), view_mask, self.patch_grid(batch), *extra)
         geo_tokens = None
         geom_mask = batch.get("geom_mask")
         # The geometry encoder runs whenever it exists, even if no sample of this batch has geometry:
@@ -301,18 +303,6 @@ class VQModel(nn.Module):
                 parts.append(geo_tokens[j][view_mask[j]])
             tokens.append(torch.cat(parts, dim=0))
         return tokens
-
-    def _patch_points(self, batch: dict, samples: list[int]):
-        """(points, valid) of the samples' patches for the merger's point embedding, or None without depth
-        maps; samples without camera geometry of their own get none (vqkit.models.patch_points)."""
-        if batch.get("depths") is None or batch.get("geometry") is None:
-            return None
-        g = batch["geometry"]
-        points, valid = patch_points(batch["depths"][samples], g["R"][samples], g["t"][samples], g["K"][samples],
-                                     self.patch_grid(batch), self.encoder.patch_size, self.config.data.box_frame)
-        posed = batch["geom_mask"][samples].to(torch.bool) & ~batch.get("predict_geometry", torch.zeros_like(
-            batch["geom_mask"]))[samples].to(torch.bool)
-        return points, valid & posed[:, None, None]
 
     def encode(self, batch: dict) -> list[torch.Tensor | None]:
         """Per sample, its vision tokens [N_i, D_llm], or None for a blind sample (no placeholders).
@@ -393,21 +383,11 @@ class VQModel(nn.Module):
         batch = self._to_device(batch)
         inputs_embeds = self.embed_inputs(batch)
         labels = batch.get("labels")
-        mask, llm_kwargs = self.llm_attention_inputs(batch, inputs_embeds.dtype)
+        mask, llm_kwargs = llm_attention_inputs(self.llm, batch, inputs_embeds.dtype)
         if labels is None:
             return self.llm(inputs_embeds=inputs_embeds, attention_mask=mask, use_cache=False, **llm_kwargs)
         return answer_loss(self.llm, inputs_embeds, mask, labels, fused=self.config.model.llm.liger_kernels,
                            **llm_kwargs)
-
-    def llm_attention_inputs(self, batch: dict, dtype: torch.dtype) -> tuple[object, dict]:
-        """The LLM's ``attention_mask`` argument and further forward kwargs for a (device) batch: the padding
-        mask; with ``turn_of`` the 4D turn mask; packed, what :func:`packed_llm_inputs` gives."""
-        if is_packed(batch):
-            return packed_llm_inputs(self.llm, batch)
-        mask = batch["attention_mask"]
-        if "turn_of" in batch:  # several questions about the same views, each turn on its own
-            mask = turn_attention_mask(mask, batch["turn_of"], dtype)
-        return mask, {}
 
     @torch.no_grad()
     def generate(self, batch: dict, max_new_tokens: int = 16, *, stop_on_repeated_line: bool | None = None,

@@ -58,6 +58,7 @@ from vqkit.data.dataset import build_dataloader, build_dataset
 from vqkit.data.packing import count_per_sample
 from vqkit.models.answer_loss import answer_loss
 from vqkit.models.builder import build_encoder, build_model
+from vqkit.models.llm_attention import llm_attention_inputs
 from vqkit.synth.benchmark import generate, use_synthetic_data
 from vqkit.tokenizer import load_tokenizer
 from vqkit.tools.bench_report import format_table  # noqa: F401 - vqkit.tools.bench.format_table
@@ -153,7 +154,7 @@ def split_step(model, optimizer, batch: dict, autocast, phase) -> None:
     leaf = flat.detach().requires_grad_(True)
     with phase("llm"):
         with autocast:
-            mask, llm_kwargs = model.llm_attention_inputs(batch, inputs_embeds.dtype)  # turns, packed rows
+            mask, llm_kwargs = llm_attention_inputs(model.llm, batch, inputs_embeds.dtype)  # turns, packed rows
             out = answer_loss(model.llm, inputs_embeds.masked_scatter(is_pad.unsqueeze(-1), leaf), mask,
                               batch["labels"], fused=model.config.model.llm.liger_kernels, **llm_kwargs)
         out.loss.backward()
