@@ -142,3 +142,19 @@ def test_ensure_synth_adds_grounding_to_a_reused_set(tmp_path, capsys):
     synth.ensure_synth(tmp_path, grounding=True, **kw)
     assert capsys.readouterr().out.endswith(f"adding grounding questions to {tmp_path}\n")
     assert has_grounding(tmp_path) and (tmp_path / "train.jsonl").stat().st_mtime_ns == train
+
+
+def test_grounding_follows_the_splits_a_set_holds(sets, tmp_path):
+    """A set of some splits gets those splits' grounding files, byte-identical to a full set's; rooms made
+    again without grounding leave no grounding files of the earlier rooms behind."""
+    _, grounded = sets
+    part = tmp_path / "part"
+    synth.generate(part, grounding=True, splits=("train", "val"), train_questions_per_scene=12,
+                   train_describe=True, **KW)
+    assert has_grounding(part) and not (part / "grounding_test.jsonl").exists()
+    for split in ("train", "val"):
+        name = f"grounding_{split}.jsonl"
+        assert (part / name).read_bytes() == (grounded / name).read_bytes(), name
+    assert set(json.loads((part / GROUNDING_STATS).read_text())["splits"]) == {"train", "val"}
+    synth.generate(part, **dict(KW, seed=6))  # other rooms, no grounding asked
+    assert not has_grounding(part) and not list(part.glob("grounding_*"))
