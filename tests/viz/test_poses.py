@@ -259,5 +259,6 @@ def test_pose_figure_draws_a_grounding_answer(synth, grounding_predictions):
     drawn = np.array([p for p in zip(gold.x, gold.y, gold.z, strict=True) if p[0] is not None and np.isfinite(p[0])])
     assert np.allclose(drawn.mean(0), row["box"]["center"], atol=1e-6)
     fig = viz.pose_figure(scene, backend="matplotlib", boxes=boxes)
-    labels = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    (legend,) = fig.legends  # one legend, for both panels
+    labels = {t.get_text() for t in legend.get_texts()}
     assert {f"gold: {label}", f"predicted: {label}"} <= labels
