@@ -342,3 +342,19 @@ def parse_splits(text: str, allowed: Iterable[str], flag: str = "--splits") -> l
     if not splits or bad:
         raise DataError(f"{flag}: unknown split {bad[0] if bad else text!r}; choose from {','.join(allowed)}")
     return splits
+
+
+def annotation_files(path: Path, splits: list[str], file_name: str, known_splits: Iterable[str]) -> dict[str, Path]:
+    """split -> an official annotation JSON: ``path`` is a folder holding ``file_name.format(split=...)`` for
+    each of ``splits``, or one file (its split read from the end of its name, the longest known split first,
+    else ``train``)."""
+    if path.is_dir():
+        files = {s: path / file_name.format(split=s) for s in splits}
+        missing = [str(p) for p in files.values() if not p.is_file()]
+        if missing:
+            raise DataError(f"--annotations {path}: missing {', '.join(missing)}")
+        return files
+    if not path.is_file():
+        raise DataError(f"--annotations {path}: no such file or folder")
+    split = next((s for s in sorted(known_splits, key=len, reverse=True) if path.stem.endswith(s)), "train")
+    return {split: path}

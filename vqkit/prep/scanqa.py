@@ -22,18 +22,8 @@ SPLITS = ("train", "val", "test_w_obj", "test_wo_obj")
 
 
 def annotation_files(path: Path, splits: list[str]) -> dict[str, Path]:
-    """split -> ScanQA JSON file. ``path`` is a folder holding ``ScanQA_v1.0_<split>.json`` or one file
-    (its split read from the name, else ``train``)."""
-    if path.is_dir():
-        files = {s: path / f"ScanQA_v1.0_{s}.json" for s in splits}
-        missing = [str(p) for p in files.values() if not p.is_file()]
-        if missing:
-            raise DataError(f"--annotations {path}: missing {', '.join(missing)}")
-        return files
-    if not path.is_file():
-        raise DataError(f"--annotations {path}: no such file or folder")
-    split = next((s for s in sorted(SPLITS, key=len, reverse=True) if path.stem.endswith(s)), "train")
-    return {split: path}
+    """split -> ScanQA JSON: a folder holding ``ScanQA_v1.0_<split>.json`` or one file."""
+    return C.annotation_files(path, splits, "ScanQA_v1.0_{split}.json", SPLITS)
 
 
 def load_questions(path: Path, test: bool = False) -> tuple[list[dict], int]:

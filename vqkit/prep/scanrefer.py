@@ -152,18 +152,8 @@ def convert_scene(scene_id: str, root: str, scans: str, out_dir: str, num_views:
 
 
 def annotation_files(path: Path, splits: list[str]) -> dict[str, Path]:
-    """split -> ScanRefer JSON: a folder holding ``ScanRefer_filtered_<split>.json``, or one file (its split
-    read from the name, else ``train``)."""
-    if path.is_dir():
-        files = {s: path / f"ScanRefer_filtered_{s}.json" for s in splits}
-        missing = [str(p) for p in files.values() if not p.is_file()]
-        if missing:
-            raise DataError(f"--annotations {path}: missing {', '.join(missing)}")
-        return files
-    if not path.is_file():
-        raise DataError(f"--annotations {path}: no such file or folder")
-    split = next((s for s in SPLITS if path.stem.endswith(s)), "train")
-    return {split: path}
+    """split -> ScanRefer JSON: a folder holding ``ScanRefer_filtered_<split>.json`` or one file."""
+    return C.annotation_files(path, splits, "ScanRefer_filtered_{split}.json", SPLITS)
 
 
 def load_annotations(path: Path) -> list[dict]:
