@@ -159,8 +159,9 @@ def test_shortened_first_demo_learns_from_the_views(tmp_path, monkeypatch):
 @pytest.mark.ci
 def test_shortened_default_demo_learns_from_the_views(tmp_path, monkeypatch):
     """The default demo shortened so that CI runs it (600 rooms, 200 pretraining steps, 400 training
-    steps; 4.1 min on 2 cores of a fast machine, 5.9 on a slower one, before the pretraining trained VGGT's
-    camera and depth heads, which triple its step): the views must matter.
+    steps; 6.4 min on 2 cores of a shared machine, 11.6 CPU-minutes, since the pretraining trains VGGT's
+    camera and depth heads; before them 4.1 min on a fast machine, 5.9 on a slower one): the views must
+    matter.
 
     The full run (3000 rooms, 400 + 800 steps, the describe question as the 17th turn) reads objects:
     colour +28.6, what_colour_object +14.4 over the blind baseline (README). At this size it does not
