@@ -222,3 +222,42 @@ def test_semantic_settings_and_data_are_checked(synth_dir, tmp_path):
     with pytest.raises(DataError,
                        match=r"no record with semantic maps \(semantics\): 0 view sets .* without semantic maps"):
         pretrain_encoder(config_from_dict(cfg), progress=False)
+
+
+def test_detached_heads_leave_the_aggregator_to_the_semantic_objective(synth_dir, tmp_path):
+    """heads_train_aggregator false: the aggregator's gradient is the semantic objective's alone, while the
+    heads still learn from their losses; with it true, the heads' losses reach the aggregator too."""
+    from vqkit.data.posed_views import build_view_set_dataset, collate_view_sets
+    from vqkit.train.encoder_pretrain import VGGTObjective
+
+    def aggregator_and_head_grads(**pretrain):
+        data = tiny_pretrain_config(synth_dir, tmp_path / "run")
+        data["encoder_pretrain"].update(semantic_weight=1.0, semantic_classes=15, colour_weight=10.0, **pretrain)
+        cfg = config_from_dict(data)
+        torch.manual_seed(0)
+        objective = VGGTObjective(build_vggt(cfg), cfg)
+        dataset = build_view_set_dataset(cfg.data, cfg.data.train, train=False, semantics=True)
+        batch = collate_view_sets([dataset[i] for i in range(2)])
+        out = objective(batch)
+        out["loss"].backward()
+        aggregator = {n: p.grad.clone() for n, p in objective.vggt.aggregator.named_parameters() if p.grad is not None}
+        semantic = torch.autograd.grad(  # the semantic objective's own gradient, from a fresh forward
+            sum(w * objective(batch)[k] for k, w in (("loss_semantic", 1.0), ("loss_colour", 10.0))),
+            [p for n, p in objective.vggt.aggregator.named_parameters() if n in aggregator], allow_unused=True)
+        heads = [p.grad for p in objective.vggt.camera_head.parameters()]
+        return aggregator, dict(zip(aggregator, semantic, strict=True)), heads
+
+    grads, semantic, heads = aggregator_and_head_grads(heads_train_aggregator=False)
+    assert grads
+    for n in grads:  # equal up to the order the two backward passes sum in
+        torch.testing.assert_close(grads[n], semantic[n], rtol=1e-5, atol=1e-5, msg=n)
+    assert any(g is not None and g.abs().sum() > 0 for g in heads)
+    grads, semantic, _ = aggregator_and_head_grads(heads_train_aggregator=True)
+    assert any(not torch.allclose(grads[n], semantic[n], rtol=1e-2, atol=1e-3) for n in grads)
+
+
+def test_detached_heads_need_another_objective_for_the_aggregator(synth_dir, tmp_path):
+    data = tiny_pretrain_config(synth_dir, tmp_path / "run")
+    data["encoder_pretrain"]["heads_train_aggregator"] = False
+    with pytest.raises(ConfigError, match="nothing trains the aggregator"):
+        config_from_dict(data)
