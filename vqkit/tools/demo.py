@@ -101,47 +101,21 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
         config, encoder_pretrain = DEFAULT_CONFIG, encoder_pretrain or DEFAULT_ENCODER_PRETRAIN
     synth = {**DEFAULT_SYNTH, **(synth or {})}
     data_dir, run_path = Path(data_dir), Path(run_dir)
-    timings = {}
-
-    t = time.time()
-    ensure_synth(data_dir, progress=progress, **synth)
-    timings["synth_s"] = time.time() - t
-
-    cfg = load_config(config, overrides)
-    if encoder_pretrain:
-        t = time.time()
-        cfg.model.encoder.weights = str(_pretrain_encoder(encoder_pretrain, encoder_overrides, cfg.model.encoder,
-                                                          data_dir, run_path, progress))
-        timings["encoder_pretrain_s"] = time.time() - t
-    use_synthetic_data(cfg, data_dir)
     val = [str(data_dir / "val.jsonl")]
     if synth.get("grounding"):
-        val.append(_mix_grounding(cfg, data_dir))
-    cfg.train.output_dir = str(run_path)
-    cfg.train.overwrite = True  # the demo's run folder is the demo's own; say so when replacing it
-    if run_path.exists():
-        print(f"demo: replacing the previous demo run in {run_path}", flush=True)
+        val.append(str(data_dir / "grounding_val.jsonl"))
+    timings = {}
+    cfg = prepare_demo_run(config, overrides, data_dir, run_path, synth, encoder_pretrain, encoder_overrides,
+                           progress, timings, adapt=_mix_grounding if synth.get("grounding") else None)
+    result, blind_cfg, blind_result = train_with_blind_baseline(cfg, run_path, progress, timings)
 
     t = time.time()
-    cfg.data.feature_cache = str(_feature_cache(cfg, data_dir / "features", progress))
-    timings["cache_s"] = time.time() - t
-
-    t = time.time()
-    result = run(cfg, progress=progress)
-    timings["train_s"] = time.time() - t
-    if result.interrupted:  # Ctrl-C / SIGTERM: the run saved a checkpoint; stop the demo here
-        raise KeyboardInterrupt
-
-    t = time.time()
-    blind_cfg, blind_result = _train_blind(cfg, run_path, progress)
-    timings["train_blind_s"] = time.time() - t
-
-    t = time.time()
-    metrics, eval_dir = _evaluate(result.final_dir, cfg, val, blind=False, progress=progress)
+    metrics, eval_dir = evaluate_into_run(result.final_dir, cfg, val, blind=False, progress=progress)
     losses = answer_losses(load_model(result.final_dir), cfg, val[0])
     # The baseline is a model *trained* blind, evaluated as trained into its own run's eval/ folder
     # (RUN/blind/eval); RUN/eval_views_removed is `vqkit eval --blind` of the full model, another experiment.
-    blind_metrics, blind_eval_dir = _evaluate(blind_result.final_dir, blind_cfg, val, blind=True, progress=progress)
+    blind_metrics, blind_eval_dir = evaluate_into_run(blind_result.final_dir, blind_cfg, val, blind=True,
+                                                      progress=progress)
     timings["eval_s"] = time.time() - t
 
     minutes = (time.time() - started) / 60
@@ -170,7 +144,51 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
     return summary
 
 
-def _evaluate(final_dir: Path, cfg, val: list[str], *, blind: bool, progress: bool) -> tuple[dict, Path]:
+def prepare_demo_run(config: str, overrides: list[str] | None, data_dir: Path, run_path: Path, synth: dict,
+                     encoder_pretrain: str | None, encoder_overrides: list[str] | None, progress: bool,
+                     timings: dict, *, records: str = "", adapt=None):
+    """What every demo starts from: the synthetic rooms (generated or reused), ``config`` with its overrides,
+    its aggregator pretrained with ``encoder_pretrain`` when given, the set's ``records`` (file prefix, e.g.
+    ``"grounding_"``) as its data, ``adapt(cfg, data_dir)`` for a demo's own changes to the recipe, the run
+    folder ``run_path`` (replaced, saying so) and the features cached once; returns the config to train,
+    each stage's seconds in ``timings``."""
+    t = time.time()
+    ensure_synth(data_dir, progress=progress, **synth)
+    timings["synth_s"] = time.time() - t
+    cfg = load_config(config, overrides)
+    if encoder_pretrain:
+        t = time.time()
+        cfg.model.encoder.weights = str(_pretrain_encoder(encoder_pretrain, encoder_overrides, cfg.model.encoder,
+                                                          data_dir, run_path, progress))
+        timings["encoder_pretrain_s"] = time.time() - t
+    use_synthetic_data(cfg, data_dir, records=records)
+    if adapt is not None:
+        adapt(cfg, data_dir)
+    cfg.train.output_dir = str(run_path)
+    cfg.train.overwrite = True  # the demo's run folder is the demo's own; say so when replacing it
+    if run_path.exists():
+        print(f"demo: replacing the previous demo run in {run_path}", flush=True)
+    t = time.time()
+    cfg.data.feature_cache = str(_feature_cache(cfg, data_dir / "features", progress))
+    timings["cache_s"] = time.time() - t
+    return cfg
+
+
+def train_with_blind_baseline(cfg, run_path: Path, progress: bool, timings: dict):
+    """Train ``cfg`` into ``run_path`` and its blind baseline into ``run_path/blind`` (:func:`_train_blind`);
+    (result, blind config, blind result). Ctrl-C / SIGTERM: the run saved a checkpoint, the demo stops."""
+    t = time.time()
+    result = run(cfg, progress=progress)
+    timings["train_s"] = time.time() - t
+    if result.interrupted:
+        raise KeyboardInterrupt
+    t = time.time()
+    blind_cfg, blind_result = _train_blind(cfg, run_path, progress)
+    timings["train_blind_s"] = time.time() - t
+    return result, blind_cfg, blind_result
+
+
+def evaluate_into_run(final_dir: Path, cfg, val: list[str], *, blind: bool, progress: bool) -> tuple[dict, Path]:
     """The metrics of a trained model on ``val``, its predictions written into its run's eval/ folder."""
     model = load_model(final_dir)
     # BLEU/METEOR need a JVM start; the demo reports EM, `vqkit eval --predictions` adds the rest.
@@ -179,17 +197,15 @@ def _evaluate(final_dir: Path, cfg, val: list[str], *, blind: bool, progress: bo
     return metrics, write_results(default_out_dir(final_dir, views_removed=False), predictions, metrics)
 
 
-def _mix_grounding(cfg, data_dir: Path) -> str:
+def _mix_grounding(cfg, data_dir: Path) -> None:
     """Mix the rooms' grounding questions into the question-answering recipe (``cfg`` in place): read with
-    the questions as one source, so a room's sample carries both as turns; returns the validation file of
-    the grounding questions."""
+    the questions as one source, so a room's sample carries both as turns."""
     cfg.data.train[0].join = [str(data_dir / "grounding_train.jsonl")]
     cfg.data.turns += GROUNDING_TURNS
     cfg.data.max_length = max(cfg.data.max_length, 768)  # ~35 tokens a grounding turn
     llm = cfg.model.llm.config_overrides
     if llm and llm.get("max_position_embeddings", cfg.data.max_length) < cfg.data.max_length:
         llm["max_position_embeddings"] = cfg.data.max_length
-    return str(data_dir / "grounding_val.jsonl")
 
 
 def _train_blind(cfg, run_path: Path, progress: bool):

@@ -21,15 +21,16 @@ import json
 import time
 from pathlib import Path
 
-from vqkit.config.io import load_config
 from vqkit.data.schema import load_records
-from vqkit.eval.generate import evaluate
 from vqkit.eval.grounding import mean_box_baseline
-from vqkit.eval.results import default_out_dir, evaluation_info, write_results
-from vqkit.models.builder import load_model
-from vqkit.synth.benchmark import ensure_synth, use_synthetic_data
-from vqkit.tools.demo import DEFAULT_ENCODER_PRETRAIN, DEFAULT_SYNTH, _feature_cache, _pretrain_encoder, _train_blind
-from vqkit.train import run
+from vqkit.eval.results import default_out_dir
+from vqkit.tools.demo import (
+    DEFAULT_ENCODER_PRETRAIN,
+    DEFAULT_SYNTH,
+    evaluate_into_run,
+    prepare_demo_run,
+    train_with_blind_baseline,
+)
 
 DEFAULT_GROUNDING_CONFIG = "configs/grounding_demo.yaml"
 GROUNDING_RECORDS = "grounding_"
@@ -67,39 +68,16 @@ def run_grounding_demo(config: str | None = None, data_dir: str = "data/synth", 
     synth = {**DEFAULT_SYNTH, **(synth or {}), "grounding": True}
     data_dir, run_path = Path(data_dir), Path(run_dir)
     timings = {}
+    cfg = prepare_demo_run(config, overrides, data_dir, run_path, synth, encoder_pretrain, encoder_overrides,
+                           progress, timings, records=GROUNDING_RECORDS)
+    result, blind_cfg, blind_result = train_with_blind_baseline(cfg, run_path, progress, timings)
 
     t = time.time()
-    ensure_synth(data_dir, progress=progress, **synth)
-    timings["synth_s"] = time.time() - t
-    cfg = load_config(config, overrides)
-    if encoder_pretrain:
-        t = time.time()
-        cfg.model.encoder.weights = str(_pretrain_encoder(encoder_pretrain, encoder_overrides, cfg.model.encoder,
-                                                          data_dir, run_path, progress))
-        timings["encoder_pretrain_s"] = time.time() - t
-    use_synthetic_data(cfg, data_dir, records=GROUNDING_RECORDS)
-    cfg.train.output_dir, cfg.train.overwrite = str(run_path), True
-    if run_path.exists():
-        print(f"demo: replacing the previous grounding demo run in {run_path}", flush=True)
-    t = time.time()
-    cfg.data.feature_cache = str(_feature_cache(cfg, data_dir / "features", progress))
-    timings["cache_s"] = time.time() - t
-
-    t = time.time()
-    result = run(cfg, progress=progress)
-    timings["train_s"] = time.time() - t
-    if result.interrupted:
-        raise KeyboardInterrupt
-    t = time.time()
-    blind_cfg, blind_result = _train_blind(cfg, run_path, progress)
-    timings["train_blind_s"] = time.time() - t
-
-    t = time.time()
-    val = str(data_dir / f"{GROUNDING_RECORDS}val.jsonl")
-    full = _evaluate(result.final_dir, cfg, val, blind=False, progress=progress)
-    blind = _evaluate(blind_result.final_dir, blind_cfg, val, blind=True, progress=progress)
+    val = [str(data_dir / f"{GROUNDING_RECORDS}val.jsonl")]
+    full = evaluate_into_run(result.final_dir, cfg, val, blind=False, progress=progress)[0]["grounding"]
+    blind = evaluate_into_run(blind_result.final_dir, blind_cfg, val, blind=True, progress=progress)[0]["grounding"]
     train_records = load_records(str(data_dir / f"{GROUNDING_RECORDS}train.jsonl"), check_files=False)
-    mean_box = mean_box_baseline(train_records, load_records(val, check_files=False), cfg.data.box_frame)
+    mean_box = mean_box_baseline(train_records, load_records(val[0], check_files=False), cfg.data.box_frame)
     timings["eval_s"] = time.time() - t
 
     summary = {
@@ -126,11 +104,3 @@ def run_grounding_demo(config: str | None = None, data_dir: str = "data/synth", 
           f"--ground \"the bed\"")
     return summary
 
-
-def _evaluate(final_dir: Path, cfg, val: str, *, blind: bool, progress: bool) -> dict:
-    """The grounding scores of a trained model on ``val``, its predictions written into its run's eval/."""
-    model = load_model(final_dir)
-    predictions, metrics = evaluate(model, cfg, val, blind=blind, progress=progress, language=False)
-    metrics["info"].update(evaluation_info(final_dir, cfg, val, blind=blind))
-    write_results(default_out_dir(final_dir, views_removed=False), predictions, metrics)
-    return metrics["grounding"]
