@@ -72,6 +72,16 @@ def test_invalid_depth_gives_no_point_and_the_merger_adds_nothing_there():
     assert torch.equal(placed[0, 0, 1:], plain[0, 0, 1:])
 
 
+def test_a_view_without_intrinsics_gets_no_points():
+    """Geometry dropout and padding views leave K = 0: those views are not placed (and nothing raises)."""
+    depths = torch.full((1, 2, 28, 28), 2.0)
+    R, t = torch.eye(3).repeat(1, 2, 1, 1), torch.zeros(1, 2, 3)
+    K = torch.tensor([[20.0, 0, 14], [0, 20.0, 14], [0, 0, 1]]).repeat(1, 2, 1, 1)
+    K[0, 1] = 0.0
+    points, valid = patch_points(depths, R, t, K, (2, 2), 14)
+    assert valid[0, 0].all() and not valid[0, 1].any() and torch.isfinite(points).all()
+
+
 def test_a_model_with_point_embeddings_trains_on_grounding_records(synth_dir, tmp_path):
     from vqkit.config import config_from_dict
     from vqkit.train import run
@@ -134,7 +144,7 @@ def test_a_model_with_point_numbers_trains_and_reloads(synth_dir, tmp_path):
     cfg["model"]["projector"] = {"type": "patch_merger", "point_embed": True, "point_numbers": True}
     cfg["data"].update(train=[{"path": str(synth_dir / "grounding_train.jsonl")}],
                        val=[{"path": str(synth_dir / "grounding_val.jsonl")}], load_depth=True, box_step_cm=10,
-                       view_dropout=0.0)
+                       view_dropout=0.0, geometry_dropout=0.5)  # samples without cameras get no points
     result = run(config_from_dict(cfg), progress=False)
     model = load_model(result.final_dir)
     numbers = model.projector.point_numbers

@@ -60,7 +60,10 @@ def patch_points(depths: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torc
     v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32) + 0.5, torch.arange(w, dtype=torch.float32) + 0.5,
                           indexing="ij")
     pix = torch.stack([u, v, torch.ones_like(u)], dim=-1).view(1, 1, h * w, 3)  # [1, 1, N, 3]
-    rays = pix @ torch.linalg.inv(K.float()).transpose(-1, -2)  # [B, S, N, 3], camera z = 1
+    # A view without intrinsics (geometry dropped, a padding view) has K = 0: it gets no points.
+    has_camera = (K[..., 0, 0] != 0) & (K[..., 1, 1] != 0)  # [B, S]
+    K = torch.where(has_camera[..., None, None], K.float(), torch.eye(3, device=K.device))
+    rays = pix @ torch.linalg.inv(K).transpose(-1, -2)  # [B, S, N, 3], camera z = 1
     cam = rays * depths.flatten(2)[..., None]
     world = (cam - t.float()[:, :, None, :]) @ R.float()  # R^T (x_cam - t), row vectors
     world = to_box_frame(world, R[:, 0].float(), t[:, 0].float(), box_frame)
@@ -68,7 +71,7 @@ def patch_points(depths: torch.Tensor, R: torch.Tensor, t: torch.Tensor, K: torc
     per_patch = (world * valid).view(B, S, rows, patch_size, cols, patch_size, 3).sum((3, 5))
     count = valid.view(B, S, rows, patch_size, cols, patch_size, 1).sum((3, 5))
     points = per_patch / count.clamp(min=1.0)
-    return points.flatten(2, 3), (count[..., 0] > 0).flatten(2, 3)
+    return points.flatten(2, 3), (count[..., 0] > 0).flatten(2, 3) & has_camera[..., None]
 
 
 def batch_patch_points(batch: dict, samples: list[int], grid_hw: tuple[int, int], patch_size: int,
