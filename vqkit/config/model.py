@@ -101,10 +101,6 @@ class ProjectorConfig:
     """Patch merger: add to each cell an embedding of where its patches are in 3D (the mean back-projected
     point of each patch's pixels, from the records' depth maps and poses, in ``data.box_frame``;
     vqkit.models.patch_points). Needs ``data.load_depth: true``; views without depth or poses add nothing."""
-    point_numbers: bool = False
-    """With ``point_embed``: also add each cell's mean point written as the LLM's own number tokens (x, y
-    and height in centimetres rounded to ``data.box_step_cm``, as grounding answers write boxes), so that
-    writing the box of an object the model looks at is a copy (vqkit.models.point_numbers)."""
 
     def __post_init__(self):
         check(self.num_latents >= 1, "model.projector.num_latents must be >= 1")
@@ -113,7 +109,6 @@ class ProjectorConfig:
         check(self.merge_size >= 1, "model.projector.merge_size must be >= 1")
         check(not self.point_embed or self.type == "patch_merger",
               "model.projector.point_embed needs model.projector.type: patch_merger")
-        check(not self.point_numbers or self.point_embed, "model.projector.point_numbers needs point_embed: true")
 
 
 @dataclass

@@ -111,10 +111,9 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
     hidden = llm.get_input_embeddings().embedding_dim
     in_dim = 2 * mcfg.encoder.embed_dim * len(mcfg.encoder.layers)
     projector_class = PatchMerger if mcfg.projector.type == "patch_merger" else PerceiverResampler
-    merger = {"box_step_cm": cfg.data.box_step_cm} if projector_class is PatchMerger else {}
     with seeded(seed), meta_ctx:
         projector = projector_class.from_config(mcfg.projector, in_dim, hidden,
-                                                num_special_tokens=encoder.patch_start_idx, **merger)
+                                                num_special_tokens=encoder.patch_start_idx)
     geometry = None
     if mcfg.geometry.enabled:
         with seeded(seed + 1), meta_ctx:

@@ -36,7 +36,6 @@ from torch import nn
 
 from vqkit.errors import ConfigError
 from vqkit.models.patch_points import FOURIER_FREQUENCIES, point_features
-from vqkit.models.point_numbers import PointNumbers
 from vqkit.models.view_tokens import check_grid, check_views
 
 
@@ -72,8 +71,6 @@ class PatchMerger(nn.Module):
         num_special_tokens: tokens per view before the patch tokens (VGGT: 1 camera + 4 registers).
         max_grid: rows and columns of merged cells the position tables cover.
         point_embed: add an embedding of the 3D points of each cell's patches (``points`` in forward).
-        point_numbers: also add each cell's point as the LLM's number tokens
-            (:class:`vqkit.models.point_numbers.PointNumbers`, rounded to ``box_step_cm``).
     """
 
     per_view_tokens = True
@@ -81,7 +78,7 @@ class PatchMerger(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, *, merge_size: int = 2, hidden: int | None = None,
                  max_views: int = 32, pos_embed: bool = True, num_special_tokens: int = 5, max_grid: int = 64,
-                 point_embed: bool = False, point_numbers: bool = False, box_step_cm: int = 1):
+                 point_embed: bool = False):
         super().__init__()
         if merge_size < 1:
             raise ConfigError(f"model.projector.merge_size must be >= 1, got {merge_size}")
@@ -103,30 +100,26 @@ class PatchMerger(nn.Module):
         if point_embed:  # per patch of the cell: its point's features and whether it has one
             width = merge_size * merge_size * (4 + 6 * len(FOURIER_FREQUENCIES))
             self.point_mlp = nn.Sequential(nn.Linear(width, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
-        self.point_numbers = PointNumbers(out_dim, box_step_cm) if point_numbers else None
 
     @classmethod
-    def from_config(cls, proj_cfg, in_dim: int, out_dim: int, num_special_tokens: int = 5,
-                    box_step_cm: int = 1) -> PatchMerger:
-        """Build from :class:`vqkit.config.ProjectorConfig` (``dim`` is the MLP's hidden width;
-        ``box_step_cm``: ``data.box_step_cm``, the rounding of ``point_numbers``)."""
+    def from_config(cls, proj_cfg, in_dim: int, out_dim: int, num_special_tokens: int = 5) -> PatchMerger:
+        """Build from :class:`vqkit.config.ProjectorConfig` (``dim`` is the MLP's hidden width)."""
         return cls(in_dim, out_dim, merge_size=proj_cfg.merge_size, hidden=proj_cfg.dim,
                    max_views=proj_cfg.max_views, pos_embed=proj_cfg.pos_embed,
                    num_special_tokens=num_special_tokens, max_grid=proj_cfg.max_grid,
-                   point_embed=proj_cfg.point_embed, point_numbers=proj_cfg.point_numbers, box_step_cm=box_step_cm)
+                   point_embed=proj_cfg.point_embed)
 
     def tokens_per_view(self, grid_hw: tuple[int, int]) -> int:
         rows, cols = merged_grid(grid_hw, self.merge_size)
         return rows * cols
 
     def forward(self, tokens: torch.Tensor, view_mask: torch.Tensor | None = None,
-                grid_hw: tuple[int, int] | None = None, points: tuple[torch.Tensor, torch.Tensor] | None = None,
-                number_embedding: nn.Embedding | None = None) -> torch.Tensor:
+                grid_hw: tuple[int, int] | None = None, points: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
         """tokens [B, S, P, C_in], view_mask bool [B, S] (unused: every view slot is merged, the model
         keeps the real views' tokens), grid_hw (rows, cols) of the patch grid -> [B, S, T, D_llm]
         with T = ``tokens_per_view(grid_hw)``, cells in row-major order. ``points``: (points [B, S,
-        rows * cols, 3], valid [B, S, rows * cols]) of the patches, for ``point_embed``; ``number_embedding``:
-        the LLM's input embeddings, for ``point_numbers``."""
+        rows * cols, 3], valid [B, S, rows * cols]) of the patches, for ``point_embed``."""
         if grid_hw is None:
             raise ConfigError("the patch merger needs the patch grid (grid_hw) of the views")
         _, s, p, _ = tokens.shape
@@ -145,9 +138,4 @@ class PatchMerger(nn.Module):
             feats = torch.cat([point_features(pts.to(x.dtype)) * valid, valid], dim=-1)  # [B, S, P, 4 + 6F]
             cell_has_point = merge_patches(valid, grid_hw, m).amax(-1, keepdim=True)  # a cell with no point: nothing
             x = x + self.point_mlp(merge_patches(feats, grid_hw, m)) * cell_has_point
-            if self.point_numbers is not None:  # each cell's mean point, as number tokens
-                total = merge_patches(pts.to(x.dtype) * valid, grid_hw, m).unflatten(-1, (-1, 3)).sum(-2)
-                count = merge_patches(valid, grid_hw, m).sum(-1, keepdim=True)
-                cell = total / count.clamp(min=1.0)
-                x = x + self.point_numbers(cell, count[..., 0] > 0, number_embedding).to(x.dtype)
         return x

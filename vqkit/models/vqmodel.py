@@ -91,8 +91,6 @@ class VQModel(nn.Module):
             stops = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(IM_END)]
             self.stop_token_ids = sorted({int(t) for t in stops
                                           if t is not None and t != tokenizer.unk_token_id})
-            if getattr(projector, "point_numbers", None) is not None:  # the cells' points as number tokens
-                projector.point_numbers.set_vocabulary(tokenizer)
         self.freeze()
 
     # ------------------------------------------------------------------ freeze / parameters
@@ -277,13 +275,11 @@ class VQModel(nn.Module):
             feats, outputs = self._aggregate(batch["images"][samples], view_mask, extra)
         proj_dtype = next(self.projector.parameters()).dtype
         # Perceiver: [b, L, D]; patch merger: [b, S, T, D], every view slot (padding ones dropped below)
-        extra = {}
+        extra = ()
         if getattr(self.projector, "point_mlp", None) is not None:  # the merger's 3D points of its cells
-            extra["points"] = batch_patch_points(batch, samples, self.patch_grid(batch), self.encoder.patch_size,
-                                                 self.config.data.box_frame)
-            if self.projector.point_numbers is not None:
-                extra["number_embedding"] = self.llm.get_input_embeddings()
-        projected = self.projector(feats.to(dtype=proj_dtype), view_mask, self.patch_grid(batch), **extra)
+            extra = (batch_patch_points(batch, samples, self.patch_grid(batch), self.encoder.patch_size,
+                                        self.config.data.box_frame),)
+        projected = self.projector(feats.to(dtype=proj_dtype), view_mask, self.patch_grid(batch), *extra)
         geo_tokens = None
         geom_mask = batch.get("geom_mask")
         # The geometry encoder runs whenever it exists, even if no sample of this batch has geometry:
