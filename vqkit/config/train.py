@@ -126,10 +126,6 @@ class EncoderPretrainConfig:
     train_aggregator: bool = True
     """Train the aggregator with the heads; False trains the heads alone on a frozen aggregator
     (VGGT's head-only fine-tuning)."""
-    heads_train_aggregator: bool = True
-    """The geometry heads' losses also train the aggregator (VGGT). False: the heads read its features
-    detached, so the semantic / colour objective alone shapes the aggregator while the heads learn to read
-    it (a model that answers from those features keeps them; the heads still serve photos without cameras)."""
     point_head: bool = False
     """Also train the point-map head (the official checkpoint has one; geometry does not need it)."""
     dpt_layers: list[int] | None = None
@@ -199,6 +195,3 @@ class EncoderPretrainConfig:
         check(self.semantic_weight == 0 or 2 <= self.semantic_classes <= 255,
               "encoder_pretrain.semantic_classes must be in 2..255 with semantic_weight > 0")
         check(self.semantic_cells >= 1, "encoder_pretrain.semantic_cells must be >= 1")
-        check(self.heads_train_aggregator or self.semantic_weight > 0 or self.colour_weight > 0,
-              "encoder_pretrain.heads_train_aggregator is false and semantic_weight and colour_weight are 0: "
-              "nothing trains the aggregator (train_aggregator: false says so)")

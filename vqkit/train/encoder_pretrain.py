@@ -152,14 +152,7 @@ class VGGTObjective(nn.Module):
     def forward(self, batch: dict) -> dict[str, Tensor]:
         images, view_mask = batch["images"], batch["view_mask"].to(torch.bool)
         layers = [self.semantic_layer] if self.semantic_head is not None else None
-        if self.settings.heads_train_aggregator or self.vggt.camera_head is None:
-            out = self.vggt(images, view_mask=view_mask, layers=layers)
-        else:  # the heads learn to read the aggregator without shaping it
-            tokens, start = self.vggt.aggregator(images, layers=self.vggt.head_layers() + list(layers or []),
-                                                 view_mask=view_mask)
-            out = self.vggt.heads([None if t is None else t.detach() for t in tokens], images, start,
-                                  view_mask=view_mask)
-            out.tokens = list(tokens)
+        out = self.vggt(images, view_mask=view_mask, layers=layers)
         losses: dict[str, Tensor] = {}
         total = images.new_zeros(())
         if self.vggt.camera_head is not None:
