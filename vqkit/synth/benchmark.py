@@ -43,7 +43,7 @@ from vqkit.roomplan import ROOMPLAN_QUESTION, Room
 from vqkit.roomplan.grounding import GROUNDING_TASK, box_to_dict, grounding_question
 from vqkit.synth.catalogue import CATEGORIES, COLOURS, FLOOR_PALETTE, SEMANTIC_CLASSES, WALL_PALETTE
 from vqkit.synth.grounding import scene_expressions
-from vqkit.synth.questions import DESCRIBE_QTYPE, describe_objects, order_first_view, scene_questions
+from vqkit.synth.questions import DESCRIBE_QTYPE, describe_objects, scene_questions
 from vqkit.synth.render import RENDER_SCALE
 from vqkit.synth.scene import make_scene, room_from_layout
 from vqkit.tokenizer import train_tokenizer
@@ -98,7 +98,6 @@ def _write_scene(job: tuple) -> dict:
     questions = scene_questions(layout, cameras, CATEGORIES, COLOURS, rng, qps)
     if describe:  # after the drawn questions, so they and their ids stay as they were
         questions.append(describe_objects(layout, CATEGORIES))
-        questions.append(order_first_view(layout, cameras, CATEGORIES))
     return {"scene_id": sid, "layout": layout, "cameras": cameras, "questions": questions,
             "bytes": nbytes, "render_s": t_render, "total_s": time.perf_counter() - t0}
 

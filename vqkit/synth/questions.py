@@ -12,10 +12,9 @@ sentence plus a question about the agent's left/right/front/back), what_colour_o
 ("Which object is red?"), room_colour (the paint of the walls or the floor tiles, which fill most
 of every view: the family a model reads from its views first).
 
-Training rooms can also get two ``describe`` questions, the exception to one-word answers: every
-category the views show with its colour and count (:func:`describe_objects`), and the objects of the
-first view from left to right (:func:`order_first_view`). They are not one of :data:`QTYPES` (the
-benchmark's val and test rooms never get them).
+Training rooms can also get one ``describe`` question (:func:`describe_objects`), the exception to
+one-word answers: every category the views show with its colour and count. It is not one of
+:data:`QTYPES` (the benchmark's val and test rooms never get it).
 """
 
 from __future__ import annotations
@@ -50,25 +49,6 @@ def describe_objects(layout: dict, words: dict[str, tuple[str, str]]) -> dict:
             colour, n = seen[cat]
             parts.append(f"{n} {colour} {singular if n == 1 else plural}")
     return {"qtype": DESCRIBE_QTYPE, "question": DESCRIBE_QUESTION, "answer": ", ".join(parts) or "nothing"}
-
-
-ORDER_QUESTION = "In the first view, what is there from left to right?"
-
-
-def order_first_view(layout: dict, cameras: list[dict], words: dict[str, tuple[str, str]]) -> dict:
-    """The training rooms' second ``describe`` question: "In the first view, what is there from left to
-    right?" -> "bed, chair, table" (every object the first view shows well, by the column its centre
-    projects to; "nothing" when there is none). The relation family asks which of two objects is left of
-    the other in that view one pair at a time; one answer orders all of them. Deterministic."""
-    cam = cameras[0]
-    objs = [o for o in layout["objects"] if 0 in o["visible_views"]]
-    if not objs:
-        return {"qtype": DESCRIBE_QTYPE, "question": ORDER_QUESTION, "answer": "nothing"}
-    pix, _ = geo.project(np.array([o["center"] for o in objs]), np.array(cam["R"]), np.array(cam["t"]),
-                         np.array(cam["K"]))
-    order = sorted(range(len(objs)), key=lambda i: (float(pix[i, 0]), i))
-    return {"qtype": DESCRIBE_QTYPE, "question": ORDER_QUESTION,
-            "answer": ", ".join(words[objs[i]["category"]][0] for i in order)}
 
 
 def _article(word: str) -> str:
