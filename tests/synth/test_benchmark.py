@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import REPO
 
 from vqkit import synth
 from vqkit.errors import ConfigError
@@ -175,3 +176,19 @@ def test_a_set_with_more_splits_is_reused_and_one_with_fewer_is_completed(tmp_pa
 def test_the_splits_must_include_train(tmp_path):
     with pytest.raises(ConfigError, match=r"the splits to write are train and any of val, test; got \['val'\]"):
         generate(tmp_path / "x", scenes=3, splits=("val",), progress=False)
+
+
+def test_use_synthetic_data_reads_the_kind_of_records_the_config_trains_on(synth_dir):
+    """A Stage 2 config gets the set's layouts and a grounding config its expressions (a notebook's
+    `data_dir` must not turn a Stage 2 run into a question-answering one); the demo's config the questions."""
+    from vqkit.config.io import load_config
+
+    for config, records in (("configs/stage2_demo.yaml", "roomplan_"), ("configs/grounding_demo.yaml", "grounding_"),
+                            ("configs/demo.yaml", "")):
+        cfg = load_config(REPO / config)
+        synth.use_synthetic_data(cfg, synth_dir)
+        assert [s.path for s in cfg.data.train] == [str(synth_dir / f"{records}train.jsonl")], config
+        assert [s.path for s in cfg.data.val] == [str(synth_dir / f"{records}val.jsonl")], config
+    cfg = load_config(REPO / "configs/stage2_demo.yaml")
+    synth.use_synthetic_data(cfg, synth_dir, records="")  # a prefix given wins
+    assert cfg.data.train[0].path == str(synth_dir / "train.jsonl")

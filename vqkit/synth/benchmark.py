@@ -444,10 +444,24 @@ def ensure_synth(data_dir: str | os.PathLike, *, scenes: int, views: int, image_
                     train_describe=train_describe, splits=splits, grounding=grounding)
 
 
-def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True, records: str = "") -> None:
+SYNTH_RECORD_PREFIXES = ("roomplan_", "grounding_")
+"""The prefixes of a synthetic set's record files other than the questions' (``train.jsonl``): the layouts
+(Stage 2) and the grounding expressions."""
+
+
+def synth_records_of(cfg) -> str:
+    """The prefix of the synthetic record files ``cfg`` trains on, read from its first training file's name:
+    ``"roomplan_"`` for a Stage 2 config, ``"grounding_"`` for a grounding one, else ``""`` (the questions)."""
+    name = Path(cfg.data.train[0].path).name if cfg.data.train else ""
+    return next((p for p in SYNTH_RECORD_PREFIXES if name.startswith(p)), "")
+
+
+def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = True, records: str | None = None) -> None:
     """Point ``cfg`` (in place) at the synthetic set in ``data_dir``: its train and val records
-    (``records``: the files' prefix, ``""`` for the questions, ``"grounding_"`` for the grounding
-    questions) and, for a model built from its config (the demo-size LLM), the set's own tokenizer.
+    (``records``: the files' prefix, ``""`` for the questions, ``"roomplan_"`` for the layouts,
+    ``"grounding_"`` for the grounding questions; None: the kind the config trains on,
+    :func:`synth_records_of`) and, for a model built from its config (the demo-size LLM), the set's own
+    tokenizer.
 
     ``tokenizer=True`` always uses ``DIR/tokenizer`` as the LLM's tokenizer folder (the demo configs name
     it there); with ``tokenizer=False`` it is used only when the config's tokenizer does not exist here.
@@ -456,6 +470,7 @@ def use_synthetic_data(cfg, data_dir: str | os.PathLike, *, tokenizer: bool = Tr
     from vqkit.config.schema import SourceConfig
 
     root = Path(data_dir)
+    records = synth_records_of(cfg) if records is None else records
     train, val = root / f"{records}train.jsonl", root / f"{records}val.jsonl"
     if not train.is_file():
         raise ConfigError(f"{root}: no {train.name} (expected the layout of `vqkit synth`)")

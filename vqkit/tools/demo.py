@@ -146,12 +146,12 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
 
 def prepare_demo_run(config: str, overrides: list[str] | None, data_dir: Path, run_path: Path, synth: dict,
                      encoder_pretrain: str | None, encoder_overrides: list[str] | None, progress: bool,
-                     timings: dict, *, records: str = "", adapt=None):
+                     timings: dict, *, records: str | None = None, adapt=None):
     """What every demo starts from: the synthetic rooms (generated or reused), ``config`` with its overrides,
     its aggregator pretrained with ``encoder_pretrain`` when given, the set's ``records`` (file prefix, e.g.
-    ``"grounding_"``) as its data, ``adapt(cfg, data_dir)`` for a demo's own changes to the recipe, the run
-    folder ``run_path`` (replaced, saying so) and the features cached once; returns the config to train,
-    each stage's seconds in ``timings``."""
+    ``"grounding_"``; None: the kind the config trains on) as its data, ``adapt(cfg, data_dir)`` for a
+    demo's own changes to the recipe, the run folder ``run_path`` (replaced, saying so) and the features
+    cached once; returns the config to train, each stage's seconds in ``timings``."""
     t = time.time()
     ensure_synth(data_dir, progress=progress, **synth)
     timings["synth_s"] = time.time() - t
