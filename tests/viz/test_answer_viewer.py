@@ -168,6 +168,9 @@ def test_viewer_static_exports(predictions):
     assert viewer.current["question"] in caption and caption.endswith("->  correct")
     html = viewer.snapshot().data
     assert viewer.current["question"] in html and "data:image/png;base64," in html
+    layout = {k: v for k, v in next(r for r in _rows(predictions) if r["task"] == "roomplan").items() if k != "qtype"}
+    caption = viewer.render_figure(layout, with_text=True).axes[0].texts[0].get_text()
+    assert "qtype" not in caption and "prediction: layout, F1@0.5" in caption  # a layout has no qtype to print
 
 
 def test_viewer_rejects_bad_input(tmp_path):

@@ -267,7 +267,8 @@ class AnswerViewer:
 
     def _caption(self, row: dict, verdict: dict) -> str:
         """The text panel as plain lines (for :meth:`render_figure` with ``with_text``)."""
-        lines = [f"{row.get('id')}   task {row.get('task')}   qtype {row.get('qtype')}"
+        qtype = f"   qtype {row['qtype']}" if row.get("qtype") else ""  # a layout has none
+        lines = [f"{row.get('id')}   task {row.get('task')}{qtype}"
                  + ("   (views removed)" if row.get("blind") else "")]
         if row.get("situation"):
             lines.append(f"situation: {row['situation']}")
