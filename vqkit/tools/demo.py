@@ -82,6 +82,7 @@ def format_table(full: dict, blind: dict, losses: dict) -> str:
     return "\n".join(lines)
 
 
+@read_records_once()  # every stage reads the training or validation records: each file read and validated once
 def run_demo(config: str | None = None, data_dir: str = "data/synth", run_dir: str = "runs/demo",
              overrides: list[str] | None = None, synth: dict | None = None, progress: bool = True,
              encoder_pretrain: str | None = None, encoder_overrides: list[str] | None = None) -> dict:
@@ -90,12 +91,6 @@ def run_demo(config: str | None = None, data_dir: str = "data/synth", run_dir: s
     ``config`` None: :data:`DEFAULT_CONFIG`, its aggregator first pretrained with the ``vqkit
     pretrain-encoder`` config ``encoder_pretrain`` (default :data:`DEFAULT_ENCODER_PRETRAIN`, changed by
     ``encoder_overrides``); with a ``config`` given, ``encoder_pretrain`` None keeps that config's encoder."""
-    # Every stage reads the training or validation records: each file is read and validated once.
-    with read_records_once():
-        return _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pretrain, encoder_overrides)
-
-
-def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pretrain, encoder_overrides) -> dict:
     started = time.time()
     if config is None:
         config, encoder_pretrain = DEFAULT_CONFIG, encoder_pretrain or DEFAULT_ENCODER_PRETRAIN
@@ -146,12 +141,12 @@ def _run_demo(config, data_dir, run_dir, overrides, synth, progress, encoder_pre
 
 def prepare_demo_run(config: str, overrides: list[str] | None, data_dir: Path, run_path: Path, synth: dict,
                      encoder_pretrain: str | None, encoder_overrides: list[str] | None, progress: bool,
-                     timings: dict, *, records: str | None = None, adapt=None):
+                     timings: dict, *, records: str = "", adapt=None):
     """What every demo starts from: the synthetic rooms (generated or reused), ``config`` with its overrides,
     its aggregator pretrained with ``encoder_pretrain`` when given, the set's ``records`` (file prefix, e.g.
-    ``"grounding_"``; None: the kind the config trains on) as its data, ``adapt(cfg, data_dir)`` for a
-    demo's own changes to the recipe, the run folder ``run_path`` (replaced, saying so) and the features
-    cached once; returns the config to train, each stage's seconds in ``timings``."""
+    ``"grounding_"``) as its data, ``adapt(cfg, data_dir)`` for a demo's own changes to the recipe, the run
+    folder ``run_path`` (replaced, saying so) and the features cached once; returns the config to train,
+    each stage's seconds in ``timings``."""
     t = time.time()
     ensure_synth(data_dir, progress=progress, **synth)
     timings["synth_s"] = time.time() - t

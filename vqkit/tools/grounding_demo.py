@@ -21,6 +21,7 @@ import json
 import time
 from pathlib import Path
 
+from vqkit.data.record_files import read_records_once
 from vqkit.data.schema import load_records
 from vqkit.eval.grounding import mean_box_baseline
 from vqkit.eval.results import default_out_dir
@@ -54,6 +55,7 @@ def format_grounding_table(full: dict, blind: dict, mean_box: dict) -> str:
     return "\n".join(lines)
 
 
+@read_records_once()  # the pretraining, the cache, two trainings and two evaluations read the same records
 def run_grounding_demo(config: str | None = None, data_dir: str = "data/synth", run_dir: str = "runs/grounding_demo",
                        overrides: list[str] | None = None, synth: dict | None = None, progress: bool = True,
                        encoder_pretrain: str | None = None, encoder_overrides: list[str] | None = None) -> dict:
