@@ -121,10 +121,11 @@ class DataConfig:
     """Folder written by `vqkit cache-features`; when set, training reads encoder features from it
     instead of images."""
     box_frame: Literal["scene", "first_view"] = "scene"
-    """Grounding records (a ``box`` target): the frame the answer's box is written in: ``scene`` (the frame
-    of the record's camera poses) or ``first_view`` (turned and shifted about the vertical so that the
-    sample's first view stands at the origin looking along +y; needs camera geometry). Evaluation turns
-    the predicted box back into the scene frame (``vqkit.roomplan.grounding``)."""
+    """The frame of a grounding answer's box and of the cells' 3D points (``model.projector.point_embed``):
+    ``scene`` (the frame of the record's camera poses) or ``first_view`` (turned and shifted about the
+    vertical so that the sample's first view stands at the origin looking along +y, x to its right; needs
+    camera geometry). Evaluation turns a predicted box back into the scene frame
+    (``vqkit.roomplan.grounding``)."""
     box_step_cm: int = 1
     """Grounding records: the answer's positions and sizes rounded to this many centimetres."""
     exclude_qtypes: list[str] = field(default_factory=list)
