@@ -111,3 +111,27 @@ def test_the_library_functions(tiny_model_dir, tiny_vggt_file, eval_records):
     cfg.model.encoder.weights = str(tiny_vggt_file)
     assert effective_source(cfg) == ("heads", "")
     assert how_to_give_geometry(cfg, photos=True).startswith("--set model.geometry.source=auto predicts it")
+
+
+def test_the_note_says_where_the_predicted_depth_gets_its_scale_and_what_the_points_need(
+        tiny_model_dir, tiny_vggt_file, eval_records, tmp_path):
+    """The demo reads depth maps (its cells' 3D points): its predicted geometry takes the depth maps'
+    metres, not the prior, and without poses its cells get no points; the note says both."""
+    from vqkit.data.dataset import build_dataset
+    from vqkit.eval.missing_geometry import geometry_report
+    from vqkit.models.builder import load_model_config
+
+    data, n = _without_geometry(eval_records, tmp_path)
+    cfg = load_model_config(tiny_model_dir, [f"model.encoder.weights={tiny_vggt_file}", "model.geometry.source=auto",
+                                             f"data.val={data}"])
+    dataset = build_dataset(cfg.data, "val", geometry_cfg=cfg.model.geometry)
+    report = geometry_report(cfg, dataset, n, blind=False, source="auto")
+    assert report.handling == "predicted" and report.without == n
+    assert "depth histograms at the scale of a 2.6 m median depth (model.geometry.median_depth_m))" in report.text
+    assert "depth maps" not in report.text and "3D points" not in report.text
+    cfg.data.load_depth = True
+    cfg.model.projector.type, cfg.model.projector.point_embed = "patch_merger", True
+    text = geometry_report(cfg, dataset, n, blind=False, source="auto").text
+    assert ("depth scaled to the records' depth maps (data.load_depth), to a 2.6 m median depth "
+            "(model.geometry.median_depth_m) where a record has none)") in text
+    assert text.endswith("; their cells carry no 3D points (model.projector.point_embed needs the records' poses)")

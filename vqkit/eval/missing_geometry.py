@@ -107,6 +107,22 @@ def records_without_geometry(dataset, n: int) -> int | None:
     return sum(r.geometry is None for r in records)
 
 
+def _predicted_scale(cfg) -> str:
+    """How the predicted depth gets its metres: the records' depth maps when the model reads them (VGGT's
+    depth is scale-free), else the median-depth prior."""
+    prior = f"a {cfg.model.geometry.median_depth_m:g} m median depth (model.geometry.median_depth_m)"
+    if cfg.data.load_depth:
+        return f"depth scaled to the records' depth maps (data.load_depth), to {prior} where a record has none"
+    return f"depth histograms at the scale of {prior}"
+
+
+def _no_points(cfg) -> str:
+    """What a model whose cells carry 3D points loses on records without poses."""
+    if cfg.model.projector.point_embed:
+        return "; their cells carry no 3D points (model.projector.point_embed needs the records' poses)"
+    return ""
+
+
 def geometry_report(cfg, dataset, n: int, *, blind: bool, source: str,
                     why_not_predicted: str = "") -> GeometryReport | None:
     """The :class:`GeometryReport` of evaluating ``n`` examples of ``dataset`` with geometry ``source``
@@ -127,9 +143,7 @@ def geometry_report(cfg, dataset, n: int, *, blind: bool, source: str,
     if source == "auto":
         return GeometryReport(n, without, "predicted",
                               f"{counted}: predicted by VGGT's camera and depth heads ({cfg.model.encoder.weights}; "
-                              f"depth histograms at the scale of a {cfg.model.geometry.median_depth_m:g} m median "
-                              f"depth, model.geometry.median_depth_m, unless data.load_depth gives metric depth)",
-                              False)
+                              f"{_predicted_scale(cfg)}){_no_points(cfg)}", False)
     trained = trained_with_geometry(cfg)
     if why_not_predicted:
         done = f"answered without geometry tokens (model.geometry.source auto cannot predict: {why_not_predicted})"
