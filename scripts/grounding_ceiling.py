@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from vqkit.data.schema import load_records
+from vqkit.eval.results import read_predictions
 from vqkit.roomplan.grounding import box_from_dict, category_mean_boxes, score_grounding
 
 STEP_M = 0.1  # the grounding recipe's data.box_step_cm
 
 
 def read_boxes(path: Path) -> list:
-    return [box_from_dict(json.loads(line)["box"]) for line in path.read_text().splitlines() if line.strip()]
+    """The gold boxes (scene frame) of a grounding records file, read and validated as training reads them."""
+    return [r.box for r in load_records(str(path), check_files=False) if r.box is not None]
 
 
 def ceiling_table(train: list, val: list, distances: list[float], seed: int) -> None:
@@ -46,13 +48,12 @@ def ceiling_table(train: list, val: list, distances: list[float], seed: int) -> 
                                                      yaw=gold.yaw if gold_yaw else mean.yaw))
             scores = score_grounding(predicted, val)
             row += [scores["acc@0.25"], scores["acc@0.5"]]
-        print(f"{d:.2f} m | " + " | ".join(f"{v:.1f}" for v in (row[0], row[1], row[2], row[3])))
+        print(f"{d:.2f} m | " + " | ".join(f"{v:.1f}" for v in row))
 
 
 def centre_errors(path: Path) -> None:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     errors, predicted, gold = [], [], []
-    for row in rows:
+    for row in read_predictions(path):
         truth = box_from_dict(row["box"])
         guess = box_from_dict(row["pred_box"]) if row.get("pred_box") else None
         gold.append(truth)
