@@ -166,6 +166,10 @@ class LLMConfig:
     """Recompute LLM activations in backward to save memory (costs one more forward of the LLM's
     layers). auto: the memory plan decides (`vqkit plan` says which): off when the configured batch fits
     on the GPU without it, else on; `vqkit train` and `vqkit bench` resolve it before building the model."""
+    number_embeddings: Literal["learned", "fourier"] = "learned"
+    """How a from_config LLM's whole-number tokens start: learned (random, as every token) or fourier
+    (plus a fixed projection of sines and cosines of their value, so neighbouring numbers start close:
+    :mod:`vqkit.models.number_embeddings`). A pretrained LLM keeps its own."""
     liger_kernels: bool = False
     """Liger's Triton kernels for the LLM (RMSNorm, SwiGLU, RoPE, and the fused linear cross-entropy at
     the answer positions, which never materialises the logits). Needs CUDA and the liger-kernel package
@@ -176,6 +180,11 @@ class LLMConfig:
         """True when config_overrides alone define the architecture (from_config with model_type):
         name_or_path is then only where the tokenizer may come from."""
         return self.from_config and "model_type" in self.config_overrides
+
+    def __post_init__(self):
+        check(self.number_embeddings == "learned" or self.from_config,
+              "model.llm.number_embeddings: fourier starts the number tokens of an LLM built from its config "
+              "(from_config: true); a pretrained LLM keeps its own")
 
 
 @dataclass
