@@ -53,8 +53,7 @@ from vqkit.vggt.semantic_head import UNLABELLED
 
 # Bumped whenever the same arguments would generate different rooms or questions, so a folder made
 # by an older generator is never silently reused (vqkit demo regenerates it).
-GENERATOR_VERSION = 4  # 3: per-pixel semantic maps (records' "semantics"); 4: the tokenizer knows the
-# grounding expressions' words
+GENERATOR_VERSION = 3  # 3: per-pixel semantic maps (records' "semantics")
 
 # Bumped whenever the same rooms would get other grounding expressions (their files are then rewritten).
 GROUNDING_VERSION = 1
@@ -284,11 +283,7 @@ def generate(out_dir: str | os.PathLike, scenes: int = 100, views: int = 4, imag
     t_tok = 0.0
     if tokenizer:
         t1 = time.perf_counter()
-        expressions = [r["question"] for i in assignment["train"]
-                       for r in grounding_records(results[i]["scene_id"], i, seed, results[i]["layout"],
-                                                  results[i]["cameras"])]
-        train_tokenizer(tokenizer_texts(records["train"], roomplan["train"], expressions), out / "tokenizer",
-                        vocab_size=vocab_size)
+        train_tokenizer(tokenizer_texts(records["train"], roomplan["train"]), out / "tokenizer", vocab_size=vocab_size)
         t_tok = time.perf_counter() - t1
 
     stats = _stats(records, list(results.values()), assignment)
@@ -361,12 +356,10 @@ def _render_scenes(jobs: list[tuple], workers: int, progress: bool) -> list[dict
     return results
 
 
-def tokenizer_texts(train: list[dict], roomplan_train: list[dict], expressions: Sequence[str] = ()) -> list[str]:
+def tokenizer_texts(train: list[dict], roomplan_train: list[dict]) -> list[str]:
     """What the small tokenizer is trained on: the train split's questions, answers, situations and
-    layout texts, every answer word, and the training rooms' grounding questions (``expressions``,
-    whether or not the set's grounding files are written: the tokenizer is the same either way, and
-    "Locate", "nearest" or "farthest" are words, not letters, when a grounding recipe reads them)."""
-    texts = list(expressions)
+    layout texts, and every answer word."""
+    texts = []
     for r in train:
         texts += [r["question"], r["answer"]] + ([r["situation"]] if "situation" in r else [])
     texts += [ROOMPLAN_QUESTION] + [Room.from_capturedroom(r["roomplan"]).to_text() for r in roomplan_train]
