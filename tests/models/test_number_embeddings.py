@@ -56,3 +56,21 @@ def test_the_builder_changes_only_the_number_rows_and_is_reproducible(corpus, to
     assert torch.equal(fourier[0], fourier[1])
     changed = (fourier[0] != learned).any(dim=1).nonzero().flatten().tolist()
     assert changed == numbers
+
+
+def test_an_untied_output_head_gets_the_same_value_part(corpus, tokenizer_dir):
+    cfg = tiny_config(corpus.root, tokenizer_dir)
+    cfg.model.llm.config_overrides["tie_word_embeddings"] = False
+    tokenizer = load_tokenizer(cfg.model.llm)
+    numbers = sorted(number_token_values(tokenizer))
+    plain = build_model(cfg, tokenizer).llm
+    cfg.model.llm.number_embeddings = "fourier"
+    fourier = build_model(cfg, tokenizer).llm
+    tables = [(m.get_input_embeddings().weight.detach(), m.get_output_embeddings().weight.detach())
+              for m in (plain, fourier)]
+    assert tables[1][0].data_ptr() != tables[1][1].data_ptr()  # untied
+    added_in = (tables[1][0] - tables[0][0])[numbers]
+    added_out = (tables[1][1] - tables[0][1])[numbers]
+    assert added_in.abs().sum() > 0 and added_out.abs().sum() > 0
+    cos = torch.nn.functional.cosine_similarity(added_in.flatten(), added_out.flatten(), dim=0)
+    assert cos > 0.99  # one projection of the values, each at its own table's scale
