@@ -22,7 +22,7 @@ from vqkit.config.schema import Config
 from vqkit.errors import CheckpointError, ConfigError
 from vqkit.models.geometry_tokens import GeometryEncoder
 from vqkit.models.llm import apply_lora, build_llm, resolve_dtype
-from vqkit.models.number_embeddings import add_value_embeddings, number_token_values
+from vqkit.models.number_embeddings import init_number_embeddings
 from vqkit.models.patch_merger import PatchMerger
 from vqkit.models.projector import PerceiverResampler
 from vqkit.models.vqmodel import CONFIG_FILE, TOKENIZER_DIR, TRAINABLE_FILE, VQModel
@@ -110,10 +110,7 @@ def build_model(cfg: Config, tokenizer=None, device: str | torch.device | None =
     with seeded(seed + 2):
         llm = build_llm(mcfg.llm, vocab_size, device)
     if mcfg.llm.number_embeddings == "fourier" and not is_meta:
-        values = number_token_values(tokenizer)
-        tables = {id(t.weight): t for t in (llm.get_input_embeddings(), llm.get_output_embeddings()) if t is not None}
-        for table in tables.values():  # one table when tied; the same projection of the values in each
-            changed = add_value_embeddings(table, values, torch.Generator().manual_seed(seed + 4))
+        changed = init_number_embeddings(llm, tokenizer, seed + 4)
         logger.info("model.llm.number_embeddings fourier: %d number tokens start from their value", changed)
     hidden = llm.get_input_embeddings().embedding_dim
     in_dim = 2 * mcfg.encoder.embed_dim * len(mcfg.encoder.layers)

@@ -58,6 +58,15 @@ def add_value_embeddings(embeddings: torch.nn.Module, values: dict[int, int], ge
     feats = value_features(torch.tensor([values[int(i)] for i in ids], dtype=torch.float32))  # [N, F]
     projection = torch.randn(feats.shape[1], weight.shape[1], generator=generator)
     value_part = feats @ projection / math.sqrt(feats.shape[1] / 2)  # unit variance per dimension
-    rows = weight.data[ids.to(weight.device)]
-    weight.data[ids.to(weight.device)] = rows + (value_part * rows.float().std()).to(rows)
+    ids = ids.to(weight.device)
+    rows = weight.data[ids]
+    weight.data[ids] = rows + (value_part * rows.float().std()).to(rows)
     return len(ids)
+
+
+def init_number_embeddings(llm: torch.nn.Module, tokenizer, seed: int) -> int:
+    """:func:`add_value_embeddings` on ``llm``'s input embeddings and, when it is not tied to them, its
+    output head, with one projection of the values (seeded by ``seed``). Returns the rows changed per table."""
+    values = number_token_values(tokenizer)
+    tables = {id(t.weight): t for t in (llm.get_input_embeddings(), llm.get_output_embeddings()) if t is not None}
+    return max(add_value_embeddings(t, values, torch.Generator().manual_seed(seed)) for t in tables.values())
